@@ -1,0 +1,86 @@
+//! Per-layer K/V tensors with amortized growth: appending writes into preallocated capacity
+//! (`slice_set`), so a decode step copies only the new entry, not the whole cache.
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::Result;
+
+/// Keys and values of one layer.
+#[derive(Debug, Clone)]
+pub struct LayerStore {
+    k: Tensor, // [kv_heads, capacity, head_dim]
+    v: Tensor, // [kv_heads, capacity, head_dim]
+    len: usize,
+}
+
+impl LayerStore {
+    /// An empty store with room for `capacity` entries.
+    pub fn new(kv_heads: usize, head_dim: usize, capacity: usize, device: &Device) -> Result<Self> {
+        let k = Tensor::zeros((kv_heads, capacity.max(1), head_dim), DType::F32, device)?;
+        Ok(Self {
+            v: k.zeros_like()?,
+            k,
+            len: 0,
+        })
+    }
+
+    /// Number of entries held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Entries that fit without reallocating.
+    pub fn capacity(&self) -> usize {
+        self.k.dim(1).unwrap_or(0)
+    }
+
+    /// Appends k, v: [kv_heads, t, head_dim]; grows capacity by doubling when needed.
+    pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<()> {
+        let t = k.dim(1)?;
+        if self.len + t > self.capacity() {
+            self.grow((self.len + t).max(2 * self.capacity()))?;
+        }
+        self.k.slice_set(&k.contiguous()?, 1, self.len)?;
+        self.v.slice_set(&v.contiguous()?, 1, self.len)?;
+        self.len += t;
+        Ok(())
+    }
+
+    /// Views of the held keys and values: [kv_heads, len, head_dim] each.
+    pub fn view(&self) -> Result<(Tensor, Tensor)> {
+        Ok((
+            self.k.narrow(1, 0, self.len)?,
+            self.v.narrow(1, 0, self.len)?,
+        ))
+    }
+
+    /// Keeps the first `len` entries.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Keeps only the entries at `slots` (sorted ascending), compacting them to the front.
+    pub fn retain(&mut self, slots: &[u32]) -> Result<()> {
+        let ids = Tensor::from_slice(slots, slots.len(), self.k.device())?;
+        let (k, v) = self.view()?;
+        let (k, v) = (k.index_select(&ids, 1)?, v.index_select(&ids, 1)?);
+        self.len = 0;
+        self.append(&k, &v)
+    }
+
+    fn grow(&mut self, capacity: usize) -> Result<()> {
+        let (heads, _, dim) = self.k.dims3()?;
+        let mut bigger = Self::new(heads, dim, capacity, self.k.device())?;
+        let (k, v) = self.view()?;
+        if self.len > 0 {
+            bigger.append(&k, &v)?;
+        }
+        *self = bigger;
+        Ok(())
+    }
+}

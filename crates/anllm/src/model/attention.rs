@@ -1,0 +1,95 @@
+//! Multi-head / grouped-query self-attention over the KV cache with an explicit visibility.
+//!
+//! Grouped-query attention never copies K/V per query head: the query heads of one KV group
+//! are stacked along the row axis, `q: [kv_heads, groups * t, head_dim]`, so one batched matmul
+//! per KV head serves the whole group.
+
+use candle_core::quantized::QMatMul;
+use candle_core::{Module, Tensor};
+
+use crate::Result;
+use crate::cache::LayerStore;
+use crate::config::LlamaConfig;
+use crate::model::rope::RopeTable;
+use crate::weights::WeightSource;
+
+/// Attention weights of one layer.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    q_proj: QMatMul, // [heads * head_dim, hidden]
+    k_proj: QMatMul, // [kv_heads * head_dim, hidden]
+    v_proj: QMatMul, // [kv_heads * head_dim, hidden]
+    o_proj: QMatMul, // [hidden, heads * head_dim]
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+}
+
+/// Per-step inputs shared by every layer.
+pub struct StepContext<'a> {
+    /// RoPE table of the model.
+    pub rope: &'a RopeTable,
+    /// cos rows for the new tokens: [t, head_dim / 2].
+    pub cos: &'a Tensor,
+    /// sin rows for the new tokens: [t, head_dim / 2].
+    pub sin: &'a Tensor,
+    /// Additive mask [t, cached + t], or None when every key is visible to every row.
+    pub mask: Option<&'a Tensor>,
+}
+
+impl Attention {
+    /// Loads `{prefix}.q_proj/k_proj/v_proj/o_proj`.
+    pub fn load(src: &mut WeightSource, prefix: &str, cfg: &LlamaConfig) -> Result<Self> {
+        let (d, hd) = (cfg.hidden_size, cfg.head_dim());
+        let (heads, kv_heads) = (cfg.num_attention_heads, cfg.kv_heads());
+        Ok(Self {
+            q_proj: src.linear(&format!("{prefix}.q_proj.weight"), heads * hd, d)?,
+            k_proj: src.linear(&format!("{prefix}.k_proj.weight"), kv_heads * hd, d)?,
+            v_proj: src.linear(&format!("{prefix}.v_proj.weight"), kv_heads * hd, d)?,
+            o_proj: src.linear(&format!("{prefix}.o_proj.weight"), d, heads * hd)?,
+            heads,
+            kv_heads,
+            head_dim: hd,
+        })
+    }
+
+    /// x: [t, hidden] -> [t, hidden]; appends this step's K/V to `store` first.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        store: &mut LayerStore,
+        step: &StepContext,
+    ) -> Result<Tensor> {
+        let t = x.dim(0)?;
+        let (hd, groups) = (self.head_dim, self.heads / self.kv_heads);
+        let split = |y: Tensor, h: usize| -> Result<Tensor> {
+            // [t, h * hd] -> [1, h, t, hd]
+            Ok(y.reshape((t, h, hd))?.transpose(0, 1)?.unsqueeze(0)?)
+        };
+        let q = split(self.q_proj.forward(x)?, self.heads)?;
+        let k = split(self.k_proj.forward(x)?, self.kv_heads)?;
+        let v = split(self.v_proj.forward(x)?, self.kv_heads)?;
+        let q = step.rope.apply(&q, step.cos, step.sin)?;
+        let k = step.rope.apply(&k, step.cos, step.sin)?;
+        store.append(&k.squeeze(0)?, &v.squeeze(0)?)?;
+        let (k_all, v_all) = store.view()?; // [kv_heads, n, hd]
+        let n = k_all.dim(1)?;
+
+        let q = q.reshape((self.kv_heads, groups * t, hd))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut scores = (q.matmul(&k_all.t()?)? * scale)?; // [kv_heads, groups * t, n]
+        if let Some(mask) = step.mask {
+            scores = scores
+                .reshape((self.kv_heads, groups, t, n))?
+                .broadcast_add(mask)?
+                .reshape((self.kv_heads, groups * t, n))?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let out = probs.matmul(&v_all)?; // [kv_heads, groups * t, hd]
+        let out = out
+            .reshape((self.heads, t, hd))?
+            .transpose(0, 1)?
+            .reshape((t, self.heads * hd))?;
+        Ok(self.o_proj.forward(&out)?)
+    }
+}

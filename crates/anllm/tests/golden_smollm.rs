@@ -1,0 +1,119 @@
+//! The default model against HF transformers' reference outputs (`shared/golden/smollm2-hf.json`),
+//! on token ids directly so that the model is tested independently of the tokenizer.
+
+mod common;
+
+use anllm::weights::{WeightDtype, WeightSource, read_config};
+use anllm::{ForwardInput, Llama, OutputRows, Pos};
+use candle_core::{D, Device};
+
+fn load(dtype: WeightDtype) -> Llama {
+    let device = Device::Cpu;
+    let mut src = WeightSource::open_gguf(&common::default_model(), dtype, &device).unwrap();
+    let cfg = read_config(&src).unwrap();
+    Llama::load(&mut src, &cfg, &device).unwrap()
+}
+
+fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn positions(start: usize, n: usize) -> Vec<Pos> {
+    (start..start + n).map(|p| Pos(p as u32)).collect()
+}
+
+fn greedy(model: &Llama, prompt: &[u32], n: usize) -> Vec<u32> {
+    let mut cache = model.new_cache(64).unwrap();
+    let mut out = Vec::new();
+    let mut input = prompt.to_vec();
+    for _ in 0..n {
+        let pos = positions(cache.len(), input.len());
+        let logits = model
+            .forward(
+                &ForwardInput::causal(&input, &pos, OutputRows::Last),
+                &mut cache,
+            )
+            .unwrap();
+        let next = logits
+            .squeeze(0)
+            .unwrap()
+            .argmax(D::Minus1)
+            .unwrap()
+            .to_scalar::<u32>()
+            .unwrap();
+        out.push(next);
+        input = vec![next];
+    }
+    out
+}
+
+/// Summed log-probability of `cont` after `ctx`, and whether it is the greedy continuation.
+fn loglik(model: &Llama, ctx: &[u32], cont: &[u32]) -> (f32, bool) {
+    let mut cache = model.new_cache(64).unwrap();
+    let all: Vec<u32> = ctx.iter().chain(cont).copied().collect();
+    let pos = positions(0, all.len());
+    let rows = OutputRows::From(ctx.len() - 1);
+    let logits = model
+        .forward(
+            &ForwardInput::causal(&all[..all.len() - 1], &pos[..all.len() - 1], rows),
+            &mut cache,
+        )
+        .unwrap();
+    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap();
+    let greedy: Vec<u32> = logp.argmax(D::Minus1).unwrap().to_vec1().unwrap();
+    let logp: Vec<Vec<f32>> = logp.to_vec2().unwrap();
+    let sum = cont
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| logp[i][c as usize])
+        .sum();
+    (sum, greedy == cont)
+}
+
+#[test]
+fn smollm_f32_greedy_matches_hf_transformers() {
+    let gold = common::golden("smollm2-hf.json");
+    let case = &gold["greedy"][0];
+    let model = load(WeightDtype::F32);
+    let got = greedy(&model, &ids(&case["prompt_ids"]), 16);
+    assert_eq!(got, ids(&case["new_ids"]));
+}
+
+#[test]
+fn smollm_quantized_greedy_starts_with_paris() {
+    let gold = common::golden("smollm2-hf.json");
+    let case = &gold["greedy"][0];
+    let model = load(WeightDtype::Auto);
+    let got = greedy(&model, &ids(&case["prompt_ids"]), 2);
+    assert_eq!(
+        got[0],
+        ids(&case["new_ids"])[0],
+        "first token must be ' Paris'"
+    );
+}
+
+#[test]
+fn smollm_loglik_matches_hf_transformers() {
+    let gold = common::golden("smollm2-hf.json");
+    for (dtype, tol) in [(WeightDtype::F32, 1e-3f32), (WeightDtype::Auto, 0.05)] {
+        let model = load(dtype);
+        for case in gold["loglik"].as_array().unwrap() {
+            let (sum, is_greedy) = loglik(
+                &model,
+                &ids(&case["context_ids"]),
+                &ids(&case["continuation_ids"]),
+            );
+            let want = case["sum_logprob"].as_f64().unwrap() as f32;
+            eprintln!("{dtype:?} {}: got {sum}, want {want}", case["continuation"]);
+            assert!(
+                (sum - want).abs() <= tol,
+                "{dtype:?} {case}: got {sum}, want {want}"
+            );
+            assert_eq!(is_greedy, case["is_greedy"].as_bool().unwrap());
+        }
+    }
+}

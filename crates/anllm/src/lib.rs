@@ -20,3 +20,10 @@ pub use cache::KvCache;
 pub use config::LlamaConfig;
 pub use model::{ForwardInput, Llama, OutputRows, Visibility};
 pub use weights::{WeightDtype, WeightSource};
+pub mod chat;
+pub mod generate;
+pub mod loader;
+pub mod sample;
+pub mod score;
+
+pub use loader::{LoadedModel, load_model};

@@ -1,0 +1,146 @@
+//! Command-line flags (clap). Validation into runtime values happens in `config.rs`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// anllm: run, score and inspect (anchor-based) Llama models.
+#[derive(Debug, Parser)]
+#[command(name = "anllm", version, about)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate text from a prompt, streaming it to stdout (statistics go to stderr).
+    Generate(GenerateArgs),
+    /// Log-probability of a continuation given a context (lm-eval tokenization).
+    Score(ScoreArgs),
+    /// Describe a model: path, architecture, sizes, dtypes, vocabulary, special tokens.
+    Inspect(InspectArgs),
+    /// Measure prefill and decode speed (optionally beside llama.cpp).
+    Bench(BenchArgs),
+}
+
+/// How weights are held in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum DtypeArg {
+    /// Keep GGUF quantization; dense checkpoints as f32.
+    #[default]
+    Auto,
+    /// Dequantize everything to f32.
+    F32,
+}
+
+/// Flags every command shares.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Model: a GGUF file or a Hugging Face directory [default: the fetched SmolLM2-135M-Instruct].
+    #[arg(long, short = 'm')]
+    pub model: Option<PathBuf>,
+    /// Weight precision in memory.
+    #[arg(long, value_enum, default_value_t = DtypeArg::Auto)]
+    pub dtype: DtypeArg,
+    /// CPU threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print one JSON object on the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `anllm generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Shared flags.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The prompt text.
+    #[arg(long, short = 'p')]
+    pub prompt: String,
+    /// Most tokens to generate.
+    #[arg(long, short = 'n', default_value_t = 128)]
+    pub max_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Nucleus sampling threshold.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Keep only the k most likely tokens (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// RNG seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Wrap the prompt in the model's chat template as a user message.
+    #[arg(long)]
+    pub chat: bool,
+    /// System message (with --chat).
+    #[arg(long, requires = "chat")]
+    pub system: Option<String>,
+    /// Prepend BOS [default: the model's own preference].
+    #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
+    pub bos: Option<bool>,
+    /// Prompt tokens per prefill step.
+    #[arg(long, default_value_t = 512)]
+    pub chunk_size: usize,
+}
+
+/// `anllm score`.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// Shared flags.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The context text.
+    #[arg(long)]
+    pub context: String,
+    /// The continuation text to score.
+    #[arg(long)]
+    pub continuation: String,
+    /// Prepend BOS to the context (lm-eval does not).
+    #[arg(long)]
+    pub bos: bool,
+    /// Tokens per forward step.
+    #[arg(long, default_value_t = 512)]
+    pub chunk_size: usize,
+}
+
+/// `anllm inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Shared flags.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// `anllm bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Shared flags.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Prompt length of the prefill test.
+    #[arg(long, default_value_t = 512)]
+    pub prompt_tokens: usize,
+    /// KV depths of the decode tests, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0,1024,4096")]
+    pub depths: Vec<usize>,
+    /// Tokens generated per decode test.
+    #[arg(long, default_value_t = 64)]
+    pub decode_tokens: usize,
+    /// Repetitions of each test (min and median are reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Also run llama.cpp's llama-bench (benches/llamacpp.sh) on the same file in the same run.
+    #[arg(long)]
+    pub llamacpp: bool,
+    /// Path of the llama.cpp peer script.
+    #[arg(long, default_value = "benches/llamacpp.sh")]
+    pub llamacpp_script: PathBuf,
+}

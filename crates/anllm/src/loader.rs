@@ -1,0 +1,102 @@
+//! Opening a model path: a GGUF file or a Hugging Face directory, weights plus tokenizer.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+
+use crate::model::Llama;
+use crate::tokenizer::Tokenizer;
+use crate::weights::{CheckpointFormat, WeightDtype, WeightSource, detect_format, read_config};
+use crate::{Error, Result};
+
+/// A model ready to run: the network, its tokenizer, and facts for `inspect`.
+#[derive(Debug)]
+pub struct LoadedModel {
+    /// The network.
+    pub llama: Llama,
+    /// Its tokenizer.
+    pub tokenizer: Tokenizer,
+    /// Where it came from and how it is stored.
+    pub info: ModelInfo,
+}
+
+/// Facts about a loaded model.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelInfo {
+    /// The resolved model path.
+    pub path: PathBuf,
+    /// "gguf" or "hf-dir".
+    pub format: &'static str,
+    /// Model architecture ("llama").
+    pub architecture: String,
+    /// Storage type of each kind of weight (`attn_q` → "Q4_1", …), as stored on disk.
+    pub storage: Vec<(String, String)>,
+    /// How weights are held in memory ("quantized" or "f32").
+    pub compute: &'static str,
+    /// RoPE pair layout ("half" or "interleaved").
+    pub rope_style: &'static str,
+}
+
+/// Loads the model at `path` (GGUF file or HF directory).
+pub fn load_model(path: &Path, dtype: WeightDtype, device: &Device) -> Result<LoadedModel> {
+    let format = detect_format(path)?;
+    let mut src = match format {
+        CheckpointFormat::Gguf => WeightSource::open_gguf(path, dtype, device)?,
+        CheckpointFormat::HfDir => WeightSource::open_hf_dir(path, dtype, device)?,
+    };
+    let tokenizer = match src.gguf_content() {
+        Some(content) => Tokenizer::from_gguf(content)?,
+        None => Tokenizer::from_hf_dir(path)?,
+    };
+    let cfg = read_config(&src)?;
+    if tokenizer.vocab_size() > cfg.vocab_size {
+        return Err(Error::Shape {
+            op: "tokenizer vocabulary vs model vocab_size".into(),
+            expected: format!("<= {}", cfg.vocab_size),
+            got: tokenizer.vocab_size().to_string(),
+        });
+    }
+    let storage = storage_types(&src);
+    let llama = Llama::load(&mut src, &cfg, device)?;
+    let info = ModelInfo {
+        path: path.to_path_buf(),
+        format: match format {
+            CheckpointFormat::Gguf => "gguf",
+            CheckpointFormat::HfDir => "hf-dir",
+        },
+        architecture: "llama".into(),
+        storage,
+        compute: match (format, dtype) {
+            (CheckpointFormat::Gguf, WeightDtype::Auto) => "quantized (candle QMatMul)",
+            _ => "f32",
+        },
+        rope_style: match src.rope_style() {
+            crate::weights::RopeStyle::Half => "half",
+            crate::weights::RopeStyle::Interleaved => "interleaved",
+        },
+    };
+    Ok(LoadedModel {
+        llama,
+        tokenizer,
+        info,
+    })
+}
+
+fn storage_types(src: &WeightSource) -> Vec<(String, String)> {
+    let names = [
+        ("embed_tokens", "model.embed_tokens.weight"),
+        ("lm_head", "lm_head.weight"),
+        ("q_proj", "model.layers.0.self_attn.q_proj.weight"),
+        ("k_proj", "model.layers.0.self_attn.k_proj.weight"),
+        ("v_proj", "model.layers.0.self_attn.v_proj.weight"),
+        ("o_proj", "model.layers.0.self_attn.o_proj.weight"),
+        ("gate_proj", "model.layers.0.mlp.gate_proj.weight"),
+        ("up_proj", "model.layers.0.mlp.up_proj.weight"),
+        ("down_proj", "model.layers.0.mlp.down_proj.weight"),
+        ("norm", "model.norm.weight"),
+    ];
+    names
+        .iter()
+        .filter_map(|(short, name)| src.storage_type(name).map(|t| (short.to_string(), t)))
+        .collect()
+}

@@ -15,6 +15,8 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
 
 use crate::config::LlamaConfig;
+use crate::model::linear::Linear;
+use crate::model::quant::QuantMatrix;
 use crate::{Error, Result};
 
 /// How weights are materialized in memory.
@@ -203,15 +205,23 @@ impl WeightSource {
         Ok(t)
     }
 
-    /// A linear layer's weight `[out, in]`: quantized when the file is and dtype is `Auto`.
-    pub fn linear(&mut self, name: &str, out_dim: usize, in_dim: usize) -> Result<QMatMul> {
+    /// A linear layer's weight `[out, in]`: quantized when the file is and dtype is `Auto`
+    /// (through our own CPU kernels for Q4_1 / Q8_0, candle's for the other types).
+    pub fn linear(&mut self, name: &str, out_dim: usize, in_dim: usize) -> Result<Linear> {
         match (&self.backing, self.dtype) {
             (Backing::Gguf { .. }, WeightDtype::Auto) => {
                 let q = self.qtensor(name)?;
                 check_shape(name, &[out_dim, in_dim], q.shape().dims())?;
-                Ok(QMatMul::from_arc(Arc::new(q))?)
+                if self.device.is_cpu()
+                    && let Some(m) = QuantMatrix::from_qtensor(&q)?
+                {
+                    return Ok(Linear::Quant(m));
+                }
+                Ok(Linear::Candle(QMatMul::from_arc(Arc::new(q))?))
             }
-            _ => Ok(QMatMul::Tensor(self.tensor(name, &[out_dim, in_dim])?)),
+            _ => Ok(Linear::Candle(QMatMul::Tensor(
+                self.tensor(name, &[out_dim, in_dim])?,
+            ))),
         }
     }
 

@@ -4,10 +4,10 @@
 //! are stacked along the row axis, `q: [kv_heads, groups * t, head_dim]`, so one batched matmul
 //! per KV head serves the whole group.
 
-use candle_core::quantized::QMatMul;
-use candle_core::{Module, Tensor};
+use candle_core::Tensor;
 
 use crate::Result;
+use crate::model::linear::Linear;
 use crate::cache::LayerStore;
 use crate::config::LlamaConfig;
 use crate::model::rope::RopeTable;
@@ -16,10 +16,10 @@ use crate::weights::WeightSource;
 /// Attention weights of one layer.
 #[derive(Debug, Clone)]
 pub struct Attention {
-    q_proj: QMatMul, // [heads * head_dim, hidden]
-    k_proj: QMatMul, // [kv_heads * head_dim, hidden]
-    v_proj: QMatMul, // [kv_heads * head_dim, hidden]
-    o_proj: QMatMul, // [hidden, heads * head_dim]
+    q_proj: Linear, // [heads * head_dim, hidden]
+    k_proj: Linear, // [kv_heads * head_dim, hidden]
+    v_proj: Linear, // [kv_heads * head_dim, hidden]
+    o_proj: Linear, // [hidden, heads * head_dim]
     heads: usize,
     kv_heads: usize,
     head_dim: usize,

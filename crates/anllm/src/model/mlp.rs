@@ -1,19 +1,18 @@
 //! The SwiGLU feed-forward block: `down(silu(gate(x)) * up(x))`.
 
-use candle_core::Module;
 use candle_core::Tensor;
-use candle_core::quantized::QMatMul;
 
 use crate::Result;
+use crate::model::linear::Linear;
 use crate::config::LlamaConfig;
 use crate::weights::WeightSource;
 
 /// Feed-forward weights of one layer.
 #[derive(Debug, Clone)]
 pub struct Mlp {
-    gate_proj: QMatMul, // [intermediate, hidden]
-    up_proj: QMatMul,   // [intermediate, hidden]
-    down_proj: QMatMul, // [hidden, intermediate]
+    gate_proj: Linear, // [intermediate, hidden]
+    up_proj: Linear,   // [intermediate, hidden]
+    down_proj: Linear, // [hidden, intermediate]
 }
 
 impl Mlp {

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Peer benchmark: llama.cpp's llama-bench, built from the llama.cpp source vendored in the
+# llama-cpp-python 0.3.36 sdist that scripts/fetch-assets.sh downloads (pinned, sha256-checked).
+# Everything lands in "$ANLLM_HOME/peers" (default ~/.cache/anllm/peers), outside the repository.
+#
+#   benches/llamacpp.sh build               # unpack + configure + build (idempotent, output on stderr)
+#   benches/llamacpp.sh bench [ARGS...]     # llama-bench -m $MODEL -t $THREADS -o json ARGS (JSON on stdout)
+#   benches/llamacpp.sh path                # print the llama-bench binary path
+#
+# Examples:
+#   benches/llamacpp.sh bench -p 512 -n 0 -r 2                    # prompt processing (pp512)
+#   benches/llamacpp.sh bench -p 0 -n 128 -d 0,1024,4096 -fa 0,1  # generation (tg128) at depths
+# Note: llama-bench runs its default tests (-p 512, -n 128) for any of -p/-n not given, so pass
+# -n 0 or -p 0 to skip one. -m and -t append in llama-bench, so ours are added only when absent.
+#
+# Environment: ANLLM_HOME, MODEL (gguf path), THREADS (default 2), JOBS (build jobs, default 2),
+# MIN_IDLE (warn when the CPU is less idle than this percent before a run, default 90),
+# LCPP_ISA (auto|avx2|avx512; default auto = avx512 when the CPU has AVX512F/CD/VL/DQ/BW).
+set -euo pipefail
+
+ANLLM_HOME="${ANLLM_HOME:-$HOME/.cache/anllm}"
+VER=0.3.36
+SDIST="$ANLLM_HOME/downloads/llama_cpp_python-$VER.tar.gz"
+SDIST_SHA=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
+PEERS="$ANLLM_HOME/peers"
+SRC="$PEERS/llama.cpp-$VER"     # the llama.cpp tree; build folders go inside it
+CMAKE_PIN=3.31.10               # from PyPI into $PEERS/venv, only when no cmake is on PATH
+MODEL="${MODEL:-$ANLLM_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
+
+log() { printf 'llamacpp: %s\n' "$*" >&2; }
+die() { printf 'llamacpp: error: %s\n' "$*" >&2; exit 1; }
+
+CPU_FLAGS=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2 || true) "
+has() { [[ "$CPU_FLAGS" == *" $1 "* ]]; }
+onoff() { if has "$1"; then echo ON; else echo OFF; fi; }
+
+# Instruction sets. Never -march=native (GGML_NATIVE): it would switch on AMX, whose
+# instructions fault on these machines even where the CPU reports them; AMX is forced OFF.
+# The AVX2 baseline (AVX, AVX2, FMA, F16C, BMI2) is always on; AVX512 (+VBMI/VNNI/BF16 when
+# reported) is added by default where the CPU has it, which llama.cpp uses for faster kernels.
+ISA="${LCPP_ISA:-auto}"
+if [ "$ISA" = auto ]; then
+  ISA=avx2
+  if has avx512f && has avx512cd && has avx512vl && has avx512dq && has avx512bw; then ISA=avx512; fi
+fi
+case "$ISA" in avx2|avx512) ;; *) die "LCPP_ISA must be auto, avx2 or avx512 (got '$ISA')" ;; esac
+BUILD="$SRC/build-$ISA"
+BIN="$BUILD/bin/llama-bench"
+
+# cmake: the one on PATH, else a pinned one from PyPI in a venv of ours.
+find_cmake() {
+  if command -v cmake >/dev/null; then command -v cmake; return; fi
+  if [ ! -x "$PEERS/venv/bin/cmake" ]; then
+    log "no cmake on PATH: installing cmake==$CMAKE_PIN into $PEERS/venv"
+    python3 -m venv "$PEERS/venv" >&2
+    "$PEERS/venv/bin/python" -m pip install --quiet "cmake==$CMAKE_PIN" >&2 || die "pip install cmake failed"
+  fi
+  echo "$PEERS/venv/bin/cmake"
+}
+
+build() {
+  if [ -x "$BIN" ]; then log "already built: $BIN"; return; fi
+  [ -f "$SDIST" ] || die "missing $SDIST: run scripts/fetch-assets.sh first"
+  if [ ! -f "$SRC/CMakeLists.txt" ]; then
+    [ "$(sha256sum "$SDIST" | cut -d' ' -f1)" = "$SDIST_SHA" ] \
+      || die "checksum mismatch for $SDIST: delete it and run scripts/fetch-assets.sh"
+    log "unpacking llama.cpp into $SRC"
+    rm -rf "$SRC.part" && mkdir -p "$SRC.part"
+    tar -xzf "$SDIST" -C "$SRC.part" --strip-components=3 "llama_cpp_python-$VER/vendor/llama.cpp"
+    rm -f "$SRC.part/.git"  # a dangling submodule gitfile: git lookups would only warn
+    rm -rf "$SRC" && mv "$SRC.part" "$SRC"
+  fi
+  local cmake a512=OFF vbmi=OFF vnni=OFF bf16=OFF; cmake=$(find_cmake)
+  if [ "$ISA" = avx512 ]; then
+    a512=ON; vbmi=$(onoff avx512vbmi); vnni=$(onoff avx512_vnni); bf16=$(onoff avx512_bf16)
+  fi
+  log "configuring $BUILD (ISA=$ISA)"
+  # CPU only, static, Release, OpenMP threads; no OpenSSL/download support, no server/tests.
+  "$cmake" -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+    -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+    -DGGML_AVX512="$a512" -DGGML_AVX512_VBMI="$vbmi" -DGGML_AVX512_VNNI="$vnni" -DGGML_AVX512_BF16="$bf16" \
+    -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF \
+    -DGGML_OPENMP=ON -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
+    -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=ON >&2
+  log "building llama-bench, llama-simple with ${JOBS:-2} jobs (about 8-9 min on 2 free cores)"
+  "$cmake" --build "$BUILD" --target llama-bench llama-simple -j "${JOBS:-2}" >&2
+  [ -x "$BIN" ] || die "build finished but $BIN is missing"
+  log "built $BIN"
+}
+
+# Percent of CPU time idle over one second. A neighbour's build on these 2 cores makes
+# multi-threaded decode (-t 2) collapse (OpenMP barriers stall): warn so results are not trusted.
+idle_pct() {
+  local a b c d t i
+  read -r _ a b c d _ < /proc/stat; t=$((a + b + c + d)); i=$d; sleep 1
+  read -r _ a b c d _ < /proc/stat; echo $((100 * (d - i) / (a + b + c + d - t + 1)))
+}
+
+bench() {
+  [ -x "$BIN" ] || build
+  local idle; idle=$(idle_pct 2>/dev/null || echo 100)
+  [ "$idle" -ge "${MIN_IDLE:-90}" ] || log "warning: machine only ${idle}% idle; results will be slow and noisy"
+  [ -f "$MODEL" ] || die "missing model $MODEL: run scripts/fetch-assets.sh first (or set MODEL)"
+  local a defaults=(-o json) has_m=0 has_t=0
+  for a in "$@"; do
+    case "$a" in -m|--model) has_m=1 ;; -t|--threads) has_t=1 ;; esac
+  done
+  [ "$has_m" = 1 ] || defaults+=(-m "$MODEL")
+  [ "$has_t" = 1 ] || defaults+=(-t "${THREADS:-2}")
+  exec "$BIN" "${defaults[@]}" "$@"   # a later -o in "$@" overrides ours
+}
+
+case "${1:-}" in
+  build) build ;;
+  bench) shift; bench "$@" ;;
+  path) echo "$BIN" ;;
+  *) die "usage: $0 build | bench [llama-bench args...] | path" ;;
+esac

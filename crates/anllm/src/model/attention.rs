@@ -7,19 +7,17 @@
 use candle_core::Tensor;
 
 use crate::Result;
-use crate::model::linear::Linear;
 use crate::cache::LayerStore;
 use crate::config::LlamaConfig;
+use crate::model::linear::{Linear, Projections};
 use crate::model::rope::RopeTable;
 use crate::weights::WeightSource;
 
 /// Attention weights of one layer.
 #[derive(Debug, Clone)]
 pub struct Attention {
-    q_proj: Linear, // [heads * head_dim, hidden]
-    k_proj: Linear, // [kv_heads * head_dim, hidden]
-    v_proj: Linear, // [kv_heads * head_dim, hidden]
-    o_proj: Linear, // [hidden, heads * head_dim]
+    qkv_proj: Projections, // q [heads * head_dim, hidden], k and v [kv_heads * head_dim, hidden]
+    o_proj: Linear,        // [hidden, heads * head_dim]
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
@@ -43,9 +41,14 @@ impl Attention {
         let (d, hd) = (cfg.hidden_size, cfg.head_dim());
         let (heads, kv_heads) = (cfg.num_attention_heads, cfg.kv_heads());
         Ok(Self {
-            q_proj: src.linear(&format!("{prefix}.q_proj.weight"), heads * hd, d)?,
-            k_proj: src.linear(&format!("{prefix}.k_proj.weight"), kv_heads * hd, d)?,
-            v_proj: src.linear(&format!("{prefix}.v_proj.weight"), kv_heads * hd, d)?,
+            qkv_proj: Projections::new(
+                vec![
+                    src.linear(&format!("{prefix}.q_proj.weight"), heads * hd, d)?,
+                    src.linear(&format!("{prefix}.k_proj.weight"), kv_heads * hd, d)?,
+                    src.linear(&format!("{prefix}.v_proj.weight"), kv_heads * hd, d)?,
+                ],
+                vec![heads * hd, kv_heads * hd, kv_heads * hd],
+            )?,
             o_proj: src.linear(&format!("{prefix}.o_proj.weight"), d, heads * hd)?,
             heads,
             kv_heads,
@@ -66,9 +69,18 @@ impl Attention {
             // [t, h * hd] -> [1, h, t, hd]
             Ok(y.reshape((t, h, hd))?.transpose(0, 1)?.unsqueeze(0)?)
         };
-        let q = split(self.q_proj.forward(x)?, self.heads)?;
-        let k = split(self.k_proj.forward(x)?, self.kv_heads)?;
-        let v = split(self.v_proj.forward(x)?, self.kv_heads)?;
+        let mut qkv = self.qkv_proj.forward(x)?.into_iter();
+        let mut next = |h: usize| -> Result<Tensor> {
+            let y = qkv
+                .next()
+                .ok_or_else(|| crate::Error::unsupported("qkv split"))?;
+            split(y, h)
+        };
+        let (q, k, v) = (
+            next(self.heads)?,
+            next(self.kv_heads)?,
+            next(self.kv_heads)?,
+        );
         let q = step.rope.apply(&q, step.cos, step.sin)?;
         let k = step.rope.apply(&k, step.cos, step.sin)?;
         store.append(&k.squeeze(0)?, &v.squeeze(0)?)?;

@@ -25,3 +25,58 @@ impl Linear {
         }
     }
 }
+
+/// Several projections of the same input, run as one matmul when their storage allows (fused
+/// QKV, fused gate/up): one pass over the activations and one thread dispatch instead of three.
+#[derive(Debug, Clone)]
+pub struct Projections {
+    fused: Option<Linear>,
+    parts: Vec<Linear>,
+    widths: Vec<usize>,
+}
+
+impl Projections {
+    /// Projections with output widths `widths`, fused when possible.
+    pub fn new(parts: Vec<Linear>, widths: Vec<usize>) -> Result<Self> {
+        let quant: Option<Vec<&QuantMatrix>> = parts
+            .iter()
+            .map(|p| match p {
+                Linear::Quant(q) => Some(q),
+                Linear::Candle(_) => None,
+            })
+            .collect();
+        let dense: Option<Vec<Tensor>> = parts
+            .iter()
+            .map(|p| match p {
+                Linear::Candle(QMatMul::Tensor(t)) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+        let fused = match (quant, dense) {
+            (Some(q), _) => QuantMatrix::concat(&q).map(Linear::Quant),
+            (_, Some(d)) => Some(Linear::Candle(QMatMul::Tensor(Tensor::cat(&d, 0)?))),
+            _ => None,
+        };
+        let parts = if fused.is_some() { Vec::new() } else { parts };
+        Ok(Self {
+            fused,
+            parts,
+            widths,
+        })
+    }
+
+    /// x: [t, in] -> one [t, width_i] per projection.
+    pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let Some(fused) = &self.fused else {
+            return self.parts.iter().map(|p| p.forward(x)).collect();
+        };
+        let y = fused.forward(x)?;
+        let mut offset = 0;
+        let mut outs = Vec::with_capacity(self.widths.len());
+        for &w in &self.widths {
+            outs.push(y.narrow(1, offset, w)?);
+            offset += w;
+        }
+        Ok(outs)
+    }
+}

@@ -169,6 +169,12 @@ impl Llama {
     /// Runs `input` after the entries already in `cache`, appends the new K/V and cells, and
     /// returns logits `[rows, vocab]` (f32).
     pub fn forward(&self, input: &ForwardInput, cache: &mut KvCache) -> Result<Tensor> {
+        // Run the step on a rayon worker: the kernels' parallel loops then start by work
+        // stealing instead of waking the pool from outside (a futex round trip per matmul).
+        rayon::scope(|_| self.forward_step(input, cache))
+    }
+
+    fn forward_step(&self, input: &ForwardInput, cache: &mut KvCache) -> Result<Tensor> {
         let t = self.check_input(input, cache)?;
         let ids = Tensor::from_slice(input.tokens, t, &self.device)?;
         let mut x = self.embed_tokens.index_select(&ids, 0)?; // [t, hidden]

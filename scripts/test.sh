@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: fetch the pinned assets (idempotent), check formatting
+# and lints, then run every test in release mode (tests that need the real model or the
+# llama.cpp vocabularies fail loudly if the fetch did not happen).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/fetch-assets.sh
+cargo fmt --all -- --check
+cargo clippy --release --workspace --all-targets -- -D warnings
+cargo test --release --workspace

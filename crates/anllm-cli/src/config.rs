@@ -17,7 +17,9 @@ pub fn anllm_home() -> PathBuf {
     if let Some(home) = std::env::var_os("ANLLM_HOME") {
         return PathBuf::from(home);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     home.join(".cache").join("anllm")
 }
 

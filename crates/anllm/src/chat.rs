@@ -25,9 +25,15 @@ pub fn apply_chat_template(
     let mut env = Environment::new();
     minijinja_contrib::add_to_environment(&mut env);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-    env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-        Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
-    });
+    env.add_function(
+        "raise_exception",
+        |msg: String| -> std::result::Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                msg,
+            ))
+        },
+    );
     let bad = |e: minijinja::Error| Error::config("chat_template", e);
     env.add_template("chat", template).map_err(bad)?;
     let tmpl = env.get_template("chat").map_err(bad)?;
@@ -47,8 +53,14 @@ mod tests {
     #[test]
     fn chatml_template_renders_generation_prompt() {
         let t = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content | trim }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
-        let msgs = [Message { role: "user".into(), content: " Hi ".into() }];
+        let msgs = [Message {
+            role: "user".into(),
+            content: " Hi ".into(),
+        }];
         let out = apply_chat_template(t, &msgs, "", "").unwrap();
-        assert_eq!(out, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(
+            out,
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
     }
 }

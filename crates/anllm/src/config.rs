@@ -140,7 +140,7 @@ impl LlamaConfig {
                 return Err(Error::config(field, "must be positive"));
             }
         }
-        if self.num_attention_heads % self.kv_heads() != 0 {
+        if !self.num_attention_heads.is_multiple_of(self.kv_heads()) {
             return Err(Error::config(
                 "num_key_value_heads",
                 format!(
@@ -150,7 +150,7 @@ impl LlamaConfig {
                 ),
             ));
         }
-        if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(Error::config(
                 "hidden_size",
                 format!(
@@ -159,7 +159,7 @@ impl LlamaConfig {
                 ),
             ));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return Err(Error::config("head_dim", "RoPE needs an even head width"));
         }
         if !(self.rms_norm_eps > 0.0 && self.rope_theta > 0.0) {

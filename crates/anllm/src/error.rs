@@ -68,7 +68,7 @@ pub enum Error {
         what: String,
     },
     /// An I/O error on a named path.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The path being read or written.
         path: PathBuf,

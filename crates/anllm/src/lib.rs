@@ -27,3 +27,5 @@ pub mod sample;
 pub mod score;
 
 pub use loader::{LoadedModel, load_model};
+#[cfg(any(test, feature = "testutil"))]
+pub mod testutil;

@@ -118,7 +118,11 @@ mod tests {
 
     #[test]
     fn sampler_top_k_one_is_argmax_at_any_temperature() {
-        let sampling = Sampling { temperature: 5.0, top_k: 1, ..Sampling::default() };
+        let sampling = Sampling {
+            temperature: 5.0,
+            top_k: 1,
+            ..Sampling::default()
+        };
         let mut s = Sampler::new(sampling);
         for _ in 0..20 {
             assert_eq!(s.sample(&[0.1, 3.0, -1.0, 2.9]).unwrap(), 1);
@@ -127,18 +131,27 @@ mod tests {
 
     #[test]
     fn sampler_same_seed_same_tokens() {
-        let sampling = Sampling { temperature: 1.0, seed: 7, ..Sampling::default() };
+        let sampling = Sampling {
+            temperature: 1.0,
+            seed: 7,
+            ..Sampling::default()
+        };
         let logits: Vec<f32> = (0..50).map(|i| (i % 7) as f32 * 0.3).collect();
         let run = || {
             let mut s = Sampler::new(sampling);
-            (0..30).map(|_| s.sample(&logits).unwrap()).collect::<Vec<_>>()
+            (0..30)
+                .map(|_| s.sample(&logits).unwrap())
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
     }
 
     #[test]
     fn sampling_rejects_bad_top_p() {
-        let s = Sampling { top_p: 0.0, ..Sampling::default() };
+        let s = Sampling {
+            top_p: 0.0,
+            ..Sampling::default()
+        };
         assert!(s.validate().is_err());
     }
 }

@@ -35,7 +35,9 @@ fn bench_tokens(n: usize, vocab: usize) -> Vec<TokenId> {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     (0..n)
         .map(|_| {
-            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
             (100 + (state >> 33) as usize % (vocab - 100)) as TokenId
         })
         .collect()
@@ -49,10 +51,19 @@ fn time_prefill(model: &Llama, tokens: &[TokenId], repeat: usize) -> Result<Meas
         prefill(model, &mut cache, tokens, 512, tokens.len() - 1)?;
         samples.push(tokens.len() as f64 / start.elapsed().as_secs_f64());
     }
-    Ok(Measured { name: format!("pp{}", tokens.len()), samples })
+    Ok(Measured {
+        name: format!("pp{}", tokens.len()),
+        samples,
+    })
 }
 
-fn time_decode(model: &Llama, tokens: &[TokenId], depth: usize, n: usize, repeat: usize) -> Result<Measured> {
+fn time_decode(
+    model: &Llama,
+    tokens: &[TokenId],
+    depth: usize,
+    n: usize,
+    repeat: usize,
+) -> Result<Measured> {
     let mut cache = model.new_cache(depth + n)?;
     if depth > 0 {
         prefill(model, &mut cache, &tokens[..depth], 512, depth - 1)?;
@@ -68,7 +79,10 @@ fn time_decode(model: &Llama, tokens: &[TokenId], depth: usize, n: usize, repeat
         }
         samples.push(n as f64 / start.elapsed().as_secs_f64());
     }
-    Ok(Measured { name: format!("tg{n} @ d{depth}"), samples })
+    Ok(Measured {
+        name: format!("tg{n} @ d{depth}"),
+        samples,
+    })
 }
 
 /// Runs llama-bench through the peer script and returns its JSON records.
@@ -83,17 +97,29 @@ fn llamacpp(args: &BenchArgs, model: &std::path::Path, extra: &[String]) -> Resu
         .output()
         .with_context(|| format!("running {}", args.llamacpp_script.display()))?;
     if !out.status.success() {
-        bail!("llama.cpp peer failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "llama.cpp peer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let v: Value = serde_json::from_slice(&out.stdout).context("parsing llama-bench JSON")?;
     Ok(v.as_array().cloned().unwrap_or_default())
 }
 
 /// Best llama.cpp tokens/s (over flash-attention settings) for a test.
-fn llamacpp_best(records: &[Value], prompt: u64, generated: u64, depth: u64) -> Option<(f64, String)> {
+fn llamacpp_best(
+    records: &[Value],
+    prompt: u64,
+    generated: u64,
+    depth: u64,
+) -> Option<(f64, String)> {
     records
         .iter()
-        .filter(|r| r["n_prompt"] == prompt && r["n_gen"] == generated && r["n_depth"].as_u64().unwrap_or(0) == depth)
+        .filter(|r| {
+            r["n_prompt"] == prompt
+                && r["n_gen"] == generated
+                && r["n_depth"].as_u64().unwrap_or(0) == depth
+        })
         .filter_map(|r| Some((r["avg_ts"].as_f64()?, format!("fa={}", r["flash_attn"]))))
         .max_by(|a, b| a.0.total_cmp(&b.0))
 }
@@ -111,18 +137,61 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bail!("--prompt-tokens, --decode-tokens and --repeat must be positive");
     }
     let tokens = bench_tokens(need, llama.config().vocab_size);
-    eprintln!("bench: {} ({}), threads {:?}", path.display(), model.info.compute, args.common.threads);
-    let mut results = vec![time_prefill(llama, &tokens[..args.prompt_tokens], args.repeat)?];
+    eprintln!(
+        "bench: {} ({}), threads {:?}",
+        path.display(),
+        model.info.compute,
+        args.common.threads
+    );
+    let mut results = vec![time_prefill(
+        llama,
+        &tokens[..args.prompt_tokens],
+        args.repeat,
+    )?];
     eprintln!("bench: {} done", results[0].name);
     for &depth in &args.depths {
-        results.push(time_decode(llama, &tokens, depth, args.decode_tokens, args.repeat)?);
+        results.push(time_decode(
+            llama,
+            &tokens,
+            depth,
+            args.decode_tokens,
+            args.repeat,
+        )?);
         eprintln!("bench: decode at depth {depth} done");
     }
     let peer = if args.llamacpp {
         let r = args.repeat.to_string();
         let depths: Vec<String> = args.depths.iter().map(|d| d.to_string()).collect();
-        let pp = llamacpp(&args, &path, &["-p".into(), args.prompt_tokens.to_string(), "-n".into(), "0".into(), "-fa".into(), "0,1".into(), "-r".into(), r.clone()])?;
-        let tg = llamacpp(&args, &path, &["-p".into(), "0".into(), "-n".into(), args.decode_tokens.to_string(), "-d".into(), depths.join(","), "-fa".into(), "0,1".into(), "-r".into(), r])?;
+        let pp = llamacpp(
+            &args,
+            &path,
+            &[
+                "-p".into(),
+                args.prompt_tokens.to_string(),
+                "-n".into(),
+                "0".into(),
+                "-fa".into(),
+                "0,1".into(),
+                "-r".into(),
+                r.clone(),
+            ],
+        )?;
+        let tg = llamacpp(
+            &args,
+            &path,
+            &[
+                "-p".into(),
+                "0".into(),
+                "-n".into(),
+                args.decode_tokens.to_string(),
+                "-d".into(),
+                depths.join(","),
+                "-fa".into(),
+                "0,1".into(),
+                "-r".into(),
+                r,
+            ],
+        )?;
         Some([pp, tg].concat())
     } else {
         None
@@ -131,7 +200,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 fn report(args: &BenchArgs, results: &[Measured], peer: Option<&[Value]>) -> Result<()> {
-    println!("| test | anllm min tok/s | anllm median tok/s | llama.cpp best tok/s | anllm / llama.cpp |");
+    println!(
+        "| test | anllm min tok/s | anllm median tok/s | llama.cpp best tok/s | anllm / llama.cpp |"
+    );
     println!("|---|---:|---:|---:|---:|");
     let mut rows = Vec::new();
     for (i, m) in results.iter().enumerate() {
@@ -142,10 +213,18 @@ fn report(args: &BenchArgs, results: &[Measured], peer: Option<&[Value]>) -> Res
         };
         let best = peer.and_then(|recs| llamacpp_best(recs, p, g, d));
         let (peer_txt, ratio_txt) = match &best {
-            Some((ts, setting)) => (format!("{ts:.1} ({setting})"), format!("{:.2}×", m.median() / ts)),
+            Some((ts, setting)) => (
+                format!("{ts:.1} ({setting})"),
+                format!("{:.2}×", m.median() / ts),
+            ),
             None => ("–".into(), "–".into()),
         };
-        println!("| {} | {:.1} | {:.1} | {peer_txt} | {ratio_txt} |", m.name, m.min(), m.median());
+        println!(
+            "| {} | {:.1} | {:.1} | {peer_txt} | {ratio_txt} |",
+            m.name,
+            m.min(),
+            m.median()
+        );
         rows.push(json!({
             "test": m.name, "samples_tokens_per_s": m.samples, "min": m.min(), "median": m.median(),
             "llamacpp_best_tokens_per_s": best.as_ref().map(|b| b.0),
@@ -153,7 +232,10 @@ fn report(args: &BenchArgs, results: &[Measured], peer: Option<&[Value]>) -> Res
         }));
     }
     if args.common.json {
-        println!("{}", json!({ "threads": args.common.threads, "results": rows }));
+        println!(
+            "{}",
+            json!({ "threads": args.common.threads, "results": rows })
+        );
     }
     Ok(())
 }

@@ -32,7 +32,9 @@ impl TokenSink for StdoutSink {
 pub fn prompt_ids(model: &LoadedModel, args: &GenerateArgs) -> Result<Vec<TokenId>> {
     let tok = &model.tokenizer;
     let piece = |id: Option<TokenId>| {
-        id.and_then(|i| tok.piece(i)).map(str::to_string).unwrap_or_default()
+        id.and_then(|i| tok.piece(i))
+            .map(str::to_string)
+            .unwrap_or_default()
     };
     let text = if args.chat {
         let template = tok
@@ -40,9 +42,15 @@ pub fn prompt_ids(model: &LoadedModel, args: &GenerateArgs) -> Result<Vec<TokenI
             .context("--chat: the model has no chat template in its metadata")?;
         let mut messages = Vec::new();
         if let Some(system) = &args.system {
-            messages.push(Message { role: "system".into(), content: system.clone() });
+            messages.push(Message {
+                role: "system".into(),
+                content: system.clone(),
+            });
         }
-        messages.push(Message { role: "user".into(), content: args.prompt.clone() });
+        messages.push(Message {
+            role: "user".into(),
+            content: args.prompt.clone(),
+        });
         let (bos, eos) = (piece(tok.specials().bos), piece(tok.specials().eos));
         apply_chat_template(template, &messages, &bos, &eos)?
     } else {
@@ -78,7 +86,10 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         },
         chunk_size: args.chunk_size,
     };
-    let mut sink = StdoutSink { out: std::io::stdout(), text: String::new() };
+    let mut sink = StdoutSink {
+        out: std::io::stdout(),
+        text: String::new(),
+    };
     let stats = generate(&model, &req, &mut sink)?;
     println!();
     eprintln!(

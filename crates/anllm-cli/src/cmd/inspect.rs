@@ -39,7 +39,10 @@ pub fn run(args: InspectArgs) -> Result<()> {
         return Ok(());
     }
     println!("path:          {}", model.info.path.display());
-    println!("format:        {} ({})", model.info.format, model.info.architecture);
+    println!(
+        "format:        {} ({})",
+        model.info.format, model.info.architecture
+    );
     println!(
         "sizes:         {} layers, hidden {}, ffn {}, {} heads / {} kv heads, head_dim {}",
         cfg.num_hidden_layers,
@@ -49,15 +52,35 @@ pub fn run(args: InspectArgs) -> Result<()> {
         cfg.kv_heads(),
         cfg.head_dim()
     );
-    println!("context:       {} (rope_theta {}, {} rope)", cfg.max_position_embeddings, cfg.rope_theta, model.info.rope_style);
+    println!(
+        "context:       {} (rope_theta {}, {} rope)",
+        cfg.max_position_embeddings, cfg.rope_theta, model.info.rope_style
+    );
     println!("parameters:    {}", cfg.parameter_count());
-    let storage: Vec<String> = model.info.storage.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let storage: Vec<String> = model
+        .info
+        .storage
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     println!("stored as:     {}", storage.join(" "));
     println!("compute:       {}", model.info.compute);
     println!("tied lm_head:  {}", cfg.tie_word_embeddings);
-    println!("tokenizer:     {} with {} tokens (add_bos: {})", tok.kind(), tok.vocab_size(), tok.add_bos());
+    println!(
+        "tokenizer:     {} with {} tokens (add_bos: {})",
+        tok.kind(),
+        tok.vocab_size(),
+        tok.add_bos()
+    );
     println!("special:       {}", json["special_tokens"]);
-    println!("chat template: {}", if tok.chat_template().is_some() { "yes" } else { "no" });
+    println!(
+        "chat template: {}",
+        if tok.chat_template().is_some() {
+            "yes"
+        } else {
+            "no"
+        }
+    );
     println!("KV bytes/token:{}", json["kv_bytes_per_token"]);
     Ok(())
 }

@@ -102,6 +102,6 @@ impl Attention {
             .reshape((self.heads, t, hd))?
             .transpose(0, 1)?
             .reshape((t, self.heads * hd))?;
-        Ok(self.o_proj.forward(&out)?)
+        self.o_proj.forward(&out)
     }
 }

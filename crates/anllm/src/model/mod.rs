@@ -204,7 +204,7 @@ impl Llama {
             OutputRows::All => x,
             OutputRows::From(i) => x.narrow(0, i, t - i)?,
         };
-        Ok(self.lm_head.forward(&self.norm.forward(&x)?)?)
+        self.lm_head.forward(&self.norm.forward(&x)?)
     }
 
     fn check_input(&self, input: &ForwardInput, cache: &KvCache) -> Result<usize> {

@@ -1,0 +1,350 @@
+//! The `anllm` binary end to end on tiny models written by `anllm::testutil`: bad inputs fail
+//! with one `anllm: error:` line and no panic; good runs print the promised JSON and are
+//! reproducible.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anllm::testutil::{HfLayout, TinySpec, write_gguf, write_gguf_typed, write_hf_dir};
+use candle_core::quantized::GgmlDType;
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// Runs `anllm args…` with `$ANLLM_HOME` pointed at an empty folder (no default model).
+fn anllm(args: &[&str]) -> Output {
+    let home = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_anllm"))
+        .args(args)
+        .env("ANLLM_HOME", home.path())
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("running the anllm binary")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Exit code ≠ 0, exactly one stderr line `anllm: error: …` containing `needle`, no panic.
+fn assert_clean_failure(out: &Output, needle: &str) {
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    let report = format!(
+        "status {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    assert!(!out.status.success(), "expected failure\n{report}");
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(!stderr.contains("panicked"), "panic\n{report}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one stderr line\n{report}");
+    assert!(lines[0].starts_with("anllm: error:"), "{report}");
+    assert!(lines[0].contains(needle), "expected `{needle}`\n{report}");
+}
+
+/// The last stdout line as JSON, after checking the run succeeded.
+fn last_json(out: &Output) -> Value {
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
+}
+
+fn hf_model(spec: &TinySpec) -> (TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("model");
+    write_hf_dir(&dir, spec, HfLayout::Safetensors).unwrap();
+    (tmp, dir)
+}
+
+fn gguf_model(spec: &TinySpec) -> (TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("tiny.gguf");
+    write_gguf(&path, spec).unwrap();
+    (tmp, path)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn truncate_to_half(path: &Path) {
+    let bytes = std::fs::read(path).unwrap();
+    std::fs::write(path, &bytes[..bytes.len() / 2]).unwrap();
+}
+
+#[test]
+fn cli_missing_model_path_fails_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-model");
+    let out = anllm(&["generate", "-m", s(&missing), "-p", "hi"]);
+    assert_clean_failure(&out, "does not exist");
+}
+
+#[test]
+fn cli_truncated_safetensors_fails_cleanly() {
+    let (_tmp, dir) = hf_model(&TinySpec::gqa());
+    truncate_to_half(&dir.join("model.safetensors"));
+    let out = anllm(&["generate", "-m", s(&dir), "-p", "hi", "-n", "2"]);
+    assert_clean_failure(&out, "safetensors");
+}
+
+#[test]
+fn cli_truncated_pytorch_bin_fails_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("model");
+    write_hf_dir(&dir, &TinySpec::gqa(), HfLayout::ShardedPytorchBin).unwrap();
+    truncate_to_half(&dir.join("pytorch_model-00002-of-00002.bin"));
+    let out = anllm(&["inspect", "-m", s(&dir)]);
+    assert_clean_failure(&out, "pytorch_model-00002-of-00002.bin");
+}
+
+#[test]
+fn cli_truncated_gguf_fails_cleanly() {
+    let (_tmp, path) = gguf_model(&TinySpec::gqa());
+    truncate_to_half(&path);
+    let out = anllm(&["generate", "-m", s(&path), "-p", "hi", "-n", "2"]);
+    assert_clean_failure(&out, "tiny.gguf");
+    // Cut inside the header as well.
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..100]).unwrap();
+    let out = anllm(&["inspect", "-m", s(&path)]);
+    assert_clean_failure(&out, "tiny.gguf");
+}
+
+#[test]
+fn cli_config_disagreeing_with_tensors_fails_cleanly() {
+    let (_tmp, dir) = hf_model(&TinySpec::gqa());
+    let config = dir.join("config.json");
+    let mut json: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    json["hidden_size"] = 48.into();
+    std::fs::write(&config, json.to_string()).unwrap();
+    let out = anllm(&[
+        "score",
+        "-m",
+        s(&dir),
+        "--context",
+        "a b",
+        "--continuation",
+        " c",
+    ]);
+    assert_clean_failure(&out, "shape mismatch");
+}
+
+#[test]
+fn cli_gguf_with_unknown_tensor_type_fails_cleanly() {
+    let (_tmp, path) = gguf_model(&TinySpec::gqa());
+    let mut bytes = std::fs::read(&path).unwrap();
+    // Tensor info: u64 name length, name, u32 n_dims, n_dims × u64 dims, u32 ggml type, u64 offset.
+    let name = b"token_embd.weight";
+    let mut key = (name.len() as u64).to_le_bytes().to_vec();
+    key.extend_from_slice(name);
+    let at = bytes
+        .windows(key.len())
+        .position(|w| w == key)
+        .expect("tensor info");
+    let dims_at = at + key.len();
+    let n_dims = u32::from_le_bytes(bytes[dims_at..dims_at + 4].try_into().unwrap()) as usize;
+    assert_eq!(n_dims, 2);
+    let type_at = dims_at + 4 + 8 * n_dims;
+    assert_eq!(
+        bytes[type_at..type_at + 4],
+        0u32.to_le_bytes(),
+        "F32 expected"
+    );
+    bytes[type_at..type_at + 4].copy_from_slice(&99u32.to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    let out = anllm(&["inspect", "-m", s(&path), "--json"]);
+    assert_clean_failure(&out, "99");
+}
+
+#[test]
+fn cli_prompt_longer_than_context_fails_cleanly() {
+    let spec = TinySpec {
+        max_pos: 32,
+        ..TinySpec::gqa()
+    };
+    let (_tmp, dir) = hf_model(&spec);
+    let long = "the quick brown fox jumps over the lazy dog ".repeat(20);
+    let out = anllm(&["generate", "-m", s(&dir), "-p", &long, "-n", "4"]);
+    assert_clean_failure(&out, "context");
+    let out = anllm(&[
+        "score",
+        "-m",
+        s(&dir),
+        "--context",
+        &long,
+        "--continuation",
+        " end",
+    ]);
+    assert_clean_failure(&out, "context");
+}
+
+#[test]
+fn cli_bad_flag_values_fail_cleanly() {
+    let (_tmp, dir) = hf_model(&TinySpec::gqa());
+    let out = anllm(&["generate", "-m", s(&dir), "-p", "hi", "--threads", "0"]);
+    assert_clean_failure(&out, "--threads");
+    let out = anllm(&["generate", "-m", s(&dir), "-p", "hi", "--top-p", "0"]);
+    assert_clean_failure(&out, "top_p");
+    let out = anllm(&["generate", "-m", s(&dir), "-p", "hi", "--temperature=-1"]);
+    assert_clean_failure(&out, "temperature");
+    for args in [
+        &["generate", "-m", s(&dir), "-p", "hi", "--no-such-flag"][..],
+        &["generate", "-m", s(&dir), "-p", "hi", "--threads", "many"][..],
+        &["frobnicate"][..],
+    ] {
+        let out = anllm(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(stderr.starts_with("error:"), "{stderr}");
+    }
+}
+
+#[test]
+fn cli_generate_json_reports_stats() {
+    let (_tmp, dir) = hf_model(&TinySpec::gqa());
+    let args = [
+        "generate",
+        "-m",
+        s(&dir),
+        "-p",
+        "hello world",
+        "--max-tokens",
+        "5",
+        "--temperature",
+        "0",
+        "--json",
+    ];
+    let json = last_json(&anllm(&args));
+    let generated = json["stats"]["generated_tokens"]
+        .as_u64()
+        .expect("generated_tokens");
+    assert!((1..=5).contains(&generated), "{json}");
+    assert!(json["stats"]["prompt_tokens"].as_u64() > Some(1), "{json}");
+    assert!(json["text"].is_string(), "{json}");
+}
+
+#[test]
+fn cli_generate_on_quantized_gguf() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("q8.gguf");
+    write_gguf_typed(&path, &TinySpec::gqa(), GgmlDType::Q8_0, true).unwrap();
+    let out = anllm(&[
+        "generate",
+        "-m",
+        s(&path),
+        "-p",
+        "hello world",
+        "-n",
+        "3",
+        "--json",
+    ]);
+    let json = last_json(&out);
+    assert!(
+        json["stats"]["generated_tokens"].as_u64().is_some(),
+        "{json}"
+    );
+    let inspect = last_json(&anllm(&["inspect", "-m", s(&path), "--json"]));
+    assert_eq!(inspect["format"], "gguf");
+    assert_eq!(inspect["storage"]["q_proj"], "Q8_0");
+    assert_eq!(inspect["rope_style"], "interleaved");
+}
+
+#[test]
+fn cli_score_json_has_logprob() {
+    let (_tmp, dir) = hf_model(&TinySpec::gqa());
+    let args = [
+        "score",
+        "-m",
+        s(&dir),
+        "--context",
+        "hello",
+        "--continuation",
+        " world",
+        "--json",
+    ];
+    let json = last_json(&anllm(&args));
+    let logprob = json["logprob"].as_f64().expect("logprob");
+    assert!(logprob.is_finite() && logprob < 0.0, "{json}");
+    assert!(json["tokens"].as_u64().unwrap() >= 1, "{json}");
+}
+
+#[test]
+fn cli_inspect_json_counts_parameters() {
+    for tie in [false, true] {
+        let spec = TinySpec {
+            tie_embeddings: tie,
+            ..TinySpec::gqa()
+        };
+        let (_tmp, dir) = hf_model(&spec);
+        let json = last_json(&anllm(&["inspect", "-m", s(&dir), "--json"]));
+        let expected = spec.config().unwrap().parameter_count();
+        let stored: usize = anllm::testutil::hf_tensors(&spec)
+            .unwrap()
+            .iter()
+            .map(|(_, t)| t.elem_count())
+            .sum();
+        assert_eq!(expected, stored, "parameter_count vs the tensors written");
+        assert_eq!(json["parameters"].as_u64(), Some(expected as u64), "{json}");
+        assert_eq!(json["format"], "hf-dir");
+        assert_eq!(json["vocab_size"].as_u64(), Some(spec.vocab as u64));
+        assert_eq!(json["config"]["tie_word_embeddings"], tie);
+    }
+}
+
+#[test]
+fn cli_greedy_generation_is_deterministic() {
+    let (_tmp, dir) = hf_model(&TinySpec::gqa());
+    let args = [
+        "generate",
+        "-m",
+        s(&dir),
+        "-p",
+        "once upon a time",
+        "-n",
+        "8",
+        "--json",
+    ];
+    let (a, b) = (last_json(&anllm(&args)), last_json(&anllm(&args)));
+    assert_eq!(a["text"], b["text"]);
+    assert_eq!(
+        a["stats"]["generated_tokens"],
+        b["stats"]["generated_tokens"]
+    );
+}
+
+#[test]
+fn cli_sampling_with_seed_is_reproducible() {
+    let (_tmp, dir) = hf_model(&TinySpec::gqa());
+    let run = |seed: &str| {
+        let args = [
+            "generate",
+            "-m",
+            s(&dir),
+            "-p",
+            "once upon a time",
+            "-n",
+            "12",
+            "--temperature",
+            "1.5",
+            "--seed",
+            seed,
+            "--json",
+        ];
+        last_json(&anllm(&args))["text"].clone()
+    };
+    assert_eq!(run("7"), run("7"));
+    let texts: std::collections::HashSet<String> = ["1", "2", "3", "4"]
+        .iter()
+        .map(|seed| run(seed).to_string())
+        .collect();
+    assert!(
+        texts.len() > 1,
+        "every seed sampled the same text: {texts:?}"
+    );
+}

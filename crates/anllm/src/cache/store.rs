@@ -59,6 +59,12 @@ impl LayerStore {
         ))
     }
 
+    /// The whole preallocated tensors `[kv_heads, capacity, head_dim]` (entries `0..len` valid),
+    /// for kernels that read the cache in place.
+    pub fn raw(&self) -> (&Tensor, &Tensor) {
+        (&self.k, &self.v)
+    }
+
     /// Keeps the first `len` entries.
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);

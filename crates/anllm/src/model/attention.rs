@@ -10,6 +10,7 @@ use crate::Result;
 use crate::cache::LayerStore;
 use crate::config::LlamaConfig;
 use crate::model::linear::{Linear, Projections};
+use crate::model::attend;
 use crate::model::rope::RopeTable;
 use crate::weights::WeightSource;
 
@@ -84,24 +85,34 @@ impl Attention {
         let q = step.rope.apply(&q, step.cos, step.sin)?;
         let k = step.rope.apply(&k, step.cos, step.sin)?;
         store.append(&k.squeeze(0)?, &v.squeeze(0)?)?;
+        let q = q.reshape((self.kv_heads, groups * t, hd))?;
+        let out = if t <= attend::MAX_ROWS && q.device().is_cpu() {
+            attend::attend(&q, store, step.mask, t)?
+        } else {
+            self.attend_gemm(&q, store, step.mask, t)?
+        };
+        let out = out
+            .reshape((self.heads, t, hd))?
+            .transpose(0, 1)?
+            .reshape((t, self.heads * hd))?;
+        self.o_proj.forward(&out)
+    }
+
+    /// Batched-GEMM attention (prefill chunks, non-CPU devices).
+    /// q: [kv_heads, groups * t, hd] -> [kv_heads, groups * t, hd]
+    fn attend_gemm(&self, q: &Tensor, store: &LayerStore, mask: Option<&Tensor>, t: usize) -> Result<Tensor> {
+        let (hd, groups) = (self.head_dim, self.heads / self.kv_heads);
         let (k_all, v_all) = store.view()?; // [kv_heads, n, hd]
         let n = k_all.dim(1)?;
-
-        let q = q.reshape((self.kv_heads, groups * t, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
         let mut scores = (q.matmul(&k_all.t()?)? * scale)?; // [kv_heads, groups * t, n]
-        if let Some(mask) = step.mask {
+        if let Some(mask) = mask {
             scores = scores
                 .reshape((self.kv_heads, groups, t, n))?
                 .broadcast_add(mask)?
                 .reshape((self.kv_heads, groups * t, n))?;
         }
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let out = probs.matmul(&v_all)?; // [kv_heads, groups * t, hd]
-        let out = out
-            .reshape((self.heads, t, hd))?
-            .transpose(0, 1)?
-            .reshape((t, self.heads * hd))?;
-        self.o_proj.forward(&out)
+        Ok(probs.matmul(&v_all)?)
     }
 }

@@ -4,6 +4,7 @@
 //! explicit token positions and an explicit visibility, so the AnLLM mask plugs in without
 //! touching the layers.
 
+mod attend;
 mod attention;
 pub mod linear;
 mod mlp;

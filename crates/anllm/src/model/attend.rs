@@ -1,0 +1,154 @@
+//! Attention for a few query rows over a long cache on CPU (decode): one pass over each KV
+//! head's keys and values, shared by the query heads of its group, parallel over KV heads.
+//!
+//! candle's batched GEMM is built for large tiles; with 1–16 query rows against thousands of
+//! keys it spends its time in packing and a 6-wide micro-kernel. This path reads each key and
+//! value once per step, which is what bounds decode at depth.
+
+#![allow(unsafe_code)] // std::arch via #[target_feature], guarded by runtime detection.
+
+use candle_core::{CpuStorage, Device, Storage, Tensor};
+use rayon::prelude::*;
+
+use crate::cache::LayerStore;
+use crate::{Error, Result};
+
+/// Most new rows for which this path is used.
+pub const MAX_ROWS: usize = 16;
+
+/// q: [kv_heads, groups * t, hd] (row = g * t + i), mask: additive [t, n] or None.
+/// Returns [kv_heads, groups * t, hd].
+pub fn attend(q: &Tensor, store: &LayerStore, mask: Option<&Tensor>, t: usize) -> Result<Tensor> {
+    let (kv_heads, rows, hd) = q.dims3()?;
+    let n = store.len();
+    let cap = store.capacity();
+    let qs: Vec<f32> = q.contiguous()?.flatten_all()?.to_vec1()?;
+    let mask: Option<Vec<f32>> = match mask {
+        Some(m) => Some(m.flatten_all()?.to_vec1()?),
+        None => None,
+    };
+    let (k_all, v_all) = store.raw();
+    let (k_guard, k_layout) = k_all.storage_and_layout();
+    let (v_guard, v_layout) = v_all.storage_and_layout();
+    let (Storage::Cpu(CpuStorage::F32(ks)), Storage::Cpu(CpuStorage::F32(vs))) =
+        (&*k_guard, &*v_guard)
+    else {
+        return Err(Error::unsupported("CPU attention on a non-f32 or non-CPU cache"));
+    };
+    let ks = &ks[k_layout.start_offset()..];
+    let vs = &vs[v_layout.start_offset()..];
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut out = vec![0f32; kv_heads * rows * hd];
+    out.par_chunks_mut(rows * hd).enumerate().for_each(|(h, dst)| {
+        let head = Head {
+            q: &qs[h * rows * hd..][..rows * hd],
+            k: &ks[h * cap * hd..][..n * hd],
+            v: &vs[h * cap * hd..][..n * hd],
+            hd,
+            n,
+        };
+        head.run(mask.as_deref(), t, scale, dst);
+    });
+    drop((k_guard, v_guard));
+    Ok(Tensor::from_vec(out, (kv_heads, rows, hd), &Device::Cpu)?)
+}
+
+struct Head<'a> {
+    q: &'a [f32], // [rows, hd]
+    k: &'a [f32], // [n, hd]
+    v: &'a [f32], // [n, hd]
+    hd: usize,
+    n: usize,
+}
+
+impl Head<'_> {
+    fn run(&self, mask: Option<&[f32]>, t: usize, scale: f32, dst: &mut [f32]) {
+        let rows = self.q.len() / self.hd;
+        let mut scores = vec![0f32; rows * self.n];
+        for (j, key) in self.k.chunks_exact(self.hd).enumerate() {
+            for (r, q) in self.q.chunks_exact(self.hd).enumerate() {
+                let bias = mask.map_or(0.0, |m| m[(r % t) * self.n + j]);
+                scores[r * self.n + j] = dot(q, key) * scale + bias;
+            }
+        }
+        for row in scores.chunks_exact_mut(self.n) {
+            softmax(row);
+        }
+        for (j, value) in self.v.chunks_exact(self.hd).enumerate() {
+            for (r, out) in dst.chunks_exact_mut(self.hd).enumerate() {
+                let p = scores[r * self.n + j];
+                if p != 0.0 {
+                    axpy(p, value, out);
+                }
+            }
+        }
+    }
+}
+
+fn softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        row.fill(0.0);
+        return;
+    }
+    let mut sum = 0.0;
+    for x in row.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|x| *x *= inv);
+}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2 and FMA were detected at run time.
+        return unsafe { simd::dot(a, b) };
+    }
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: AVX2 and FMA were detected at run time.
+        return unsafe { simd::axpy(alpha, x, y) };
+    }
+    y.iter_mut().zip(x).for_each(|(y, x)| *y += alpha * x);
+}
+
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    /// Same code as the scalar versions, compiled with AVX2/FMA so LLVM vectorizes it 8-wide.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let mut acc = [0f32; 8];
+        let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+        let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+        for (x, y) in ca.zip(cb) {
+            for i in 0..8 {
+                acc[i] = x[i].mul_add(y[i], acc[i]);
+            }
+        }
+        acc.iter().sum::<f32>() + tail
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+        for (y, x) in y.iter_mut().zip(x) {
+            *y = alpha.mul_add(*x, *y);
+        }
+    }
+}

@@ -67,7 +67,9 @@ pub fn load_model(path: &Path, dtype: WeightDtype, device: &Device) -> Result<Lo
         architecture: "llama".into(),
         storage,
         compute: match (format, dtype) {
-            (CheckpointFormat::Gguf, WeightDtype::Auto) => "quantized (candle QMatMul)",
+            (CheckpointFormat::Gguf, WeightDtype::Auto) => {
+                "quantized (Q4_1/Q8_0: anllm kernels, others: candle)"
+            }
             _ => "f32",
         },
         rope_style: match src.rope_style() {

@@ -33,22 +33,26 @@ pub fn attend(q: &Tensor, store: &LayerStore, mask: Option<&Tensor>, t: usize) -
     let (Storage::Cpu(CpuStorage::F32(ks)), Storage::Cpu(CpuStorage::F32(vs))) =
         (&*k_guard, &*v_guard)
     else {
-        return Err(Error::unsupported("CPU attention on a non-f32 or non-CPU cache"));
+        return Err(Error::unsupported(
+            "CPU attention on a non-f32 or non-CPU cache",
+        ));
     };
     let ks = &ks[k_layout.start_offset()..];
     let vs = &vs[v_layout.start_offset()..];
     let scale = 1.0 / (hd as f32).sqrt();
     let mut out = vec![0f32; kv_heads * rows * hd];
-    out.par_chunks_mut(rows * hd).enumerate().for_each(|(h, dst)| {
-        let head = Head {
-            q: &qs[h * rows * hd..][..rows * hd],
-            k: &ks[h * cap * hd..][..n * hd],
-            v: &vs[h * cap * hd..][..n * hd],
-            hd,
-            n,
-        };
-        head.run(mask.as_deref(), t, scale, dst);
-    });
+    out.par_chunks_mut(rows * hd)
+        .enumerate()
+        .for_each(|(h, dst)| {
+            let head = Head {
+                q: &qs[h * rows * hd..][..rows * hd],
+                k: &ks[h * cap * hd..][..n * hd],
+                v: &vs[h * cap * hd..][..n * hd],
+                hd,
+                n,
+            };
+            head.run(mask.as_deref(), t, scale, dst);
+        });
     drop((k_guard, v_guard));
     Ok(Tensor::from_vec(out, (kv_heads, rows, hd), &Device::Cpu)?)
 }
@@ -136,7 +140,12 @@ mod simd {
     pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
         let mut acc = [0f32; 8];
         let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-        let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+        let tail: f32 = ca
+            .remainder()
+            .iter()
+            .zip(cb.remainder())
+            .map(|(x, y)| x * y)
+            .sum();
         for (x, y) in ca.zip(cb) {
             for i in 0..8 {
                 acc[i] = x[i].mul_add(y[i], acc[i]);

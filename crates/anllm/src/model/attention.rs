@@ -9,8 +9,8 @@ use candle_core::Tensor;
 use crate::Result;
 use crate::cache::LayerStore;
 use crate::config::LlamaConfig;
-use crate::model::linear::{Linear, Projections};
 use crate::model::attend;
+use crate::model::linear::{Linear, Projections};
 use crate::model::rope::RopeTable;
 use crate::weights::WeightSource;
 
@@ -100,7 +100,13 @@ impl Attention {
 
     /// Batched-GEMM attention (prefill chunks, non-CPU devices).
     /// q: [kv_heads, groups * t, hd] -> [kv_heads, groups * t, hd]
-    fn attend_gemm(&self, q: &Tensor, store: &LayerStore, mask: Option<&Tensor>, t: usize) -> Result<Tensor> {
+    fn attend_gemm(
+        &self,
+        q: &Tensor,
+        store: &LayerStore,
+        mask: Option<&Tensor>,
+        t: usize,
+    ) -> Result<Tensor> {
         let (hd, groups) = (self.head_dim, self.heads / self.kv_heads);
         let (k_all, v_all) = store.view()?; // [kv_heads, n, hd]
         let n = k_all.dim(1)?;

@@ -262,7 +262,7 @@ fn gguf_q8_0_is_close_to_f32() {
     write_gguf_typed(&q8_path, &spec, GgmlDType::Q8_0, true).unwrap();
     let reference = logits(&load(&f32_path), &TOKENS);
     let q8 = load_model(&q8_path, WeightDtype::Auto, &Device::Cpu).unwrap();
-    assert_eq!(q8.info.compute, "quantized (candle QMatMul)");
+    assert!(q8.info.compute.starts_with("quantized"));
     assert!(
         q8.info
             .storage

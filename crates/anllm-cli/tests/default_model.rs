@@ -1,0 +1,121 @@
+//! The `anllm` binary on the fetched default model against HF transformers' golden outputs
+//! (`shared/golden/smollm2-hf.json`). Fails (does not skip) when the assets are missing.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn model() -> PathBuf {
+    let home = std::env::var_os("ANLLM_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/anllm")
+        });
+    let path = home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        path.exists(),
+        "missing {}: run scripts/fetch-assets.sh",
+        path.display()
+    );
+    path
+}
+
+fn golden() -> Value {
+    let dir = std::env::var_os("ANLLM_GOLDEN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden")
+        });
+    let text = std::fs::read_to_string(dir.join("smollm2-hf.json")).expect("golden file");
+    serde_json::from_str(&text).expect("golden json")
+}
+
+/// Runs anllm and returns the JSON object on the last stdout line.
+fn anllm_json(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_anllm"))
+        .args(args)
+        .arg("--model")
+        .arg(model())
+        .args(["--threads", "2", "--json"])
+        .output()
+        .expect("run anllm");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().expect("output")).expect("json last line")
+}
+
+#[test]
+fn default_model_f32_generate_prints_hf_greedy_text() {
+    let gold = golden();
+    let case = &gold["greedy"][0];
+    let prompt = case["prompt"].as_str().unwrap();
+    let args = [
+        "generate",
+        "--prompt",
+        prompt,
+        "--max-tokens",
+        "16",
+        "--temperature",
+        "0",
+        "--dtype",
+        "f32",
+    ];
+    let json = anllm_json(&args);
+    assert_eq!(json["text"], case["text"]);
+    assert_eq!(json["stats"]["generated_tokens"], 16);
+}
+
+#[test]
+fn default_model_quantized_generate_starts_with_paris() {
+    let args = [
+        "generate",
+        "--prompt",
+        "The capital of France is",
+        "--max-tokens",
+        "4",
+        "--temperature",
+        "0",
+    ];
+    let json = anllm_json(&args);
+    assert!(
+        json["text"].as_str().unwrap().starts_with(" Paris"),
+        "{json}"
+    );
+}
+
+#[test]
+fn default_model_score_matches_hf_loglik() {
+    let gold = golden();
+    for (dtype, tol) in [("f32", 1e-3), ("auto", 0.05)] {
+        for case in gold["loglik"].as_array().unwrap() {
+            let (ctx, cont) = (
+                case["context"].as_str().unwrap(),
+                case["continuation"].as_str().unwrap(),
+            );
+            let json = anllm_json(&[
+                "score",
+                "--context",
+                ctx,
+                "--continuation",
+                cont,
+                "--dtype",
+                dtype,
+            ]);
+            let (got, want) = (
+                json["logprob"].as_f64().unwrap(),
+                case["sum_logprob"].as_f64().unwrap(),
+            );
+            assert!(
+                (got - want).abs() <= tol,
+                "{dtype} {cont:?}: {got} vs {want}"
+            );
+            assert_eq!(json["is_greedy"], case["is_greedy"]);
+            assert_eq!(json["continuation_ids"], case["continuation_ids"]);
+        }
+    }
+}

@@ -40,68 +40,118 @@ pub fn attend(q: &Tensor, store: &LayerStore, mask: Option<&Tensor>, t: usize) -
     let ks = &ks[k_layout.start_offset()..];
     let vs = &vs[v_layout.start_offset()..];
     let scale = 1.0 / (hd as f32).sqrt();
-    let mut out = vec![0f32; kv_heads * rows * hd];
-    out.par_chunks_mut(rows * hd)
-        .enumerate()
-        .for_each(|(h, dst)| {
+    // Split every head's keys into spans so that all threads have work even with fewer KV
+    // heads than threads (flash-decoding); spans are merged with their softmax statistics.
+    let target_tasks = 4 * rayon::current_num_threads();
+    let span = n.div_ceil(target_tasks.div_ceil(kv_heads)).max(MIN_SPAN);
+    let spans = n.div_ceil(span);
+    let partials: Vec<Partial> = (0..kv_heads * spans)
+        .into_par_iter()
+        .map(|task| {
+            let (h, s) = (task / spans, task % spans);
+            let keys = s * span..n.min((s + 1) * span);
             let head = Head {
                 q: &qs[h * rows * hd..][..rows * hd],
-                k: &ks[h * cap * hd..][..n * hd],
-                v: &vs[h * cap * hd..][..n * hd],
+                k: &ks[h * cap * hd..][keys.start * hd..keys.end * hd],
+                v: &vs[h * cap * hd..][keys.start * hd..keys.end * hd],
                 hd,
                 n,
+                first: keys.start,
             };
-            head.run(mask.as_deref(), t, scale, dst);
-        });
+            head.run(mask.as_deref(), t, scale)
+        })
+        .collect();
     drop((k_guard, v_guard));
+    let mut out = vec![0f32; kv_heads * rows * hd];
+    for (h, dst) in out.chunks_exact_mut(rows * hd).enumerate() {
+        merge(&partials[h * spans..(h + 1) * spans], hd, dst);
+    }
     Ok(Tensor::from_vec(out, (kv_heads, rows, hd), &Device::Cpu)?)
+}
+
+/// Fewest keys per task.
+const MIN_SPAN: usize = 64;
+
+/// Softmax statistics of one span of keys: per row the max score, the sum of exp(score − max)
+/// and the exp-weighted sum of values.
+struct Partial {
+    max: Vec<f32>,
+    sum: Vec<f32>,
+    acc: Vec<f32>, // [rows, hd]
+}
+
+/// Combines spans: out = Σ e^(m_s − M)·acc_s / Σ e^(m_s − M)·l_s per row.
+fn merge(parts: &[Partial], hd: usize, dst: &mut [f32]) {
+    for (r, out) in dst.chunks_exact_mut(hd).enumerate() {
+        let max = parts
+            .iter()
+            .map(|p| p.max[r])
+            .fold(f32::NEG_INFINITY, f32::max);
+        if max == f32::NEG_INFINITY {
+            continue; // nothing visible: zero output, as a fully masked softmax row gives
+        }
+        let mut total = 0.0;
+        for p in parts {
+            let w = (p.max[r] - max).exp();
+            total += w * p.sum[r];
+            axpy(w, &p.acc[r * hd..(r + 1) * hd], out);
+        }
+        let inv = 1.0 / total;
+        out.iter_mut().for_each(|x| *x *= inv);
+    }
 }
 
 struct Head<'a> {
     q: &'a [f32], // [rows, hd]
-    k: &'a [f32], // [n, hd]
-    v: &'a [f32], // [n, hd]
+    k: &'a [f32], // [span, hd]
+    v: &'a [f32], // [span, hd]
     hd: usize,
     n: usize,
+    first: usize, // cache slot of the span's first key
 }
 
 impl Head<'_> {
-    fn run(&self, mask: Option<&[f32]>, t: usize, scale: f32, dst: &mut [f32]) {
+    fn run(&self, mask: Option<&[f32]>, t: usize, scale: f32) -> Partial {
         let rows = self.q.len() / self.hd;
-        let mut scores = vec![0f32; rows * self.n];
+        let span = self.k.len() / self.hd;
+        let mut scores = vec![0f32; rows * span];
         for (j, key) in self.k.chunks_exact(self.hd).enumerate() {
             for (r, q) in self.q.chunks_exact(self.hd).enumerate() {
-                let bias = mask.map_or(0.0, |m| m[(r % t) * self.n + j]);
-                scores[r * self.n + j] = dot(q, key) * scale + bias;
+                let bias = mask.map_or(0.0, |m| m[(r % t) * self.n + self.first + j]);
+                scores[r * span + j] = dot(q, key) * scale + bias;
             }
         }
-        for row in scores.chunks_exact_mut(self.n) {
-            softmax(row);
+        let mut max = vec![f32::NEG_INFINITY; rows];
+        let mut sum = vec![0f32; rows];
+        for ((row, m), l) in scores.chunks_exact_mut(span).zip(&mut max).zip(&mut sum) {
+            (*m, *l) = exp_shifted(row);
         }
+        let mut acc = vec![0f32; rows * self.hd];
         for (j, value) in self.v.chunks_exact(self.hd).enumerate() {
-            for (r, out) in dst.chunks_exact_mut(self.hd).enumerate() {
-                let p = scores[r * self.n + j];
+            for (r, out) in acc.chunks_exact_mut(self.hd).enumerate() {
+                let p = scores[r * span + j];
                 if p != 0.0 {
                     axpy(p, value, out);
                 }
             }
         }
+        Partial { max, sum, acc }
     }
 }
 
-fn softmax(row: &mut [f32]) {
+/// Replaces `row` by exp(row − max) and returns (max, Σ); all zeros when fully masked.
+fn exp_shifted(row: &mut [f32]) -> (f32, f32) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
         row.fill(0.0);
-        return;
+        return (max, 0.0);
     }
     let mut sum = 0.0;
     for x in row.iter_mut() {
         *x = (*x - max).exp();
         sum += *x;
     }
-    let inv = 1.0 / sum;
-    row.iter_mut().for_each(|x| *x *= inv);
+    (max, sum)
 }
 
 fn has_avx2() -> bool {

@@ -10,6 +10,7 @@
 use candle_core::{CpuStorage, Device, Storage, Tensor};
 use rayon::prelude::*;
 
+use super::quant::has_avx2;
 use crate::cache::LayerStore;
 use crate::{Error, Result};
 
@@ -152,17 +153,6 @@ fn exp_shifted(row: &mut [f32]) -> (f32, f32) {
         sum += *x;
     }
     (max, sum)
-}
-
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -246,7 +246,8 @@ impl Q8_1Row {
     }
 }
 
-fn has_avx2() -> bool {
+/// Whether the AVX2/FMA/F16C kernels may run on this CPU.
+pub(crate) fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx2")

@@ -177,35 +177,24 @@ impl QuantMatrix {
         let mut out = vec![0f32; t * self.out_dim];
         // out is [t, out_dim]; we compute column-major chunks [out_dim, t] then transpose.
         let mut cols = vec![0f32; self.out_dim * t];
+        let nb = in_dim / BLOCK;
         match &self.blocks {
             Blocks::Q4_1 { scales, nibbles } => {
                 let acts: Vec<Q8_1Row> = xs.chunks_exact(in_dim).map(Q8_1Row::quantize).collect();
-                let nb = in_dim / BLOCK;
-                cols.par_chunks_mut(ROWS_PER_TASK * t)
-                    .enumerate()
-                    .for_each(|(task, chunk)| {
-                        for (i, dst) in chunk.chunks_exact_mut(t).enumerate() {
-                            let row = task * ROWS_PER_TASK + i;
-                            let (s, q) = (&scales[row * nb..][..nb], &nibbles[row * nb..][..nb]);
-                            for (d, a) in dst.iter_mut().zip(&acts) {
-                                *d = dot_q4_1_q8_1(s, q, a);
-                            }
-                        }
-                    });
+                for_each_output_row(&mut cols, t, |row, dst| {
+                    let (s, q) = (&scales[row * nb..][..nb], &nibbles[row * nb..][..nb]);
+                    for (d, a) in dst.iter_mut().zip(&acts) {
+                        *d = dot_q4_1_q8_1(s, q, a);
+                    }
+                });
             }
             Blocks::Q8_0 { scales, quants } => {
-                let nb = in_dim / BLOCK;
-                cols.par_chunks_mut(ROWS_PER_TASK * t)
-                    .enumerate()
-                    .for_each(|(task, chunk)| {
-                        for (i, dst) in chunk.chunks_exact_mut(t).enumerate() {
-                            let row = task * ROWS_PER_TASK + i;
-                            let (s, q) = (&scales[row * nb..][..nb], &quants[row * nb..][..nb]);
-                            for (d, a) in dst.iter_mut().zip(xs.chunks_exact(in_dim)) {
-                                *d = dot_q8_0_f32(s, q, a);
-                            }
-                        }
-                    });
+                for_each_output_row(&mut cols, t, |row, dst| {
+                    let (s, q) = (&scales[row * nb..][..nb], &quants[row * nb..][..nb]);
+                    for (d, a) in dst.iter_mut().zip(xs.chunks_exact(in_dim)) {
+                        *d = dot_q8_0_f32(s, q, a);
+                    }
+                });
             }
         }
         for (r, col) in cols.chunks_exact(t).enumerate() {
@@ -215,6 +204,17 @@ impl QuantMatrix {
         }
         Ok(Tensor::from_vec(out, (t, self.out_dim), &Device::Cpu)?)
     }
+}
+
+/// Runs `f(output_row, dst)` over `cols: [out_dim, t]` in parallel, `ROWS_PER_TASK` rows a task.
+fn for_each_output_row(cols: &mut [f32], t: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    cols.par_chunks_mut(ROWS_PER_TASK * t)
+        .enumerate()
+        .for_each(|(task, chunk)| {
+            for (i, dst) in chunk.chunks_exact_mut(t).enumerate() {
+                f(task * ROWS_PER_TASK + i, dst);
+            }
+        });
 }
 
 /// One activation row quantized per 32-block: scale d, d·Σq, and the signed bytes.

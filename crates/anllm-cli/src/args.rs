@@ -53,6 +53,62 @@ pub struct CommonArgs {
     pub json: bool,
 }
 
+/// Visibility rule of an anchored run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum MaskRuleArg {
+    /// AnSAN as in the paper: anchors see only their own segment.
+    #[default]
+    Ansan,
+    /// The authors' older variant: anchors also see earlier anchors.
+    Legacy,
+}
+
+/// What the KV cache keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyArg {
+    /// Everything (dense baseline).
+    Full,
+    /// Anchors, pinned tokens and the open segment (AnLLM reduction).
+    Anchor,
+}
+
+/// RoPE positions of new tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum PositionModeArg {
+    /// Index in the stream (cached inference equals the masked full forward).
+    #[default]
+    Absolute,
+    /// Current cache length (the authors' stack).
+    Compressed,
+}
+
+/// Anchors, cache and prefill flags shared by `generate` and `score`.
+#[derive(Debug, Clone, Args)]
+pub struct SessionArgs {
+    /// Anchor tokens: none, ep (the "." piece), ep-sentence (every sentence-final piece), ac
+    /// (the <AC> token) or ids:<id>,<id>,…
+    #[arg(long, default_value = "none")]
+    pub anchors: String,
+    /// Visibility rule when anchors are on.
+    #[arg(long, value_enum, default_value_t = MaskRuleArg::Ansan)]
+    pub mask_rule: MaskRuleArg,
+    /// KV policy [default: anchor when anchors are on, else full].
+    #[arg(long, value_enum)]
+    pub kv_policy: Option<PolicyArg>,
+    /// RoPE positions of new tokens.
+    #[arg(long, value_enum, default_value_t = PositionModeArg::Absolute)]
+    pub position_mode: PositionModeArg,
+    /// Keep the whole prompt (context) in the cache and visible to later tokens.
+    #[arg(long)]
+    pub pin_prompt: bool,
+    /// Keep token positions START..END (0-based, END exclusive) in the cache; repeatable.
+    #[arg(long, value_name = "START:END")]
+    pub pin: Vec<String>,
+    /// Prompt tokens per forward step; the cache is pruned after each.
+    #[arg(long, default_value_t = 512)]
+    pub chunk_size: usize,
+}
+
 /// `anllm generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
@@ -86,9 +142,9 @@ pub struct GenerateArgs {
     /// Prepend BOS [default: the model's own preference].
     #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
     pub bos: Option<bool>,
-    /// Prompt tokens per prefill step.
-    #[arg(long, default_value_t = 512)]
-    pub chunk_size: usize,
+    /// Anchors, cache and prefill.
+    #[command(flatten)]
+    pub session: SessionArgs,
 }
 
 /// `anllm score`.
@@ -106,9 +162,13 @@ pub struct ScoreArgs {
     /// Prepend BOS to the context (lm-eval does not).
     #[arg(long)]
     pub bos: bool,
-    /// Tokens per forward step.
-    #[arg(long, default_value_t = 512)]
-    pub chunk_size: usize,
+    /// Run one masked full-sequence forward (the paper's accuracy method) instead of the
+    /// chunked, pruned cache.
+    #[arg(long)]
+    pub mask_only: bool,
+    /// Anchors, cache and prefill.
+    #[command(flatten)]
+    pub session: SessionArgs,
 }
 
 /// `anllm inspect`.
@@ -143,4 +203,19 @@ pub struct BenchArgs {
     /// Path of the llama.cpp peer script.
     #[arg(long, default_value = "benches/llamacpp.sh")]
     pub llamacpp_script: PathBuf,
+    /// Also run NVIDIA kvpress (HF transformers) on the same prompt file in the same run.
+    #[arg(long)]
+    pub kvpress: bool,
+    /// Path of the kvpress peer script.
+    #[arg(long, default_value = "benches/kvpress.sh")]
+    pub kvpress_script: PathBuf,
+    /// Anchors of the anchored run compared with the full cache (none: full cache only).
+    #[arg(long, default_value = "none")]
+    pub anchors: String,
+    /// Prefill chunk of the anchored run (bounds its peak KV: kept entries + one chunk).
+    #[arg(long, default_value_t = 128)]
+    pub chunk_size: usize,
+    /// A text file to take the prompt and decode tokens from (default: pseudo-random ids).
+    #[arg(long)]
+    pub prompt_file: Option<PathBuf>,
 }

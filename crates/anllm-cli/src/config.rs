@@ -5,9 +5,13 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
 
-use anllm::{LoadedModel, WeightDtype, load_model};
+use anllm::tokenizer::Tokenizer;
+use anllm::{
+    AnchorSet, AnchorSpec, LoadedModel, MaskRule, PolicyKind, PositionMode, SessionConfig,
+    WeightDtype, load_model,
+};
 
-use crate::args::{CommonArgs, DtypeArg};
+use crate::args::{CommonArgs, DtypeArg, MaskRuleArg, PolicyArg, PositionModeArg, SessionArgs};
 
 /// File name of the default model inside `$ANLLM_HOME/models`.
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -65,4 +69,76 @@ pub fn load(common: &CommonArgs) -> Result<LoadedModel> {
     };
     load_model(&path, dtype, &Device::Cpu)
         .with_context(|| format!("loading model {}", path.display()))
+}
+
+/// The session of `generate`/`score`: anchors resolved against `tokenizer`, the rule and policy
+/// they imply (unless overridden), positions and pins (`prompt_len` for `--pin-prompt`).
+pub fn session_config(
+    args: &SessionArgs,
+    tokenizer: &Tokenizer,
+    prompt_len: usize,
+) -> Result<SessionConfig> {
+    if args.chunk_size == 0 {
+        bail!("--chunk-size must be at least 1");
+    }
+    let spec: AnchorSpec = args.anchors.parse()?;
+    let anchors = AnchorSet::from_spec(&spec, tokenizer)?;
+    let anchored = spec != AnchorSpec::None;
+    let rule = match (anchored, args.mask_rule) {
+        (false, _) => MaskRule::Causal,
+        (true, MaskRuleArg::Ansan) => MaskRule::AnSan,
+        (true, MaskRuleArg::Legacy) => MaskRule::AnSanLegacy,
+    };
+    let policy = match args.kv_policy {
+        Some(PolicyArg::Full) => PolicyKind::Full,
+        Some(PolicyArg::Anchor) => PolicyKind::Anchor,
+        None if anchored => PolicyKind::Anchor,
+        None => PolicyKind::Full,
+    };
+    let mut pins = args
+        .pin
+        .iter()
+        .map(|p| parse_pin(p))
+        .collect::<Result<Vec<_>>>()?;
+    if args.pin_prompt {
+        pins.push(0..prompt_len as u32);
+    }
+    Ok(SessionConfig {
+        anchors,
+        rule,
+        policy,
+        positions: match args.position_mode {
+            PositionModeArg::Absolute => PositionMode::Absolute,
+            PositionModeArg::Compressed => PositionMode::Compressed,
+        },
+        pins,
+        chunk_size: args.chunk_size,
+    })
+}
+
+/// `START:END` → `START..END`.
+fn parse_pin(text: &str) -> Result<std::ops::Range<u32>> {
+    let parsed = text
+        .split_once(':')
+        .and_then(|(a, b)| Some((a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?)));
+    match parsed {
+        Some((start, end)) if start < end => Ok(start..end),
+        _ => bail!("--pin {text}: expected START:END with START < END (token positions)"),
+    }
+}
+
+/// One line of cache statistics for stderr.
+pub fn cache_line(c: &anllm::CacheStats) -> String {
+    let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
+    format!(
+        "tokens processed: {} | KV cache: {} entries now, {} peak | KV bytes: {:.2} MiB now, \
+         {:.2} MiB peak (full cache: {:.2} MiB) | C⇓ = {:.1}%",
+        c.tokens_seen,
+        c.entries,
+        c.peak_entries,
+        mib(c.kv_bytes),
+        mib(c.peak_kv_bytes),
+        mib(c.full_kv_bytes),
+        100.0 * c.reduction
+    )
 }

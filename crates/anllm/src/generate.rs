@@ -1,15 +1,13 @@
-//! Prefill and generation over a [`KvCache`], pushing tokens to a [`TokenSink`].
+//! Generation over a [`Session`], pushing tokens to a [`TokenSink`].
 
 use std::time::Instant;
 
-use candle_core::Tensor;
-
-use crate::cache::KvCache;
 use crate::loader::LoadedModel;
-use crate::model::{ForwardInput, Llama, OutputRows};
+use crate::model::{Llama, OutputRows};
 use crate::sample::{Sampler, Sampling};
+use crate::session::{CacheStats, Session, SessionConfig};
 use crate::tokenizer::Tokenizer;
-use crate::{Error, Pos, Result, TokenId};
+use crate::{Error, Result, TokenId};
 
 /// What a sink wants after a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,10 +50,8 @@ pub struct GenerationStats {
     pub prefill_ms: f64,
     /// Wall time of the decode steps, ms.
     pub decode_ms: f64,
-    /// Entries in the KV cache at the end.
-    pub kv_entries: usize,
-    /// Bytes of K/V at the end.
-    pub kv_bytes: usize,
+    /// The cache at the end: entries and bytes now and at peak, reduction C⇓.
+    pub cache: CacheStats,
     /// Why generation stopped.
     pub stop_reason: StopReason,
 }
@@ -81,35 +77,8 @@ pub struct GenerateRequest {
     pub max_tokens: usize,
     /// Sampling knobs.
     pub sampling: Sampling,
-    /// Prompt tokens per forward step.
-    pub chunk_size: usize,
-}
-
-/// Runs `tokens` through `model` after what `cache` holds, `chunk_size` at a time, and returns
-/// the logits of the rows from stream index `rows_from` (relative to `tokens`) to the end.
-pub fn prefill(
-    model: &Llama,
-    cache: &mut KvCache,
-    tokens: &[TokenId],
-    chunk_size: usize,
-    rows_from: usize,
-) -> Result<Tensor> {
-    let chunk_size = chunk_size.max(1);
-    let mut outputs = Vec::new();
-    for (c, chunk) in tokens.chunks(chunk_size).enumerate() {
-        let start = c * chunk_size;
-        let end = start + chunk.len();
-        let first = cache.next_pos().0;
-        let positions: Vec<Pos> = (0..chunk.len() as u32).map(|i| Pos(first + i)).collect();
-        if end <= rows_from {
-            let input = ForwardInput::causal(chunk, &positions, OutputRows::Last);
-            model.forward(&input, cache)?;
-            continue;
-        }
-        let rows = OutputRows::From(rows_from.saturating_sub(start));
-        outputs.push(model.forward(&ForwardInput::causal(chunk, &positions, rows), cache)?);
-    }
-    Ok(Tensor::cat(&outputs, 0)?)
+    /// Anchors, visibility rule, KV policy, positions, pins and prefill chunk size.
+    pub session: SessionConfig,
 }
 
 /// Errors when `needed` tokens would not fit in the model's context window.
@@ -135,11 +104,11 @@ pub fn generate(
     check_context(llama, 0, req.prompt.len().max(1))?;
     req.sampling.validate()?;
     let mut sampler = Sampler::new(req.sampling);
-    let mut cache = llama.new_cache(req.prompt.len() + req.max_tokens.min(4096))?;
+    let expected = req.prompt.len() + req.max_tokens.min(4096);
+    let mut session = Session::new(llama, req.session.clone(), expected)?;
     let mut detok = Detokenizer::default();
     let started = Instant::now();
-    let last = req.prompt.len().saturating_sub(1);
-    let mut logits = prefill(llama, &mut cache, &req.prompt, req.chunk_size, last)?;
+    let mut logits = session.prefill(&req.prompt, req.prompt.len().saturating_sub(1))?;
     let prefill_ms = started.elapsed().as_secs_f64() * 1e3;
     let decode_start = Instant::now();
     let capacity = llama.config().max_position_embeddings;
@@ -161,20 +130,17 @@ pub fn generate(
         if generated == req.max_tokens {
             break StopReason::Length;
         }
-        if cache.len() >= capacity {
+        if session.cache().next_pos().0 as usize >= capacity {
             break StopReason::Context;
         }
-        let pos = [cache.next_pos()];
-        let input = ForwardInput::causal(std::slice::from_ref(&next), &pos, OutputRows::Last);
-        logits = llama.forward(&input, &mut cache)?;
+        logits = session.forward(std::slice::from_ref(&next), OutputRows::Last)?;
     };
     Ok(GenerationStats {
         prompt_tokens: req.prompt.len(),
         generated_tokens: generated,
         prefill_ms,
         decode_ms: decode_start.elapsed().as_secs_f64() * 1e3,
-        kv_entries: cache.len(),
-        kv_bytes: cache.bytes(),
+        cache: session.stats(),
         stop_reason,
     })
 }

@@ -1,11 +1,69 @@
-//! Attention visibility as a boolean grid, and its additive form for the attention kernel.
+//! The one visibility rule of AnLLM (spec §2.3, §3.5) and the grids built from it.
 //!
-//! Rows are new (query) tokens, columns are cached entries followed by the new tokens. The
-//! AnLLM visibility rule (spec §2.3) will build these grids; the model only consumes them.
+//! [`visible`] decides whether a query cell may attend to a key cell. The full-sequence mask
+//! of training and masked evaluation ([`training_mask`]) and the mask of one cached forward
+//! step over several new tokens ([`step_mask`]) are built from it, and from nothing else.
+//! Rows are new (query) tokens, columns are cached entries followed by the new tokens.
 
 use candle_core::{Device, Tensor};
 
 use crate::Result;
+use crate::cache::Cell;
+use crate::token::Role;
+
+/// Additive bias of a blocked (query, key) pair. Finite, as in the authors' code (`finfo.min`),
+/// so a fully blocked row (a pad) gives a uniform softmax instead of NaN (spec §9.16).
+pub const BLOCKED: f32 = -1.0e30;
+
+/// Which attention pattern the model runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskRule {
+    /// Plain causal attention (pads still invisible).
+    #[default]
+    Causal,
+    /// AnSAN (spec §2.3, the authors' `_new` file): a token sees its own segment and every
+    /// earlier anchor; an anchor sees only its own segment.
+    AnSan,
+    /// The authors' older variant (spec §2.4, `llamamodel_forward_noflashattn`): anchors may
+    /// also see earlier anchors. For experiments only.
+    AnSanLegacy,
+}
+
+/// Whether `query` may attend to `key` under `rule`: causal order, pads never visible,
+/// pinned keys visible to every later query, and the segment rule of `rule`.
+pub fn visible(rule: MaskRule, query: &Cell, key: &Cell) -> bool {
+    if key.pos > query.pos || query.role == Role::Pad || key.role == Role::Pad {
+        return false;
+    }
+    if key.segment == query.segment || key.pinned {
+        return true;
+    }
+    match rule {
+        MaskRule::Causal => true,
+        MaskRule::AnSan => key.is_anchor() && !query.is_anchor(),
+        MaskRule::AnSanLegacy => key.is_anchor(),
+    }
+}
+
+/// The full-sequence mask `[t, t]` of `cells` (training, masked evaluation).
+pub fn training_mask(rule: MaskRule, cells: &[Cell]) -> Mask {
+    step_mask(rule, &[], cells)
+}
+
+/// The mask `[new, cached + new]` of one cached forward step.
+pub fn step_mask(rule: MaskRule, cached: &[Cell], new: &[Cell]) -> Mask {
+    let cols = cached.len() + new.len();
+    let allowed = new
+        .iter()
+        .flat_map(|q| cached.iter().chain(new).map(move |k| visible(rule, q, k)))
+        .collect();
+    Mask {
+        rows: new.len(),
+        cols,
+        allowed,
+    }
+}
 
 /// A `[rows, cols]` grid of "query row may attend to key column".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,12 +102,22 @@ impl Mask {
         self.allowed[row * self.cols + col]
     }
 
-    /// Additive form `[rows, cols]`: 0 where visible, -inf where not.
+    /// Whether every entry is visible (the step needs no mask at all).
+    pub fn all_visible(&self) -> bool {
+        self.allowed.iter().all(|&a| a)
+    }
+
+    /// Whether the grid is exactly [`Mask::causal`] of its shape.
+    pub fn is_causal(&self) -> bool {
+        self.cols >= self.rows && *self == Self::causal(self.cols - self.rows, self.rows)
+    }
+
+    /// Additive form `[rows, cols]`: 0 where visible, [`BLOCKED`] where not.
     pub fn to_additive(&self, device: &Device) -> Result<Tensor> {
         let values: Vec<f32> = self
             .allowed
             .iter()
-            .map(|&a| if a { 0.0 } else { f32::NEG_INFINITY })
+            .map(|&a| if a { 0.0 } else { BLOCKED })
             .collect();
         Ok(Tensor::from_vec(values, (self.rows, self.cols), device)?)
     }
@@ -70,9 +138,111 @@ impl Mask {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::SegmentId;
+    use crate::{Pos, TokenId};
+
+    /// Cells of a role string: `t` token, `A` anchor, `P` pad, `*` pinned token.
+    fn cells(roles: &str) -> Vec<Cell> {
+        let mut segment = 0;
+        let mut out = Vec::new();
+        for (i, ch) in roles.chars().enumerate() {
+            let role = match ch {
+                'A' => Role::Anchor,
+                'P' => Role::Pad,
+                _ => Role::Token,
+            };
+            out.push(Cell {
+                segment: SegmentId(segment),
+                role,
+                pinned: ch == '*',
+                ..Cell::token(i as TokenId, Pos(i as u32))
+            });
+            segment += u32::from(role == Role::Anchor);
+        }
+        out
+    }
+
+    /// Spec §2.4: tokens t0 t1 t2 A3 t4 t5 t6 A7 t8.
+    const SPEC_2_4: &str = "\
+.xxxxxxxx
+..xxxxxxx
+...xxxxxx
+....xxxxx
+xxx..xxxx
+xxx...xxx
+xxx....xx
+xxxx....x
+xxx.xxx..
+";
 
     #[test]
     fn causal_mask_over_cache_renders_as_staircase() {
         assert_eq!(Mask::causal(2, 3).render(), "...xx\n....x\n.....\n");
+    }
+
+    #[test]
+    fn ansan_mask_renders_the_spec_example() {
+        let grid = training_mask(MaskRule::AnSan, &cells("tttAtttAt"));
+        assert_eq!(grid.render(), SPEC_2_4);
+    }
+
+    #[test]
+    fn legacy_mask_differs_only_where_an_anchor_sees_an_earlier_anchor() {
+        let c = cells("tttAtttAt");
+        let (new, old) = (
+            training_mask(MaskRule::AnSan, &c),
+            training_mask(MaskRule::AnSanLegacy, &c),
+        );
+        let diff: Vec<(usize, usize)> = (0..9)
+            .flat_map(|r| (0..9).map(move |k| (r, k)))
+            .filter(|&(r, k)| new.get(r, k) != old.get(r, k))
+            .collect();
+        assert_eq!(diff, vec![(7, 3)]);
+        assert!(old.get(7, 3));
+    }
+
+    #[test]
+    fn pad_rows_and_columns_are_blocked() {
+        for rule in [MaskRule::Causal, MaskRule::AnSan, MaskRule::AnSanLegacy] {
+            let grid = training_mask(rule, &cells("ttPtAtP"));
+            for i in 0..7 {
+                for pad in [2, 6] {
+                    assert!(!grid.get(pad, i) && !grid.get(i, pad), "{rule:?} {pad} {i}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pinned_tokens_stay_visible_to_later_queries() {
+        // t0 *1 t2 A3 t4 A5 t6 t7: the pinned token of the closed segment 0 stays visible.
+        let grid = training_mask(MaskRule::AnSan, &cells("t*tAtAtt"));
+        for q in 4..8 {
+            assert!(grid.get(q, 1), "query {q} must see the pinned token");
+            assert!(
+                !grid.get(q, 0) && !grid.get(q, 2),
+                "query {q} sees a dropped token"
+            );
+        }
+        assert!(grid.get(5, 1), "an anchor query sees pinned tokens too");
+    }
+
+    #[test]
+    fn causal_rule_equals_plain_causal_without_pads() {
+        let grid = training_mask(MaskRule::Causal, &cells("tAttAt"));
+        assert!(grid.is_causal());
+        assert_eq!(grid, Mask::causal(0, 6));
+    }
+
+    #[test]
+    fn step_mask_is_the_lower_rows_of_the_training_mask() {
+        let c = cells("ttAttAtAtt");
+        let full = training_mask(MaskRule::AnSan, &c);
+        let step = step_mask(MaskRule::AnSan, &c[..6], &c[6..]);
+        for r in 0..4 {
+            for k in 0..10 {
+                assert_eq!(step.get(r, k), full.get(6 + r, k));
+            }
+        }
     }
 }

@@ -4,9 +4,23 @@
 
 use candle_core::D;
 
-use crate::generate::{check_context, prefill};
+use crate::generate::check_context;
 use crate::model::Llama;
+use crate::policy::PolicyKind;
+use crate::session::{CacheStats, Session, SessionConfig};
 use crate::{Error, Result, TokenId};
+
+/// How the sequence is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoreMode {
+    /// Chunked prefill through the session's cache and policy (anchor pruning included).
+    #[default]
+    Cached,
+    /// One masked full-sequence forward, nothing dropped: what the paper's accuracy used
+    /// (spec §6.1, §9.11).
+    MaskOnly,
+}
 
 /// The log-likelihood of one continuation.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -19,15 +33,18 @@ pub struct ScoreResult {
     pub is_greedy: bool,
     /// Log-probability of each continuation token.
     pub token_logprobs: Vec<f64>,
+    /// The cache after the last token.
+    pub cache: CacheStats,
 }
 
 /// Scores `continuation` after `context` (which must not be empty; prepend a BOS or EOS id for
-/// an empty context, as lm-eval does).
+/// an empty context, as lm-eval does) with the anchors, rule and policy of `cfg`.
 pub fn score(
     model: &Llama,
     context: &[TokenId],
     continuation: &[TokenId],
-    chunk_size: usize,
+    cfg: &SessionConfig,
+    mode: ScoreMode,
 ) -> Result<ScoreResult> {
     if context.is_empty() || continuation.is_empty() {
         return Err(Error::config(
@@ -37,9 +54,17 @@ pub fn score(
     }
     let all: Vec<TokenId> = context.iter().chain(continuation).copied().collect();
     check_context(model, 0, all.len())?;
-    let mut cache = model.new_cache(all.len())?;
     let inputs = &all[..all.len() - 1];
-    let logits = prefill(model, &mut cache, inputs, chunk_size, context.len() - 1)?;
+    let cfg = match mode {
+        ScoreMode::Cached => cfg.clone(),
+        ScoreMode::MaskOnly => SessionConfig {
+            policy: PolicyKind::Full,
+            chunk_size: inputs.len(),
+            ..cfg.clone()
+        },
+    };
+    let mut session = Session::new(model, cfg, all.len())?;
+    let logits = session.prefill(inputs, context.len() - 1)?;
     let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
     let greedy: Vec<u32> = logp.argmax(D::Minus1)?.to_vec1()?;
     let rows: Vec<Vec<f32>> = logp.to_vec2()?;
@@ -53,5 +78,6 @@ pub fn score(
         tokens: continuation.len(),
         is_greedy: greedy == continuation,
         token_logprobs,
+        cache: session.stats(),
     })
 }

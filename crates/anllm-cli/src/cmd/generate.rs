@@ -76,7 +76,6 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         anyhow::bail!("the prompt is empty after tokenization");
     }
     let req = GenerateRequest {
-        prompt,
         max_tokens: args.max_tokens,
         sampling: Sampling {
             temperature: args.temperature,
@@ -84,7 +83,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             top_p: args.top_p,
             seed: args.seed,
         },
-        chunk_size: args.chunk_size,
+        session: config::session_config(&args.session, &model.tokenizer, prompt.len())?,
+        prompt,
     };
     let mut sink = StdoutSink {
         out: std::io::stdout(),
@@ -92,17 +92,17 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     };
     let stats = generate(&model, &req, &mut sink)?;
     println!();
+    let c = &stats.cache;
     eprintln!(
         "prompt tokens: {} | prefill: {:.1} tok/s | generated: {} | decode: {:.1} tok/s | \
-         KV cache: {} entries, {} bytes | stop: {:?}",
+         stop: {:?}",
         stats.prompt_tokens,
         stats.prefill_tokens_per_s(),
         stats.generated_tokens,
         stats.decode_tokens_per_s(),
-        stats.kv_entries,
-        stats.kv_bytes,
         stats.stop_reason,
     );
+    eprintln!("{}", config::cache_line(c));
     if args.common.json {
         let json = serde_json::json!({
             "text": sink.text,

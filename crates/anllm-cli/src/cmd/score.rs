@@ -2,7 +2,7 @@
 
 use anyhow::{Result, bail};
 
-use anllm::score::score;
+use anllm::score::{ScoreMode, score};
 
 use crate::args::ScoreArgs;
 use crate::config;
@@ -24,7 +24,13 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     {
         context.insert(0, bos);
     }
-    let result = score(&model.llama, &context, &continuation, args.chunk_size)?;
+    let session = config::session_config(&args.session, tok, context.len())?;
+    let mode = if args.mask_only {
+        ScoreMode::MaskOnly
+    } else {
+        ScoreMode::Cached
+    };
+    let result = score(&model.llama, &context, &continuation, &session, mode)?;
     if args.common.json {
         let json = serde_json::json!({
             "context_ids": context,
@@ -33,6 +39,12 @@ pub fn run(args: ScoreArgs) -> Result<()> {
             "tokens": result.tokens,
             "is_greedy": result.is_greedy,
             "token_logprobs": result.token_logprobs,
+            "mode": mode,
+            "anchors": args.session.anchors,
+            "rule": session.rule,
+            "kv_policy": session.policy,
+            "position_mode": session.positions,
+            "cache": result.cache,
         });
         println!("{json}");
     } else {
@@ -40,6 +52,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
             "logprob: {:.5}\ntokens: {}\nis_greedy: {}",
             result.logprob, result.tokens, result.is_greedy
         );
+        eprintln!("{}", config::cache_line(&result.cache));
     }
     Ok(())
 }

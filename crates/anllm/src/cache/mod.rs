@@ -1,30 +1,25 @@
-//! The KV cache: per-entry metadata ([`Cell`]s) kept apart from the per-layer K/V tensors.
+//! The KV cache: per-entry metadata ([`Cells`]) kept apart from the per-layer K/V tensors.
 //!
 //! Invariant: every layer store holds exactly `cells.len()` entries, in slot order, and slot `i`
-//! of every layer belongs to `cells[i]`.
+//! of every layer belongs to cell `i`. Only [`KvCache::apply`] drops entries, and only what a
+//! policy planned ([`Eviction`]).
 
+mod cells;
 mod store;
 
+pub use cells::{Cell, Cells};
 pub use store::LayerStore;
 
 use candle_core::Device;
 
 use crate::config::LlamaConfig;
-use crate::{Pos, Result, TokenId};
-
-/// Metadata of one cached K/V entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cell {
-    /// The token whose keys/values the entry holds.
-    pub token: TokenId,
-    /// Its absolute position (what RoPE rotated it by).
-    pub pos: Pos,
-}
+use crate::policy::Eviction;
+use crate::{Pos, Result};
 
 /// The cache of one session: cells plus one [`LayerStore`] per layer.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct KvCache {
-    cells: Vec<Cell>,
+    cells: Cells,
     layers: Vec<LayerStore>,
     bytes_per_entry: usize,
     peak_entries: usize,
@@ -38,10 +33,23 @@ impl KvCache {
             .map(|_| LayerStore::new(heads, dim, capacity, device))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            cells: Vec::new(),
+            cells: Cells::default(),
             layers,
             bytes_per_entry: cfg.num_hidden_layers * 2 * heads * dim * std::mem::size_of::<f32>(),
             peak_entries: 0,
+        })
+    }
+
+    /// A copy with its own K/V memory, to branch a stream (e.g. score several continuations
+    /// after one prefilled context).
+    pub fn deep_copy(&self) -> Result<Self> {
+        Ok(Self {
+            cells: self.cells.clone(),
+            layers: (self.layers.iter())
+                .map(LayerStore::deep_copy)
+                .collect::<Result<_>>()?,
+            bytes_per_entry: self.bytes_per_entry,
+            peak_entries: self.peak_entries,
         })
     }
 
@@ -55,8 +63,8 @@ impl KvCache {
         self.cells.is_empty()
     }
 
-    /// The cells, in slot order.
-    pub fn cells(&self) -> &[Cell] {
+    /// The cells, with the stream counters.
+    pub fn cells(&self) -> &Cells {
         &self.cells
     }
 
@@ -75,9 +83,14 @@ impl KvCache {
         self.peak_entries
     }
 
-    /// The next position after the last cached cell (0 when empty).
+    /// Entries the stores can hold without reallocating (the allocated K/V memory).
+    pub fn capacity(&self) -> usize {
+        self.layers.first().map_or(0, LayerStore::capacity)
+    }
+
+    /// Position of the next token of the stream (tokens seen so far, evicted ones included).
     pub fn next_pos(&self) -> Pos {
-        self.cells.last().map_or(Pos(0), |c| Pos(c.pos.0 + 1))
+        self.cells.next_pos()
     }
 
     /// The store of layer `i`.
@@ -91,13 +104,34 @@ impl KvCache {
     }
 
     /// Records the cells of entries the model just appended to every layer.
-    pub fn push_cells(&mut self, cells: impl IntoIterator<Item = Cell>) {
-        self.cells.extend(cells);
+    pub fn push_cells(&mut self, new: &[Cell]) {
+        self.cells.extend(new);
         self.peak_entries = self.peak_entries.max(self.cells.len());
         debug_assert!(self.layers.iter().all(|l| l.len() == self.cells.len()));
     }
 
-    /// Keeps the first `len` entries (drops the rest).
+    /// Drops the planned entries from the cells and every layer.
+    ///
+    /// Cost is proportional to the entries from the first evicted slot to the end, not to
+    /// the whole cache: the kept tail is moved down in place.
+    pub fn apply(&mut self, eviction: &Eviction) -> Result<()> {
+        let slots = eviction.slots();
+        let Some(&first) = slots.first() else {
+            return Ok(());
+        };
+        let mut drop = slots.iter().peekable();
+        let keep: Vec<u32> = (first..self.len())
+            .filter(|slot| drop.next_if_eq(&slot).is_none())
+            .map(|slot| (slot - first) as u32)
+            .collect();
+        for layer in &mut self.layers {
+            layer.retain_tail(first, &keep)?;
+        }
+        self.cells.remove(slots);
+        Ok(())
+    }
+
+    /// Keeps the first `len` entries (drops the rest) and rewinds the stream to the last one.
     pub fn truncate(&mut self, len: usize) {
         self.cells.truncate(len);
         for layer in &mut self.layers {
@@ -105,7 +139,7 @@ impl KvCache {
         }
     }
 
-    /// Drops every entry.
+    /// Drops every entry and resets the stream.
     pub fn clear(&mut self) {
         self.truncate(0);
     }

@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor};
 use crate::Result;
 
 /// Keys and values of one layer.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LayerStore {
     k: Tensor, // [kv_heads, capacity, head_dim]
     v: Tensor, // [kv_heads, capacity, head_dim]
@@ -51,6 +51,15 @@ impl LayerStore {
         Ok(())
     }
 
+    /// A copy with its own memory (a clone would share the tensors' storage).
+    pub fn deep_copy(&self) -> Result<Self> {
+        Ok(Self {
+            k: self.k.copy()?,
+            v: self.v.copy()?,
+            len: self.len,
+        })
+    }
+
     /// Views of the held keys and values: [kv_heads, len, head_dim] each.
     pub fn view(&self) -> Result<(Tensor, Tensor)> {
         Ok((
@@ -70,13 +79,39 @@ impl LayerStore {
         self.len = self.len.min(len);
     }
 
-    /// Keeps only the entries at `slots` (sorted ascending), compacting them to the front.
-    pub fn retain(&mut self, slots: &[u32]) -> Result<()> {
-        let ids = Tensor::from_slice(slots, slots.len(), self.k.device())?;
-        let (k, v) = self.view()?;
-        let (k, v) = (k.index_select(&ids, 1)?, v.index_select(&ids, 1)?);
-        self.len = 0;
-        self.append(&k, &v)
+    /// Keeps, of the entries from slot `first` on, only those at `first + keep[i]` (`keep`
+    /// sorted ascending), moving them down to start at `first`. Entries before `first` are not
+    /// touched, so the cost is proportional to the tail.
+    pub fn retain_tail(&mut self, first: usize, keep: &[u32]) -> Result<()> {
+        let tail = self.len.saturating_sub(first);
+        if keep.len() == tail {
+            return Ok(());
+        }
+        // Move each run of consecutive kept entries down with one copy per run.
+        let mut dest = first;
+        let mut i = 0;
+        while i < keep.len() {
+            let start = keep[i] as usize;
+            let mut run = 1;
+            while keep
+                .get(i + run)
+                .is_some_and(|&k| k as usize == start + run)
+            {
+                run += 1;
+            }
+            let src = first + start;
+            if src != dest {
+                // A fresh copy: a view of the same storage would alias the destination.
+                let k = self.k.narrow(1, src, run)?.force_contiguous()?;
+                let v = self.v.narrow(1, src, run)?.force_contiguous()?;
+                self.k.slice_set(&k, 1, dest)?;
+                self.v.slice_set(&v, 1, dest)?;
+            }
+            dest += run;
+            i += run;
+        }
+        self.len = dest;
+        Ok(())
     }
 
     fn grow(&mut self, capacity: usize) -> Result<()> {

@@ -59,6 +59,9 @@ pub struct ForwardInput<'a> {
     pub visibility: Visibility<'a>,
     /// Which logits to return.
     pub rows: OutputRows,
+    /// Metadata recorded in the cache for the new tokens (segment, role, pin); `None` records
+    /// ordinary tokens of the open segment at `positions`.
+    pub cells: Option<&'a [Cell]>,
 }
 
 impl<'a> ForwardInput<'a> {
@@ -69,6 +72,7 @@ impl<'a> ForwardInput<'a> {
             positions,
             visibility: Visibility::Causal,
             rows,
+            cells: None,
         }
     }
 }
@@ -198,8 +202,19 @@ impl Llama {
             let h = layer.post_attention_layernorm.forward(&x)?;
             x = (&x + layer.mlp.forward(&h)?)?;
         }
-        let cells = input.tokens.iter().zip(input.positions);
-        cache.push_cells(cells.map(|(&token, &pos)| Cell { token, pos }));
+        match input.cells {
+            Some(cells) => cache.push_cells(cells),
+            None => {
+                let segment = cache.cells().open_segment();
+                let cells: Vec<Cell> = (input.tokens.iter().zip(input.positions))
+                    .map(|(&token, &pos)| Cell {
+                        segment,
+                        ..Cell::token(token, pos)
+                    })
+                    .collect();
+                cache.push_cells(&cells);
+            }
+        }
         let x = match input.rows {
             OutputRows::Last => x.narrow(0, t - 1, 1)?,
             OutputRows::All => x,
@@ -215,6 +230,15 @@ impl Llama {
             expected,
             got,
         };
+        if let Some(cells) = input.cells
+            && cells.len() != t
+        {
+            return Err(shape_err(
+                "forward cells",
+                format!("{t} cells"),
+                cells.len().to_string(),
+            ));
+        }
         if t == 0 || input.positions.len() != t {
             return Err(shape_err(
                 "forward positions",

@@ -128,6 +128,13 @@ impl HfTokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// Ids of `text` with the byte offset where each token's text ends.
+    pub(super) fn encode_with_offsets(&self, text: &str) -> Result<Vec<(TokenId, usize)>> {
+        let encoding = self.plain.encode(text, false).map_err(Error::tokenizer)?;
+        let ends = encoding.get_offsets().iter().map(|&(_, end)| end);
+        Ok(encoding.get_ids().iter().copied().zip(ends).collect())
+    }
+
     /// Text of `ids` through the `tokenizer.json` decoder.
     pub(super) fn decode(&self, ids: &[TokenId], skip_special: bool) -> Result<String> {
         if let Some(&id) = ids.iter().find(|&&id| self.piece(id).is_none()) {

@@ -15,6 +15,7 @@
 
 mod bpe;
 mod hf;
+mod offsets;
 mod spm;
 
 use std::collections::HashMap;
@@ -354,6 +355,18 @@ impl Vocab {
         strip_first_space: bool,
         normal: impl Fn(&str, &mut Vec<u8>),
     ) -> Result<String> {
+        let bytes = self.decode_bytes(ids, skip_special, strip_first_space, normal)?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// The bytes [`Vocab::decode`] joins into text.
+    fn decode_bytes(
+        &self,
+        ids: &[TokenId],
+        skip_special: bool,
+        strip_first_space: bool,
+        normal: impl Fn(&str, &mut Vec<u8>),
+    ) -> Result<Vec<u8>> {
         let mut bytes = Vec::with_capacity(ids.len() * 4);
         let mut strip = strip_first_space;
         for &id in ids {
@@ -377,7 +390,7 @@ impl Vocab {
                 bytes.remove(start);
             }
         }
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        Ok(bytes)
     }
 }
 

@@ -40,3 +40,41 @@ pub fn golden(name: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("missing golden file {}: {e}", path.display()));
     serde_json::from_str(&text).expect("golden json")
 }
+
+/// A tiny seeded GQA model (2 layers, 4 heads over 2 KV heads, 384 ids, context 128), written
+/// once per test binary; anchors and pads use the ids in [`ANCHOR`] and [`PAD`].
+pub fn tiny_model() -> &'static anllm::LoadedModel {
+    use anllm::testutil::{HfLayout, TinySpec, write_hf_dir};
+    static MODEL: std::sync::OnceLock<anllm::LoadedModel> = std::sync::OnceLock::new();
+    MODEL.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_hf_dir(dir.path(), &TinySpec::gqa(), HfLayout::Safetensors).expect("write model");
+        anllm::load_model(
+            dir.path(),
+            anllm::WeightDtype::F32,
+            &candle_core::Device::Cpu,
+        )
+        .expect("load tiny model")
+    })
+}
+
+/// Anchor ids of the tiny-model tests.
+pub const ANCHOR: [anllm::TokenId; 2] = [10, 11];
+
+/// Pad id of the tiny-model tests.
+pub const PAD: anllm::TokenId = 12;
+
+/// The tiny tests' anchor set: ids [`ANCHOR`], pad [`PAD`].
+pub fn tiny_anchors() -> anllm::AnchorSet {
+    anllm::AnchorSet::new(ANCHOR, Some(PAD))
+}
+
+/// Largest |a − b| over two logit matrices of equal shape.
+pub fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    assert_eq!(a.len(), b.len(), "row counts differ");
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}

@@ -1,0 +1,206 @@
+//! Anchors (spec §1): which tokens close a segment, and `<AC>` insertion after sentences.
+//!
+//! * AnLLM-EP uses existing punctuation: [`AnchorSpec::Ep`] is exactly the paper's rule (the
+//!   bare `.` piece; Llama-2 id 29889), [`AnchorSpec::EpSentence`] every piece whose text ends a
+//!   sentence (`.`, `!`, `?`, possibly followed by closing quotes or brackets), derived from the
+//!   vocabulary.
+//! * AnLLM-AC uses an added `<AC>` token, inserted after every sentence ([`insert`]).
+//! * [`AnchorSpec::None`]: no anchors, plain causal attention.
+
+pub mod insert;
+
+use std::str::FromStr;
+
+use crate::token::Role;
+use crate::tokenizer::Tokenizer;
+use crate::{Error, Result, TokenId};
+
+/// Piece of the AnLLM-AC anchor token.
+pub const AC_PIECE: &str = "<AC>";
+
+/// Piece of the padding token the AnLLM checkpoints add.
+pub const PAD_PIECE: &str = "[PAD]";
+
+/// Which anchors a run uses, before it is resolved against a tokenizer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AnchorSpec {
+    /// No anchors: plain causal attention, full cache.
+    #[default]
+    None,
+    /// The paper's AnLLM-EP rule: the bare `.` piece only.
+    Ep,
+    /// Every piece whose text ends a sentence.
+    EpSentence,
+    /// The `<AC>` token of an AnLLM-AC model.
+    Ac,
+    /// Explicit token ids.
+    Ids(Vec<TokenId>),
+}
+
+impl FromStr for AnchorSpec {
+    type Err = Error;
+
+    /// `none`, `ep`, `ep-sentence`, `ac` or `ids:<id>,<id>,…`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Self::None),
+            "ep" => Ok(Self::Ep),
+            "ep-sentence" => Ok(Self::EpSentence),
+            "ac" => Ok(Self::Ac),
+            _ => {
+                let list = s.strip_prefix("ids:").ok_or_else(|| {
+                    Error::config(
+                        "anchors",
+                        format!("`{s}`: expected none, ep, ep-sentence, ac or ids:<list>"),
+                    )
+                })?;
+                let ids = list
+                    .split(',')
+                    .map(|id| id.trim().parse::<TokenId>())
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| Error::config("anchors", format!("`{s}`: {e}")))?;
+                Ok(Self::Ids(ids))
+            }
+        }
+    }
+}
+
+/// The resolved anchor ids and pad id: classifies each token as token, anchor or pad.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AnchorSet {
+    anchors: Vec<TokenId>, // sorted, unique
+    pad: Option<TokenId>,
+}
+
+impl AnchorSet {
+    /// A set of anchor ids and an optional pad id.
+    pub fn new(anchors: impl IntoIterator<Item = TokenId>, pad: Option<TokenId>) -> Self {
+        let mut anchors: Vec<TokenId> = anchors.into_iter().collect();
+        anchors.sort_unstable();
+        anchors.dedup();
+        Self { anchors, pad }
+    }
+
+    /// Resolves `spec` against `tokenizer`. The pad id is `[PAD]` when the vocabulary has it.
+    pub fn from_spec(spec: &AnchorSpec, tokenizer: &Tokenizer) -> Result<Self> {
+        let pad = tokenizer.token_id(PAD_PIECE);
+        let look_up = |piece: &str, why: &str| {
+            tokenizer.token_id(piece).ok_or_else(|| {
+                Error::config(
+                    "anchors",
+                    format!("the vocabulary has no `{piece}` piece{why}"),
+                )
+            })
+        };
+        let anchors = match spec {
+            AnchorSpec::None => Vec::new(),
+            AnchorSpec::Ep => vec![look_up(".", "")?],
+            AnchorSpec::EpSentence => sentence_end_pieces(tokenizer)?,
+            AnchorSpec::Ac => vec![look_up(
+                AC_PIECE,
+                " (an AnLLM-AC model adds it; `anllm train --anchors ac` does)",
+            )?],
+            AnchorSpec::Ids(ids) => {
+                let n = tokenizer.vocab_size();
+                if let Some(bad) = ids.iter().find(|&&id| id as usize >= n) {
+                    return Err(Error::config(
+                        "anchors",
+                        format!("id {bad} is outside the vocabulary of {n}"),
+                    ));
+                }
+                ids.clone()
+            }
+        };
+        if pad.is_some_and(|p| anchors.contains(&p)) {
+            return Err(Error::config(
+                "anchors",
+                "the pad token cannot be an anchor",
+            ));
+        }
+        Ok(Self::new(anchors, pad))
+    }
+
+    /// The role of `token`.
+    pub fn classify(&self, token: TokenId) -> Role {
+        if self.pad == Some(token) {
+            Role::Pad
+        } else if self.anchors.binary_search(&token).is_ok() {
+            Role::Anchor
+        } else {
+            Role::Token
+        }
+    }
+
+    /// The anchor ids, sorted.
+    pub fn ids(&self) -> &[TokenId] {
+        &self.anchors
+    }
+
+    /// The pad id, if the vocabulary has one.
+    pub fn pad(&self) -> Option<TokenId> {
+        self.pad
+    }
+
+    /// Whether no token is an anchor.
+    pub fn is_empty(&self) -> bool {
+        self.anchors.is_empty()
+    }
+}
+
+/// Ids of every piece whose text ends a sentence: after trimming whitespace, one `.` or a run
+/// of `!`/`?`, then only closing quotes or brackets. `...`, `▁.5` or `e.g.` are not included;
+/// neither are control tokens or byte-fallback pieces.
+pub fn sentence_end_pieces(tokenizer: &Tokenizer) -> Result<Vec<TokenId>> {
+    let mut ids = Vec::new();
+    for id in 0..tokenizer.vocab_size() as TokenId {
+        if tokenizer.piece(id).is_none_or(|p| p.starts_with("<0x")) {
+            continue;
+        }
+        if ends_sentence(&tokenizer.decode(&[id], true)?) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+/// Whether `text` is sentence-final punctuation (see [`sentence_end_pieces`]).
+pub fn ends_sentence(text: &str) -> bool {
+    const CLOSERS: &[char] = &['"', '\'', '”', '’', ')', ']', '»', '}'];
+    let core = text.trim().trim_end_matches(CLOSERS);
+    core == "." || (!core.is_empty() && core.chars().all(|c| c == '!' || c == '?'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentence_final_pieces_are_recognized() {
+        for yes in [".", " .", ".\"", "!\"", "?", "?!", ".)", ".\n", ".”", "!!"] {
+            assert!(ends_sentence(yes), "{yes:?}");
+        }
+        for no in ["...", "..", "e.g.", ".5", "", " ", "\"", ",", ".,", "Mr."] {
+            assert!(!ends_sentence(no), "{no:?}");
+        }
+    }
+
+    #[test]
+    fn spec_parses_every_form() {
+        assert_eq!("ep".parse::<AnchorSpec>().ok(), Some(AnchorSpec::Ep));
+        assert_eq!(
+            "ids:13, 29889".parse::<AnchorSpec>().ok(),
+            Some(AnchorSpec::Ids(vec![13, 29889]))
+        );
+        assert!("ids:x".parse::<AnchorSpec>().is_err());
+        assert!("period".parse::<AnchorSpec>().is_err());
+    }
+
+    #[test]
+    fn classify_puts_pad_before_anchor() {
+        let set = AnchorSet::new([5, 3, 5], Some(9));
+        assert_eq!(set.ids(), &[3, 5]);
+        assert_eq!(set.classify(3), Role::Anchor);
+        assert_eq!(set.classify(9), Role::Pad);
+        assert_eq!(set.classify(4), Role::Token);
+    }
+}

@@ -1,0 +1,1 @@
+//! English sentence splitting (Punkt-class), used to insert `<AC>` anchors after sentences.

@@ -1,0 +1,150 @@
+//! The core equivalence (spec §10.5): chunked prefill plus decode with anchor pruning gives the
+//! logits of one masked full-sequence forward, and the final cache holds exactly the anchors,
+//! the pinned tokens and the open segment. Property-tested on a tiny seeded GQA model over
+//! random token streams with random anchors, pads and pins, for chunkings {1, 2, 3, 5, all}.
+
+mod common;
+
+use std::ops::Range;
+
+use anllm::policy::PolicyKind;
+use anllm::{MaskRule, OutputRows, Pos, Role, Session, SessionConfig, TokenId};
+use common::{ANCHOR, PAD, max_abs_diff, tiny_anchors, tiny_model};
+use proptest::prelude::*;
+
+/// f32 tolerance of the issue.
+const TOL: f32 = 1e-4;
+
+/// A random stream: mostly ordinary ids, some anchors, a few pads.
+fn stream() -> impl Strategy<Value = Vec<TokenId>> {
+    let token = prop_oneof![
+        12 => 20u32..384,
+        3 => prop::sample::select(ANCHOR.to_vec()),
+        1 => Just(PAD),
+    ];
+    prop::collection::vec(token, 2..48)
+}
+
+/// Logits of every position of `tokens`: one masked full-sequence forward, nothing dropped.
+fn masked_full(tokens: &[TokenId], pins: &[Range<u32>]) -> Vec<Vec<f32>> {
+    let cfg = SessionConfig {
+        policy: PolicyKind::Full,
+        pins: pins.to_vec(),
+        ..SessionConfig::anchored(tiny_anchors(), tokens.len())
+    };
+    let mut session = Session::new(&tiny_model().llama, cfg, tokens.len()).unwrap();
+    session.prefill(tokens, 0).unwrap().to_vec2().unwrap()
+}
+
+/// Logits of every position: the first `prefill` tokens in chunks of `chunk`, then one decode
+/// step per token, pruning after every step. Returns the session for cache checks.
+fn pruned(
+    tokens: &[TokenId],
+    prefill: usize,
+    chunk: usize,
+    pins: &[Range<u32>],
+) -> (Vec<Vec<f32>>, Session<'static>) {
+    let cfg = SessionConfig {
+        pins: pins.to_vec(),
+        ..SessionConfig::anchored(tiny_anchors(), chunk)
+    };
+    let mut session = Session::new(&tiny_model().llama, cfg, 4).unwrap();
+    let mut rows = session
+        .prefill(&tokens[..prefill], 0)
+        .unwrap()
+        .to_vec2()
+        .unwrap();
+    for &t in &tokens[prefill..] {
+        let step = session.forward(&[t], OutputRows::Last).unwrap();
+        rows.extend(step.to_vec2::<f32>().unwrap());
+        session.cache().cells().check_invariants().unwrap();
+    }
+    (rows, session)
+}
+
+/// Positions the anchor policy must keep: anchors, pinned non-pads, the open segment's non-pads.
+fn expected_kept(tokens: &[TokenId], pins: &[Range<u32>]) -> Vec<Pos> {
+    let anchors = tiny_anchors();
+    let roles: Vec<Role> = tokens.iter().map(|&t| anchors.classify(t)).collect();
+    let open_from = roles
+        .iter()
+        .rposition(|&r| r == Role::Anchor)
+        .map_or(0, |i| i + 1);
+    (0..tokens.len())
+        .filter(|&i| {
+            let pinned = pins.iter().any(|r| r.contains(&(i as u32)));
+            match roles[i] {
+                Role::Anchor => true,
+                Role::Pad => false,
+                Role::Token => i >= open_from || pinned,
+            }
+        })
+        .map(|i| Pos(i as u32))
+        .collect()
+}
+
+/// Compares the non-pad rows (a pad row attends to nothing; its output is not defined).
+fn assert_rows_match(tokens: &[TokenId], got: &[Vec<f32>], want: &[Vec<f32>], what: &str) {
+    let keep = |rows: &[Vec<f32>]| -> Vec<Vec<f32>> {
+        (rows.iter().zip(tokens))
+            .filter(|&(_, &t)| t != PAD)
+            .map(|(r, _)| r.clone())
+            .collect()
+    };
+    let diff = max_abs_diff(&keep(got), &keep(want));
+    assert!(
+        diff <= TOL,
+        "{what}: max |Δ| = {diff} > {TOL} for {tokens:?}"
+    );
+}
+
+fn check(tokens: &[TokenId], prefill_frac: f64, pins: &[Range<u32>]) {
+    let reference = masked_full(tokens, pins);
+    let prefill = ((tokens.len() as f64 * prefill_frac) as usize).clamp(1, tokens.len());
+    for chunk in [1, 2, 3, 5, tokens.len()] {
+        let (rows, session) = pruned(tokens, prefill, chunk, pins);
+        let what = format!("chunk {chunk}, prefill {prefill}, pins {pins:?}");
+        assert_rows_match(tokens, &rows, &reference, &what);
+        let kept: Vec<Pos> = session.cache().cells().iter().map(|(_, c)| c.pos).collect();
+        assert_eq!(kept, expected_kept(tokens, pins), "{what}: final cache");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn pruned_cache_equals_masked_full_forward(tokens in stream(), frac in 0.0f64..1.0) {
+        check(&tokens, frac, &[]);
+    }
+
+    #[test]
+    fn pruned_cache_with_pins_equals_masked_full_forward(
+        tokens in stream(),
+        frac in 0.0f64..1.0,
+        pin in (0u32..40, 1u32..12),
+    ) {
+        let pins = [pin.0..pin.0 + pin.1];
+        check(&tokens, frac, &pins);
+    }
+}
+
+#[test]
+fn causal_rule_with_full_policy_equals_plain_causal_forward() {
+    // spec §10.7: without anchors the masked forward is the plain causal forward.
+    let tokens: Vec<TokenId> = (0..40).map(|i| 20 + (i * 37) % 300).collect();
+    let model = &tiny_model().llama;
+    let plain = {
+        let mut s = Session::new(model, SessionConfig::causal(40), 40).unwrap();
+        s.prefill(&tokens, 0).unwrap().to_vec2::<f32>().unwrap()
+    };
+    let masked = {
+        let cfg = SessionConfig {
+            rule: MaskRule::AnSan,
+            ..SessionConfig::causal(7)
+        };
+        let mut s = Session::new(model, cfg, 40).unwrap();
+        s.prefill(&tokens, 0).unwrap().to_vec2::<f32>().unwrap()
+    };
+    assert!(max_abs_diff(&plain, &masked) <= TOL);
+}

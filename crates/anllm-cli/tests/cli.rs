@@ -348,3 +348,76 @@ fn cli_sampling_with_seed_is_reproducible() {
         "every seed sampled the same text: {texts:?}"
     );
 }
+
+#[test]
+fn cli_bad_anchor_and_cache_flags_fail_cleanly() {
+    let (_tmp, dir) = hf_model(&TinySpec::gqa());
+    let base = ["generate", "-m", s(&dir), "-p", "a. b. c", "-n", "2"];
+    for (extra, needle) in [
+        (&["--anchors", "period"][..], "anchors"),
+        (&["--anchors", "ids:99999"][..], "outside the vocabulary"),
+        (&["--anchors", "ids:1,x"][..], "anchors"),
+        (&["--anchors", "ac"][..], "<AC>"),
+        (&["--pin", "5:3"][..], "--pin"),
+        (&["--pin", "five"][..], "--pin"),
+        (&["--chunk-size", "0"][..], "--chunk-size"),
+    ] {
+        let args: Vec<&str> = base.iter().copied().chain(extra.iter().copied()).collect();
+        assert_clean_failure(&anllm(&args), needle);
+    }
+}
+
+#[test]
+fn cli_anchored_generate_and_score_report_cache_statistics() {
+    let (_tmp, dir) = hf_model(&TinySpec::gqa());
+    let prompt = "ab. cd. ef. gh. ij. kl";
+    let generated = last_json(&anllm(&[
+        "generate",
+        "-m",
+        s(&dir),
+        "-p",
+        prompt,
+        "-n",
+        "4",
+        "--anchors",
+        "ep",
+        "--chunk-size",
+        "3",
+        "--json",
+    ]));
+    let cache = &generated["stats"]["cache"];
+    let (entries, seen) = (cache["entries"].as_u64(), cache["tokens_seen"].as_u64());
+    assert!(entries < seen, "{generated}");
+    assert!(cache["reduction"].as_f64() > Some(0.0), "{generated}");
+    assert!(
+        cache["peak_kv_bytes"].as_u64() >= cache["kv_bytes"].as_u64(),
+        "{generated}"
+    );
+    let score = |extra: &[&str]| {
+        let mut args = vec![
+            "score",
+            "-m",
+            s(&dir),
+            "--context",
+            prompt,
+            "--continuation",
+            " mn. op",
+        ];
+        args.extend_from_slice(extra);
+        args.extend(["--anchors", "ep", "--json"]);
+        last_json(&anllm(&args))
+    };
+    let (cached, masked) = (score(&["--chunk-size", "2"]), score(&["--mask-only"]));
+    let diff = cached["logprob"].as_f64().unwrap() - masked["logprob"].as_f64().unwrap();
+    assert!(diff.abs() < 1e-4, "{cached} {masked}");
+    assert_eq!(masked["mode"], "mask_only");
+    assert!(cached["cache"]["entries"].as_u64() < masked["cache"]["entries"].as_u64());
+    // The pinned context stays whole; only the continuation's closed segment is dropped.
+    let pinned = score(&["--pin-prompt"]);
+    let context = pinned["context_ids"].as_array().unwrap().len() as u64;
+    let kept = pinned["cache"]["entries"].as_u64().unwrap();
+    assert!(
+        kept > context && kept < masked["cache"]["entries"].as_u64().unwrap(),
+        "{pinned}"
+    );
+}

@@ -119,3 +119,41 @@ fn default_model_score_matches_hf_loglik() {
         }
     }
 }
+
+/// Multi-sentence contexts for the anchored scoring checks.
+const STORIES: [(&str, &str); 2] = [
+    (
+        "The sun rose over the hills. Birds began to sing. A farmer walked to his field. He \
+         looked at the sky and smiled. The harvest would be good this year. His children ran \
+         behind him.",
+        " They laughed and played in the warm morning light.",
+    ),
+    (
+        "Paris is the capital of France. It is known for the Eiffel Tower. Many tourists visit \
+         it every year. The city has many museums.",
+        " The most famous one is the Louvre.",
+    ),
+];
+
+#[test]
+fn default_model_anchored_score_equals_mask_only_for_every_chunk_size() {
+    for (context, continuation) in STORIES {
+        let run = |extra: &[&str]| {
+            let mut args = vec!["score", "--dtype", "f32", "--anchors", "ep"];
+            args.extend_from_slice(extra);
+            args.extend(["--context", context, "--continuation", continuation]);
+            anllm_json(&args)
+        };
+        let masked = run(&["--mask-only"]);
+        let want = masked["logprob"].as_f64().unwrap();
+        assert_eq!(masked["cache"]["entries"], masked["cache"]["tokens_seen"]);
+        for chunk in ["1", "7", "512"] {
+            let got = run(&["--chunk-size", chunk]);
+            let lp = got["logprob"].as_f64().unwrap();
+            assert!((lp - want).abs() <= 1e-3, "chunk {chunk}: {lp} vs {want}");
+            let cache = &got["cache"];
+            assert!(cache["entries"].as_u64() < cache["tokens_seen"].as_u64());
+            assert!(cache["reduction"].as_f64().unwrap() > 0.5, "{cache}");
+        }
+    }
+}

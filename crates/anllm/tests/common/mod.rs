@@ -78,3 +78,12 @@ pub fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
 }
+
+/// A tokenizer read from a fetched GGUF file (`rel` under `$ANLLM_HOME`).
+pub fn gguf_tokenizer(rel: &str) -> anllm::tokenizer::Tokenizer {
+    use candle_core::quantized::gguf_file::Content;
+    let path = asset(rel);
+    let mut file = std::fs::File::open(&path).expect("open gguf");
+    let content = Content::read(&mut file).expect("read gguf");
+    anllm::tokenizer::Tokenizer::from_gguf(&content).expect("tokenizer")
+}

@@ -1,0 +1,102 @@
+//! Anchor presets on real vocabularies (fetched by scripts/fetch-assets.sh): the paper's EP rule
+//! is the bare `.` piece only (spec §9.10), `ep-sentence` is derived from the pieces' text, and
+//! token end offsets line up with the text for `<AC>` insertion.
+
+mod common;
+
+use anllm::anchor::{AnchorSpec, insert::FinalSentence, insert::insert_after_sentences};
+use anllm::tokenizer::Tokenizer;
+use anllm::{AnchorSet, Role};
+use common::gguf_tokenizer;
+
+fn llama2() -> Tokenizer {
+    gguf_tokenizer("vocab/ggml-vocab-llama-spm.gguf")
+}
+
+fn smollm() -> Tokenizer {
+    gguf_tokenizer("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+#[test]
+fn spec9_10_ep_anchor_is_the_bare_period_piece_only() {
+    let tok = llama2();
+    let ep = AnchorSet::from_spec(&AnchorSpec::Ep, &tok).unwrap();
+    assert_eq!(ep.ids(), &[29889]);
+    // "▁." (869) and "..." pieces are not anchors; a decimal point is.
+    assert_eq!(ep.classify(869), Role::Token);
+    let ids = tok.encode("Pi is 3.14 and e.g. this.", false).unwrap();
+    let periods = ids
+        .iter()
+        .filter(|&&id| ep.classify(id) == Role::Anchor)
+        .count();
+    assert_eq!(periods, ids.iter().filter(|&&id| id == 29889).count());
+    assert!(periods >= 3, "{ids:?}");
+}
+
+#[test]
+fn ep_sentence_preset_holds_closing_quote_pieces() {
+    let tok = llama2();
+    let set = AnchorSet::from_spec(&AnchorSpec::EpSentence, &tok).unwrap();
+    for (id, piece) in [(29889, "."), (869, "▁."), (1213, ".\""), (3850, "!\"")] {
+        assert_eq!(tok.piece(id), Some(piece));
+        assert_eq!(set.classify(id), Role::Anchor, "{piece}");
+    }
+    let ellipsis = tok.token_id("...").unwrap();
+    assert_eq!(set.classify(ellipsis), Role::Token);
+    assert!(set.ids().len() < 200, "{} pieces", set.ids().len());
+}
+
+#[test]
+fn ep_preset_on_the_default_model_is_its_period_piece() {
+    let tok = smollm();
+    let ep = AnchorSet::from_spec(&AnchorSpec::Ep, &tok).unwrap();
+    assert_eq!(ep.ids(), &[tok.token_id(".").unwrap()]);
+    let sentence = AnchorSet::from_spec(&AnchorSpec::EpSentence, &tok).unwrap();
+    assert!(sentence.ids().len() > ep.ids().len());
+    // The default model has no <AC>: asking for it is a clear error.
+    let err = AnchorSet::from_spec(&AnchorSpec::Ac, &tok)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("<AC>"), "{err}");
+}
+
+#[test]
+fn token_offsets_end_where_the_text_of_each_token_ends() {
+    let text = "The cat sat.  It was \"happy.\" Café au lait!\n\nNew line 3.14?";
+    for tok in [llama2(), smollm()] {
+        let with = tok.encode_with_offsets(text).unwrap();
+        let ids: Vec<u32> = with.iter().map(|&(id, _)| id).collect();
+        assert_eq!(ids, tok.encode(text, false).unwrap());
+        assert_eq!(
+            with.last().map(|&(_, e)| e),
+            Some(text.len()),
+            "{}",
+            tok.kind()
+        );
+        assert!(with.windows(2).all(|w| w[0].1 <= w[1].1));
+        for k in [1, with.len() / 2, with.len() - 1] {
+            let decoded = tok.decode(&ids[..k], false).unwrap();
+            assert_eq!(decoded.len(), with[k - 1].1, "{} prefix {k}", tok.kind());
+        }
+    }
+}
+
+#[test]
+fn ac_goes_right_after_each_sentence_final_token() {
+    let tok = smollm();
+    let text = "The cat sat. It was happy! Then it left.";
+    let spans = [0..12, 13..26, 27..40];
+    let ac = 99_999;
+    for (last, count) in [(FinalSentence::Open, 2), (FinalSentence::Anchored, 3)] {
+        let ids = insert_after_sentences(&tok, text, &spans, ac, last).unwrap();
+        assert_eq!(ids.iter().filter(|&&id| id == ac).count(), count);
+        let plain: Vec<u32> = ids.iter().copied().filter(|&id| id != ac).collect();
+        assert_eq!(
+            plain,
+            tok.encode(text, false).unwrap(),
+            "the text's own tokens"
+        );
+        let first = ids.iter().position(|&id| id == ac).unwrap();
+        assert_eq!(tok.decode(&ids[..first], false).unwrap(), "The cat sat.");
+    }
+}

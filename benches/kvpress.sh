@@ -13,7 +13,7 @@
 #   --depths 1024,4096   --decode-tokens 64   --repeat 3   --threads 2   [--presses none,knorm,streaming_llm]
 #   [--model GGUF]       (default $MODEL or $ANLLM_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf)
 #
-# Cost: the PyPI torch wheel for Linux x86_64 is the CUDA build; it pulls the nvidia-* / cuda-*
+# Cost: the registry's torch wheel for Linux x86_64 is the CUDA build; it pulls the nvidia-* / cuda-*
 # packages (the CUDA libraries must be present for `import torch`, even on CPU) — several GB of
 # wheels to download and about 6 GB on disk; installing took about 3 min here. Not part of CI.
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch the model and vocabulary files anllm's tests and default commands need, through the
+# Fetch the model, vocabulary, sentence-splitter and corpus files anllm's tests and commands need, through the
 # ordinary package-registry clients only, with pinned versions and sha256 checks.
 #
 # Everything lands in "$ANLLM_HOME" (default: ~/.cache/anllm), outside the repository.
@@ -68,9 +68,12 @@ fetch_vocabs() {
   sha_ok "$VOCABS/ggml-vocab-llama-spm.gguf" "$SPM_VOCAB_SHA" || die "checksum mismatch for ggml-vocab-llama-spm.gguf"
 }
 
+HERE="$(cd "$(dirname "$0")" && pwd)"
 if [ "${1:-}" != "--print" ]; then
   fetch_default_model
   fetch_vocabs
+  "$HERE/fetch-punkt.sh"           # NLTK's English Punkt parameters (sentence splitting for <AC>)
+  "$HERE/fetch-corpus.sh"          # public-domain English text (benchmark prompt, training corpus)
 fi
 
 cat <<INFO
@@ -79,4 +82,6 @@ default model:      $MODELS/$SMOLLM_GGUF
 llama-2 vocabulary: $VOCABS/ggml-vocab-llama-spm.gguf (+ .inp/.out test vectors)
 gpt-2 vocabulary:   $VOCABS/ggml-vocab-gpt-2.gguf (+ .inp/.out test vectors)
 llama.cpp source:   $DL/$LCPP_SDIST (used by benches/llamacpp.sh)
+punkt (english):    $ANLLM_HOME/punkt/english.json
+corpus:             $ANLLM_HOME/corpus/{bench-prompt,train,heldout,moby-dick,sotu}.txt
 INFO

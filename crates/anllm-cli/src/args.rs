@@ -104,6 +104,10 @@ pub struct SessionArgs {
     /// Keep token positions START..END (0-based, END exclusive) in the cache; repeatable.
     #[arg(long, value_name = "START:END")]
     pub pin: Vec<String>,
+    /// With --anchors ac: insert <AC> after every sentence of the prompt (context), found by
+    /// the Punkt English splitter; the last sentence gets none, as in the authors' data.
+    #[arg(long)]
+    pub insert_anchors: bool,
     /// Prompt tokens per forward step; the cache is pruned after each.
     #[arg(long, default_value_t = 512)]
     pub chunk_size: usize,

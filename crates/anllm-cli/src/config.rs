@@ -142,3 +142,28 @@ pub fn cache_line(c: &anllm::CacheStats) -> String {
         100.0 * c.reduction
     )
 }
+
+/// Token ids of `text` with `<AC>` after every sentence when `--insert-anchors` is set, else
+/// `None` (the caller tokenizes as usual).
+pub fn encode_with_anchors(
+    args: &SessionArgs,
+    tokenizer: &Tokenizer,
+    text: &str,
+) -> Result<Option<Vec<anllm::TokenId>>> {
+    if !args.insert_anchors {
+        return Ok(None);
+    }
+    let spec: AnchorSpec = args.anchors.parse()?;
+    if spec != AnchorSpec::Ac {
+        bail!("--insert-anchors needs --anchors ac (EP anchors are already in the text)");
+    }
+    let anchors = AnchorSet::from_spec(&spec, tokenizer)?;
+    let ac = anchors.ids()[0];
+    let splitter = anllm::sentence::load_english(&anllm_home())
+        .context("loading the Punkt English parameters (run scripts/fetch-assets.sh)")?;
+    let spans = splitter.sentence_spans(text);
+    let last = anllm::anchor::insert::FinalSentence::Open;
+    Ok(Some(anllm::anchor::insert::insert_after_sentences(
+        tokenizer, text, &spans, ac, last,
+    )?))
+}

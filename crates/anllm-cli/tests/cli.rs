@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use anllm::testutil::{HfLayout, TinySpec, write_gguf, write_gguf_typed, write_hf_dir};
+use anllm::testutil::{
+    HfLayout, TinySpec, anllm_llama2_spec, write_gguf, write_gguf_typed, write_hf_dir,
+};
 use candle_core::quantized::GgmlDType;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -420,4 +422,43 @@ fn cli_anchored_generate_and_score_report_cache_statistics() {
         kept > context && kept < masked["cache"]["entries"].as_u64().unwrap(),
         "{pinned}"
     );
+}
+
+#[test]
+fn cli_insert_anchors_puts_ac_after_each_context_sentence() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_hf_dir(tmp.path(), &anllm_llama2_spec(32002), HfLayout::Safetensors).unwrap();
+    let home = std::env::var_os("ANLLM_HOME").map_or_else(
+        || PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/anllm"),
+        PathBuf::from,
+    );
+    assert!(
+        home.join("punkt/english.json").exists(),
+        "missing Punkt parameters: run scripts/fetch-assets.sh"
+    );
+    let run = |anchors: &str| {
+        Command::new(env!("CARGO_BIN_EXE_anllm"))
+            .args([
+                "score",
+                "-m",
+                s(tmp.path()),
+                "--anchors",
+                anchors,
+                "--insert-anchors",
+            ])
+            .args([
+                "--context",
+                "Mr. Smith left. It rained. We",
+                "--continuation",
+                " ran",
+            ])
+            .arg("--json")
+            .env("ANLLM_HOME", &home)
+            .output()
+            .unwrap()
+    };
+    let json = last_json(&run("ac"));
+    let ids = json["context_ids"].as_array().unwrap();
+    assert_eq!(ids.iter().filter(|&id| id == 32001).count(), 2, "{json}");
+    assert_clean_failure(&run("ep"), "--anchors ac");
 }

@@ -124,7 +124,7 @@ proptest! {
         frac in 0.0f64..1.0,
         pin in (0u32..40, 1u32..12),
     ) {
-        let pins = [pin.0..pin.0 + pin.1];
+        let pins: Vec<Range<u32>> = std::iter::once(pin.0..pin.0 + pin.1).collect();
         check(&tokens, frac, &pins);
     }
 }

@@ -207,7 +207,7 @@ fn spec9_8_bos_is_not_kept_after_the_first_anchor_unless_pinned() {
     s.prefill(&spec_example(), 8).unwrap();
     assert!(!cached_positions(&s).contains(&0));
     let mut pinned = session(SessionConfig {
-        pins: vec![0..1],
+        pins: std::iter::once(0..1).collect(),
         ..anchored(512)
     });
     pinned.prefill(&spec_example(), 8).unwrap();

@@ -56,7 +56,13 @@ pub fn prompt_ids(model: &LoadedModel, args: &GenerateArgs) -> Result<Vec<TokenI
     } else {
         args.prompt.clone()
     };
-    let mut ids = tok.encode(&text, args.chat)?;
+    if args.chat && args.session.insert_anchors {
+        anyhow::bail!("--insert-anchors cannot be combined with --chat");
+    }
+    let mut ids = match config::encode_with_anchors(&args.session, tok, &text)? {
+        Some(ids) => ids,
+        None => tok.encode(&text, args.chat)?,
+    };
     let want_bos = args.bos.unwrap_or(tok.add_bos() && !args.chat);
     if want_bos
         && let Some(bos) = tok.specials().bos

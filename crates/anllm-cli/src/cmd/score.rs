@@ -12,7 +12,10 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     config::set_threads(args.common.threads)?;
     let model = config::load(&args.common)?;
     let tok = &model.tokenizer;
-    let mut context = tok.encode(&args.context, false)?;
+    let mut context = match config::encode_with_anchors(&args.session, tok, &args.context)? {
+        Some(ids) => ids,
+        None => tok.encode(&args.context, false)?,
+    };
     let continuation = tok.encode(&args.continuation, false)?;
     if continuation.is_empty() {
         bail!("the continuation is empty after tokenization");

@@ -267,6 +267,10 @@ fn dot_q4_1_q8_1(scales: &[[f16; 2]], nibbles: &[[u8; 16]], a: &Q8_1Row) -> f32 
         // SAFETY: AVX2 and FMA were detected at run time.
         return unsafe { avx2::dot_q4_1_q8_1(scales, nibbles, a) };
     }
+    dot_q4_1_q8_1_scalar(scales, nibbles, a)
+}
+
+fn dot_q4_1_q8_1_scalar(scales: &[[f16; 2]], nibbles: &[[u8; 16]], a: &Q8_1Row) -> f32 {
     let mut total = 0f32;
     for (((s, q), sa), qa) in scales.iter().zip(nibbles).zip(&a.scales).zip(&a.quants) {
         let mut isum = 0i32;
@@ -319,39 +323,48 @@ mod avx2 {
         let mut acc = _mm256_setzero_ps();
         let mut mins = 0f32;
         for (((s, q), sa), qa) in scales.iter().zip(nibbles).zip(&a.scales).zip(&a.quants) {
-            // SAFETY: q is 16 bytes and qa 32 bytes; unaligned loads.
-            let raw = unsafe { _mm_loadu_si128(q.as_ptr().cast()) };
-            let lo = _mm_and_si128(raw, mask);
-            let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
-            let w = _mm256_set_m128i(hi, lo);
-            let y = unsafe { _mm256_loadu_si256(qa.as_ptr().cast()) };
-            let prod = _mm256_madd_epi16(_mm256_maddubs_epi16(w, y), ones);
             let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(
                 (s[0].to_bits() as u32 | (s[1].to_bits() as u32) << 16) as i32,
             ));
             let (d, m) = (_mm_cvtss_f32(dm), _mm_cvtss_f32(_mm_movehdup_ps(dm)));
-            let scale = _mm256_set1_ps(d * sa[0]);
-            acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(prod), acc);
+            // SAFETY: in-bounds block references.
+            let p = unsafe { block_q4_1(q, qa, mask, ones) };
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * sa[0]), p, acc);
             mins += m * sa[1];
         }
         unsafe { hsum(acc) + mins }
     }
 
+    /// Σ(q_w·q_a) of one block as 8 partial i32 sums, converted to f32.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn block_q4_1(q: &[u8; 16], qa: &[i8; 32], mask: __m128i, ones: __m256i) -> __m256 {
+        // SAFETY: q is 16 bytes and qa 32 bytes; unaligned loads.
+        let raw = unsafe { _mm_loadu_si128(q.as_ptr().cast()) };
+        let lo = _mm_and_si128(raw, mask);
+        let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+        let w = _mm256_set_m128i(hi, lo);
+        let y = unsafe { _mm256_loadu_si256(qa.as_ptr().cast()) };
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(w, y), ones))
+    }
+
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot_q8_0_f32(scales: &[f32], quants: &[[i8; 32]], x: &[f32]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
+        // Four independent accumulators (one per 8-lane quarter of a block): the weights are
+        // scaled first, so no FMA waits on another within a block.
+        let mut acc = [_mm256_setzero_ps(); 4];
         for ((d, q), xb) in scales.iter().zip(quants).zip(x.chunks_exact(BLOCK)) {
-            let mut block = _mm256_setzero_ps();
-            for k in 0..4 {
+            let dv = _mm256_set1_ps(*d);
+            for (k, acc) in acc.iter_mut().enumerate() {
                 // SAFETY: q has 32 bytes and xb 32 floats; k*8 + 8 <= 32.
                 let q8 = unsafe { _mm_loadl_epi64(q.as_ptr().add(k * 8).cast()) };
-                let wf = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8));
+                let wf = _mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)));
                 let xv = unsafe { _mm256_loadu_ps(xb.as_ptr().add(k * 8)) };
-                block = _mm256_fmadd_ps(wf, xv, block);
+                *acc = _mm256_fmadd_ps(wf, xv, *acc);
             }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(*d), block, acc);
         }
-        unsafe { hsum(acc) }
+        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        unsafe { hsum(sum) }
     }
 }
 
@@ -369,8 +382,9 @@ mod tests {
     /// Max |ours − dequantized f32 matmul| relative to max |reference|.
     fn relative_error(dtype: GgmlDType, rows: usize) -> f32 {
         let cpu = &Device::Cpu;
-        let w = Tensor::from_vec(values(40 * 96, 0.5), (40, 96), cpu).unwrap();
-        let x = Tensor::from_vec(values(rows * 96, 7.0), (rows, 96), cpu).unwrap();
+        // 320 = 10 blocks: two 4-block scale batches and a tail of 2.
+        let w = Tensor::from_vec(values(40 * 320, 0.5), (40, 320), cpu).unwrap();
+        let x = Tensor::from_vec(values(rows * 320, 7.0), (rows, 320), cpu).unwrap();
         let q = QTensor::quantize(&w, dtype).unwrap();
         let reference = x.matmul(&q.dequantize(cpu).unwrap().t().unwrap()).unwrap();
         let ours = QuantMatrix::from_qtensor(&q)
@@ -406,6 +420,26 @@ mod tests {
     fn q8_0_kernel_matches_dequantized_matmul_exactly() {
         let err = relative_error(GgmlDType::Q8_0, 3);
         assert!(err < 1e-5, "relative error {err}");
+    }
+
+    #[test]
+    fn q4_1_simd_kernel_equals_scalar_kernel() {
+        let cpu = &Device::Cpu;
+        let w = Tensor::from_vec(values(2 * 320, 0.5), (2, 320), cpu).unwrap();
+        let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
+        let m = QuantMatrix::from_qtensor(&q).unwrap().unwrap();
+        let Blocks::Q4_1 { scales, nibbles } = &m.blocks else {
+            panic!("not Q4_1")
+        };
+        let a = Q8_1Row::quantize(&values(320, 3.0));
+        let (simd, scalar) = (
+            dot_q4_1_q8_1(&scales[..10], &nibbles[..10], &a),
+            dot_q4_1_q8_1_scalar(&scales[..10], &nibbles[..10], &a),
+        );
+        assert!(
+            (simd - scalar).abs() <= 1e-4 * scalar.abs().max(1.0),
+            "{simd} vs {scalar}"
+        );
     }
 
     #[test]

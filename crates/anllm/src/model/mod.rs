@@ -12,6 +12,8 @@ mod norm;
 pub mod quant;
 pub mod rope;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use candle_core::quantized::QMatMul;
 use candle_core::{Device, Tensor};
 
@@ -176,7 +178,26 @@ impl Llama {
     pub fn forward(&self, input: &ForwardInput, cache: &mut KvCache) -> Result<Tensor> {
         // Run the step on a rayon worker: the kernels' parallel loops then start by work
         // stealing instead of waking the pool from outside (a futex round trip per matmul).
-        rayon::scope(|_| self.forward_step(input, cache))
+        // In short (decode) steps the other workers stay awake meanwhile, taking the step's
+        // parallel work as it comes, instead of falling asleep between two small matmuls and
+        // being woken for each (measured: +15–35% decode tok/s on 2 threads). Long (prefill)
+        // steps are GEMM-bound and ran 10% slower with it, so they go without.
+        let done = AtomicBool::new(false);
+        // Spinning only pays with a core per worker; an oversubscribed pool goes without.
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let helpers = match rayon::current_num_threads() {
+            n if n <= cores && input.tokens.len() <= attend::MAX_ROWS => n,
+            _ => 1,
+        };
+        rayon::scope(|s| {
+            let (owner, done) = (rayon::current_thread_index(), &done);
+            for _ in 1..helpers {
+                s.spawn(move |_| keep_warm(done, owner));
+            }
+            let out = self.forward_step(input, cache);
+            done.store(true, Ordering::Release);
+            out
+        })
     }
 
     fn forward_step(&self, input: &ForwardInput, cache: &mut KvCache) -> Result<Tensor> {
@@ -282,5 +303,30 @@ impl Llama {
             });
         }
         Ok(t)
+    }
+}
+
+/// Longest a worker keeps itself awake for one step. The bound also makes the scheme safe: a
+/// worker that picked this job up while inside a task the step waits for gives up and lets
+/// that task finish.
+const MAX_KEEP_WARM: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Runs the pool's pending work until `done` (or [`MAX_KEEP_WARM`]), spinning in between.
+/// Returns at once on the thread that runs the step (`owner`), which may pick this job up
+/// while it waits for its own.
+fn keep_warm(done: &AtomicBool, owner: Option<usize>) {
+    if rayon::current_thread_index() == owner {
+        return;
+    }
+    let start = std::time::Instant::now();
+    let mut rounds = 0u32;
+    while !done.load(Ordering::Acquire) {
+        if rayon::yield_now() != Some(rayon::Yield::Executed) {
+            std::hint::spin_loop();
+        }
+        rounds = rounds.wrapping_add(1);
+        if rounds % 256 == 0 && start.elapsed() > MAX_KEEP_WARM {
+            return;
+        }
     }
 }

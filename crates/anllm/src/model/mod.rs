@@ -325,7 +325,7 @@ fn keep_warm(done: &AtomicBool, owner: Option<usize>) {
             std::hint::spin_loop();
         }
         rounds = rounds.wrapping_add(1);
-        if rounds % 256 == 0 && start.elapsed() > MAX_KEEP_WARM {
+        if rounds.is_multiple_of(256) && start.elapsed() > MAX_KEEP_WARM {
             return;
         }
     }

@@ -109,7 +109,10 @@ impl Mask {
 
     /// Whether the grid is exactly [`Mask::causal`] of its shape.
     pub fn is_causal(&self) -> bool {
-        self.cols >= self.rows && *self == Self::causal(self.cols - self.rows, self.rows)
+        let Some(cached) = self.cols.checked_sub(self.rows) else {
+            return false;
+        };
+        (0..self.rows).all(|r| (0..self.cols).all(|c| self.get(r, c) == (c <= cached + r)))
     }
 
     /// Additive form `[rows, cols]`: 0 where visible, [`BLOCKED`] where not.

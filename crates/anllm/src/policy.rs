@@ -93,11 +93,6 @@ impl PolicyKind {
             Self::Anchor => Box::new(AnchorPolicy),
         }
     }
-
-    /// Every kind, for test matrices.
-    pub fn examples() -> [Self; 2] {
-        [Self::Full, Self::Anchor]
-    }
 }
 
 #[cfg(test)]

@@ -104,19 +104,6 @@ impl Cells {
         });
     }
 
-    /// Keeps the first `len` cells; the counters are rewound to the last kept cell, as if the
-    /// stream had been cut there.
-    pub fn truncate(&mut self, len: usize) {
-        self.cells.truncate(len);
-        match self.cells.last() {
-            Some(last) => {
-                self.next_pos = Pos(last.pos.0 + 1);
-                self.open_segment = SegmentId(last.segment.0 + u32::from(last.is_anchor()));
-            }
-            None => *self = Self::default(),
-        }
-    }
-
     /// Checks the invariants: positions strictly increase with the slot, segments never
     /// decrease, every cell lies before `next_pos` and in a segment no later than the open
     /// one, and only the last cell of a segment can be its anchor.

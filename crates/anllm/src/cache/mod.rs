@@ -131,16 +131,11 @@ impl KvCache {
         Ok(())
     }
 
-    /// Keeps the first `len` entries (drops the rest) and rewinds the stream to the last one.
-    pub fn truncate(&mut self, len: usize) {
-        self.cells.truncate(len);
-        for layer in &mut self.layers {
-            layer.truncate(len);
-        }
-    }
-
     /// Drops every entry and resets the stream.
     pub fn clear(&mut self) {
-        self.truncate(0);
+        self.cells = Cells::default();
+        for layer in &mut self.layers {
+            layer.truncate(0);
+        }
     }
 }

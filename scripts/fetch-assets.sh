@@ -74,6 +74,7 @@ if [ "${1:-}" != "--print" ]; then
   fetch_vocabs
   "$HERE/fetch-punkt.sh"           # NLTK's English Punkt parameters (sentence splitting for <AC>)
   "$HERE/fetch-corpus.sh"          # public-domain English text (benchmark prompt, training corpus)
+  "$HERE/fetch-eval.sh"            # the eight QA benchmarks (anllm eval qa)
 fi
 
 cat <<INFO
@@ -84,4 +85,5 @@ gpt-2 vocabulary:   $VOCABS/ggml-vocab-gpt-2.gguf (+ .inp/.out test vectors)
 llama.cpp source:   $DL/$LCPP_SDIST (used by benches/llamacpp.sh)
 punkt (english):    $ANLLM_HOME/punkt/english.json
 corpus:             $ANLLM_HOME/corpus/{bench-prompt,train,heldout,moby-dick,sotu}.txt
+eval (8 QA tasks):  $ANLLM_HOME/eval/<task>/{validation.arrow,test.jsonl}
 INFO

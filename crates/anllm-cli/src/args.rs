@@ -24,6 +24,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Measure prefill and decode speed (optionally beside llama.cpp).
     Bench(BenchArgs),
+    /// Evaluate: QA benchmarks (accuracy, C⇓, T⇑) or perplexity.
+    Eval(EvalArgs),
 }
 
 /// How weights are held in memory.
@@ -222,4 +224,116 @@ pub struct BenchArgs {
     /// A text file to take the prompt and decode tokens from (default: pseudo-random ids).
     #[arg(long)]
     pub prompt_file: Option<PathBuf>,
+}
+
+/// `anllm eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// What to evaluate.
+    #[command(subcommand)]
+    pub command: EvalCommand,
+}
+
+/// `anllm eval` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// The paper's eight QA benchmarks: accuracy, KV-cache reduction C⇓ and speed-up T⇑.
+    Qa(QaArgs),
+    /// Perplexity of a text in sliding windows.
+    Ppl(PplArgs),
+}
+
+/// How requests are scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum EvalModeArg {
+    /// Full causal attention (choices share the context's cache).
+    #[default]
+    Full,
+    /// One AnSAN-masked forward per request, nothing cached (the paper's accuracy).
+    Mask,
+    /// Context prefilled once with anchor pruning, every choice scored against the pruned cache.
+    Cache,
+}
+
+/// Anchors and mask flags of `eval`.
+#[derive(Debug, Clone, Args)]
+pub struct EvalSessionArgs {
+    /// Anchor tokens: none, ep, ep-sentence, ac or ids:<id>,… (needed by --mode mask|cache).
+    #[arg(long, default_value = "none")]
+    pub anchors: String,
+    /// How requests are scored.
+    #[arg(long, value_enum, default_value_t = EvalModeArg::Full)]
+    pub mode: EvalModeArg,
+    /// Visibility rule of the anchored modes.
+    #[arg(long, value_enum, default_value_t = MaskRuleArg::Ansan)]
+    pub mask_rule: MaskRuleArg,
+    /// Prefill tokens per forward step (the cache is pruned after each).
+    #[arg(long, default_value_t = 512)]
+    pub chunk_size: usize,
+}
+
+/// `anllm eval qa`.
+#[derive(Debug, Args)]
+pub struct QaArgs {
+    /// Shared flags.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Anchors and mode.
+    #[command(flatten)]
+    pub session: EvalSessionArgs,
+    /// Tasks: all, or a comma-separated list of obqa, piqa, boolq, hellaswag, winogrande,
+    /// arc_easy, arc_challenge, sciq.
+    #[arg(long, default_value = "all")]
+    pub tasks: String,
+    /// Demonstrations per prompt.
+    #[arg(long, default_value_t = 0)]
+    pub shots: usize,
+    /// Score only the first N items of each task.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Write the summary and one record per scored item to this JSON file.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Seed of the demonstration sampling.
+    #[arg(long, default_value_t = 1234)]
+    pub seed: u64,
+    /// Directory of the benchmark files [default: $ANLLM_HOME/eval].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Scored rows of a task from another file (Arrow or JSONL, HF field names); repeatable.
+    #[arg(long, value_name = "TASK=FILE")]
+    pub data: Vec<String>,
+    /// Demonstration pool of a task from another file; repeatable.
+    #[arg(long, value_name = "TASK=FILE")]
+    pub shots_data: Vec<String>,
+    /// In --mode cache, also run the non-caching (mask) and full-caching scorings of the first N
+    /// items of each task, for T⇑ and the mask/cache agreement (0: off) [default: all items].
+    #[arg(long)]
+    pub speedup_items: Option<usize>,
+}
+
+/// `anllm eval ppl`.
+#[derive(Debug, Args)]
+pub struct PplArgs {
+    /// Shared flags.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Anchors and mode.
+    #[command(flatten)]
+    pub session: EvalSessionArgs,
+    /// The text file [default: $ANLLM_HOME/corpus/heldout.txt].
+    #[arg(long)]
+    pub text: Option<PathBuf>,
+    /// Tokens per window.
+    #[arg(long, default_value_t = 512)]
+    pub window: usize,
+    /// Tokens between window starts [default: the window].
+    #[arg(long)]
+    pub stride: Option<usize>,
+    /// Use only the first N tokens of the text.
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// With --anchors ac: insert <AC> after every sentence (Punkt English).
+    #[arg(long)]
+    pub insert_anchors: bool,
 }

@@ -29,6 +29,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Score(a) => cmd::score::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Bench(a) => cmd::bench::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod eval;
 pub mod generate;
 pub mod loader;
 pub mod mask;

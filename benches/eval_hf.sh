@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Peer check of `anllm eval qa` (not part of CI): recompute the multiple-choice log-likelihoods of a
+# results file with HF transformers (the GGUF dequantized to fp32, CPU) and compare accuracy,
+# predictions and log-likelihoods, per task. Runs benches/eval_hf.py with the python of the kvpress
+# venv ("$ANLLM_HOME/peers/kvpress-venv", default ANLLM_HOME: ~/.cache/anllm), which
+# `benches/kvpress.sh setup` creates (several GB; run here when the venv's python is missing).
+#
+#   anllm eval qa --tasks arc_easy,piqa --limit 500 --output /tmp/qa.json
+#   benches/eval_hf.sh --results /tmp/qa.json [--model GGUF] [--threads 2] [--limit N] [--out FILE]
+#                      [--no-batch] [--tokens]
+#
+# --model defaults to $ANLLM_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf; --limit N scores the first
+# N records of each task; --out writes the per-task summary and per-record HF log-likelihoods (JSON).
+# Markdown table on stdout, progress on stderr. See benches/eval_hf.py --help.
+# Environment: ANLLM_HOME.
+set -euo pipefail
+
+ANLLM_HOME="${ANLLM_HOME:-$HOME/.cache/anllm}"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PY="$ANLLM_HOME/peers/kvpress-venv/bin/python"
+
+if [ ! -x "$PY" ]; then
+  printf 'eval_hf: %s missing; running benches/kvpress.sh setup\n' "$PY" >&2
+  ANLLM_HOME="$ANLLM_HOME" "$HERE/kvpress.sh" setup
+fi
+
+# Threads: --threads sets torch.set_num_threads; OMP/MKL follow it (default 2 when not given).
+threads=2 prev=""
+for a in "$@"; do
+  case "$prev" in --threads) threads=$a ;; esac
+  case "$a" in --threads=*) threads=${a#--threads=} ;; esac
+  prev=$a
+done
+export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+export HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1 TQDM_DISABLE=1
+export TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+export ANLLM_HOME
+exec "$PY" "$HERE/eval_hf.py" "$@"

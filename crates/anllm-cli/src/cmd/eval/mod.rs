@@ -1,0 +1,59 @@
+//! `anllm eval qa` and `anllm eval ppl`.
+
+mod ppl;
+mod progress;
+mod qa;
+
+use anyhow::{Result, bail};
+
+use anllm::eval::EvalMode;
+use anllm::tokenizer::Tokenizer;
+use anllm::{AnchorSet, AnchorSpec, MaskRule, PolicyKind, PositionMode, SessionConfig};
+
+use crate::args::{EvalArgs, EvalCommand, EvalModeArg, EvalSessionArgs, MaskRuleArg};
+
+/// Runs the subcommand.
+pub fn run(args: EvalArgs) -> Result<()> {
+    match args.command {
+        EvalCommand::Qa(a) => qa::run(a),
+        EvalCommand::Ppl(a) => ppl::run(a),
+    }
+}
+
+/// The mode, and the anchored session of the `mask`/`cache` modes (anchors resolved against
+/// `tokenizer`; in `full` mode the anchors only count C⇓).
+fn eval_session(
+    args: &EvalSessionArgs,
+    tokenizer: &Tokenizer,
+) -> Result<(EvalMode, SessionConfig, AnchorSpec)> {
+    if args.chunk_size == 0 {
+        bail!("--chunk-size must be at least 1");
+    }
+    let spec: AnchorSpec = args.anchors.parse()?;
+    let mode = match args.mode {
+        EvalModeArg::Full => EvalMode::Full,
+        EvalModeArg::Mask => EvalMode::Mask,
+        EvalModeArg::Cache => EvalMode::Cache,
+    };
+    if mode != EvalMode::Full && spec == AnchorSpec::None {
+        bail!("--mode mask and --mode cache need anchors: pass --anchors ep, ac, …");
+    }
+    let anchors = AnchorSet::from_spec(&spec, tokenizer)?;
+    let rule = match args.mask_rule {
+        MaskRuleArg::Ansan => MaskRule::AnSan,
+        MaskRuleArg::Legacy => MaskRule::AnSanLegacy,
+    };
+    let cfg = SessionConfig {
+        anchors,
+        rule: if spec == AnchorSpec::None {
+            MaskRule::Causal
+        } else {
+            rule
+        },
+        policy: PolicyKind::Anchor,
+        positions: PositionMode::Absolute,
+        pins: Vec::new(),
+        chunk_size: args.chunk_size,
+    };
+    Ok((mode, cfg, spec))
+}

@@ -53,7 +53,7 @@ pub fn score(
         ));
     }
     let all: Vec<TokenId> = context.iter().chain(continuation).copied().collect();
-    check_context(model, 0, all.len())?;
+    check_context(model, 0, all.len() - 1)?; // the last token is only a target
     let inputs = &all[..all.len() - 1];
     let cfg = match mode {
         ScoreMode::Cached => cfg.clone(),

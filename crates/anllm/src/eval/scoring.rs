@@ -38,7 +38,8 @@ pub fn score_shared(
                 "context and continuation must both have at least one token",
             ));
         }
-        check_context(model, 0, r.context.len() + r.continuation.len())?;
+        // The last continuation token is only a target, never an input.
+        check_context(model, 0, r.context.len() + r.continuation.len() - 1)?;
     }
     let lcp = requests.iter().fold(first.context.len(), |n, r| {
         n.min(common_prefix(&first.context[..n], &r.context))

@@ -420,3 +420,7 @@ struct Winogrande {
     option2: String,
     answer: String,
 }
+
+#[cfg(test)]
+#[path = "tasks_tests.rs"]
+mod tests;

@@ -1,0 +1,213 @@
+//! `anllm eval` end to end on a tiny model with JSONL data: a cache-mode run writes the promised
+//! JSON, and bad flags or malformed data files fail with one clear error line, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anllm::testutil::{HfLayout, TinySpec, write_hf_dir};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// A tiny HF model and JSONL BoolQ files (2 scored rows, 3 pool rows) in one temp folder.
+struct Fixture {
+    tmp: TempDir,
+    model: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let model = tmp.path().join("model");
+        write_hf_dir(&model, &TinySpec::gqa(), HfLayout::Safetensors).unwrap();
+        let row = |p: &str, q: &str, a: bool| json!({"passage": p, "question": q, "answer": a});
+        write_jsonl(
+            &tmp.path().join("scored.jsonl"),
+            &[
+                row("The sky is blue. Grass is green.", "is the sky blue", true),
+                row("Cats meow. Dogs bark.", "do dogs meow", false),
+            ],
+        );
+        write_jsonl(
+            &tmp.path().join("pool.jsonl"),
+            &[
+                row("Ice is cold.", "is ice cold", true),
+                row("Fire is hot. Water is wet.", "is fire cold", false),
+                row("Birds fly.", "do birds fly", true),
+            ],
+        );
+        Fixture { tmp, model }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// `anllm eval qa` on the BoolQ files with `extra` flags.
+    fn qa(&self, extra: &[&str]) -> Output {
+        let scored = format!("boolq={}", s(&self.path("scored.jsonl")));
+        let pool = format!("boolq={}", s(&self.path("pool.jsonl")));
+        let mut args = vec!["eval", "qa", "--model", s(&self.model), "--tasks", "boolq"];
+        args.extend(["--data", &scored, "--shots-data", &pool]);
+        args.extend(extra);
+        anllm(&args)
+    }
+}
+
+fn write_jsonl(path: &Path, rows: &[Value]) {
+    let text: Vec<String> = rows.iter().map(Value::to_string).collect();
+    std::fs::write(path, text.join("\n") + "\n").unwrap();
+}
+
+fn anllm(args: &[&str]) -> Output {
+    let home = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_anllm"))
+        .args(args)
+        .env("ANLLM_HOME", home.path())
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("running the anllm binary")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn assert_clean_failure(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("anllm: error:"), "{stderr}");
+    assert!(last.contains(needle), "expected `{needle}`: {stderr}");
+}
+
+#[test]
+fn eval_qa_cache_mode_writes_records_and_agrees_with_mask() {
+    let fx = Fixture::new();
+    let out_path = fx.path("out.json");
+    let out = fx.qa(&[
+        "--shots",
+        "2",
+        "--anchors",
+        "ep",
+        "--mode",
+        "cache",
+        "--output",
+        s(&out_path),
+        "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("| Acc |") && stdout.contains("| T⇑ |"),
+        "{stdout}"
+    );
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["tasks"][0]["items"], 2);
+    assert_eq!(summary["tasks"][0]["mask_agreement"], 1.0);
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+    let records = file["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2);
+    for r in records {
+        for key in [
+            "task",
+            "doc_id",
+            "context",
+            "continuations",
+            "loglikelihoods",
+            "pred",
+            "gold",
+            "cache",
+        ] {
+            assert!(!r[key].is_null(), "record lacks {key}: {r}");
+        }
+        assert_eq!(r["continuations"], json!([" yes", " no"]));
+        assert!(r["context"].as_str().unwrap().ends_with("?\nAnswer:"));
+    }
+}
+
+#[test]
+fn eval_qa_bad_inputs_fail_cleanly() {
+    let fx = Fixture::new();
+    assert_clean_failure(&fx.qa(&["--mode", "mask"]), "need anchors");
+    assert_clean_failure(
+        &anllm(&["eval", "qa", "--model", s(&fx.model), "--tasks", "mmlu"]),
+        "mmlu",
+    );
+    std::fs::write(
+        fx.path("scored.jsonl"),
+        "{\"passage\": \"p\", \"question\": \"q\", \"answer\": true}\n{\"passage\": \"p\"}\n",
+    )
+    .unwrap();
+    assert_clean_failure(&fx.qa(&[]), "row 2");
+    assert_clean_failure(&fx.qa(&[]), "scored.jsonl");
+    let fx = Fixture::new();
+    std::fs::remove_file(fx.path("pool.jsonl")).unwrap();
+    assert_clean_failure(&fx.qa(&[]), "pool.jsonl");
+    // The default files are missing in an empty $ANLLM_HOME.
+    let out = anllm(&["eval", "qa", "--model", s(&fx.model), "--tasks", "piqa"]);
+    assert_clean_failure(&out, "fetch-assets");
+}
+
+#[test]
+fn eval_ppl_mask_and_cache_agree() {
+    let fx = Fixture::new();
+    let text = fx.path("text.txt");
+    std::fs::write(
+        &text,
+        "The sky is blue. Grass is green. Cats meow. Dogs bark. Birds fly.",
+    )
+    .unwrap();
+    let run = |mode: &str| -> Value {
+        let out = anllm(&[
+            "eval",
+            "ppl",
+            "--model",
+            s(&fx.model),
+            "--text",
+            s(&text),
+            "--window",
+            "16",
+            "--stride",
+            "8",
+            "--anchors",
+            "ep",
+            "--mode",
+            mode,
+            "--chunk-size",
+            "3",
+            "--json",
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+    };
+    let (mask, cache) = (run("mask"), run("cache"));
+    let (a, b) = (
+        mask["result"]["nll"].as_f64().unwrap(),
+        cache["result"]["nll"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() < 1e-4, "{mask} vs {cache}");
+    assert_eq!(mask["result"]["tokens"], cache["result"]["tokens"]);
+    let bad = anllm(&[
+        "eval",
+        "ppl",
+        "--model",
+        s(&fx.model),
+        "--text",
+        s(&text),
+        "--window",
+        "8",
+        "--stride",
+        "9",
+    ]);
+    assert_clean_failure(&bad, "stride");
+}

@@ -52,8 +52,9 @@ pub fn run(args: QaArgs) -> Result<()> {
         records.extend(recs);
     }
     let title = format!(
-        "model {} | mode {:?} | anchors {} | {}-shot | {} items per task at most",
+        "model {} ({:?}) | mode {:?} | anchors {} | {}-shot | {} items per task at most",
         model.info.path.display(),
+        args.common.dtype,
         mode,
         args.session.anchors,
         args.shots,
@@ -62,6 +63,7 @@ pub fn run(args: QaArgs) -> Result<()> {
     println!("{title}\n\n{}", markdown_table(&summaries));
     let summary = json!({
         "model": model.info.path,
+        "dtype": format!("{:?}", args.common.dtype).to_lowercase(),
         "mode": mode,
         "anchors": args.session.anchors,
         "mask_rule": cfg.anchored.rule,

@@ -15,7 +15,8 @@ scored tokens are, as lm-evaluation-harness v0.3 builds them:
 
 One forward pass over inp (fp32, torch.no_grad) and loglikelihood_i = the sum of the log-softmax
 log-probabilities of the cont tokens. pred = argmax over the choices (the first on ties), acc =
-pred == gold. acc_norm (the harness's: argmax of loglikelihood / len(continuation in characters))
+pred == gold. acc_norm (the harness's: argmax of loglikelihood / len(choice) in characters, i.e. the
+continuation without its leading space)
 is also computed, for both anllm's and HF's log-likelihoods; it is shown as "-" for BoolQ and
 WinoGrande, where the harness defines none.
 
@@ -252,7 +253,8 @@ def main():
         else:
             lls = score_batch(pairs)
         pred = argmax(lls)
-        lens = [len(c) for c in rec["continuations"]]
+        # The harness divides by len(choice): the continuation without its leading space.
+        lens = [max(1, len(c[1:] if c.startswith(" ") else c)) for c in rec["continuations"]]
         res = {
             "task": rec["task"], "doc_id": rec["doc_id"], "gold": rec["gold"],
             "hf_loglikelihoods": lls, "hf_pred": pred,

@@ -132,7 +132,7 @@ pub fn run_task(
     on_item: &mut dyn FnMut(),
 ) -> Result<(TaskSummary, Vec<Record>)> {
     let n = limit.map_or(data.docs.len(), |l| l.min(data.docs.len()));
-    let mut acc = Tally::new();
+    let mut tally = Tally::new();
     let mut records = Vec::with_capacity(n);
     for (doc_id, doc) in data.docs[..n].iter().enumerate() {
         let demos = data.shots.demos(doc_id);
@@ -143,12 +143,12 @@ pub fn run_task(
         let truncated = requests.iter().any(|r| r.dropped > 0);
         let timed = cfg.mode == EvalMode::Cache && doc_id < cfg.speedup_items;
         let scored = score_item(model, cfg, &requests, timed)?;
-        let record = acc.add(data.task, doc_id, doc, &prompt, &requests, scored, cfg);
-        acc.truncated += usize::from(truncated);
+        let record = tally.add(data.task, doc_id, doc, &prompt, &requests, scored, cfg);
+        tally.truncated += usize::from(truncated);
         records.push(record);
         on_item();
     }
-    Ok((acc.summary(data.task), records))
+    Ok((tally.summary(data.task), records))
 }
 
 /// The log-likelihoods of one item, with timings.

@@ -87,15 +87,18 @@ mod tests {
 
     #[test]
     fn table_has_paper_columns_an_average_and_skips_empty_rows() {
-        let table = markdown_table(&[
-            summary("obqa", 0.5, Some(2.0)),
-            summary("piqa", 0.7, None),
-        ]);
+        let table = markdown_table(&[summary("obqa", 0.5, Some(2.0)), summary("piqa", 0.7, None)]);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines[0], "| | OBQA | PIQA | Avg |");
         assert_eq!(lines[2], "| Acc | 50.0 | 70.0 | 60.0 |");
-        assert!(table.contains("| C⇓ context (Σ) | 75.0 | 75.0 | 75.0 |"), "{table}");
+        assert!(
+            table.contains("| C⇓ context (Σ) | 75.0 | 75.0 | 75.0 |"),
+            "{table}"
+        );
         assert!(table.contains("| T⇑ | 2.00× | – | 2.00× |"), "{table}");
-        assert!(!table.contains("Acc (norm)") && !table.contains("C⇓ demos"), "{table}");
+        assert!(
+            !table.contains("Acc (norm)") && !table.contains("C⇓ demos"),
+            "{table}"
+        );
     }
 }

@@ -31,6 +31,7 @@ pub mod sentence;
 pub mod session;
 pub mod token;
 pub mod tokenizer;
+pub mod train;
 pub mod weights;
 
 #[cfg(any(test, feature = "testutil"))]

@@ -26,6 +26,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Evaluate: QA benchmarks (accuracy, C⇓, T⇑) or perplexity.
     Eval(EvalArgs),
+    /// Train: AnSAN continued pre-training / SFT, or full attention; resumable checkpoints.
+    Train(Box<crate::train_args::TrainArgs>),
 }
 
 /// How weights are held in memory.

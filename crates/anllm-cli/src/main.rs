@@ -4,6 +4,8 @@
 mod args;
 mod cmd;
 mod config;
+mod plot;
+mod train_args;
 
 use std::process::ExitCode;
 
@@ -30,6 +32,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Bench(a) => cmd::bench::run(a),
         Command::Eval(a) => cmd::eval::run(a),
+        Command::Train(a) => cmd::train::run(*a),
     }
 }
 

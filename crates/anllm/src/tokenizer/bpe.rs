@@ -60,7 +60,9 @@ fn pre_type(pre: &str) -> Option<PreType> {
 /// A byte-level BPE model: pre-tokenizer regexes and merge ranks over vocabulary ids.
 #[derive(Debug)]
 pub(super) struct Bpe {
+    /// The pre-tokenizer regexes, applied in order (their sources in `patterns`).
     splits: Vec<SysRegex>,
+    patterns: &'static [&'static str],
     /// `(left, right)` → `(rank, merged)`.
     merges: HashMap<(TokenId, TokenId), (u32, TokenId)>,
     /// The id of each byte's byte-level character.
@@ -124,6 +126,7 @@ impl Bpe {
         }
         Ok(Self {
             splits,
+            patterns: pre.regexes,
             merges,
             byte_ids,
             ignore_merges: pre.ignore_merges,
@@ -134,6 +137,27 @@ impl Bpe {
     /// Whether this pre-tokenizer type wants BOS when the GGUF does not say.
     pub(super) fn default_add_bos(&self) -> bool {
         self.add_bos
+    }
+
+    /// The pre-tokenizer regexes, applied in order (for writing `tokenizer.json`).
+    pub(super) fn patterns(&self) -> &'static [&'static str] {
+        self.patterns
+    }
+
+    /// Whether a whole pre-tokenized word found in the vocabulary skips merging.
+    pub(super) fn ignore_merges(&self) -> bool {
+        self.ignore_merges
+    }
+
+    /// The usable merges as `(left, right)` ids, lowest rank first.
+    pub(super) fn merge_list(&self) -> Vec<(TokenId, TokenId)> {
+        let mut ranked: Vec<(u32, (TokenId, TokenId))> = self
+            .merges
+            .iter()
+            .map(|(&pair, &(rank, _))| (rank, pair))
+            .collect();
+        ranked.sort_unstable();
+        ranked.into_iter().map(|(_, pair)| pair).collect()
     }
 
     /// Ids of `text`: special tokens matched by [`Vocab::partition`], the plain text between

@@ -147,6 +147,13 @@ impl HfTokenizer {
             .map_err(Error::tokenizer)
     }
 
+    /// The `tokenizer.json` text of the tokenizer (added special tokens matched).
+    pub(super) fn to_json(&self) -> Result<String> {
+        self.parse_special
+            .to_string(false)
+            .map_err(Error::tokenizer)
+    }
+
     /// Number of ids, added tokens included.
     pub(super) fn vocab_size(&self) -> usize {
         self.pieces.len()

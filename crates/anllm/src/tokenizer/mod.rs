@@ -10,10 +10,14 @@
 //! * `hf-json`: a Hugging Face directory (`tokenizer.json` and friends) through the `tokenizers`
 //!   crate, in `hf.rs`.
 //!
+//! [`Tokenizer::to_hf_files`] (`export.rs`) writes any of them as HF files that load back with
+//! the same ids.
+//!
 //! Both GGUF engines are checked against llama.cpp's `test-tokenizer-0` reference vectors and the
 //! SmolLM2 ids of HF transformers (`tests/tokenizer_vectors.rs`).
 
 mod bpe;
+mod export;
 mod hf;
 mod offsets;
 mod spm;

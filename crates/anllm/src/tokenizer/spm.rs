@@ -113,6 +113,11 @@ impl Spm {
         })
     }
 
+    /// The score of each piece (higher merges first).
+    pub(super) fn scores(&self) -> &[f32] {
+        &self.scores
+    }
+
     /// Whether a space is put before the text (and removed from the first decoded piece).
     pub(super) fn add_space_prefix(&self) -> bool {
         self.add_space_prefix

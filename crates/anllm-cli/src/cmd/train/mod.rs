@@ -1,0 +1,167 @@
+//! `anllm train`: AnSAN continued pre-training / SFT (or full-attention training) with
+//! checkpoints in Hugging Face layout, a JSONL log, a PNG loss curve and `--resume`.
+
+mod log;
+mod setup;
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use candle_core::Device;
+
+use anllm::train::checkpoint::{self, Checkpoint, TrainerState};
+use anllm::train::data::{Batch, TrainData};
+use anllm::train::trainer::{StepRecord, Trainer};
+
+use crate::config::set_threads;
+use crate::train_args::TrainArgs;
+
+use log::{Progress, RunLog};
+use setup::Prepared;
+
+/// Runs `anllm train`.
+pub fn run(args: TrainArgs) -> Result<()> {
+    set_threads(args.threads)?;
+    let started = Instant::now();
+    let device = Device::Cpu;
+    let Prepared {
+        mut trainer,
+        data,
+        eval_rows,
+        tokenizer_files,
+        state,
+        total_steps,
+        unigram,
+    } = setup::prepare(&args, &device)?;
+    let mut log = RunLog::open(&args.out, state.log_records, args.resume)?;
+    if let Some(u) = unigram {
+        eprintln!("anllm: unigram baseline on the held-out data: loss {u:.4}");
+    }
+    let mut ctx = Loop {
+        args: &args,
+        tokenizer_files: &tokenizer_files,
+        state,
+        started,
+        unigram,
+    };
+    let mut batches = data.batches_from(ctx.state.data)?;
+    let mut progress = Progress::new(trainer.step(), total_steps);
+    let mut last_saved = trainer.step();
+    while trainer.step() < total_steps && !ctx.time_up() {
+        let micro: Vec<Batch> = batches.by_ref().take(args.grad_accum).collect();
+        let mut rec = trainer.train_step(&micro)?;
+        if !rec.loss.is_finite() {
+            bail!("the loss is {} at step {}: lower --lr?", rec.loss, rec.step);
+        }
+        if args.eval_every > 0 && rec.step % args.eval_every == 0 && !eval_rows.is_empty() {
+            rec.eval_loss = Some(trainer.eval_loss(&eval_rows)?);
+        }
+        ctx.advance(&rec);
+        log.push(&rec)?;
+        progress.update(&rec);
+        if rec.step % args.save_every == 0 {
+            ctx.save(&trainer, &log)?;
+            last_saved = rec.step;
+        }
+    }
+    progress.finish();
+    let final_eval = if eval_rows.is_empty() {
+        None
+    } else {
+        Some(trainer.eval_loss(&eval_rows)?)
+    };
+    if trainer.step() != last_saved || final_eval.is_some() {
+        ctx.state.extra["final_eval_loss"] = serde_json::json!(final_eval);
+        ctx.save(&trainer, &log)?;
+    }
+    log.plot(unigram)?;
+    summary(&ctx, &trainer, final_eval);
+    Ok(())
+}
+
+/// What the loop carries between steps.
+struct Loop<'a> {
+    args: &'a TrainArgs,
+    tokenizer_files: &'a [(String, Vec<u8>)],
+    state: TrainerState,
+    started: Instant,
+    unigram: Option<f64>,
+}
+
+impl Loop<'_> {
+    fn time_up(&self) -> bool {
+        self.args
+            .max_minutes
+            .is_some_and(|m| self.started.elapsed().as_secs_f64() >= m * 60.0)
+    }
+
+    fn advance(&mut self, rec: &StepRecord) {
+        self.state.step = rec.step;
+        self.state.data = rec.data;
+        self.state.tokens_seen += rec.tokens as u64;
+        self.state.elapsed_s += rec.step_s;
+        self.state.log_records += 1;
+    }
+
+    fn save(&mut self, trainer: &Trainer, log: &RunLog) -> Result<()> {
+        let params = trainer.model().tensors();
+        let optimizer = trainer.optimizer().state_tensors()?;
+        if let Some(u) = self.unigram {
+            self.state.extra["unigram_eval_loss"] = serde_json::json!(u);
+        }
+        let ckpt = Checkpoint {
+            params: &params,
+            config: trainer.model().config(),
+            config_extra: None,
+            tokenizer_files: self.tokenizer_files,
+            optimizer: &optimizer,
+            state: &self.state,
+        };
+        let dir = checkpoint::save_checkpoint(
+            &self.args.out,
+            self.state.step,
+            &ckpt,
+            self.args.keep_last,
+        )
+        .with_context(|| {
+            format!(
+                "saving step {} into {}",
+                self.state.step,
+                self.args.out.display()
+            )
+        })?;
+        log.plot(self.unigram)?;
+        log::note(&format!("saved {}", dir.display()));
+        Ok(())
+    }
+}
+
+fn summary(ctx: &Loop, trainer: &Trainer, final_eval: Option<f64>) {
+    let s = &ctx.state;
+    let rate = s.tokens_seen as f64 / s.elapsed_s.max(1e-9);
+    let eval = final_eval.map_or(String::new(), |l| {
+        format!(", held-out loss {l:.4} (ppl {:.2})", l.exp())
+    });
+    eprintln!(
+        "anllm: {} steps, {} tokens, {:.0} tok/s over the training steps{eval}; checkpoints in {}",
+        trainer.step(),
+        s.tokens_seen,
+        rate,
+        ctx.args.out.display()
+    );
+}
+
+/// The held-out batches of one evaluation pass: the first `rows` rows, in file order.
+pub fn eval_batches(data: &TrainData, rows: usize) -> Vec<Batch> {
+    let per_epoch = data.examples_per_epoch();
+    let mut out = Vec::new();
+    let mut taken = 0;
+    for batch in data.batches() {
+        if taken >= rows.min(per_epoch) {
+            break;
+        }
+        taken += batch.examples.len();
+        out.push(batch);
+    }
+    out
+}

@@ -1,0 +1,290 @@
+//! From flags to a ready trainer: the model (checkpoint, random init or the run's own latest
+//! checkpoint), the vocabulary extension, the data, the optimizer and the schedule.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use candle_core::Device;
+use serde_json::{Value, json};
+
+use anllm::train::batch::BatchRule;
+use anllm::train::checkpoint::{self, LoadedCheckpoint, TrainerState};
+use anllm::train::data::{AnchorData, BlockMode, DataConfig, DataPosition, DocSplit, TrainData};
+use anllm::train::optim::{AdamW, AdamWConfig};
+use anllm::train::schedule::{Decay, LrSchedule};
+use anllm::train::setup::{self as start, RunStart};
+use anllm::train::trainer::{TrainOptions, Trainer, unigram_loss};
+use anllm::train::vocab::NewRowInit;
+use anllm::{AnchorSet, AnchorSpec, MaskRule};
+
+use crate::args::MaskRuleArg;
+use crate::config::{anllm_home, resolve_model};
+use crate::train_args::{
+    BlockModeArg, DocSplitArg, NewRowsArg, ScheduleArg, TrainAnchorsArg, TrainArgs,
+};
+
+use super::eval_batches;
+
+/// Everything the loop needs.
+pub struct Prepared {
+    pub trainer: Trainer,
+    pub data: TrainData,
+    pub eval_rows: Vec<anllm::train::data::Batch>,
+    pub tokenizer_files: Vec<(String, Vec<u8>)>,
+    pub state: TrainerState,
+    pub total_steps: u64,
+    pub unigram: Option<f64>,
+}
+
+/// Loads or creates the model, extends the vocabulary, reads the data and builds the trainer.
+pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
+    check_flags(args)?;
+    let run = run_json(args);
+    let resumed = resume_point(args, &run)?;
+    let mut begin = match &resumed {
+        Some(ck) => start::open_checkpoint(&ck.dir, device)?,
+        None if args.init_from_scratch => {
+            let (config, tok) = (args.config.as_ref(), args.tokenizer.as_ref());
+            let (Some(config), Some(tok)) = (config, tok) else {
+                bail!("--init-from-scratch needs --config and --tokenizer");
+            };
+            start::from_scratch(config, tok, args.seed, device)?
+        }
+        None => {
+            let common = crate::args::CommonArgs {
+                model: args.model.clone(),
+                dtype: crate::args::DtypeArg::F32,
+                threads: None,
+                json: false,
+            };
+            start::open_checkpoint(&resolve_model(&common)?, device)?
+        }
+    };
+    if resumed.is_none() {
+        begin = extend_vocab(args, begin)?;
+    }
+    let (anchors, rule, anchor_data) = anchors_of(args, &begin)?;
+    let config = data_config(args, &begin, anchor_data);
+    let splitter = match anchor_data {
+        AnchorData::Ac { .. } => Some(anllm::sentence::load_english(&anllm_home())?),
+        _ => None,
+    };
+    let tok = &begin.tokenizer;
+    let data = TrainData::from_files(&args.data, tok, splitter.as_ref(), config.clone())
+        .context("reading the training data")?;
+    let (eval_rows, unigram) = if args.eval_data.is_empty() {
+        (Vec::new(), None)
+    } else {
+        let eval_config = DataConfig {
+            shuffle: false,
+            ..config
+        };
+        let eval = TrainData::from_files(&args.eval_data, tok, splitter.as_ref(), eval_config)
+            .context("reading the held-out data")?;
+        let rows = eval_batches(&eval, args.eval_rows);
+        let vocab = begin.model.config().vocab_size;
+        let held: Vec<_> = rows.iter().flat_map(|b| b.examples.clone()).collect();
+        let u = unigram_loss(&data.epoch_examples(0), &held, vocab);
+        (rows, Some(u))
+    };
+    let total_steps = total_steps(args, &data)?;
+    let (trainer, state) =
+        build_trainer(args, begin.model, resumed, rule, anchors, total_steps, run)?;
+    Ok(Prepared {
+        trainer,
+        data,
+        eval_rows,
+        tokenizer_files: begin.tokenizer_files,
+        state,
+        total_steps,
+        unigram,
+    })
+}
+
+fn check_flags(args: &TrainArgs) -> Result<()> {
+    if args.init_from_scratch && args.model.is_some() {
+        bail!("--init-from-scratch and --model exclude each other");
+    }
+    if args.save_every == 0 {
+        bail!("--save-every must be at least 1");
+    }
+    if args.grad_accum == 0 || args.batch_size == 0 {
+        bail!("--batch-size and --grad-accum must be at least 1");
+    }
+    if !(args.lr.is_finite() && args.lr > 0.0) {
+        bail!("--lr must be a positive number");
+    }
+    if args.steps.is_none() && args.epochs.is_none() && args.max_minutes.is_none() {
+        bail!("say how long to train: --steps, --epochs or --max-minutes");
+    }
+    Ok(())
+}
+
+/// The flags a resumed run must share with the run it continues.
+fn run_json(args: &TrainArgs) -> Value {
+    json!({
+        "model": args.model, "init_from_scratch": args.init_from_scratch,
+        "config": args.config, "tokenizer": args.tokenizer,
+        "data": args.data, "eval_data": args.eval_data,
+        "anchors": format!("{:?}", args.anchors), "mask_rule": format!("{:?}", args.mask_rule),
+        "doc_split": format!("{:?}", args.doc_split), "block_size": args.block_size,
+        "block_mode": format!("{:?}", args.block_mode), "batch_size": args.batch_size,
+        "grad_accum": args.grad_accum, "lr": args.lr, "warmup": args.warmup,
+        "schedule": format!("{:?}", args.schedule), "min_lr_ratio": args.min_lr_ratio,
+        "weight_decay": args.weight_decay, "max_grad_norm": args.max_grad_norm,
+        "seed": args.seed, "init_new_rows": format!("{:?}", args.init_new_rows),
+    })
+}
+
+/// The checkpoint to continue from (with --resume), after checking that --out is usable.
+fn resume_point(args: &TrainArgs, run: &Value) -> Result<Option<LoadedCheckpoint>> {
+    let latest = checkpoint::load_latest(&args.out)
+        .with_context(|| format!("reading the checkpoints in {}", args.out.display()))?;
+    match (args.resume, latest) {
+        (false, Some(ck)) => bail!(
+            "{} already holds a run (step {}): pass --resume to continue it, or another --out",
+            args.out.display(),
+            ck.state.step
+        ),
+        (false, None) => Ok(None),
+        (true, None) => bail!("--resume: no checkpoint in {}", args.out.display()),
+        (true, Some(ck)) => {
+            if &ck.state.run != run {
+                bail!(
+                    "--resume: the flags differ from the run saved in {} (saved: {})",
+                    ck.dir.display(),
+                    ck.state.run
+                );
+            }
+            eprintln!(
+                "anllm: resuming from {} (step {})",
+                ck.dir.display(),
+                ck.state.step
+            );
+            Ok(Some(ck))
+        }
+    }
+}
+
+/// `<AC>` for AnLLM-AC, and `[PAD]` when rows must be padded and the vocabulary has no pad.
+fn extend_vocab(args: &TrainArgs, begin: RunStart) -> Result<RunStart> {
+    let mut pieces = Vec::new();
+    let needs_pad = args.block_mode == BlockModeArg::Truncate && args.batch_size > 1;
+    if needs_pad && begin.tokenizer.specials().pad.is_none() {
+        pieces.push("[PAD]");
+    }
+    if args.anchors == TrainAnchorsArg::Ac {
+        pieces.push("<AC>");
+    }
+    if pieces.is_empty() {
+        return Ok(begin);
+    }
+    let init = match args.init_new_rows {
+        NewRowsArg::CopyPeriod => NewRowInit::CopyPeriod,
+        NewRowsArg::Mean => NewRowInit::Mean,
+    };
+    let dir: PathBuf = args.out.join("tokenizer");
+    let (begin, ids) = start::add_tokens(begin, &pieces, init, &dir)?;
+    eprintln!("anllm: added {pieces:?} to the vocabulary as ids {ids:?}");
+    Ok(begin)
+}
+
+fn anchors_of(args: &TrainArgs, begin: &RunStart) -> Result<(AnchorSet, MaskRule, AnchorData)> {
+    let rule = match args.mask_rule {
+        MaskRuleArg::Ansan => MaskRule::AnSan,
+        MaskRuleArg::Legacy => MaskRule::AnSanLegacy,
+    };
+    let tok = &begin.tokenizer;
+    Ok(match args.anchors {
+        TrainAnchorsArg::None => (AnchorSet::default(), MaskRule::Causal, AnchorData::None),
+        TrainAnchorsArg::Ep => (
+            AnchorSet::from_spec(&AnchorSpec::Ep, tok)?,
+            rule,
+            AnchorData::Ep,
+        ),
+        TrainAnchorsArg::Ac => {
+            let set = AnchorSet::from_spec(&AnchorSpec::Ac, tok)?;
+            let ac = set.ids()[0];
+            (set, rule, AnchorData::Ac { ac })
+        }
+    })
+}
+
+fn data_config(args: &TrainArgs, begin: &RunStart, anchors: AnchorData) -> DataConfig {
+    DataConfig {
+        doc_split: match args.doc_split {
+            DocSplitArg::BlankLine => DocSplit::BlankLine,
+            DocSplitArg::File => DocSplit::File,
+        },
+        anchors,
+        block_mode: match args.block_mode {
+            BlockModeArg::Truncate => BlockMode::Truncate,
+            BlockModeArg::Pack => BlockMode::Pack,
+        },
+        pad: begin
+            .tokenizer
+            .token_id("[PAD]")
+            .or(begin.tokenizer.specials().pad),
+        seed: args.seed,
+        ..DataConfig::new(args.block_size, args.batch_size)
+    }
+}
+
+fn total_steps(args: &TrainArgs, data: &TrainData) -> Result<u64> {
+    let per_epoch = (data.batches_per_epoch() as u64).div_ceil(args.grad_accum as u64);
+    Ok(match (args.steps, args.epochs) {
+        (Some(s), _) => s,
+        (None, Some(e)) if e > 0.0 && e.is_finite() => (e * per_epoch as f64).ceil() as u64,
+        (None, Some(e)) => bail!("--epochs {e} must be positive"),
+        (None, None) => u64::MAX,
+    })
+}
+
+fn build_trainer(
+    args: &TrainArgs,
+    model: anllm::train::model::TrainModel,
+    resumed: Option<LoadedCheckpoint>,
+    rule: MaskRule,
+    anchors: AnchorSet,
+    total: u64,
+    run: Value,
+) -> Result<(Trainer, TrainerState)> {
+    let decay = match args.schedule {
+        ScheduleArg::Constant => Decay::Constant,
+        ScheduleArg::Cosine => Decay::Cosine {
+            min_ratio: args.min_lr_ratio,
+        },
+    };
+    let schedule = LrSchedule::new(decay, args.warmup, total)?;
+    let adam = AdamWConfig {
+        weight_decay: args.weight_decay,
+        ..AdamWConfig::default()
+    };
+    let mut optimizer = AdamW::new(model.vars(), adam)?;
+    let state = match resumed {
+        Some(ck) => {
+            optimizer.load_state(&ck.optimizer)?;
+            ck.state
+        }
+        None => TrainerState {
+            step: 0,
+            data: DataPosition::default(),
+            seed: args.seed,
+            tokens_seen: 0,
+            elapsed_s: 0.0,
+            log_records: 0,
+            run,
+            extra: json!({}),
+        },
+    };
+    let options = TrainOptions {
+        steps: total,
+        grad_accum: args.grad_accum,
+        lr: args.lr,
+        schedule,
+        max_grad_norm: args.max_grad_norm,
+    };
+    let batch_rule = BatchRule { rule, anchors };
+    let trainer = Trainer::new(model, optimizer, batch_rule, options, state.step)?;
+    Ok((trainer, state))
+}

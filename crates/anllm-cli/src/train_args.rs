@@ -1,0 +1,153 @@
+//! Flags of `anllm train`.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use crate::args::MaskRuleArg;
+
+/// Which anchors the model is trained with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TrainAnchorsArg {
+    /// Full attention (the baseline): causal mask, nothing inserted.
+    None,
+    /// AnLLM-EP: the period `.` closes a segment; nothing is inserted.
+    Ep,
+    /// AnLLM-AC: `<AC>` is added to the vocabulary and inserted after every sentence.
+    Ac,
+}
+
+/// How plain-text files are cut into documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DocSplitArg {
+    /// One document per blank-line-separated block.
+    BlankLine,
+    /// The whole file is one document.
+    File,
+}
+
+/// How documents become rows of one block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BlockModeArg {
+    /// One document per row, cut at the block size (the paper).
+    Truncate,
+    /// Documents packed into full blocks; attention never crosses a document.
+    Pack,
+}
+
+/// Learning-rate schedule after the warmup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleArg {
+    /// Constant (the authors' continued pre-training).
+    Constant,
+    /// Cosine decay to `--min-lr-ratio` × lr at the last step (the authors' SFT).
+    Cosine,
+}
+
+/// Initial value of the new embedding rows (`[PAD]`, `<AC>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NewRowsArg {
+    /// A copy of the period's row (the authors' code).
+    CopyPeriod,
+    /// The mean of all rows (the paper).
+    Mean,
+}
+
+/// `anllm train`: AnSAN continued pre-training / SFT, or full-attention training.
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Model to start from: a GGUF file or a Hugging Face directory (dequantized to f32)
+    /// [default: the fetched SmolLM2-135M-Instruct]. Ignored with --init-from-scratch.
+    #[arg(long, short = 'm')]
+    pub model: Option<PathBuf>,
+    /// Start from random weights with --config and --tokenizer instead of a checkpoint.
+    #[arg(long, requires_all = ["config", "tokenizer"])]
+    pub init_from_scratch: bool,
+    /// Model shape for --init-from-scratch: a Hugging Face `LlamaConfig` JSON file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Tokenizer for --init-from-scratch: a `tokenizer.json`, a directory holding one, or a GGUF.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Training files: plain text, JSONL with a `text` field, or Alpaca JSON/JSONL.
+    #[arg(long, required = true, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// Held-out files for the validation loss (same formats).
+    #[arg(long, num_args = 1..)]
+    pub eval_data: Vec<PathBuf>,
+    /// Anchors of the trained model.
+    #[arg(long, value_enum)]
+    pub anchors: TrainAnchorsArg,
+    /// Visibility rule with anchors.
+    #[arg(long, value_enum, default_value_t = MaskRuleArg::Ansan)]
+    pub mask_rule: MaskRuleArg,
+    /// How plain-text files are cut into documents.
+    #[arg(long, value_enum, default_value_t = DocSplitArg::BlankLine)]
+    pub doc_split: DocSplitArg,
+    /// Most tokens in one row.
+    #[arg(long, default_value_t = 256)]
+    pub block_size: usize,
+    /// Truncate each document to a block, or pack documents into full blocks.
+    #[arg(long, value_enum, default_value_t = BlockModeArg::Pack)]
+    pub block_mode: BlockModeArg,
+    /// Rows per micro-batch.
+    #[arg(long, default_value_t = 1)]
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-5)]
+    pub lr: f64,
+    /// Linear warmup steps.
+    #[arg(long, default_value_t = 20)]
+    pub warmup: u64,
+    /// Schedule after the warmup.
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Constant)]
+    pub schedule: ScheduleArg,
+    /// Final lr of the cosine schedule, as a fraction of --lr.
+    #[arg(long, default_value_t = 0.1)]
+    pub min_lr_ratio: f64,
+    /// AdamW decoupled weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    /// Optimizer steps to run (total, counting steps before a --resume).
+    #[arg(long, conflicts_with = "epochs")]
+    pub steps: Option<u64>,
+    /// Epochs over the training data (converted to steps).
+    #[arg(long)]
+    pub epochs: Option<f64>,
+    /// Stop after this many minutes of training (then save), whatever --steps says.
+    #[arg(long)]
+    pub max_minutes: Option<f64>,
+    /// Save a checkpoint every N steps (and always at the end).
+    #[arg(long, default_value_t = 100)]
+    pub save_every: u64,
+    /// Keep only the last K checkpoints.
+    #[arg(long)]
+    pub keep_last: Option<usize>,
+    /// Measure the held-out loss every N steps (0: only at the end).
+    #[arg(long, default_value_t = 0)]
+    pub eval_every: u64,
+    /// Most held-out rows per evaluation.
+    #[arg(long, default_value_t = 64)]
+    pub eval_rows: usize,
+    /// Initial value of new embedding rows.
+    #[arg(long, value_enum, default_value_t = NewRowsArg::CopyPeriod)]
+    pub init_new_rows: NewRowsArg,
+    /// Seed of the initialisation and the data order (the authors': 34).
+    #[arg(long, default_value_t = 34)]
+    pub seed: u64,
+    /// Output directory: checkpoints, `train_log.jsonl`, `loss.png`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue the run saved in --out (same flags) from its latest checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// CPU threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}

@@ -177,6 +177,9 @@ fn linear_range(b: Option<(f64, f64)>, pad: f64) -> Range<f64> {
     if lo < hi { lo..hi } else { 0.0..1.0 }
 }
 
+/// Most decades a log axis spans.
+const MAX_DECADES: i32 = 30;
+
 /// A non-empty log axis range around `[lo, hi]` (positive, finite).
 fn log_range(b: Option<(f64, f64)>) -> Range<f64> {
     let Some((lo, hi)) = b else { return 1.0..10.0 };
@@ -187,7 +190,10 @@ fn log_range(b: Option<(f64, f64)>) -> Range<f64> {
     } else {
         (lo / 2.0, hi * 2.0)
     };
-    let (lo, hi) = (lo.max(f64::MIN_POSITIVE), hi.min(f64::MAX / 4.0));
+    let hi = hi.min(f64::MAX / 4.0);
+    // plotters walks every decade of a log axis: keep at most `MAX_DECADES` of them (lower
+    // points fall off the chart rather than the drawing taking forever).
+    let lo = lo.max(f64::MIN_POSITIVE).max(hi / 10f64.powi(MAX_DECADES));
     if lo < hi { lo..hi } else { 1.0..10.0 }
 }
 

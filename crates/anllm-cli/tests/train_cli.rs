@@ -1,0 +1,261 @@
+//! `anllm train` end to end on a tiny model built in code: a from-scratch run leaves a JSONL
+//! log, a PNG loss curve and checkpoints that `score` and `generate` load; the loss falls;
+//! a run killed with SIGKILL and `--resume`d loses at most one save interval and continues the
+//! same loss curve as an uninterrupted run; bad flags fail with one clean error line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anllm::testutil::{HfLayout, TinySpec, write_hf_dir};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// A tiny model directory (its `config.json` and tokenizer seed `--init-from-scratch`), a
+/// training file and a held-out file.
+struct Fixture {
+    tmp: TempDir,
+    model: PathBuf,
+    train: PathBuf,
+    heldout: PathBuf,
+}
+
+fn sentences(n: usize, offset: usize) -> String {
+    let words = [
+        "the", "cat", "sat", "on", "a", "mat", "dog", "ran", "far", "home",
+    ];
+    let mut text = String::new();
+    for i in 0..n {
+        let k = i + offset;
+        let len = 3 + k % 4;
+        let s: Vec<&str> = (0..len)
+            .map(|j| words[(k * 3 + j * 7) % words.len()])
+            .collect();
+        text.push_str(&s.join(" "));
+        text.push_str(". ");
+        if i % 6 == 5 {
+            text.push_str("\n\n");
+        }
+    }
+    text
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    write_hf_dir(&model, &TinySpec::gqa(), HfLayout::Safetensors).unwrap();
+    let train = tmp.path().join("train.txt");
+    std::fs::write(&train, sentences(240, 0)).unwrap();
+    let heldout = tmp.path().join("heldout.txt");
+    std::fs::write(&heldout, sentences(30, 1000)).unwrap();
+    Fixture {
+        tmp,
+        model,
+        train,
+        heldout,
+    }
+}
+
+impl Fixture {
+    fn out(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// `anllm train` from scratch with anchors `ep`; `extra` adds flags.
+    fn train_cmd(&self, out: &Path, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_anllm"));
+        cmd.arg("train")
+            .arg("--init-from-scratch")
+            .arg("--config")
+            .arg(self.model.join("config.json"))
+            .arg("--tokenizer")
+            .arg(&self.model)
+            .arg("--data")
+            .arg(&self.train)
+            .arg("--eval-data")
+            .arg(&self.heldout)
+            .arg("--out")
+            .arg(out)
+            .args(["--anchors", "ep", "--block-size", "32", "--batch-size", "2"])
+            .args(["--threads", "1", "--seed", "7"])
+            .args(extra)
+            .env("ANLLM_HOME", self.tmp.path().join("home"))
+            .env("RUST_BACKTRACE", "0");
+        cmd
+    }
+}
+
+/// The optimisation of the runs that must learn something in a few steps.
+const FAST: [&str; 4] = ["--lr", "1e-2", "--warmup", "2"];
+
+fn run(mut cmd: Command) -> Output {
+    cmd.output().expect("running the anllm binary")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "failed\nstdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(!text(&out.stderr).contains("panicked"));
+}
+
+fn log_records(out: &Path) -> Vec<Value> {
+    let log = std::fs::read_to_string(out.join("train_log.jsonl")).unwrap_or_default();
+    log.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn losses(records: &[Value]) -> Vec<f64> {
+    records
+        .iter()
+        .map(|r| r["loss"].as_f64().unwrap())
+        .collect()
+}
+
+fn steps(records: &[Value]) -> Vec<u64> {
+    records
+        .iter()
+        .map(|r| r["step"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn train_from_scratch_logs_plots_and_saves_a_usable_checkpoint() {
+    let fx = fixture();
+    let out = fx.out("run");
+    let res = run(fx.train_cmd(
+        &out,
+        &[&FAST[..], &["--steps", "24", "--save-every", "8"]].concat(),
+    ));
+    assert_ok(&res);
+    let records = log_records(&out);
+    assert_eq!(steps(&records), (1..=24).collect::<Vec<_>>());
+    for r in &records {
+        for key in ["step", "loss", "lr", "tokens_per_s"] {
+            assert!(r[key].is_number(), "{key} missing in {r}");
+        }
+    }
+    let l = losses(&records);
+    let first: f64 = l[..4].iter().sum::<f64>() / 4.0;
+    let last: f64 = l[l.len() - 4..].iter().sum::<f64>() / 4.0;
+    assert!(
+        last < first - 0.5,
+        "loss did not fall: {first:.3} → {last:.3}"
+    );
+    let png = std::fs::read(out.join("loss.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    for step in [8, 16, 24] {
+        let dir = out.join(format!("checkpoint-{step:06}"));
+        for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+            assert!(dir.join(f).is_file(), "{} lacks {f}", dir.display());
+        }
+    }
+    let ckpt = out.join("checkpoint-000024");
+    let ckpt = ckpt.to_str().unwrap();
+    let score = run({
+        let mut c = Command::new(env!("CARGO_BIN_EXE_anllm"));
+        c.args(["score", "--model", ckpt, "--context", "the cat sat on a"])
+            .args(["--continuation", " mat.", "--anchors", "ep", "--json"]);
+        c
+    });
+    assert_ok(&score);
+    let json: Value = serde_json::from_str(text(&score.stdout).lines().last().unwrap()).unwrap();
+    assert!(
+        json["logprob"].as_f64().is_some_and(f64::is_finite),
+        "{json}"
+    );
+    let gen_out = run({
+        let mut c = Command::new(env!("CARGO_BIN_EXE_anllm"));
+        c.args(["generate", "--model", ckpt, "--prompt", "the dog"])
+            .args(["--max-tokens", "4", "--temperature", "0", "--anchors", "ep"]);
+        c
+    });
+    assert_ok(&gen_out);
+}
+
+#[test]
+fn train_sigkill_then_resume_continues_the_same_curve() {
+    let fx = fixture();
+    let flags = [&FAST[..], &["--steps", "200", "--save-every", "20"]].concat();
+    let reference = fx.out("reference");
+    assert_ok(&run(fx.train_cmd(&reference, &flags)));
+    let expected = losses(&log_records(&reference));
+
+    let out = fx.out("killed");
+    let mut child = fx
+        .train_cmd(&out, &flags)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while log_records(&out).len() < 90 {
+        assert!(Instant::now() < deadline, "the run never reached step 90");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    let logged = log_records(&out).len() as u64;
+    let saved = anllm::train::checkpoint::list_checkpoints(&out).unwrap();
+    let last_saved = saved.last().map_or(0, |(s, _)| *s);
+    assert!(
+        logged < 200 && logged - last_saved <= 20,
+        "killed at step {logged}, last checkpoint {last_saved}"
+    );
+
+    let resumed = run(fx.train_cmd(&out, &[&flags[..], &["--resume"]].concat()));
+    assert_ok(&resumed);
+    assert!(text(&resumed.stderr).contains("resuming from"));
+    let records = log_records(&out);
+    assert_eq!(steps(&records), (1..=200).collect::<Vec<_>>());
+    for (i, (got, want)) in losses(&records).iter().zip(&expected).enumerate() {
+        assert!(
+            (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "step {}: resumed loss {got} vs uninterrupted {want}",
+            i + 1
+        );
+    }
+}
+
+#[test]
+fn train_bad_flags_fail_cleanly() {
+    let fx = fixture();
+    let cases: [(&[&str], &str); 5] = [
+        (&["--steps", "3", "--lr", "0"], "--lr"),
+        (&["--steps", "3", "--save-every", "0"], "--save-every"),
+        (&[], "--steps"),
+        (&["--steps", "3", "--resume"], "no checkpoint"),
+        (&["--steps", "3", "--grad-accum", "0"], "--grad-accum"),
+    ];
+    for (i, (extra, needle)) in cases.iter().enumerate() {
+        let res = run(fx.train_cmd(&fx.out(&format!("bad{i}")), extra));
+        let stderr = text(&res.stderr);
+        assert_eq!(res.status.code(), Some(1), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{extra:?}: {stderr}");
+        let err: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("anllm: error:"))
+            .collect();
+        assert_eq!(err.len(), 1, "{extra:?}: {stderr}");
+        assert!(
+            err[0].contains(needle),
+            "{extra:?}: expected `{needle}` in {stderr}"
+        );
+    }
+    let missing = fx.train_cmd(&fx.out("missing"), &["--steps", "3"]);
+    let mut missing = missing;
+    missing.arg("--data").arg(fx.out("nope.txt"));
+    let res = run(missing);
+    assert_eq!(res.status.code(), Some(1), "{}", text(&res.stderr));
+    assert!(text(&res.stderr).contains("nope.txt"));
+}

@@ -63,6 +63,11 @@ impl Fixture {
 
     /// `anllm train` from scratch with anchors `ep`; `extra` adds flags.
     fn train_cmd(&self, out: &Path, extra: &[&str]) -> Command {
+        self.train_cmd_with("ep", out, extra)
+    }
+
+    /// [`Self::train_cmd`] with other anchors.
+    fn train_cmd_with(&self, anchors: &str, out: &Path, extra: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_anllm"));
         cmd.arg("train")
             .arg("--init-from-scratch")
@@ -76,7 +81,14 @@ impl Fixture {
             .arg(&self.heldout)
             .arg("--out")
             .arg(out)
-            .args(["--anchors", "ep", "--block-size", "32", "--batch-size", "2"])
+            .args([
+                "--anchors",
+                anchors,
+                "--block-size",
+                "32",
+                "--batch-size",
+                "2",
+            ])
             .args(["--threads", "1", "--seed", "7"])
             .args(extra)
             .env("ANLLM_HOME", self.tmp.path().join("home"))
@@ -230,13 +242,16 @@ fn train_sigkill_then_resume_continues_the_same_curve() {
 #[test]
 fn train_bad_flags_fail_cleanly() {
     let fx = fixture();
-    let cases: [(&[&str], &str); 5] = [
+    let mut cases: Vec<(&[&str], &str)> = vec![
         (&["--steps", "3", "--lr", "0"], "--lr"),
         (&["--steps", "3", "--save-every", "0"], "--save-every"),
         (&[], "--steps"),
         (&["--steps", "3", "--resume"], "no checkpoint"),
         (&["--steps", "3", "--grad-accum", "0"], "--grad-accum"),
     ];
+    if !cfg!(feature = "cuda") {
+        cases.push((&["--steps", "3", "--device", "cuda"], "CUDA device 0"));
+    }
     for (i, (extra, needle)) in cases.iter().enumerate() {
         let res = run(fx.train_cmd(&fx.out(&format!("bad{i}")), extra));
         let stderr = text(&res.stderr);
@@ -258,4 +273,44 @@ fn train_bad_flags_fail_cleanly() {
     let res = run(missing);
     assert_eq!(res.status.code(), Some(1), "{}", text(&res.stderr));
     assert!(text(&res.stderr).contains("nope.txt"));
+}
+
+#[test]
+fn train_ac_adds_the_anchor_token_and_the_checkpoint_scores_with_it() {
+    let fx = fixture();
+    let out = fx.out("ac");
+    let mut cmd = fx.train_cmd_with("ac", &out, &["--steps", "2", "--init-new-rows", "mean"]);
+    // The sentence splitter's parameters come from the fetched assets.
+    cmd.env("ANLLM_HOME", real_home());
+    let res = run(cmd);
+    assert_ok(&res);
+    assert!(text(&res.stderr).contains("<AC>"), "{}", text(&res.stderr));
+    let ckpt = out.join("checkpoint-000002");
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(ckpt.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["vocab_size"], TinySpec::gqa().vocab + 1, "{config}");
+    let score = run({
+        let mut c = Command::new(env!("CARGO_BIN_EXE_anllm"));
+        c.arg("score")
+            .arg("--model")
+            .arg(&ckpt)
+            .args([
+                "--context",
+                "the cat sat. the dog ran.",
+                "--continuation",
+                " home.",
+            ])
+            .args(["--anchors", "ac", "--insert-anchors", "--json"])
+            .env("ANLLM_HOME", real_home());
+        c
+    });
+    assert_ok(&score);
+}
+
+/// Where `scripts/fetch-assets.sh` put the assets.
+fn real_home() -> PathBuf {
+    std::env::var_os("ANLLM_HOME").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/anllm"),
+        PathBuf::from,
+    )
 }

@@ -85,3 +85,44 @@ fn time_model(model: &TrainModel) {
         median(forward_only),
     );
 }
+
+/// The LM head's matmul alone (1 × 255 rows of width 256 against 32000 vocabulary rows), the
+/// largest GEMM of the tiny config's step: forward, and the two GEMMs of its backward.
+#[test]
+#[ignore = "timing, run by hand"]
+fn gemm_timing_lm_head() {
+    let dev = Device::Cpu;
+    let x = candle_core::Tensor::randn(0f32, 1.0, (255, 256), &dev).unwrap();
+    let w = candle_core::Tensor::randn(0f32, 1.0, (32000, 256), &dev).unwrap();
+    let g = candle_core::Tensor::randn(0f32, 1.0, (255, 32000), &dev).unwrap();
+    let time = |f: &dyn Fn()| {
+        f();
+        median(
+            (0..9)
+                .map(|_| {
+                    let start = Instant::now();
+                    f();
+                    start.elapsed().as_secs_f64() * 1e3
+                })
+                .collect(),
+        )
+    };
+    let flops = 2.0 * 255.0 * 256.0 * 32000.0;
+    for (name, ms) in [
+        (
+            "x·Wᵀ (forward)",
+            time(&|| drop(x.matmul(&w.t().unwrap()).unwrap())),
+        ),
+        (
+            "gᵀ·x (weight grad)",
+            time(&|| drop(g.t().unwrap().matmul(&x).unwrap())),
+        ),
+        ("g·W (input grad)", time(&|| drop(g.matmul(&w).unwrap()))),
+    ] {
+        eprintln!(
+            "lm head {name}, {} threads: {ms:.1} ms, {:.1} GFLOP/s",
+            rayon::current_num_threads(),
+            flops / ms / 1e6
+        );
+    }
+}

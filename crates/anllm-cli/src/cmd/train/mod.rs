@@ -14,7 +14,7 @@ use anllm::train::data::{Batch, TrainData};
 use anllm::train::trainer::{StepRecord, Trainer};
 
 use crate::config::set_threads;
-use crate::train_args::TrainArgs;
+use crate::train_args::{DeviceArg, TrainArgs};
 
 use log::{Progress, RunLog};
 use setup::Prepared;
@@ -23,7 +23,11 @@ use setup::Prepared;
 pub fn run(args: TrainArgs) -> Result<()> {
     set_threads(args.threads)?;
     let started = Instant::now();
-    let device = Device::Cpu;
+    let device = match args.device {
+        DeviceArg::Cpu => Device::Cpu,
+        DeviceArg::Cuda(n) => Device::new_cuda(n)
+            .with_context(|| format!("opening CUDA device {n} (built with --features cuda?)"))?,
+    };
     let Prepared {
         mut trainer,
         data,
@@ -59,7 +63,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ctx.advance(&rec);
         log.push(&rec)?;
         progress.update(&rec);
-        if rec.step % args.save_every == 0 {
+        // The last step is saved once, below, with the final held-out loss.
+        if rec.step % args.save_every == 0 && rec.step < total_steps {
             ctx.save(&trainer, &log)?;
             last_saved = rec.step;
         }

@@ -121,6 +121,12 @@ fn checkpoint_round_trips_and_loads_for_inference() {
         "trainer_state.json",
     ] {
         assert!(dir.join(file).is_file(), "{file}");
+        #[cfg(unix)]
+        if file.ends_with(".safetensors") {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join(file)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644, "{file}: mode {mode:o}");
+        }
     }
     // The inference loader reads it, with the very same weights.
     let original = load_model(&src, WeightDtype::F32, &Device::Cpu).unwrap();

@@ -49,8 +49,21 @@ pub(super) fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Re
         path: path.to_path_buf(),
         reason: format!("cannot write: {e}"),
     })?;
+    readable_by_all(path)?;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     file.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// The safetensors writer creates its files owner-only (0600); checkpoints are read by other
+/// tools and users like any model directory, so they get 0644.
+fn readable_by_all(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
 }
 
 /// Writes `bytes` to `path` and fsyncs it.

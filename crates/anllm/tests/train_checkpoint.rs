@@ -124,7 +124,10 @@ fn checkpoint_round_trips_and_loads_for_inference() {
         #[cfg(unix)]
         if file.ends_with(".safetensors") {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join(file)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.join(file))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o644, "{file}: mode {mode:o}");
         }
     }

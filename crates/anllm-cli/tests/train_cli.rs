@@ -81,14 +81,7 @@ impl Fixture {
             .arg(&self.heldout)
             .arg("--out")
             .arg(out)
-            .args([
-                "--anchors",
-                anchors,
-                "--block-size",
-                "32",
-                "--batch-size",
-                "2",
-            ])
+            .args(["--anchors", anchors, "--batch-size", "2"])
             .args(["--threads", "1", "--seed", "7"])
             .args(extra)
             .env("ANLLM_HOME", self.tmp.path().join("home"))
@@ -98,7 +91,7 @@ impl Fixture {
 }
 
 /// The optimisation of the runs that must learn something in a few steps.
-const FAST: [&str; 4] = ["--lr", "1e-2", "--warmup", "2"];
+const FAST: [&str; 6] = ["--lr", "1e-2", "--warmup", "2", "--block-size", "32"];
 
 fn run(mut cmd: Command) -> Output {
     cmd.output().expect("running the anllm binary")
@@ -248,6 +241,12 @@ fn train_bad_flags_fail_cleanly() {
         (&[], "--steps"),
         (&["--steps", "3", "--resume"], "no checkpoint"),
         (&["--steps", "3", "--grad-accum", "0"], "--grad-accum"),
+        // The tiny model's context is 128 positions.
+        (
+            &["--steps", "3", "--block-size", "130"],
+            "max_position_embeddings 128",
+        ),
+        (&["--steps", "3", "--block-size", "1"], "--block-size 1"),
     ];
     if !cfg!(feature = "cuda") {
         cases.push((&["--steps", "3", "--device", "cuda"], "CUDA device 0"));
@@ -267,7 +266,7 @@ fn train_bad_flags_fail_cleanly() {
             "{extra:?}: expected `{needle}` in {stderr}"
         );
     }
-    let missing = fx.train_cmd(&fx.out("missing"), &["--steps", "3"]);
+    let missing = fx.train_cmd(&fx.out("missing"), &["--steps", "3", "--block-size", "32"]);
     let mut missing = missing;
     missing.arg("--data").arg(fx.out("nope.txt"));
     let res = run(missing);
@@ -279,7 +278,18 @@ fn train_bad_flags_fail_cleanly() {
 fn train_ac_adds_the_anchor_token_and_the_checkpoint_scores_with_it() {
     let fx = fixture();
     let out = fx.out("ac");
-    let mut cmd = fx.train_cmd_with("ac", &out, &["--steps", "2", "--init-new-rows", "mean"]);
+    let mut cmd = fx.train_cmd_with(
+        "ac",
+        &out,
+        &[
+            "--steps",
+            "2",
+            "--init-new-rows",
+            "mean",
+            "--block-size",
+            "32",
+        ],
+    );
     // The sentence splitter's parameters come from the fetched assets.
     cmd.env("ANLLM_HOME", real_home());
     let res = run(cmd);

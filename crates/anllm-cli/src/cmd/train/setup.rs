@@ -63,6 +63,7 @@ pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
     if resumed.is_none() {
         begin = extend_vocab(args, begin)?;
     }
+    check_context(args, begin.model.config())?;
     let (anchors, rule, anchor_data) = anchors_of(args, &begin)?;
     let config = data_config(args, &begin, anchor_data);
     let splitter = match anchor_data {
@@ -116,6 +117,21 @@ fn check_flags(args: &TrainArgs) -> Result<()> {
     }
     if args.steps.is_none() && args.epochs.is_none() && args.max_minutes.is_none() {
         bail!("say how long to train: --steps, --epochs or --max-minutes");
+    }
+    Ok(())
+}
+
+/// Rows must fit the model's context: a row past it would fail at its first long document,
+/// perhaps hours into the run.
+fn check_context(args: &TrainArgs, cfg: &anllm::LlamaConfig) -> Result<()> {
+    // A row of n tokens feeds n - 1 positions.
+    if args.block_size < 2 || args.block_size - 1 > cfg.max_position_embeddings {
+        bail!(
+            "--block-size {} must be in 2..={} (the model's max_position_embeddings {} + 1)",
+            args.block_size,
+            cfg.max_position_embeddings + 1,
+            cfg.max_position_embeddings
+        );
     }
     Ok(())
 }

@@ -11,11 +11,11 @@ use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::batch::BatchRule;
-use super::data::{Batch, DataPosition, Example};
+use super::data::{Batch, DataPosition};
 use super::model::TrainModel;
 use super::optim::AdamW;
 use super::schedule::LrSchedule;
-use crate::{Error, Result};
+use crate::{Error, Result, TokenId};
 
 /// The knobs of the optimisation.
 #[derive(Debug, Clone, PartialEq)]
@@ -200,25 +200,33 @@ pub fn eval_loss(model: &TrainModel, rule: &BatchRule, batches: &[Batch]) -> Res
 
 /// Cross-entropy (nats per target) on `heldout` of the add-one-smoothed unigram model of the
 /// targets of `train`: the loss a model that ignores the context would reach. A trained model
-/// should land well below it.
-pub fn unigram_loss(train: &[Example], heldout: &[Example], vocab: usize) -> f64 {
+/// should land well below it. Both sides are `(tokens, loss_mask)` pairs: the training
+/// documents ([`TokenizedDoc`](super::data::TokenizedDoc)) or rows ([`Example`](super::data::Example)), so no
+/// epoch of rows has to be built for it.
+pub fn unigram_loss<'a>(
+    train: impl IntoIterator<Item = (&'a [TokenId], &'a [bool])>,
+    heldout: impl IntoIterator<Item = (&'a [TokenId], &'a [bool])>,
+    vocab: usize,
+) -> f64 {
+    let targets = |(tokens, mask): (&'a [TokenId], &'a [bool])| {
+        tokens
+            .iter()
+            .zip(mask)
+            .filter(|(_, m)| **m)
+            .map(|(&t, _)| t as usize)
+    };
     let mut counts = vec![1.0f64; vocab];
     let mut total = vocab as f64;
-    for ex in train {
-        for (&t, _) in ex.tokens.iter().zip(&ex.loss_mask).filter(|(_, m)| **m) {
-            if let Some(c) = counts.get_mut(t as usize) {
-                *c += 1.0;
-                total += 1.0;
-            }
+    for t in train.into_iter().flat_map(targets) {
+        if let Some(c) = counts.get_mut(t) {
+            *c += 1.0;
+            total += 1.0;
         }
     }
     let (mut sum, mut n) = (0.0, 0usize);
-    for ex in heldout {
-        for (&t, _) in ex.tokens.iter().zip(&ex.loss_mask).filter(|(_, m)| **m) {
-            let c = counts.get(t as usize).copied().unwrap_or(1.0);
-            sum -= (c / total).ln();
-            n += 1;
-        }
+    for t in heldout.into_iter().flat_map(targets) {
+        sum -= (counts.get(t).copied().unwrap_or(1.0) / total).ln();
+        n += 1;
     }
     if n == 0 { f64::NAN } else { sum / n as f64 }
 }

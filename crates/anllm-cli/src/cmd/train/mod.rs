@@ -77,9 +77,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     if trainer.step() != last_saved || final_eval.is_some() {
         ctx.state.extra["final_eval_loss"] = serde_json::json!(final_eval);
-        ctx.save(&trainer, &log)?;
+        ctx.save(&trainer, &log)?; // plots too
+    } else {
+        log.plot(unigram)?;
     }
-    log.plot(unigram)?;
     summary(&ctx, &trainer, final_eval);
     Ok(())
 }

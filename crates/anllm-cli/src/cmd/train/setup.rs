@@ -84,8 +84,16 @@ pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
             .context("reading the held-out data")?;
         let rows = eval_batches(&eval, args.eval_rows);
         let vocab = begin.model.config().vocab_size;
-        let held: Vec<_> = rows.iter().flat_map(|b| b.examples.clone()).collect();
-        let u = unigram_loss(&data.epoch_examples(0), &held, vocab);
+        let train = data
+            .documents()
+            .iter()
+            .map(|d| (&d.tokens[..], &d.loss_mask[..]));
+        let held = rows.iter().flat_map(|b| &b.examples);
+        let u = unigram_loss(
+            train,
+            held.map(|e| (&e.tokens[..], &e.loss_mask[..])),
+            vocab,
+        );
         (rows, Some(u))
     };
     let total_steps = total_steps(args, &data)?;

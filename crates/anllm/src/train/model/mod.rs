@@ -15,9 +15,9 @@
 //! [`TrainModel::loss`] runs the final norm and the LM head only on rows whose target counts;
 //! on the CPU the attention softmax and the cross-entropy are [`fused`] kernels with their own
 //! backward. Measured on the shared 2-core VM (hidden 256, 4 layers, 4 heads, FFN 704, vocab
-//! 32000 tied, 1 × 255 tokens, f32, 2 threads; medians of 6, the VM is noisy): loss forward
-//! 257 ms, backward 800 ms, both 1036 ms (min 831); with [`Kernels::Composed`] 285 / 861 /
-//! 1193 ms (min 1062). The matmuls (two thirds of them the LM head's) take most of the time.
+//! 32000 tied, 1 × 255 tokens, f32, 2 threads; medians, the VM is noisy): loss forward 77 ms,
+//! backward 236 ms. The matmuls (most of them the LM head's) take most of the time; PyTorch
+//! is compared in `docs/benchmarks.md`.
 //! `model_timing_tiny_256` in `tests/train_grad/timing.rs` reproduces the numbers.
 
 pub mod fused;

@@ -10,9 +10,7 @@ use std::path::Path;
 
 use anllm::TokenId;
 use anllm::tokenizer::Tokenizer;
-use common::{anllm_home, asset, gguf_tokenizer, golden};
-
-const SEPARATOR: &str = "\n__ggml_vocab_test__\n";
+use common::{asset, gguf_tokenizer, golden, llama_cpp_cases};
 
 /// Writes `source`'s HF files into a temporary directory and loads them back.
 fn exported(source: &Tokenizer) -> Tokenizer {
@@ -137,23 +135,9 @@ fn llama_cpp_vectors(name: &str) {
     let loaded = exported(&source);
     assert_same_metadata(&source, &loaded);
 
-    let dir = anllm_home().join("vocab");
-    let read = |ext: &str| {
-        std::fs::read_to_string(asset(&format!("vocab/ggml-vocab-{name}.gguf.{ext}"))).unwrap()
-    };
-    let (inp, out) = (read("inp"), read("out"));
-    let mut texts: Vec<&str> = inp.split(SEPARATOR).collect();
-    if texts.last() == Some(&"") {
-        texts.pop();
-    }
-    let expected: Vec<Vec<TokenId>> = out
-        .lines()
-        .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
-        .collect();
-    assert_eq!(texts.len(), expected.len(), "{}", dir.display());
-    let failures: Vec<String> = texts
+    let cases = llama_cpp_cases(name);
+    let failures: Vec<String> = cases
         .iter()
-        .zip(&expected)
         .filter_map(|(text, want)| {
             let got = loaded.encode(text, false).unwrap();
             (&got != want).then(|| format!("{text:?}\n    want {want:?}\n    got  {got:?}"))
@@ -161,11 +145,16 @@ fn llama_cpp_vectors(name: &str) {
         .collect();
     report(
         &format!("ggml-vocab-{name} exported"),
-        (texts.len(), failures),
+        (cases.len(), failures),
     );
     report(
         &format!("ggml-vocab-{name} exported, parse_special"),
-        mismatches(&source, &loaded, texts.iter().copied(), true),
+        mismatches(
+            &source,
+            &loaded,
+            cases.iter().map(|(t, _)| t.as_str()),
+            true,
+        ),
     );
     let golden = golden("smollm2-tokens.json");
     let tricky = golden["cases"].as_array().unwrap().iter();

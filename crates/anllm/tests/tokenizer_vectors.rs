@@ -9,11 +9,12 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod common;
+
 use anllm::TokenId;
 use anllm::tokenizer::Tokenizer;
 use candle_core::quantized::gguf_file::Content;
 
-const SEPARATOR: &str = "\n__ggml_vocab_test__\n";
 const SMOLLM: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 fn anllm_home() -> PathBuf {
@@ -87,40 +88,17 @@ fn compare_ids(expected: &[TokenId], got: &[TokenId]) -> Option<String> {
 fn llama_cpp_vectors(name: &str, kind: &str) {
     let dir = anllm_home().join("vocab");
     let gguf = asset(dir.join(format!("ggml-vocab-{name}.gguf")));
-    let inp =
-        std::fs::read_to_string(asset(dir.join(format!("ggml-vocab-{name}.gguf.inp")))).unwrap();
-    let out =
-        std::fs::read_to_string(asset(dir.join(format!("ggml-vocab-{name}.gguf.out")))).unwrap();
     let tokenizer = load_gguf(&gguf);
     assert_eq!(tokenizer.kind(), kind);
 
-    // Every case in .inp ends with the separator, so the text after the last one is no case.
-    let mut texts: Vec<&str> = inp.split(SEPARATOR).collect();
-    if texts.last() == Some(&"") {
-        texts.pop();
-    }
-    let expected: Vec<Vec<TokenId>> = out
-        .lines()
-        .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
-        .collect();
-    assert_eq!(
-        texts.len(),
-        expected.len(),
-        "{name}: .inp and .out disagree on the case count"
-    );
-
-    let outcomes: Vec<Outcome> = texts
-        .iter()
-        .zip(&expected)
+    let outcomes: Vec<Outcome> = common::llama_cpp_cases(name)
+        .into_iter()
         .map(|(text, expected)| {
-            let failure = match tokenizer.encode(text, false) {
-                Ok(got) => compare_ids(expected, &got),
+            let failure = match tokenizer.encode(&text, false) {
+                Ok(got) => compare_ids(&expected, &got),
                 Err(e) => Some(format!("error: {e}")),
             };
-            Outcome {
-                text: text.to_string(),
-                failure,
-            }
+            Outcome { text, failure }
         })
         .collect();
     report(&format!("llama.cpp ggml-vocab-{name}"), &outcomes);

@@ -87,3 +87,28 @@ pub fn gguf_tokenizer(rel: &str) -> anllm::tokenizer::Tokenizer {
     let content = Content::read(&mut file).expect("read gguf");
     anllm::tokenizer::Tokenizer::from_gguf(&content).expect("tokenizer")
 }
+
+/// llama.cpp's `test-tokenizer-0` cases of `ggml-vocab-<name>.gguf` (fetched with its `.inp` and
+/// `.out` files): each text with its expected ids (no BOS, `parse_special` off).
+pub fn llama_cpp_cases(name: &str) -> Vec<(String, Vec<anllm::TokenId>)> {
+    const SEPARATOR: &str = "\n__ggml_vocab_test__\n";
+    let read = |ext: &str| {
+        std::fs::read_to_string(asset(&format!("vocab/ggml-vocab-{name}.gguf.{ext}"))).unwrap()
+    };
+    let (inp, out) = (read("inp"), read("out"));
+    // Every case in .inp ends with the separator, so the text after the last one is no case.
+    let mut texts: Vec<&str> = inp.split(SEPARATOR).collect();
+    if texts.last() == Some(&"") {
+        texts.pop();
+    }
+    let expected: Vec<Vec<anllm::TokenId>> = out
+        .lines()
+        .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(
+        texts.len(),
+        expected.len(),
+        "{name}: .inp and .out disagree on the case count"
+    );
+    texts.into_iter().map(String::from).zip(expected).collect()
+}

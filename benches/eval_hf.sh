@@ -24,16 +24,7 @@ if [ ! -x "$PY" ]; then
   ANLLM_HOME="$ANLLM_HOME" "$HERE/kvpress.sh" setup
 fi
 
-# Threads: --threads sets torch.set_num_threads; OMP/MKL follow it (default 2 when not given).
-threads=2 prev=""
-for a in "$@"; do
-  case "$prev" in --threads) threads=$a ;; esac
-  case "$a" in --threads=*) threads=${a#--threads=} ;; esac
-  prev=$a
-done
-export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
-export HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1 TQDM_DISABLE=1
-export TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
-export ANLLM_HOME
+# shellcheck source=peer_env.sh
+. "$HERE/peer_env.sh"
+torch_env "$@"
 exec "$PY" "$HERE/eval_hf.py" "$@"

@@ -154,29 +154,14 @@ setup() {
   log "set up in $((SECONDS - t0)) s; $(du -sh "$VENV" | cut -f1) in $VENV"
 }
 
-# Percent of CPU time idle over one second (as in benches/llamacpp.sh).
-idle_pct() {
-  local a b c d t i
-  read -r _ a b c d _ < /proc/stat; t=$((a + b + c + d)); i=$d; sleep 1
-  read -r _ a b c d _ < /proc/stat; echo $((100 * (d - i) / (a + b + c + d - t + 1)))
-}
+# shellcheck source=peer_env.sh
+. "$HERE/peer_env.sh"
 
 bench() {
   setup
-  local idle; idle=$(idle_pct 2>/dev/null || echo 100)
-  [ "$idle" -ge "${MIN_IDLE:-90}" ] || log "warning: machine only ${idle}% idle; results will be slow and noisy"
-  # Threads: --threads sets torch.set_num_threads; OMP/MKL follow it (default 2 when not given).
-  local a prev="" threads=2
-  for a in "$@"; do
-    case "$prev" in --threads) threads=$a ;; esac
-    case "$a" in --threads=*) threads=${a#--threads=} ;; esac
-    prev=$a
-  done
-  export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
-  export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
-  export HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1 TQDM_DISABLE=1
-  export TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
-  export ANLLM_HOME KVPRESS_VERSION="$KVPRESS_VER"
+  warn_if_busy
+  torch_env "$@"
+  export KVPRESS_VERSION="$KVPRESS_VER"
   exec "$PY" "$HERE/kvpress_bench.py" "$@"
 }
 

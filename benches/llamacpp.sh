@@ -88,18 +88,12 @@ build() {
   log "built $BIN"
 }
 
-# Percent of CPU time idle over one second. A neighbour's build on these 2 cores makes
-# multi-threaded decode (-t 2) collapse (OpenMP barriers stall): warn so results are not trusted.
-idle_pct() {
-  local a b c d t i
-  read -r _ a b c d _ < /proc/stat; t=$((a + b + c + d)); i=$d; sleep 1
-  read -r _ a b c d _ < /proc/stat; echo $((100 * (d - i) / (a + b + c + d - t + 1)))
-}
+# shellcheck source=peer_env.sh
+. "$(dirname "${BASH_SOURCE[0]}")/peer_env.sh"
 
 bench() {
   [ -x "$BIN" ] || build
-  local idle; idle=$(idle_pct 2>/dev/null || echo 100)
-  [ "$idle" -ge "${MIN_IDLE:-90}" ] || log "warning: machine only ${idle}% idle; results will be slow and noisy"
+  warn_if_busy
   [ -f "$MODEL" ] || die "missing model $MODEL: run scripts/fetch-assets.sh first (or set MODEL)"
   local a defaults=(-o json) has_m=0 has_t=0
   for a in "$@"; do

@@ -211,7 +211,7 @@ fn train_sigkill_then_resume_continues_the_same_curve() {
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
     let logged = log_records(&out).len() as u64;
-    let saved = anllm::train::checkpoint::list_checkpoints(&out).unwrap();
+    let saved = anllm_train::checkpoint::list_checkpoints(&out).unwrap();
     let last_saved = saved.last().map_or(0, |(s, _)| *s);
     assert!(
         logged < 200 && logged - last_saved <= 20,

@@ -19,7 +19,6 @@ pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod error;
-pub mod eval;
 pub mod generate;
 pub mod loader;
 pub mod mask;
@@ -31,7 +30,6 @@ pub mod sentence;
 pub mod session;
 pub mod token;
 pub mod tokenizer;
-pub mod train;
 pub mod weights;
 
 #[cfg(any(test, feature = "testutil"))]

@@ -2,12 +2,10 @@
 //! is the bare `.` piece only (spec §9.10), `ep-sentence` is derived from the pieces' text, and
 //! token end offsets line up with the text for `<AC>` insertion.
 
-mod common;
-
 use anllm::anchor::{AnchorSpec, insert::FinalSentence, insert::insert_after_sentences};
+use anllm::testutil::gguf_tokenizer;
 use anllm::tokenizer::Tokenizer;
 use anllm::{AnchorSet, Role};
-use common::gguf_tokenizer;
 
 fn llama2() -> Tokenizer {
     gguf_tokenizer("vocab/ggml-vocab-llama-spm.gguf")

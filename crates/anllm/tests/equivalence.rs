@@ -3,13 +3,11 @@
 //! the pinned tokens and the open segment. Property-tested on a tiny seeded GQA model over
 //! random token streams with random anchors, pads and pins, for chunkings {1, 2, 3, 5, all}.
 
-mod common;
-
 use std::ops::Range;
 
 use anllm::policy::PolicyKind;
+use anllm::testutil::{ANCHOR, PAD, max_abs_diff, tiny_anchors, tiny_model};
 use anllm::{MaskRule, OutputRows, Pos, Role, Session, SessionConfig, TokenId};
-use common::{ANCHOR, PAD, max_abs_diff, tiny_anchors, tiny_model};
 use proptest::prelude::*;
 
 /// f32 tolerance of the issue.

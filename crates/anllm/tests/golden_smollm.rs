@@ -1,15 +1,14 @@
 //! The default model against HF transformers' reference outputs (`shared/golden/smollm2-hf.json`),
 //! on token ids directly so that the model is tested independently of the tokenizer.
 
-mod common;
-
 use anllm::weights::{WeightDtype, WeightSource, read_config};
 use anllm::{ForwardInput, Llama, OutputRows, Pos};
 use candle_core::{D, Device};
 
 fn load(dtype: WeightDtype) -> Llama {
     let device = Device::Cpu;
-    let mut src = WeightSource::open_gguf(&common::default_model(), dtype, &device).unwrap();
+    let mut src =
+        WeightSource::open_gguf(&anllm::testutil::default_model(), dtype, &device).unwrap();
     let cfg = read_config(&src).unwrap();
     Llama::load(&mut src, &cfg, &device).unwrap()
 }
@@ -76,7 +75,7 @@ fn loglik(model: &Llama, ctx: &[u32], cont: &[u32]) -> (f32, bool) {
 
 #[test]
 fn smollm_f32_greedy_matches_hf_transformers() {
-    let gold = common::golden("smollm2-hf.json");
+    let gold = anllm::testutil::golden("smollm2-hf.json");
     let case = &gold["greedy"][0];
     let model = load(WeightDtype::F32);
     let got = greedy(&model, &ids(&case["prompt_ids"]), 16);
@@ -85,7 +84,7 @@ fn smollm_f32_greedy_matches_hf_transformers() {
 
 #[test]
 fn smollm_quantized_greedy_starts_with_paris() {
-    let gold = common::golden("smollm2-hf.json");
+    let gold = anllm::testutil::golden("smollm2-hf.json");
     let case = &gold["greedy"][0];
     let model = load(WeightDtype::Auto);
     let got = greedy(&model, &ids(&case["prompt_ids"]), 2);
@@ -98,7 +97,7 @@ fn smollm_quantized_greedy_starts_with_paris() {
 
 #[test]
 fn smollm_loglik_matches_hf_transformers() {
-    let gold = common::golden("smollm2-hf.json");
+    let gold = anllm::testutil::golden("smollm2-hf.json");
     for (dtype, tol) in [(WeightDtype::F32, 1e-3f32), (WeightDtype::Auto, 0.05)] {
         let model = load(dtype);
         for case in gold["loglik"].as_array().unwrap() {

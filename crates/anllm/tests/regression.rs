@@ -1,15 +1,13 @@
 //! One test per item of spec §9 that applies to inference, named `spec9_<n>_…`, plus the
 //! worked examples of spec §10 (items 2–4 and 6) on the tiny seeded model.
 
-mod common;
-
 use anllm::anchor::AnchorSpec;
 use anllm::mask::{self, MaskRule};
 use anllm::policy::PolicyKind;
 use anllm::score::{ScoreMode, score};
 use anllm::testutil::{HfLayout, anllm_llama2_spec, write_hf_dir};
+use anllm::testutil::{PAD, max_abs_diff, tiny_anchors, tiny_model};
 use anllm::{AnchorSet, OutputRows, Pos, PositionMode, Session, SessionConfig, TokenId};
-use common::{PAD, max_abs_diff, tiny_anchors, tiny_model};
 
 /// Ordinary ids of the tiny model.
 const T: [TokenId; 12] = [20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31];

@@ -4,13 +4,11 @@
 //! Needs the fetched assets (`scripts/fetch-assets.sh`): the default model (SmolLM2 GGUF, its
 //! golden ids and the corpus) and llama.cpp's vocabulary test vectors. A missing asset fails.
 
-mod common;
-
 use std::path::Path;
 
 use anllm::TokenId;
+use anllm::testutil::{asset, gguf_tokenizer, golden, llama_cpp_cases};
 use anllm::tokenizer::Tokenizer;
-use common::{asset, gguf_tokenizer, golden, llama_cpp_cases};
 
 /// Writes `source`'s HF files into a temporary directory and loads them back.
 fn exported(source: &Tokenizer) -> Tokenizer {
@@ -204,38 +202,4 @@ fn hf_export_round_trips() {
     assert_same_metadata(&source, &loaded);
     let texts = ["Hello world", " two  spaces", "<s>ok</s>", "ünï 🙂", ""];
     report("HF round trip", mismatches(&source, &loaded, texts, true));
-}
-
-/// The default model's files extended with `[PAD]` and `<AC>`: new ids after the 49,152, the
-/// rest of the tokenizer unchanged.
-#[test]
-fn smollm2_extended_with_pad_and_ac() {
-    use anllm::train::vocab::{AC_TOKEN, PAD_TOKEN, extend_tokenizer};
-    let source = gguf_tokenizer("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    let mut files = source.to_hf_files().unwrap();
-    let ids = extend_tokenizer(&mut files, &[PAD_TOKEN, AC_TOKEN]).unwrap();
-    assert_eq!(ids, [49152, 49153]);
-    let dir = tempfile::tempdir().unwrap();
-    write_files(dir.path(), &files);
-    let loaded = Tokenizer::from_hf_dir(dir.path()).unwrap();
-    assert_eq!(loaded.vocab_size(), 49154);
-    assert_eq!(loaded.token_id(AC_TOKEN), Some(49153));
-    let specials = loaded.specials();
-    assert_eq!(specials.pad, Some(49152));
-    assert_eq!(
-        (specials.bos, specials.eos, specials.unk, &specials.eot),
-        (
-            source.specials().bos,
-            source.specials().eos,
-            source.specials().unk,
-            &source.specials().eot
-        )
-    );
-    let ids = loaded.encode("Hello there.<AC> Bye.", true).unwrap();
-    assert!(ids.contains(&49153), "{ids:?}");
-    let heldout = std::fs::read_to_string(asset("corpus/heldout.txt")).unwrap();
-    report(
-        "SmolLM2 extended, corpus/heldout.txt lines",
-        mismatches(&source, &loaded, heldout.lines(), false),
-    );
 }

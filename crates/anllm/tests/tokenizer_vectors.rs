@@ -9,8 +9,6 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-mod common;
-
 use anllm::TokenId;
 use anllm::tokenizer::Tokenizer;
 use candle_core::quantized::gguf_file::Content;
@@ -91,7 +89,7 @@ fn llama_cpp_vectors(name: &str, kind: &str) {
     let tokenizer = load_gguf(&gguf);
     assert_eq!(tokenizer.kind(), kind);
 
-    let outcomes: Vec<Outcome> = common::llama_cpp_cases(name)
+    let outcomes: Vec<Outcome> = anllm::testutil::llama_cpp_cases(name)
         .into_iter()
         .map(|(text, expected)| {
             let failure = match tokenizer.encode(&text, false) {

@@ -9,6 +9,8 @@
 //!
 //! The same spec (and seed) gives the same weights in every format.
 
+mod assets;
+mod fixtures;
 mod pth;
 mod vocab;
 
@@ -23,6 +25,10 @@ use crate::config::LlamaConfig;
 use crate::weights::gguf_name;
 use crate::{Error, Result};
 
+pub use assets::{
+    anllm_home, asset, default_model, gguf_tokenizer, golden, golden_dir, llama_cpp_cases,
+};
+pub use fixtures::{ANCHOR, PAD, TOL_F32, max_abs_diff, tiny_anchors, tiny_model};
 pub use vocab::{LLAMA2_BASE_VOCAB, llama_tokenizer_json};
 
 /// Sizes and seed of a tiny Llama.

@@ -6,9 +6,9 @@ mod qa;
 
 use anyhow::{Result, bail};
 
-use anllm::eval::EvalMode;
 use anllm::tokenizer::Tokenizer;
 use anllm::{AnchorSet, AnchorSpec, MaskRule, PolicyKind, PositionMode, SessionConfig};
+use anllm_eval::EvalMode;
 
 use crate::args::{EvalArgs, EvalCommand, EvalModeArg, EvalSessionArgs, MaskRuleArg};
 

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 
-use anllm::eval::ppl::{PplConfig, perplexity};
+use anllm_eval::ppl::{PplConfig, perplexity};
 
 use super::eval_session;
 use super::progress::Progress;
@@ -43,7 +43,7 @@ pub fn run(args: PplArgs) -> Result<()> {
         mode,
         anchored,
     };
-    let windows = anllm::eval::ppl::windows(tokens.len(), cfg.window, cfg.stride.max(1)).len();
+    let windows = anllm_eval::ppl::windows(tokens.len(), cfg.window, cfg.stride.max(1)).len();
     let mut progress = Progress::new("ppl", windows as u64);
     let result = perplexity(&model.llama, &tokens, &cfg, &mut |_, _| progress.inc())?;
     progress.finish();

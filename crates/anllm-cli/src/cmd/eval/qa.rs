@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use anllm::eval::load::{TaskFiles, load_task};
-use anllm::eval::metrics::mean;
-use anllm::eval::report::markdown_table;
-use anllm::eval::{QaConfig, Task, TaskSummary, run_task};
 use anllm::{AnchorSpec, TokenId};
+use anllm_eval::load::{TaskFiles, load_task};
+use anllm_eval::metrics::mean;
+use anllm_eval::report::markdown_table;
+use anllm_eval::{QaConfig, Task, TaskSummary, run_task};
 
 use super::eval_session;
 use super::progress::Progress;

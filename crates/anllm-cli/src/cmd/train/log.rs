@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use anllm::train::trainer::StepRecord;
+use anllm_train::trainer::StepRecord;
 
 use crate::plot::{Plot, Series, write_png};
 
@@ -42,7 +42,7 @@ impl RunLog {
             text.push_str(&serde_json::to_string(r)?);
             text.push('\n');
         }
-        anllm::train::checkpoint::write_atomic(&path, text.as_bytes())?;
+        anllm_train::checkpoint::write_atomic(&path, text.as_bytes())?;
         let file = OpenOptions::new()
             .append(true)
             .open(&path)

@@ -9,9 +9,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
 
-use anllm::train::checkpoint::{self, Checkpoint, TrainerState};
-use anllm::train::data::{Batch, TrainData};
-use anllm::train::trainer::{StepRecord, Trainer};
+use anllm_train::checkpoint::{self, Checkpoint, TrainerState};
+use anllm_train::data::{Batch, TrainData};
+use anllm_train::trainer::{StepRecord, Trainer};
 
 use crate::config::set_threads;
 use crate::train_args::{DeviceArg, TrainArgs};

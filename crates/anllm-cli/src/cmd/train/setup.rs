@@ -7,15 +7,15 @@ use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use serde_json::{Value, json};
 
-use anllm::train::batch::BatchRule;
-use anllm::train::checkpoint::{self, LoadedCheckpoint, TrainerState};
-use anllm::train::data::{AnchorData, BlockMode, DataConfig, DataPosition, DocSplit, TrainData};
-use anllm::train::optim::{AdamW, AdamWConfig};
-use anllm::train::schedule::{Decay, LrSchedule};
-use anllm::train::setup::{self as start, RunStart};
-use anllm::train::trainer::{TrainOptions, Trainer, unigram_loss};
-use anllm::train::vocab::NewRowInit;
 use anllm::{AnchorSet, AnchorSpec, MaskRule};
+use anllm_train::batch::BatchRule;
+use anllm_train::checkpoint::{self, LoadedCheckpoint, TrainerState};
+use anllm_train::data::{AnchorData, BlockMode, DataConfig, DataPosition, DocSplit, TrainData};
+use anllm_train::optim::{AdamW, AdamWConfig};
+use anllm_train::schedule::{Decay, LrSchedule};
+use anllm_train::setup::{self as start, RunStart};
+use anllm_train::trainer::{TrainOptions, Trainer, unigram_loss};
+use anllm_train::vocab::NewRowInit;
 
 use crate::args::MaskRuleArg;
 use crate::config::{anllm_home, resolve_model};
@@ -29,7 +29,7 @@ use super::eval_batches;
 pub struct Prepared {
     pub trainer: Trainer,
     pub data: TrainData,
-    pub eval_rows: Vec<anllm::train::data::Batch>,
+    pub eval_rows: Vec<anllm_train::data::Batch>,
     pub tokenizer_files: Vec<(String, Vec<u8>)>,
     pub state: TrainerState,
     pub total_steps: u64,
@@ -266,7 +266,7 @@ fn total_steps(args: &TrainArgs, data: &TrainData) -> Result<u64> {
 
 fn build_trainer(
     args: &TrainArgs,
-    model: anllm::train::model::TrainModel,
+    model: anllm_train::model::TrainModel,
     resumed: Option<LoadedCheckpoint>,
     rule: MaskRule,
     anchors: AnchorSet,

@@ -1,0 +1,217 @@
+//! From a [`data::Batch`](super::data::Batch) of token rows to the tensors of one training step:
+//! inputs and shifted targets, loss weights, RoPE positions and the AnSAN mask.
+//!
+//! The mask of a row comes from [`mask::visible`] and nothing else, the rule that cached
+//! inference prunes by, restricted to pairs of the same document so that attention never
+//! crosses a document boundary in a packed row. Positions restart at 0 with every document
+//! piece of a row, as if the piece were a row of its own.
+
+use candle_core::{Device, Tensor};
+
+use super::data::{Batch, Example};
+use super::model::TrainBatch;
+use anllm::anchor::AnchorSet;
+use anllm::cache::Cell;
+use anllm::mask::{self, BLOCKED, MaskRule};
+use anllm::token::{Pos, Role, SegmentId};
+use anllm::{Error, Result};
+
+/// How the rows of a batch are seen: the mask rule and which tokens are anchors.
+#[derive(Debug, Clone)]
+pub struct BatchRule {
+    /// [`MaskRule::Causal`] for full-attention training, [`MaskRule::AnSan`] for AnLLM.
+    pub rule: MaskRule,
+    /// The anchor ids (period for EP, `<AC>` for AC; empty for full attention).
+    pub anchors: AnchorSet,
+}
+
+impl BatchRule {
+    /// The cells of one row: anchors close segments, pads (tokens of no document) are
+    /// [`Role::Pad`], positions and segments restart with every document.
+    pub fn cells(&self, row: &Example) -> Vec<Cell> {
+        let mut out = Vec::with_capacity(row.len());
+        let (mut pos, mut segment) = (0u32, 0u32);
+        for (i, (&token, &doc)) in row.tokens.iter().zip(&row.doc).enumerate() {
+            if i > 0 && row.doc[i - 1] != doc {
+                pos = 0;
+                segment += 1;
+            }
+            // A pad id inside a document (e.g. pad = EOS) is an ordinary token there.
+            let role = match (doc == Example::PAD_DOC, self.anchors.classify(token)) {
+                (true, _) => Role::Pad,
+                (false, Role::Pad) => Role::Token,
+                (false, role) => role,
+            };
+            out.push(Cell {
+                token,
+                pos: Pos(pos),
+                rope: Pos(pos),
+                segment: SegmentId(segment),
+                role,
+                pinned: false,
+            });
+            pos += 1;
+            if role == Role::Anchor {
+                segment += 1;
+            }
+        }
+        out
+    }
+
+    /// The additive mask `[t, t]` of the first `t` cells of a row, flattened: a pair is
+    /// visible when both tokens belong to the same document and [`mask::visible`] allows it.
+    pub fn row_mask(&self, cells: &[Cell], doc: &[u32], t: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(t * t);
+        for r in 0..t {
+            for c in 0..t {
+                let same_doc = doc[r] == doc[c];
+                let seen = same_doc && mask::visible(self.rule, &cells[r], &cells[c]);
+                out.push(if seen { 0.0 } else { BLOCKED });
+            }
+        }
+        out
+    }
+
+    /// The tensors of `batch` on `device`. Rows must have the same length (≥ 2).
+    pub fn to_tensors(&self, batch: &Batch, device: &Device) -> Result<TrainBatch> {
+        let n = batch.seq_len();
+        if n < 2 || batch.examples.iter().any(|e| e.len() != n) {
+            return Err(Error::Shape {
+                op: "training batch".into(),
+                expected: "rows of one length ≥ 2".into(),
+                got: format!(
+                    "{:?}",
+                    batch.examples.iter().map(Example::len).collect::<Vec<_>>()
+                ),
+            });
+        }
+        let (b, t) = (batch.examples.len(), n - 1);
+        let (mut inputs, mut targets) = (Vec::with_capacity(b * t), Vec::with_capacity(b * t));
+        let (mut weights, mut positions) = (Vec::with_capacity(b * t), Vec::with_capacity(b * t));
+        let mut masks = Vec::with_capacity(b * t * t);
+        for row in &batch.examples {
+            let cells = self.cells(row);
+            inputs.extend_from_slice(&row.tokens[..t]);
+            targets.extend_from_slice(&row.tokens[1..]);
+            weights.extend(row.loss_mask[1..].iter().map(|&w| f32::from(u8::from(w))));
+            positions.extend(cells[..t].iter().map(|c| c.rope.0));
+            masks.extend(self.row_mask(&cells, &row.doc, t));
+        }
+        Ok(TrainBatch {
+            inputs: Tensor::from_vec(inputs, (b, t), device)?,
+            targets: Tensor::from_vec(targets, (b, t), device)?,
+            weights: Tensor::from_vec(weights, (b, t), device)?,
+            positions: Tensor::from_vec(positions, (b, t), device)?,
+            mask: Tensor::from_vec(masks, (b, t, t), device)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(tokens: &[u32], doc: &[u32]) -> Example {
+        Example {
+            tokens: tokens.to_vec(),
+            loss_mask: (0..tokens.len())
+                .map(|i| i > 0 && doc[i] != Example::PAD_DOC && doc[i] == doc[i - 1])
+                .collect(),
+            doc: doc.to_vec(),
+        }
+    }
+
+    fn render(m: &[f32], t: usize) -> String {
+        m.chunks(t)
+            .map(|r| {
+                r.iter()
+                    .map(|&v| if v == 0.0 { '.' } else { 'x' })
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    const PERIOD: u32 = 9;
+    const PAD: u32 = 0;
+
+    fn ansan() -> BatchRule {
+        BatchRule {
+            rule: MaskRule::AnSan,
+            anchors: AnchorSet::new([PERIOD], Some(PAD)),
+        }
+    }
+
+    #[test]
+    fn ansan_row_matches_the_spec_grid_and_never_crosses_documents() {
+        // doc 0: a b . c d   doc 1: e . f   then one pad
+        let ex = row(
+            &[1, 2, PERIOD, 3, 4, 5, PERIOD, 6, PAD],
+            &[0, 0, 0, 0, 0, 1, 1, 1, u32::MAX],
+        );
+        let rule = ansan();
+        let cells = rule.cells(&ex);
+        let positions: Vec<u32> = cells.iter().map(|c| c.pos.0).collect();
+        assert_eq!(positions, [0, 1, 2, 3, 4, 0, 1, 2, 0]);
+        let grid = render(&rule.row_mask(&cells, &ex.doc, 9), 9);
+        let expected = [
+            ".xxxxxxxx", // a
+            "..xxxxxxx", // b
+            "...xxxxxx", // . sees its own segment
+            "xx..xxxxx", // c sees the anchor and itself
+            "xx...xxxx", // d
+            "xxxxx.xxx", // e: new document, sees nothing of doc 0
+            "xxxxx..xx", // . (anchor of doc 1)
+            "xxxxxx..x", // f sees the anchor and itself
+            "xxxxxxxxx", // pad sees nothing
+        ]
+        .join("\n");
+        assert_eq!(grid, expected);
+    }
+
+    #[test]
+    fn causal_rule_is_causal_within_a_document() {
+        let ex = row(&[1, PERIOD, 2, 3], &[0, 0, 0, 0]);
+        let rule = BatchRule {
+            rule: MaskRule::Causal,
+            anchors: AnchorSet::default(),
+        };
+        let grid = render(&rule.row_mask(&rule.cells(&ex), &ex.doc, 4), 4);
+        assert_eq!(grid, ".xxx\n..xx\n...x\n....");
+    }
+
+    #[test]
+    fn tensors_are_shifted_and_weighted() -> Result<()> {
+        let batch = Batch {
+            examples: vec![
+                row(&[1, 2, PERIOD, 3], &[0, 0, 0, 0]),
+                row(&[4, 5, PAD, PAD], &[1, 1, u32::MAX, u32::MAX]),
+            ],
+            position: Default::default(),
+            next: Default::default(),
+        };
+        let tb = ansan().to_tensors(&batch, &Device::Cpu)?;
+        assert_eq!(tb.inputs.to_vec2::<u32>()?, [[1, 2, PERIOD], [4, 5, PAD]]);
+        assert_eq!(
+            tb.targets.to_vec2::<u32>()?,
+            [[2, PERIOD, 3], [5, PAD, PAD]]
+        );
+        assert_eq!(
+            tb.weights.to_vec2::<f32>()?,
+            [[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]]
+        );
+        assert_eq!(tb.positions.to_vec2::<u32>()?, [[0, 1, 2], [0, 1, 0]]);
+        assert_eq!(tb.mask.dims(), [2, 3, 3]);
+        Ok(())
+    }
+
+    #[test]
+    fn ragged_rows_are_an_error() {
+        let batch = Batch {
+            examples: vec![row(&[1, 2, 3], &[0, 0, 0]), row(&[1, 2], &[1, 1])],
+            position: Default::default(),
+            next: Default::default(),
+        };
+        assert!(ansan().to_tensors(&batch, &Device::Cpu).is_err());
+    }
+}

@@ -1,0 +1,288 @@
+//! Fused CPU kernels for the two widest tensors of a training step, each with an explicit
+//! backward: the attention softmax (`[b, heads, t, t]`) and the cross-entropy over the logits
+//! (`[vocab, n]`). candle's composed ops run every element through several single-threaded
+//! passes and allocate a zero gradient per op; these run one or two parallel passes.
+//!
+//! Unlike candle's own fused kernels (`softmax_last_dim`, `rms_norm`, `rope`), both ops here
+//! implement [`CustomOp1::bwd`] / a gradient op, so they never drop the gradient. They run on
+//! the CPU in f32 and f64; elsewhere [`Kernels::resolve`] picks the composed ops.
+
+use std::sync::Arc;
+
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp3, D, DType, Layout, Shape, Tensor, WithDType, bail,
+};
+use rayon::prelude::*;
+
+use anllm::Result;
+
+/// Which implementation of softmax and cross-entropy a model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kernels {
+    /// The fused CPU kernels of this module where they apply (CPU, f32 or f64), composed ops
+    /// elsewhere.
+    #[default]
+    Fused,
+    /// Only candle's elementary differentiable ops (the reference; any device and dtype).
+    Composed,
+}
+
+impl Kernels {
+    /// Whether the fused kernels run for tensors like `t`.
+    pub fn resolve(self, t: &Tensor) -> Kernels {
+        match (self, t.device().is_cpu(), t.dtype()) {
+            (Kernels::Fused, true, DType::F32 | DType::F64) => Kernels::Fused,
+            _ => Kernels::Composed,
+        }
+    }
+}
+
+/// Rows per parallel task: enough work per task to amortize rayon's scheduling.
+const ROWS_PER_TASK: usize = 64;
+
+/// f32 / f64 arithmetic the kernels need beyond [`WithDType`].
+trait Float: WithDType {
+    const ZERO: Self;
+    const NEG_INF: Self;
+    fn exp(self) -> Self;
+    fn ln(self) -> Self;
+}
+
+impl Float for f32 {
+    const ZERO: Self = 0.0;
+    const NEG_INF: Self = f32::NEG_INFINITY;
+    fn exp(self) -> Self {
+        f32::exp(self)
+    }
+    fn ln(self) -> Self {
+        f32::ln(self)
+    }
+}
+
+impl Float for f64 {
+    const ZERO: Self = 0.0;
+    const NEG_INF: Self = f64::NEG_INFINITY;
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+    fn ln(self) -> Self {
+        f64::ln(self)
+    }
+}
+
+fn contiguous<'a, T>(src: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&src[start..end]),
+        None => bail!("fused kernel input must be contiguous"),
+    }
+}
+
+fn max_of<T: Float>(a: T, b: T) -> T {
+    if b > a { b } else { a }
+}
+
+/// Softmax over the last axis with a backward pass.
+pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    Ok(x.contiguous()?.apply_op1(SoftmaxLast)?)
+}
+
+struct SoftmaxLast;
+
+fn softmax_rows<T: Float>(src: &[T], layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    let src = contiguous(src, layout)?;
+    let n = layout.dims().last().copied().unwrap_or(1).max(1);
+    let mut dst = vec![T::ZERO; src.len()];
+    src.par_chunks(n * ROWS_PER_TASK)
+        .zip(dst.par_chunks_mut(n * ROWS_PER_TASK))
+        .for_each(|(src, dst)| {
+            for (s, d) in src.chunks(n).zip(dst.chunks_mut(n)) {
+                let max = s.iter().copied().fold(T::NEG_INF, max_of);
+                let mut sum = T::ZERO;
+                for (x, y) in s.iter().zip(d.iter_mut()) {
+                    *y = (*x - max).exp();
+                    sum += *y;
+                }
+                d.iter_mut().for_each(|y| *y /= sum);
+            }
+        });
+    Ok((T::to_cpu_storage_owned(dst), layout.shape().clone()))
+}
+
+impl CustomOp1 for SoftmaxLast {
+    fn name(&self) -> &'static str {
+        "anllm-softmax-last"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        match s {
+            CpuStorage::F32(v) => softmax_rows(v, l),
+            CpuStorage::F64(v) => softmax_rows(v, l),
+            _ => bail!("anllm-softmax-last: f32 or f64 only"),
+        }
+    }
+
+    /// `dx = y · (g - Σ g·y)`: zero wherever `y` is (a blocked key).
+    fn bwd(&self, _: &Tensor, y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let gy = (g * y)?;
+        let sum = gy.sum_keepdim(D::Minus1)?;
+        Ok(Some((gy - y.broadcast_mul(&sum)?)?))
+    }
+}
+
+/// Cross-entropy of each column of `logits_t: [vocab, n]` (the LM head's output transposed,
+/// so the head's weight gradient comes out in its own `[vocab, hidden]` layout) against
+/// `targets` (n ids) -> [n], with a backward pass.
+pub fn cross_entropy_cols(logits_t: &Tensor, targets: &[u32]) -> Result<Tensor> {
+    let op = CrossEntropyCols {
+        targets: Arc::new(targets.to_vec()),
+    };
+    Ok(logits_t.contiguous()?.apply_op1(op)?)
+}
+
+struct CrossEntropyCols {
+    targets: Arc<Vec<u32>>,
+}
+
+/// Checks the layout `[vocab, n]` against the targets; returns `(vocab, n)`.
+fn cols_dims(layout: &Layout, targets: &[u32]) -> candle_core::Result<(usize, usize)> {
+    let (vocab, n) = layout.shape().dims2()?;
+    if targets.len() != n || targets.iter().any(|&t| t as usize >= vocab) {
+        bail!(
+            "cross-entropy: {} targets (< {vocab}) for {n} columns",
+            targets.len()
+        );
+    }
+    Ok((vocab, n))
+}
+
+/// Column-wise reduction over blocks of rows, combined in block order (deterministic).
+fn reduce_cols<T: Float>(
+    src: &[T],
+    n: usize,
+    init: T,
+    f: impl Fn(&mut T, T, usize) + Sync,
+    merge: impl Fn(T, T) -> T,
+) -> Vec<T> {
+    let partial: Vec<Vec<T>> = src
+        .par_chunks(n * ROWS_PER_TASK)
+        .map(|block| {
+            let mut acc = vec![init; n];
+            for row in block.chunks(n) {
+                for (j, (a, &x)) in acc.iter_mut().zip(row).enumerate() {
+                    f(a, x, j);
+                }
+            }
+            acc
+        })
+        .collect();
+    partial.into_iter().fold(vec![init; n], |acc, p| {
+        acc.into_iter().zip(p).map(|(a, b)| merge(a, b)).collect()
+    })
+}
+
+fn cross_entropy_fwd<T: Float>(
+    src: &[T],
+    layout: &Layout,
+    targets: &[u32],
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    let src = contiguous(src, layout)?;
+    let (_, n) = cols_dims(layout, targets)?;
+    let max = reduce_cols(src, n, T::NEG_INF, |a, x, _| *a = max_of(*a, x), max_of);
+    let sum = reduce_cols(
+        src,
+        n,
+        T::ZERO,
+        |a, x, j| *a += (x - max[j]).exp(),
+        |a, b| a + b,
+    );
+    let ce: Vec<T> = (0..n)
+        .map(|j| max[j] + sum[j].ln() - src[targets[j] as usize * n + j])
+        .collect();
+    Ok((T::to_cpu_storage_owned(ce), Shape::from(n)))
+}
+
+impl CustomOp1 for CrossEntropyCols {
+    fn name(&self) -> &'static str {
+        "anllm-cross-entropy-cols"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        match s {
+            CpuStorage::F32(v) => cross_entropy_fwd(v, l, &self.targets),
+            CpuStorage::F64(v) => cross_entropy_fwd(v, l, &self.targets),
+            _ => bail!("anllm-cross-entropy-cols: f32 or f64 only"),
+        }
+    }
+
+    /// `dlogits[v, j] = g[j] · (softmax[v, j] - [v = target j])`, one fused pass.
+    fn bwd(&self, x: &Tensor, ce: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let op = CrossEntropyColsGrad {
+            targets: Arc::clone(&self.targets),
+        };
+        Ok(Some(x.detach().apply_op3(
+            &ce.detach(),
+            &g.contiguous()?,
+            op,
+        )?))
+    }
+}
+
+/// The gradient of [`CrossEntropyCols`] from (logits, ce, upstream gradient).
+struct CrossEntropyColsGrad {
+    targets: Arc<Vec<u32>>,
+}
+
+fn cross_entropy_bwd<T: Float>(
+    (x, xl): (&[T], &Layout),
+    (ce, cel): (&[T], &Layout),
+    (g, gl): (&[T], &Layout),
+    targets: &[u32],
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    let (x, ce, g) = (contiguous(x, xl)?, contiguous(ce, cel)?, contiguous(g, gl)?);
+    let (_, n) = cols_dims(xl, targets)?;
+    // logsumexp of column j, from its loss and its target logit.
+    let lse: Vec<T> = (0..n)
+        .map(|j| ce[j] + x[targets[j] as usize * n + j])
+        .collect();
+    let mut out = vec![T::ZERO; x.len()];
+    out.par_chunks_mut(n * ROWS_PER_TASK)
+        .zip(x.par_chunks(n * ROWS_PER_TASK))
+        .enumerate()
+        .for_each(|(block, (out, x))| {
+            for (r, (o_row, x_row)) in out.chunks_mut(n).zip(x.chunks(n)).enumerate() {
+                let v = (block * ROWS_PER_TASK + r) as u32;
+                for (j, (o, &xv)) in o_row.iter_mut().zip(x_row).enumerate() {
+                    let hit = if targets[j] == v { g[j] } else { T::ZERO };
+                    *o = (xv - lse[j]).exp() * g[j] - hit;
+                }
+            }
+        });
+    Ok((T::to_cpu_storage_owned(out), xl.shape().clone()))
+}
+
+impl CustomOp3 for CrossEntropyColsGrad {
+    fn name(&self) -> &'static str {
+        "anllm-cross-entropy-cols-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        xl: &Layout,
+        ce: &CpuStorage,
+        cel: &Layout,
+        g: &CpuStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let t = &self.targets;
+        match (x, ce, g) {
+            (CpuStorage::F32(x), CpuStorage::F32(ce), CpuStorage::F32(g)) => {
+                cross_entropy_bwd((x, xl), (ce, cel), (g, gl), t)
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(ce), CpuStorage::F64(g)) => {
+                cross_entropy_bwd((x, xl), (ce, cel), (g, gl), t)
+            }
+            _ => bail!("anllm-cross-entropy-cols-grad: f32 or f64 only"),
+        }
+    }
+}

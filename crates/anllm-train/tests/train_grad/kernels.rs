@@ -1,0 +1,106 @@
+//! The fused CPU kernels compute what candle's composed ops compute: values and gradients of
+//! the softmax, the cross-entropy and the whole model's loss.
+
+use anllm::testutil::TinySpec;
+use anllm_train::model::{Kernels, fused, ops};
+use candle_core::{DType, Device, Tensor, Var};
+
+use super::{tiny, two_rows};
+
+/// Deterministic pseudo-random values in [-scale, scale].
+fn values(n: usize, seed: f64, scale: f64) -> Vec<f64> {
+    (0..n)
+        .map(|i| scale * ((i as f64 * 0.618 + seed) * 12.9898).sin())
+        .collect()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    let d = (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap()).unwrap();
+    d.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+/// Value and gradient of `sum(f(x) · r)` for a fixed random `r`.
+fn value_and_grad(x: &Var, f: impl Fn(&Tensor) -> Tensor) -> (Tensor, Tensor) {
+    let y = f(x.as_tensor());
+    let r = Tensor::from_vec(values(y.elem_count(), 0.5, 1.0), y.shape(), &Device::Cpu).unwrap();
+    let r = r.to_dtype(y.dtype()).unwrap();
+    let grads = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+    (y.detach(), grads.get(x.as_tensor()).unwrap().clone())
+}
+
+#[test]
+fn fused_softmax_matches_composed_values_and_gradients() {
+    let dims = (2, 3, 5, 7);
+    let mut data = values(2 * 3 * 5 * 7, 0.1, 4.0);
+    data.iter_mut().step_by(3).for_each(|x| *x -= 1e30); // blocked entries
+    for (dtype, tol) in [(DType::F64, 1e-14), (DType::F32, 1e-6)] {
+        let x = Tensor::from_vec(data.clone(), dims, &Device::Cpu).unwrap();
+        let x = Var::from_tensor(&x.to_dtype(dtype).unwrap()).unwrap();
+        let (yf, gf) = value_and_grad(&x, |x| fused::softmax_last(x).unwrap());
+        let (yc, gc) = value_and_grad(&x, |x| ops::softmax(x, Kernels::Composed).unwrap());
+        assert!(max_diff(&yf, &yc) < tol, "{dtype:?} values");
+        assert!(max_diff(&gf, &gc) < tol, "{dtype:?} gradients");
+    }
+}
+
+#[test]
+fn fused_cross_entropy_matches_composed_values_and_gradients() {
+    let (vocab, n) = (50, 13);
+    let targets: Vec<u32> = (0..n as u32).map(|j| (j * 17 + 3) % vocab as u32).collect();
+    let data = values(vocab * n, 0.3, 6.0);
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+        let x = Tensor::from_vec(data.clone(), (vocab, n), &Device::Cpu).unwrap();
+        let x = Var::from_tensor(&x.to_dtype(dtype).unwrap()).unwrap();
+        let ids = Tensor::new(targets.as_slice(), &Device::Cpu).unwrap();
+        let (cf, gf) = value_and_grad(&x, |x| fused::cross_entropy_cols(x, &targets).unwrap());
+        let (cc, gc) = value_and_grad(&x, |x| ops::cross_entropy(&x.t().unwrap(), &ids).unwrap());
+        assert!(max_diff(&cf, &cc) < tol, "{dtype:?} values");
+        assert!(max_diff(&gf, &gc) < tol, "{dtype:?} gradients");
+    }
+}
+
+#[test]
+fn fused_cross_entropy_rejects_bad_targets() {
+    let x = Tensor::zeros((4, 2), DType::F32, &Device::Cpu).unwrap();
+    assert!(
+        fused::cross_entropy_cols(&x, &[0, 4]).is_err(),
+        "id past the vocabulary"
+    );
+    assert!(
+        fused::cross_entropy_cols(&x, &[0]).is_err(),
+        "one target for two columns"
+    );
+    let x = x.to_dtype(DType::BF16).unwrap();
+    assert!(fused::cross_entropy_cols(&x, &[0, 1]).is_err(), "bf16");
+}
+
+#[test]
+fn fused_and_composed_models_agree_on_loss_and_every_gradient() {
+    let spec = TinySpec {
+        tie_embeddings: true,
+        ..TinySpec::gqa()
+    };
+    for (dtype, tol) in [(DType::F64, 1e-10), (DType::F32, 1e-4)] {
+        let fused = tiny(&spec, dtype);
+        let composed = fused.clone().with_kernels(Kernels::Composed);
+        let batch = two_rows();
+        let (lf, lc) = (fused.loss(&batch).unwrap(), composed.loss(&batch).unwrap());
+        assert!(max_diff(&lf, &lc) < tol, "{dtype:?} loss");
+        let (gf, gc) = (lf.backward().unwrap(), lc.backward().unwrap());
+        for (name, var) in fused.vars() {
+            let (a, b) = (
+                gf.get(var.as_tensor()).unwrap(),
+                gc.get(var.as_tensor()).unwrap(),
+            );
+            let scale = max_diff(a, &a.zeros_like().unwrap()).max(1e-12);
+            assert!(max_diff(a, b) / scale < tol, "{dtype:?} {name}");
+        }
+    }
+}

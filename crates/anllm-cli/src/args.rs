@@ -67,15 +67,6 @@ pub enum MaskRuleArg {
     Legacy,
 }
 
-/// What the KV cache keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PolicyArg {
-    /// Everything (dense baseline).
-    Full,
-    /// Anchors, pinned tokens and the open segment (AnLLM reduction).
-    Anchor,
-}
-
 /// RoPE positions of new tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum PositionModeArg {
@@ -96,9 +87,10 @@ pub struct SessionArgs {
     /// Visibility rule when anchors are on.
     #[arg(long, value_enum, default_value_t = MaskRuleArg::Ansan)]
     pub mask_rule: MaskRuleArg,
-    /// KV policy [default: anchor when anchors are on, else full].
-    #[arg(long, value_enum)]
-    pub kv_policy: Option<PolicyArg>,
+    /// KV policy: full (everything), anchor (anchors, pinned tokens and the open segment) or
+    /// streaming:SINKS,WINDOW (StreamingLLM) [default: anchor when anchors are on, else full].
+    #[arg(long)]
+    pub kv_policy: Option<anllm::PolicyConfig>,
     /// RoPE positions of new tokens.
     #[arg(long, value_enum, default_value_t = PositionModeArg::Absolute)]
     pub position_mode: PositionModeArg,
@@ -123,9 +115,10 @@ pub struct GenerateArgs {
     /// Shared flags.
     #[command(flatten)]
     pub common: CommonArgs,
-    /// The prompt text.
-    #[arg(long, short = 'p')]
-    pub prompt: String,
+    /// The prompt text. Repeat it for a conversation: each --prompt is one more turn (a user
+    /// message with --chat), continuing the same session, so a turn prefills only its own tokens.
+    #[arg(long, short = 'p', required = true)]
+    pub prompt: Vec<String>,
     /// Most tokens to generate.
     #[arg(long, short = 'n', default_value_t = 128)]
     pub max_tokens: usize,

@@ -7,11 +7,11 @@ use candle_core::Device;
 
 use anllm::tokenizer::Tokenizer;
 use anllm::{
-    AnchorSet, AnchorSpec, LoadedModel, MaskRule, PolicyKind, PositionMode, SessionConfig,
-    WeightDtype, load_model,
+    AnchorSet, AnchorSpec, KeepWarm, LoadedModel, MaskRule, PolicyConfig, PositionMode,
+    SessionConfig, WeightDtype, load_model,
 };
 
-use crate::args::{CommonArgs, DtypeArg, MaskRuleArg, PolicyArg, PositionModeArg, SessionArgs};
+use crate::args::{CommonArgs, DtypeArg, MaskRuleArg, PositionModeArg, SessionArgs};
 
 /// File name of the default model inside `$ANLLM_HOME/models`.
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -90,10 +90,9 @@ pub fn session_config(
         (true, MaskRuleArg::Legacy) => MaskRule::AnSanLegacy,
     };
     let policy = match args.kv_policy {
-        Some(PolicyArg::Full) => PolicyKind::Full,
-        Some(PolicyArg::Anchor) => PolicyKind::Anchor,
-        None if anchored => PolicyKind::Anchor,
-        None => PolicyKind::Full,
+        Some(policy) => policy,
+        None if anchored => PolicyConfig::Anchor,
+        None => PolicyConfig::Full,
     };
     let mut pins = args
         .pin
@@ -113,6 +112,8 @@ pub fn session_config(
         },
         pins,
         chunk_size: args.chunk_size,
+        // One stream owns the machine: keep the pool's workers awake through decode steps.
+        keep_warm: KeepWarm::Spin,
     })
 }
 

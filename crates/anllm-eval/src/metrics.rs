@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use anllm::Role;
+use anllm::{PolicyConfig, Result, SessionConfig, TokenId};
 
 /// Index of the largest value; the first one on ties (numpy's `argmax`).
 pub fn argmax(values: &[f64]) -> usize {
@@ -29,21 +29,14 @@ pub fn argmax_norm(loglikelihoods: &[f64], continuations: &[String]) -> usize {
     argmax(&normed)
 }
 
-/// Entries an anchor-pruned cache keeps after a stream with these roles: the anchors plus the
-/// tokens of the open segment (pads are never kept).
-pub fn anchor_kept(roles: impl IntoIterator<Item = Role>) -> usize {
-    let (mut anchors, mut open) = (0, 0);
-    for role in roles {
-        match role {
-            Role::Anchor => {
-                anchors += 1;
-                open = 0;
-            }
-            Role::Token => open += 1,
-            Role::Pad => {}
-        }
-    }
-    anchors + open
+/// Entries the anchor policy keeps after `tokens`, with the anchors, pins and chunking of
+/// `cfg`: the policy itself, dry-run over the cells ([`anllm::session::kept_entries`]).
+pub fn anchor_kept(cfg: &SessionConfig, tokens: &[TokenId]) -> Result<usize> {
+    let anchored = SessionConfig {
+        policy: PolicyConfig::Anchor,
+        ..cfg.clone()
+    };
+    anllm::session::kept_entries(&anchored, tokens)
 }
 
 /// C⇓ aggregated over a task, both ways the paper leaves open: ratio of sums and mean of
@@ -100,15 +93,34 @@ pub fn mean(values: impl IntoIterator<Item = Option<f64>>) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Role::{Anchor as A, Token as T};
+    use anllm::AnchorSet;
 
     #[test]
     fn kept_is_anchors_plus_open_segment() {
-        // t0 t1 A2 t3 t4 t5 A6 t7 t8 → A2, A6, t7, t8
-        assert_eq!(anchor_kept([T, T, A, T, T, T, A, T, T]), 4);
-        assert_eq!(anchor_kept([T, T, T]), 3);
-        assert_eq!(anchor_kept([T, A]), 1);
-        assert_eq!(anchor_kept([]), 0);
+        // t0 t1 A2 t3 t4 t5 A6 t7 t8 → A2, A6, t7, t8 (the config's full policy is overridden).
+        const A: TokenId = 9;
+        let cfg = SessionConfig {
+            anchors: AnchorSet::new([A], None),
+            chunk_size: 4,
+            ..SessionConfig::default()
+        };
+        assert_eq!(anchor_kept(&cfg, &[1, 1, A, 1, 1, 1, A, 1, 1]).unwrap(), 4);
+        assert_eq!(anchor_kept(&cfg, &[1, 1, 1]).unwrap(), 3);
+        assert_eq!(anchor_kept(&cfg, &[1, A]).unwrap(), 1);
+        assert_eq!(anchor_kept(&cfg, &[]).unwrap(), 0);
+    }
+
+    #[test]
+    fn kept_counts_pinned_tokens_of_closed_segments() {
+        const A: TokenId = 9;
+        let cfg = SessionConfig {
+            anchors: AnchorSet::new([A], None),
+            pins: vec![0..2],
+            chunk_size: 1,
+            ..SessionConfig::default()
+        };
+        // Pinned t0 t1 stay after A2 closes their segment: t0 t1 A2 t4.
+        assert_eq!(anchor_kept(&cfg, &[1, 1, A, 1, 1, A, 1]).unwrap(), 5);
     }
 
     #[test]

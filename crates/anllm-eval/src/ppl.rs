@@ -11,10 +11,11 @@ use serde::Serialize;
 use super::metrics::{self, Reduction};
 use super::qa::EvalMode;
 use anllm::model::Llama;
-use anllm::policy::PolicyKind;
+use anllm::policy::PolicyConfig;
 use anllm::score::{ScoreMode, score};
 use anllm::session::SessionConfig;
 use anllm::{Error, MaskRule, Result, TokenId};
+use std::sync::Arc;
 
 /// Perplexity settings.
 #[derive(Debug, Clone)]
@@ -50,7 +51,7 @@ pub struct PplResult {
 
 /// Perplexity of `tokens` under `cfg`; `on_window(done, total)` after each window.
 pub fn perplexity(
-    model: &Llama,
+    model: &Arc<Llama>,
     tokens: &[TokenId],
     cfg: &PplConfig,
     on_window: &mut dyn FnMut(usize, usize),
@@ -71,7 +72,7 @@ pub fn perplexity(
         EvalMode::Full => (
             SessionConfig {
                 rule: MaskRule::Causal,
-                policy: PolicyKind::Full,
+                policy: PolicyConfig::Full,
                 ..cfg.anchored.clone()
             },
             ScoreMode::Cached,
@@ -79,7 +80,7 @@ pub fn perplexity(
         EvalMode::Mask => (cfg.anchored.clone(), ScoreMode::MaskOnly),
         EvalMode::Cache => (
             SessionConfig {
-                policy: PolicyKind::Anchor,
+                policy: PolicyConfig::Anchor,
                 ..cfg.anchored.clone()
             },
             ScoreMode::Cached,
@@ -100,10 +101,10 @@ pub fn perplexity(
         nll_sum -= r.logprob;
         scored += r.tokens;
         peak = peak.max(r.cache.peak_entries);
-        let roles = tokens[begin..end]
-            .iter()
-            .map(|&t| cfg.anchored.anchors.classify(t));
-        c_window.add(metrics::anchor_kept(roles), end - begin);
+        c_window.add(
+            metrics::anchor_kept(&cfg.anchored, &tokens[begin..end])?,
+            end - begin,
+        );
         on_window(i + 1, spans.len());
     }
     let nll = nll_sum / scored as f64;

@@ -10,10 +10,11 @@ use super::prompt::{self, FewShot, Request};
 use super::scoring::{score_each, score_shared};
 use super::tasks::{Doc, Task};
 use anllm::model::Llama;
-use anllm::policy::PolicyKind;
+use anllm::policy::PolicyConfig;
 use anllm::session::{CacheStats, SessionConfig};
 use anllm::tokenizer::Tokenizer;
 use anllm::{MaskRule, Result, TokenId};
+use std::sync::Arc;
 
 /// How requests are run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -124,7 +125,7 @@ pub struct TaskSummary {
 
 /// Scores the first `limit` items of `data`; `on_item` is called after each.
 pub fn run_task(
-    model: &Llama,
+    model: &Arc<Llama>,
     tokenizer: &Tokenizer,
     data: &TaskData,
     cfg: &QaConfig,
@@ -143,7 +144,20 @@ pub fn run_task(
         let truncated = requests.iter().any(|r| r.dropped > 0);
         let timed = cfg.mode == EvalMode::Cache && doc_id < cfg.speedup_items;
         let scored = score_item(model, cfg, &requests, timed)?;
-        let record = tally.add(data.task, doc_id, doc, &prompt, &requests, scored, cfg);
+        let first = &requests[0];
+        let kept = (
+            metrics::anchor_kept(&cfg.anchored, &first.context[..first.demo_tokens])?,
+            metrics::anchor_kept(&cfg.anchored, &first.context)?,
+        );
+        let item = Item {
+            doc_id,
+            doc,
+            prompt: &prompt,
+            requests: &requests,
+            scored,
+            kept,
+        };
+        let record = tally.add(data.task, item);
         tally.truncated += usize::from(truncated);
         records.push(record);
         on_item();
@@ -161,7 +175,7 @@ struct Scored {
 }
 
 fn score_item(
-    model: &Llama,
+    model: &Arc<Llama>,
     cfg: &QaConfig,
     requests: &[Request],
     baselines: bool,
@@ -177,7 +191,7 @@ fn score_item(
         EvalMode::Full => {
             let causal = SessionConfig {
                 rule: MaskRule::Causal,
-                policy: PolicyKind::Full,
+                policy: PolicyConfig::Full,
                 ..anchored.clone()
             };
             timed(&mut || {
@@ -192,7 +206,7 @@ fn score_item(
         })?,
         EvalMode::Cache => {
             let pruned = SessionConfig {
-                policy: PolicyKind::Anchor,
+                policy: PolicyConfig::Anchor,
                 ..anchored.clone()
             };
             timed(&mut || {
@@ -211,7 +225,7 @@ fn score_item(
         })?;
         nocache = Some((lls, t));
         let full = SessionConfig {
-            policy: PolicyKind::Full,
+            policy: PolicyConfig::Full,
             ..anchored.clone()
         };
         fullcache = Some(timed(&mut || {
@@ -225,6 +239,16 @@ fn score_item(
         nocache,
         fullcache,
     })
+}
+
+/// One scored item, with what the anchor policy keeps of its demonstrations and context.
+struct Item<'a> {
+    doc_id: usize,
+    doc: &'a Doc,
+    prompt: &'a prompt::Prompt,
+    requests: &'a [Request],
+    scored: Scored,
+    kept: (usize, usize),
 }
 
 /// Running totals of a task.
@@ -263,17 +287,15 @@ impl Tally {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn add(
-        &mut self,
-        task: Task,
-        doc_id: usize,
-        doc: &Doc,
-        prompt: &prompt::Prompt,
-        requests: &[Request],
-        scored: Scored,
-        cfg: &QaConfig,
-    ) -> Record {
+    fn add(&mut self, task: Task, item: Item<'_>) -> Record {
+        let Item {
+            doc_id,
+            doc,
+            prompt,
+            requests,
+            scored,
+            kept: (demo_kept, context_kept),
+        } = item;
         let pred = metrics::argmax(&scored.main);
         let pred_norm = task
             .has_acc_norm()
@@ -282,13 +304,6 @@ impl Tally {
         self.correct += usize::from(pred == doc.gold);
         self.correct_norm += usize::from(pred_norm == Some(doc.gold));
         let first = &requests[0];
-        let roles = |ids: &[TokenId]| -> Vec<_> {
-            ids.iter()
-                .map(|&t| cfg.anchored.anchors.classify(t))
-                .collect()
-        };
-        let demo_kept = metrics::anchor_kept(roles(&first.context[..first.demo_tokens]));
-        let context_kept = metrics::anchor_kept(roles(&first.context));
         self.c_demos.add(demo_kept, first.demo_tokens);
         self.c_context.add(context_kept, first.context.len());
         self.seconds += scored.seconds;

@@ -11,10 +11,15 @@ use anllm::model::Llama;
 use anllm::score::{ScoreMode, score};
 use anllm::session::{CacheStats, Session, SessionConfig};
 use anllm::{Error, Result, TokenId};
+use std::sync::Arc;
 
 /// Summed continuation log-likelihoods, one forward over context + continuation per request
 /// under `cfg`'s rule, nothing cached or dropped (the paper's scoring).
-pub fn score_each(model: &Llama, cfg: &SessionConfig, requests: &[Request]) -> Result<Vec<f64>> {
+pub fn score_each(
+    model: &Arc<Llama>,
+    cfg: &SessionConfig,
+    requests: &[Request],
+) -> Result<Vec<f64>> {
     requests
         .iter()
         .map(|r| Ok(score(model, &r.context, &r.continuation, cfg, ScoreMode::MaskOnly)?.logprob))
@@ -24,7 +29,7 @@ pub fn score_each(model: &Llama, cfg: &SessionConfig, requests: &[Request]) -> R
 /// Summed continuation log-likelihoods with the context work shared through `cfg`'s cache and
 /// policy, and the cache statistics after the shared prefix.
 pub fn score_shared(
-    model: &Llama,
+    model: &Arc<Llama>,
     cfg: &SessionConfig,
     requests: &[Request],
 ) -> Result<(Vec<f64>, CacheStats)> {
@@ -49,7 +54,7 @@ pub fn score_shared(
         .map(|r| r.context.len() + r.continuation.len())
         .max()
         .unwrap_or(0);
-    let mut base = Session::new(model, cfg.clone(), longest)?;
+    let mut base = Session::new(Arc::clone(model), cfg.clone(), longest)?;
     if requests.iter().all(|r| r.context.len() == lcp) {
         // One context: its last row predicts every continuation's first token.
         let last = base.prefill(&first.context, lcp - 1)?;
@@ -82,9 +87,9 @@ pub fn score_shared(
 
 /// Runs `each` on a fork of `base` per request (the last one takes `base` itself).
 fn fan_out<'m>(
-    base: Session<'m>,
+    base: Session,
     requests: &[Request],
-    mut each: impl FnMut(&mut Session<'m>, &Request) -> Result<f64>,
+    mut each: impl FnMut(&mut Session, &Request) -> Result<f64>,
 ) -> Result<Vec<f64>> {
     let mut out = Vec::with_capacity(requests.len());
     let (last, rest) = requests.split_last().expect("at least one request");

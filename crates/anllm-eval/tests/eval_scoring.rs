@@ -3,7 +3,7 @@
 //! C⇓ bookkeeping matches the cache it measured.
 
 use anllm::testutil::{ANCHOR, tiny_anchors, tiny_model};
-use anllm::{AnchorSet, MaskRule, PolicyKind, SessionConfig};
+use anllm::{AnchorSet, MaskRule, PolicyConfig, SessionConfig};
 use anllm_eval::prompt::{FewShot, Request};
 use anllm_eval::qa::{EvalMode, QaConfig, TaskData, run_task};
 use anllm_eval::scoring::{score_each, score_shared};
@@ -47,13 +47,13 @@ fn shared_scoring_equals_one_forward_per_request() {
         for requests in [&same, &differ] {
             let mask = score_each(model, &anchored, requests).unwrap();
             let pruned = SessionConfig {
-                policy: PolicyKind::Anchor,
+                policy: PolicyConfig::Anchor,
                 ..anchored.clone()
             };
             let (cached, stats) = score_shared(model, &pruned, requests).unwrap();
             assert_close(&cached, &mask);
             let full = SessionConfig {
-                policy: PolicyKind::Full,
+                policy: PolicyConfig::Full,
                 ..anchored.clone()
             };
             assert_close(&score_shared(model, &full, requests).unwrap().0, &mask);

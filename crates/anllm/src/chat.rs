@@ -22,6 +22,52 @@ pub fn apply_chat_template(
     bos_token: &str,
     eos_token: &str,
 ) -> Result<String> {
+    render(template, messages, true, bos_token, eos_token)
+}
+
+/// The text that continues a conversation whose token stream ends with the end-of-turn token
+/// `end_of_turn` closing the assistant's last answer (the last assistant message of
+/// `messages`): the template's rendering of all `messages`, with the generation prompt, from
+/// just after that token. Tokenized (special tokens parsed), it is all a continued session
+/// has to prefill for the new turn.
+pub fn next_turn_text(
+    template: &str,
+    messages: &[Message],
+    end_of_turn: &str,
+    bos_token: &str,
+    eos_token: &str,
+) -> Result<String> {
+    let bad = |reason: &str| Error::config("chat_template", reason);
+    let last_answer = messages
+        .iter()
+        .rposition(|m| m.role == "assistant")
+        .ok_or_else(|| bad("a next turn needs an assistant message before it"))?;
+    let before = render(
+        template,
+        &messages[..=last_answer],
+        false,
+        bos_token,
+        eos_token,
+    )?;
+    let full = render(template, messages, true, bos_token, eos_token)?;
+    if !full.starts_with(&before) || end_of_turn.is_empty() {
+        return Err(bad(
+            "the template does not render a conversation as a prefix of its continuation",
+        ));
+    }
+    let cut = before
+        .rfind(end_of_turn)
+        .ok_or_else(|| bad("the rendered answer does not end with the end-of-turn token"))?;
+    Ok(full[cut + end_of_turn.len()..].to_string())
+}
+
+fn render(
+    template: &str,
+    messages: &[Message],
+    add_generation_prompt: bool,
+    bos_token: &str,
+    eos_token: &str,
+) -> Result<String> {
     let mut env = Environment::new();
     minijinja_contrib::add_to_environment(&mut env);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
@@ -39,7 +85,7 @@ pub fn apply_chat_template(
     let tmpl = env.get_template("chat").map_err(bad)?;
     tmpl.render(context! {
         messages => messages,
-        add_generation_prompt => true,
+        add_generation_prompt => add_generation_prompt,
         bos_token => bos_token,
         eos_token => eos_token,
     })
@@ -49,6 +95,36 @@ pub fn apply_chat_template(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content | trim }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+    fn msg(role: &str, content: &str) -> Message {
+        Message {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+
+    #[test]
+    fn next_turn_text_starts_right_after_the_end_of_turn_token() {
+        let messages = [
+            msg("user", "Hi"),
+            msg("assistant", "Hello!"),
+            msg("user", "Bye"),
+        ];
+        let text = next_turn_text(CHATML, &messages, "<|im_end|>", "", "").unwrap();
+        // Hand-derived: the stream already holds "...assistant\nHello!<|im_end|>".
+        assert_eq!(
+            text,
+            "\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn next_turn_text_without_an_answer_is_an_error() {
+        let err = next_turn_text(CHATML, &[msg("user", "Hi")], "<|im_end|>", "", "");
+        assert!(err.unwrap_err().to_string().contains("assistant"));
+    }
 
     #[test]
     fn chatml_template_renders_generation_prompt() {

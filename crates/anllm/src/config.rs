@@ -198,6 +198,16 @@ pub(crate) fn gguf_int(v: &gguf_file::Value) -> Option<usize> {
     }
 }
 
+/// How the checkpoint lays out the two halves rotated by RoPE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RopeStyle {
+    /// HF layout: rotate `(x[i], x[i + d/2])` ("NeoX" halves).
+    #[default]
+    Half,
+    /// llama.cpp's converter permutes Q/K rows so pairs `(x[2i], x[2i+1])` rotate.
+    Interleaved,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,11 +1,16 @@
 //! Generation over a [`Session`], pushing tokens to a [`TokenSink`].
+//!
+//! [`generate`] continues the session it is given: the prompt holds only the new tokens of this
+//! turn, and the cache of earlier turns is reused. The last sampled token (the end-of-turn
+//! token of a chat answer, say) joins the stream as a pending token
+//! ([`Session::accept`]), run at the start of the next turn.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::loader::LoadedModel;
 use crate::model::{Llama, OutputRows};
 use crate::sample::{Sampler, Sampling};
-use crate::session::{CacheStats, Session, SessionConfig};
+use crate::session::{CacheStats, Session};
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result, TokenId};
 
@@ -42,8 +47,10 @@ pub enum StopReason {
 /// Measurements of one generation.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct GenerationStats {
-    /// Tokens in the prompt.
+    /// Tokens prefilled by this call: the pending tokens of the previous turn plus the prompt.
     pub prompt_tokens: usize,
+    /// Tokens of the stream that were already run before this call (not prefilled again).
+    pub cached_tokens: usize,
     /// Tokens generated.
     pub generated_tokens: usize,
     /// Wall time of the prefill, ms.
@@ -71,14 +78,13 @@ impl GenerationStats {
 /// A generation request on token ids.
 #[derive(Debug, Clone)]
 pub struct GenerateRequest {
-    /// The prompt, BOS included if wanted.
+    /// The new tokens of this turn (BOS included if wanted on a fresh session). May be empty
+    /// when the session has pending tokens.
     pub prompt: Vec<TokenId>,
     /// Most tokens to generate.
     pub max_tokens: usize,
     /// Sampling knobs.
     pub sampling: Sampling,
-    /// Anchors, visibility rule, KV policy, positions, pins and prefill chunk size.
-    pub session: SessionConfig,
 }
 
 /// Errors when `needed` tokens would not fit in the model's context window.
@@ -94,21 +100,28 @@ pub fn check_context(model: &Llama, used: usize, needed: usize) -> Result<()> {
     Ok(())
 }
 
-/// Generates from `req.prompt`, streaming text to `sink`.
+/// Continues `session` with `req.prompt` and generates, streaming text to `sink`.
 pub fn generate(
-    model: &LoadedModel,
+    session: &mut Session,
+    tokenizer: &Tokenizer,
     req: &GenerateRequest,
     sink: &mut dyn TokenSink,
 ) -> Result<GenerationStats> {
-    let llama = &model.llama;
-    check_context(llama, 0, req.prompt.len().max(1))?;
+    let llama = Arc::clone(session.model());
+    let cached = session.cache().next_pos().0 as usize;
+    let prompt_tokens = session.pending().len() + req.prompt.len();
+    if prompt_tokens == 0 {
+        return Err(Error::config("prompt", "is empty and nothing is pending"));
+    }
+    check_context(&llama, cached, prompt_tokens)?;
     req.sampling.validate()?;
     let mut sampler = Sampler::new(req.sampling);
-    let expected = req.prompt.len() + req.max_tokens.min(4096);
-    let mut session = Session::new(llama, req.session.clone(), expected)?;
     let mut detok = Detokenizer::default();
     let started = Instant::now();
-    let mut logits = session.prefill(&req.prompt, req.prompt.len().saturating_sub(1))?;
+    let mut logits = match req.prompt.is_empty() {
+        true => session.forward(&[], OutputRows::Last)?,
+        false => session.prefill(&req.prompt, req.prompt.len() - 1)?,
+    };
     let prefill_ms = started.elapsed().as_secs_f64() * 1e3;
     let decode_start = Instant::now();
     let capacity = llama.config().max_position_embeddings;
@@ -120,10 +133,11 @@ pub fn generate(
         let row: Vec<f32> = logits.squeeze(0)?.to_vec1()?;
         let next = sampler.sample(&row)?;
         generated += 1;
-        if model.tokenizer.specials().is_end_of_generation(next) {
+        session.accept(next);
+        if tokenizer.specials().is_end_of_generation(next) {
             break StopReason::Eos;
         }
-        let text = detok.push(&model.tokenizer, next)?;
+        let text = detok.push(tokenizer, next)?;
         if sink.token(next, &text)? == Flow::Stop {
             break StopReason::Sink;
         }
@@ -133,10 +147,11 @@ pub fn generate(
         if session.cache().next_pos().0 as usize >= capacity {
             break StopReason::Context;
         }
-        logits = session.forward(std::slice::from_ref(&next), OutputRows::Last)?;
+        logits = session.forward(&[], OutputRows::Last)?;
     };
     Ok(GenerationStats {
-        prompt_tokens: req.prompt.len(),
+        prompt_tokens,
+        cached_tokens: cached,
         generated_tokens: generated,
         prefill_ms,
         decode_ms: decode_start.elapsed().as_secs_f64() * 1e3,

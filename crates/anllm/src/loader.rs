@@ -1,6 +1,7 @@
 //! Opening a model path: a GGUF file or a Hugging Face directory, weights plus tokenizer.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::Device;
 
@@ -12,8 +13,8 @@ use crate::{Error, Result};
 /// A model ready to run: the network, its tokenizer, and facts for `inspect`.
 #[derive(Debug)]
 pub struct LoadedModel {
-    /// The network.
-    pub llama: Llama,
+    /// The network, shared by the sessions that run on it.
+    pub llama: Arc<Llama>,
     /// Its tokenizer.
     pub tokenizer: Tokenizer,
     /// Where it came from and how it is stored.
@@ -73,12 +74,12 @@ pub fn load_model(path: &Path, dtype: WeightDtype, device: &Device) -> Result<Lo
             _ => "f32",
         },
         rope_style: match src.rope_style() {
-            crate::weights::RopeStyle::Half => "half",
-            crate::weights::RopeStyle::Interleaved => "interleaved",
+            crate::config::RopeStyle::Half => "half",
+            crate::config::RopeStyle::Interleaved => "interleaved",
         },
     };
     Ok(LoadedModel {
-        llama,
+        llama: Arc::new(llama),
         tokenizer,
         info,
     })

@@ -2,11 +2,13 @@
 //!
 //! Tokenized the lm-eval way: context and continuation separately, concatenated as ids.
 
+use std::sync::Arc;
+
 use candle_core::D;
 
 use crate::generate::check_context;
 use crate::model::Llama;
-use crate::policy::PolicyKind;
+use crate::policy::PolicyConfig;
 use crate::session::{CacheStats, Session, SessionConfig};
 use crate::{Error, Result, TokenId};
 
@@ -40,7 +42,7 @@ pub struct ScoreResult {
 /// Scores `continuation` after `context` (which must not be empty; prepend a BOS or EOS id for
 /// an empty context, as lm-eval does) with the anchors, rule and policy of `cfg`.
 pub fn score(
-    model: &Llama,
+    model: &Arc<Llama>,
     context: &[TokenId],
     continuation: &[TokenId],
     cfg: &SessionConfig,
@@ -58,12 +60,12 @@ pub fn score(
     let cfg = match mode {
         ScoreMode::Cached => cfg.clone(),
         ScoreMode::MaskOnly => SessionConfig {
-            policy: PolicyKind::Full,
+            policy: PolicyConfig::Full,
             chunk_size: inputs.len(),
             ..cfg.clone()
         },
     };
-    let mut session = Session::new(model, cfg, all.len())?;
+    let mut session = Session::new(Arc::clone(model), cfg, all.len())?;
     let logits = session.prefill(inputs, context.len() - 1)?;
     let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
     let greedy: Vec<u32> = logp.argmax(D::Minus1)?.to_vec1()?;

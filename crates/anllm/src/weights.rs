@@ -1,7 +1,7 @@
 //! Weight sources: Hugging Face directories (safetensors, sharded or not, and `pytorch_model*.bin`)
 //! and GGUF files, behind one name-based lookup that speaks HF tensor names.
 //!
-//! Quantized GGUF weights stay quantized ([`QMatMul::QTensor`]) unless [`WeightDtype::F32`] asks
+//! Quantized GGUF weights stay quantized ([`LinearWeight::Quantized`]) unless [`WeightDtype::F32`] asks
 //! to dequantize everything. Every lookup checks the shape against the config, so a config that
 //! disagrees with its checkpoint is an [`Error::Shape`], not a panic deep inside a matmul.
 
@@ -11,12 +11,10 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
+use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
 
-use crate::config::LlamaConfig;
-use crate::model::linear::Linear;
-use crate::model::quant::QuantMatrix;
+use crate::config::{LlamaConfig, RopeStyle};
 use crate::{Error, Result};
 
 /// How weights are materialized in memory.
@@ -29,13 +27,13 @@ pub enum WeightDtype {
     F32,
 }
 
-/// How the checkpoint lays out the two halves rotated by RoPE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RopeStyle {
-    /// HF layout: rotate `(x[i], x[i + d/2])` ("NeoX" halves).
-    Half,
-    /// llama.cpp's converter permutes Q/K rows so pairs `(x[2i], x[2i+1])` rotate.
-    Interleaved,
+/// The weight of a linear layer as stored, before the model chooses a kernel for it.
+#[derive(Debug, Clone)]
+pub enum LinearWeight {
+    /// A dense f32 matrix `[out, in]`.
+    Dense(Tensor),
+    /// A quantized GGUF matrix `[out, in]`.
+    Quantized(Arc<QTensor>),
 }
 
 /// Which on-disk format a model path holds.
@@ -159,6 +157,11 @@ impl WeightSource {
         &self.path
     }
 
+    /// The device tensors are loaded onto.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// The requested materialization.
     pub fn dtype(&self) -> WeightDtype {
         self.dtype
@@ -205,23 +208,16 @@ impl WeightSource {
         Ok(t)
     }
 
-    /// A linear layer's weight `[out, in]`: quantized when the file is and dtype is `Auto`
-    /// (through our own CPU kernels for Q4_1 / Q8_0, candle's for the other types).
-    pub fn linear(&mut self, name: &str, out_dim: usize, in_dim: usize) -> Result<Linear> {
+    /// A linear layer's weight `[out, in]`: quantized when the file is and dtype is `Auto`, dense
+    /// f32 otherwise. The model picks the kernel that runs it.
+    pub fn linear(&mut self, name: &str, out_dim: usize, in_dim: usize) -> Result<LinearWeight> {
         match (&self.backing, self.dtype) {
             (Backing::Gguf { .. }, WeightDtype::Auto) => {
                 let q = self.qtensor(name)?;
                 check_shape(name, &[out_dim, in_dim], q.shape().dims())?;
-                if self.device.is_cpu()
-                    && let Some(m) = QuantMatrix::from_qtensor(&q)?
-                {
-                    return Ok(Linear::Quant(m));
-                }
-                Ok(Linear::Candle(QMatMul::from_arc(Arc::new(q))?))
+                Ok(LinearWeight::Quantized(Arc::new(q)))
             }
-            _ => Ok(Linear::Candle(QMatMul::Tensor(
-                self.tensor(name, &[out_dim, in_dim])?,
-            ))),
+            _ => Ok(LinearWeight::Dense(self.tensor(name, &[out_dim, in_dim])?)),
         }
     }
 

@@ -2,6 +2,8 @@
 //! rows run the CPU decode-attention kernel, larger ones candle's batched GEMM, and both must
 //! agree with one full causal forward (GQA tiny model, f32 and Q8_0 weights).
 
+use std::sync::Arc;
+
 use anllm::testutil::{HfLayout, TinySpec, write_gguf_typed, write_hf_dir};
 use anllm::{LoadedModel, Session, SessionConfig, TokenId, WeightDtype, load_model};
 use candle_core::Device;
@@ -14,7 +16,8 @@ fn tokens(n: usize, vocab: usize) -> Vec<TokenId> {
 }
 
 fn all_logits(model: &LoadedModel, ids: &[TokenId], chunk: usize) -> Vec<Vec<f32>> {
-    let mut session = Session::new(&model.llama, SessionConfig::causal(chunk), 4).unwrap();
+    let mut session =
+        Session::new(Arc::clone(&model.llama), SessionConfig::causal(chunk), 4).unwrap();
     let logits = session.prefill(ids, 0).unwrap();
     assert_eq!(session.cache().len(), ids.len());
     logits.to_vec2().unwrap()

@@ -4,8 +4,9 @@
 //! random token streams with random anchors, pads and pins, for chunkings {1, 2, 3, 5, all}.
 
 use std::ops::Range;
+use std::sync::Arc;
 
-use anllm::policy::PolicyKind;
+use anllm::policy::PolicyConfig;
 use anllm::testutil::{ANCHOR, PAD, max_abs_diff, tiny_anchors, tiny_model};
 use anllm::{MaskRule, OutputRows, Pos, Role, Session, SessionConfig, TokenId};
 use proptest::prelude::*;
@@ -26,11 +27,11 @@ fn stream() -> impl Strategy<Value = Vec<TokenId>> {
 /// Logits of every position of `tokens`: one masked full-sequence forward, nothing dropped.
 fn masked_full(tokens: &[TokenId], pins: &[Range<u32>]) -> Vec<Vec<f32>> {
     let cfg = SessionConfig {
-        policy: PolicyKind::Full,
+        policy: PolicyConfig::Full,
         pins: pins.to_vec(),
         ..SessionConfig::anchored(tiny_anchors(), tokens.len())
     };
-    let mut session = Session::new(&tiny_model().llama, cfg, tokens.len()).unwrap();
+    let mut session = Session::new(Arc::clone(&tiny_model().llama), cfg, tokens.len()).unwrap();
     session.prefill(tokens, 0).unwrap().to_vec2().unwrap()
 }
 
@@ -41,12 +42,12 @@ fn pruned(
     prefill: usize,
     chunk: usize,
     pins: &[Range<u32>],
-) -> (Vec<Vec<f32>>, Session<'static>) {
+) -> (Vec<Vec<f32>>, Session) {
     let cfg = SessionConfig {
         pins: pins.to_vec(),
         ..SessionConfig::anchored(tiny_anchors(), chunk)
     };
-    let mut session = Session::new(&tiny_model().llama, cfg, 4).unwrap();
+    let mut session = Session::new(Arc::clone(&tiny_model().llama), cfg, 4).unwrap();
     let mut rows = session
         .prefill(&tokens[..prefill], 0)
         .unwrap()
@@ -133,7 +134,7 @@ fn causal_rule_with_full_policy_equals_plain_causal_forward() {
     let tokens: Vec<TokenId> = (0..40).map(|i| 20 + (i * 37) % 300).collect();
     let model = &tiny_model().llama;
     let plain = {
-        let mut s = Session::new(model, SessionConfig::causal(40), 40).unwrap();
+        let mut s = Session::new(Arc::clone(model), SessionConfig::causal(40), 40).unwrap();
         s.prefill(&tokens, 0).unwrap().to_vec2::<f32>().unwrap()
     };
     let masked = {
@@ -141,7 +142,7 @@ fn causal_rule_with_full_policy_equals_plain_causal_forward() {
             rule: MaskRule::AnSan,
             ..SessionConfig::causal(7)
         };
-        let mut s = Session::new(model, cfg, 40).unwrap();
+        let mut s = Session::new(Arc::clone(model), cfg, 40).unwrap();
         s.prefill(&tokens, 0).unwrap().to_vec2::<f32>().unwrap()
     };
     assert!(max_abs_diff(&plain, &masked) <= TOL);

@@ -1,9 +1,11 @@
 //! One test per item of spec §9 that applies to inference, named `spec9_<n>_…`, plus the
 //! worked examples of spec §10 (items 2–4 and 6) on the tiny seeded model.
 
+use std::sync::Arc;
+
 use anllm::anchor::AnchorSpec;
 use anllm::mask::{self, MaskRule};
-use anllm::policy::PolicyKind;
+use anllm::policy::PolicyConfig;
 use anllm::score::{ScoreMode, score};
 use anllm::testutil::{HfLayout, anllm_llama2_spec, write_hf_dir};
 use anllm::testutil::{PAD, max_abs_diff, tiny_anchors, tiny_model};
@@ -23,8 +25,8 @@ fn anchored(chunk: usize) -> SessionConfig {
     SessionConfig::anchored(tiny_anchors(), chunk)
 }
 
-fn session(cfg: SessionConfig) -> Session<'static> {
-    Session::new(&tiny_model().llama, cfg, 16).unwrap()
+fn session(cfg: SessionConfig) -> Session {
+    Session::new(Arc::clone(&tiny_model().llama), cfg, 16).unwrap()
 }
 
 fn cached_positions(s: &Session) -> Vec<u32> {
@@ -255,7 +257,7 @@ fn spec9_11_cached_scoring_equals_the_masked_forward() {
 fn spec9_16_fully_masked_pad_rows_stay_finite() {
     // spec §9.16: a pad row attends to nothing; a -inf bias would give NaN.
     let mut s = session(SessionConfig {
-        policy: PolicyKind::Full,
+        policy: PolicyConfig::Full,
         ..anchored(512)
     });
     let rows = s

@@ -1,13 +1,15 @@
-//! `anllm generate`: stream text to stdout, statistics to stderr.
+//! `anllm generate`: stream text to stdout, statistics to stderr. Several `--prompt`s are the
+//! turns of one conversation on one session: each turn prefills only its own tokens.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use anllm::chat::{Message, apply_chat_template};
-use anllm::generate::{Flow, GenerateRequest, TokenSink, generate};
+use anllm::chat::{Message, apply_chat_template, next_turn_text};
+use anllm::generate::{Flow, GenerateRequest, GenerationStats, TokenSink, generate};
 use anllm::sample::Sampling;
-use anllm::{LoadedModel, TokenId};
+use anllm::{LoadedModel, Session, TokenId};
 
 use crate::args::GenerateArgs;
 use crate::config;
@@ -28,18 +30,13 @@ impl TokenSink for StdoutSink {
     }
 }
 
-/// Builds the prompt ids: chat template when asked, BOS by the model's preference or `--bos`.
-pub fn prompt_ids(model: &LoadedModel, args: &GenerateArgs) -> Result<Vec<TokenId>> {
-    let tok = &model.tokenizer;
-    let piece = |id: Option<TokenId>| {
-        id.and_then(|i| tok.piece(i))
-            .map(str::to_string)
-            .unwrap_or_default()
-    };
-    let text = if args.chat {
-        let template = tok
-            .chat_template()
-            .context("--chat: the model has no chat template in its metadata")?;
+/// The conversation so far, for the chat template.
+struct Conversation {
+    messages: Vec<Message>,
+}
+
+impl Conversation {
+    fn new(args: &GenerateArgs) -> Self {
         let mut messages = Vec::new();
         if let Some(system) = &args.system {
             messages.push(Message {
@@ -47,14 +44,40 @@ pub fn prompt_ids(model: &LoadedModel, args: &GenerateArgs) -> Result<Vec<TokenI
                 content: system.clone(),
             });
         }
-        messages.push(Message {
-            role: "user".into(),
-            content: args.prompt.clone(),
+        Self { messages }
+    }
+
+    fn push(&mut self, role: &str, content: &str) {
+        self.messages.push(Message {
+            role: role.into(),
+            content: content.into(),
         });
-        let (bos, eos) = (piece(tok.specials().bos), piece(tok.specials().eos));
-        apply_chat_template(template, &messages, &bos, &eos)?
+    }
+}
+
+fn special_piece(model: &LoadedModel, id: Option<TokenId>) -> String {
+    id.and_then(|i| model.tokenizer.piece(i))
+        .map(str::to_string)
+        .unwrap_or_default()
+}
+
+/// Builds the prompt ids: chat template when asked, BOS by the model's preference or `--bos`.
+fn first_turn_ids(
+    model: &LoadedModel,
+    args: &GenerateArgs,
+    chat: &mut Conversation,
+) -> Result<Vec<TokenId>> {
+    let tok = &model.tokenizer;
+    let prompt = &args.prompt[0];
+    let text = if args.chat {
+        chat.push("user", prompt);
+        let (bos, eos) = (
+            special_piece(model, tok.specials().bos),
+            special_piece(model, tok.specials().eos),
+        );
+        apply_chat_template(template(model)?, &chat.messages, &bos, &eos)?
     } else {
-        args.prompt.clone()
+        prompt.clone()
     };
     if args.chat && args.session.insert_anchors {
         anyhow::bail!("--insert-anchors cannot be combined with --chat");
@@ -73,49 +96,118 @@ pub fn prompt_ids(model: &LoadedModel, args: &GenerateArgs) -> Result<Vec<TokenI
     Ok(ids)
 }
 
-/// Runs the subcommand.
-pub fn run(args: GenerateArgs) -> Result<()> {
-    config::set_threads(args.common.threads)?;
-    let model = config::load(&args.common)?;
-    let prompt = prompt_ids(&model, &args)?;
-    if prompt.is_empty() {
-        anyhow::bail!("the prompt is empty after tokenization");
+fn template(model: &LoadedModel) -> Result<&str> {
+    model
+        .tokenizer
+        .chat_template()
+        .context("--chat: the model has no chat template in its metadata")
+}
+
+/// The tokens of a later turn: with `--chat`, the template's rendering from just after the
+/// previous answer's end-of-turn token; else the text itself, continuing the stream.
+fn next_turn_ids(
+    model: &LoadedModel,
+    args: &GenerateArgs,
+    session: &mut Session,
+    chat: &mut Conversation,
+    prompt: &str,
+) -> Result<Vec<TokenId>> {
+    let tok = &model.tokenizer;
+    if !args.chat {
+        return match config::encode_with_anchors(&args.session, tok, prompt)? {
+            Some(ids) => Ok(ids),
+            None => Ok(tok.encode(prompt, false)?),
+        };
     }
-    let req = GenerateRequest {
-        max_tokens: args.max_tokens,
-        sampling: Sampling {
-            temperature: args.temperature,
-            top_k: args.top_k,
-            top_p: args.top_p,
-            seed: args.seed,
-        },
-        session: config::session_config(&args.session, &model.tokenizer, prompt.len())?,
-        prompt,
+    let specials = tok.specials();
+    let end_of_turn = specials.eot.first().copied().or(specials.eos);
+    let last = session.tokens().last().copied();
+    let closed = last.is_some_and(|id| specials.is_end_of_generation(id));
+    let eot = match (closed, end_of_turn) {
+        (true, _) => last,
+        (false, Some(id)) => {
+            session.accept(id); // the answer was cut off: close the turn as the template does
+            Some(id)
+        }
+        (false, None) => anyhow::bail!("--chat: the model has no end-of-turn token"),
     };
-    let mut sink = StdoutSink {
-        out: std::io::stdout(),
-        text: String::new(),
+    chat.push("user", prompt);
+    let (bos, eos) = (
+        special_piece(model, specials.bos),
+        special_piece(model, specials.eos),
+    );
+    let eot_text = special_piece(model, eot);
+    let text = next_turn_text(template(model)?, &chat.messages, &eot_text, &bos, &eos)?;
+    Ok(tok.encode(&text, true)?)
+}
+
+fn report(turn: usize, turns: usize, stats: &GenerationStats) {
+    let label = match turns {
+        1 => String::new(),
+        _ => format!("turn {}/{turns}: ", turn + 1),
     };
-    let stats = generate(&model, &req, &mut sink)?;
-    println!();
-    let c = &stats.cache;
     eprintln!(
-        "prompt tokens: {} | prefill: {:.1} tok/s | generated: {} | decode: {:.1} tok/s | \
-         stop: {:?}",
+        "{label}prompt tokens: {} (cached: {}) | prefill: {:.1} tok/s | generated: {} | \
+         decode: {:.1} tok/s | stop: {:?}",
         stats.prompt_tokens,
+        stats.cached_tokens,
         stats.prefill_tokens_per_s(),
         stats.generated_tokens,
         stats.decode_tokens_per_s(),
         stats.stop_reason,
     );
-    eprintln!("{}", config::cache_line(c));
-    if args.common.json {
-        let json = serde_json::json!({
+    eprintln!("{label}{}", config::cache_line(&stats.cache));
+}
+
+/// Runs the subcommand.
+pub fn run(args: GenerateArgs) -> Result<()> {
+    config::set_threads(args.common.threads)?;
+    let model = config::load(&args.common)?;
+    let mut chat = Conversation::new(&args);
+    let first = first_turn_ids(&model, &args, &mut chat)?;
+    if first.is_empty() {
+        anyhow::bail!("the prompt is empty after tokenization");
+    }
+    let cfg = config::session_config(&args.session, &model.tokenizer, first.len())?;
+    let expected = first.len() + args.prompt.len() * args.max_tokens.min(4096);
+    let mut session = Session::new(Arc::clone(&model.llama), cfg, expected)?;
+    let sampling = Sampling {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        seed: args.seed,
+    };
+    let mut turns = Vec::new();
+    for (turn, text) in args.prompt.iter().enumerate() {
+        let prompt = match turn {
+            0 => first.clone(),
+            _ => next_turn_ids(&model, &args, &mut session, &mut chat, text)?,
+        };
+        let req = GenerateRequest {
+            prompt,
+            max_tokens: args.max_tokens,
+            sampling,
+        };
+        let mut sink = StdoutSink {
+            out: std::io::stdout(),
+            text: String::new(),
+        };
+        let stats = generate(&mut session, &model.tokenizer, &req, &mut sink)?;
+        println!();
+        report(turn, args.prompt.len(), &stats);
+        chat.push("assistant", &sink.text);
+        turns.push(serde_json::json!({
             "text": sink.text,
             "stats": stats,
             "prefill_tokens_per_s": stats.prefill_tokens_per_s(),
             "decode_tokens_per_s": stats.decode_tokens_per_s(),
-        });
+        }));
+    }
+    if args.common.json {
+        let mut json = turns.last().cloned().unwrap_or_default();
+        if turns.len() > 1 {
+            json["turns"] = serde_json::Value::Array(turns);
+        }
         println!("{json}");
     }
     Ok(())

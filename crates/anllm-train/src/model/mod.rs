@@ -34,7 +34,8 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Tensor, Var};
 
 use anllm::config::LlamaConfig;
-use anllm::weights::{RopeStyle, WeightSource};
+use anllm::config::RopeStyle;
+use anllm::weights::WeightSource;
 use anllm::{Error, Result};
 
 use params::{NormalRng, ParamSpec, init_tensor, param_specs, rope_heads, rope_tables};

@@ -5,8 +5,8 @@
 use candle_core::{DType, Device, Tensor};
 
 use anllm::config::LlamaConfig;
-use anllm::model::rope::RopeTable;
-use anllm::weights::RopeStyle;
+use anllm::config::RopeStyle;
+use anllm::model::RopeTable;
 use anllm::{Pos, Result};
 
 /// Standard deviation of HF's `_init_weights` for Llama (`initializer_range`).

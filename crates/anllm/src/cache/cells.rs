@@ -93,8 +93,9 @@ impl Cells {
         self.cells.extend_from_slice(new);
     }
 
-    /// Drops the cells at `slots` (sorted, unique).
-    pub fn remove(&mut self, slots: &[usize]) {
+    /// Drops the cells at `slots` (sorted, unique). Only the cache calls it, together with
+    /// the same eviction of every layer's K/V.
+    pub(crate) fn remove(&mut self, slots: &[usize]) {
         let mut drop = slots.iter().peekable();
         let mut slot = 0;
         self.cells.retain(|_| {
@@ -102,6 +103,31 @@ impl Cells {
             slot += 1;
             !evict
         });
+    }
+
+    /// The state to come back to if the next step fails ([`Cells::rollback`]).
+    pub(crate) fn mark(&self) -> CellsMark {
+        CellsMark {
+            len: self.cells.len(),
+            next_pos: self.next_pos,
+            open_segment: self.open_segment,
+        }
+    }
+
+    /// Forgets every cell and counter advance since `mark` (nothing may have been evicted since).
+    pub(crate) fn rollback(&mut self, mark: CellsMark) {
+        self.cells.truncate(mark.len);
+        self.next_pos = mark.next_pos;
+        self.open_segment = mark.open_segment;
+    }
+
+    /// Pins the cells whose stream position lies in `range`.
+    pub(crate) fn pin(&mut self, range: std::ops::Range<u32>) {
+        for cell in &mut self.cells {
+            if range.contains(&cell.pos.0) {
+                cell.pinned = true;
+            }
+        }
     }
 
     /// Checks the invariants: positions strictly increase with the slot, segments never
@@ -130,6 +156,14 @@ impl Cells {
         }
         Ok(())
     }
+}
+
+/// The length and counters of [`Cells`] before a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CellsMark {
+    len: usize,
+    next_pos: Pos,
+    open_segment: SegmentId,
 }
 
 #[cfg(test)]

@@ -5,15 +5,18 @@
 //! policy planned ([`Eviction`]).
 
 mod cells;
+mod eviction;
 mod store;
 
 pub use cells::{Cell, Cells};
-pub use store::LayerStore;
+pub use eviction::Eviction;
+pub(crate) use store::LayerStore;
+
+use cells::CellsMark;
 
 use candle_core::Device;
 
 use crate::config::LlamaConfig;
-use crate::policy::Eviction;
 use crate::{Pos, Result};
 
 /// The cache of one session: cells plus one [`LayerStore`] per layer.
@@ -68,11 +71,6 @@ impl KvCache {
         &self.cells
     }
 
-    /// Bytes of K/V held by the cached entries (all layers, keys and values).
-    pub fn bytes(&self) -> usize {
-        self.len() * self.bytes_per_entry
-    }
-
     /// Bytes one entry takes across all layers.
     pub fn bytes_per_entry(&self) -> usize {
         self.bytes_per_entry
@@ -93,21 +91,45 @@ impl KvCache {
         self.cells.next_pos()
     }
 
-    /// The store of layer `i`.
-    pub fn layer(&self, i: usize) -> &LayerStore {
-        &self.layers[i]
-    }
-
     /// Mutable store of layer `i` (the model appends through it).
-    pub fn layer_mut(&mut self, i: usize) -> &mut LayerStore {
+    pub(crate) fn layer_mut(&mut self, i: usize) -> &mut LayerStore {
         &mut self.layers[i]
     }
 
     /// Records the cells of entries the model just appended to every layer.
-    pub fn push_cells(&mut self, new: &[Cell]) {
+    pub(crate) fn push_cells(&mut self, new: &[Cell]) {
         self.cells.extend(new);
         self.peak_entries = self.peak_entries.max(self.cells.len());
         debug_assert!(self.layers.iter().all(|l| l.len() == self.cells.len()));
+    }
+
+    /// The state to come back to if the next step fails ([`KvCache::rollback`]).
+    pub(crate) fn mark(&self) -> CacheMark {
+        CacheMark {
+            cells: self.cells.mark(),
+            peak_entries: self.peak_entries,
+        }
+    }
+
+    /// Undoes everything appended since `mark` (cells and every layer's K/V), after a step
+    /// that failed part-way. Nothing may have been evicted since the mark.
+    pub(crate) fn rollback(&mut self, mark: CacheMark) {
+        self.cells.rollback(mark.cells);
+        let len = self.cells.len();
+        for layer in &mut self.layers {
+            layer.truncate(len.min(layer.len()));
+        }
+        self.peak_entries = mark.peak_entries;
+    }
+
+    /// Pins the cached entries whose stream position lies in `range`.
+    pub(crate) fn pin(&mut self, range: std::ops::Range<u32>) {
+        self.cells.pin(range);
+    }
+
+    /// Whether every layer holds exactly one entry per cell.
+    pub fn is_consistent(&self) -> bool {
+        self.layers.iter().all(|l| l.len() == self.cells.len())
     }
 
     /// Drops the planned entries from the cells and every layer.
@@ -131,11 +153,19 @@ impl KvCache {
         Ok(())
     }
 
-    /// Drops every entry and resets the stream.
+    /// Drops every entry and resets the stream and the peak.
     pub fn clear(&mut self) {
         self.cells = Cells::default();
+        self.peak_entries = 0;
         for layer in &mut self.layers {
             layer.truncate(0);
         }
     }
+}
+
+/// The state of a [`KvCache`] before a step.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CacheMark {
+    cells: CellsMark,
+    peak_entries: usize,
 }

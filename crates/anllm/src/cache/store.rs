@@ -29,11 +29,6 @@ impl LayerStore {
         self.len
     }
 
-    /// Whether no entry is held.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Entries that fit without reallocating.
     pub fn capacity(&self) -> usize {
         self.k.dim(1).unwrap_or(0)

@@ -34,6 +34,8 @@ pub struct StepContext<'a> {
     pub sin: &'a Tensor,
     /// Additive mask [t, cached + t], or None when every key is visible to every row.
     pub mask: Option<&'a Tensor>,
+    /// Whether to return the attention mass per key ([`super::AttentionStats`]).
+    pub observe: bool,
 }
 
 impl Attention {
@@ -44,26 +46,27 @@ impl Attention {
         Ok(Self {
             qkv_proj: Projections::new(
                 vec![
-                    src.linear(&format!("{prefix}.q_proj.weight"), heads * hd, d)?,
-                    src.linear(&format!("{prefix}.k_proj.weight"), kv_heads * hd, d)?,
-                    src.linear(&format!("{prefix}.v_proj.weight"), kv_heads * hd, d)?,
+                    Linear::load(src, &format!("{prefix}.q_proj.weight"), heads * hd, d)?,
+                    Linear::load(src, &format!("{prefix}.k_proj.weight"), kv_heads * hd, d)?,
+                    Linear::load(src, &format!("{prefix}.v_proj.weight"), kv_heads * hd, d)?,
                 ],
                 vec![heads * hd, kv_heads * hd, kv_heads * hd],
             )?,
-            o_proj: src.linear(&format!("{prefix}.o_proj.weight"), d, heads * hd)?,
+            o_proj: Linear::load(src, &format!("{prefix}.o_proj.weight"), d, heads * hd)?,
             heads,
             kv_heads,
             head_dim: hd,
         })
     }
 
-    /// x: [t, hidden] -> [t, hidden]; appends this step's K/V to `store` first.
+    /// x: [t, hidden] -> [t, hidden]; appends this step's K/V to `store` first. With
+    /// `step.observe`, also the attention mass per cached key, summed over heads and rows.
     pub fn forward(
         &self,
         x: &Tensor,
         store: &mut LayerStore,
         step: &StepContext,
-    ) -> Result<Tensor> {
+    ) -> Result<(Tensor, Option<Vec<f32>>)> {
         let t = x.dim(0)?;
         let (hd, groups) = (self.head_dim, self.heads / self.kv_heads);
         let split = |y: Tensor, h: usize| -> Result<Tensor> {
@@ -86,27 +89,33 @@ impl Attention {
         let k = step.rope.apply(&k, step.cos, step.sin)?;
         store.append(&k.squeeze(0)?, &v.squeeze(0)?)?;
         let q = q.reshape((self.kv_heads, groups * t, hd))?;
-        let out = if t <= attend::MAX_ROWS && q.device().is_cpu() {
-            attend::attend(&q, store, step.mask, t)?
+        let (out, mass) = if t <= attend::MAX_ROWS && q.device().is_cpu() && !step.observe {
+            (attend::attend(&q, store, step.mask, t)?, None)
         } else {
-            self.attend_gemm(&q, store, step.mask, t)?
+            let (out, probs) = self.attend_gemm(&q, store, step.mask, t)?;
+            let mass = match step.observe {
+                // [kv_heads, groups * t, n] -> [n]
+                true => Some(probs.sum(1)?.sum(0)?.to_vec1()?),
+                false => None,
+            };
+            (out, mass)
         };
         let out = out
             .reshape((self.heads, t, hd))?
             .transpose(0, 1)?
             .reshape((t, self.heads * hd))?;
-        self.o_proj.forward(&out)
+        Ok((self.o_proj.forward(&out)?, mass))
     }
 
-    /// Batched-GEMM attention (prefill chunks, non-CPU devices).
-    /// q: [kv_heads, groups * t, hd] -> [kv_heads, groups * t, hd]
+    /// Batched-GEMM attention (prefill chunks, non-CPU devices, observed steps).
+    /// q: [kv_heads, groups * t, hd] -> ([kv_heads, groups * t, hd], probs [kv_heads, groups * t, n])
     fn attend_gemm(
         &self,
         q: &Tensor,
         store: &LayerStore,
         mask: Option<&Tensor>,
         t: usize,
-    ) -> Result<Tensor> {
+    ) -> Result<(Tensor, Tensor)> {
         let (hd, groups) = (self.head_dim, self.heads / self.kv_heads);
         let (k_all, v_all) = store.view()?; // [kv_heads, n, hd]
         let n = k_all.dim(1)?;
@@ -119,6 +128,6 @@ impl Attention {
                 .reshape((self.kv_heads, groups * t, n))?;
         }
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        Ok(probs.matmul(&v_all)?)
+        Ok((probs.matmul(&v_all)?, probs))
     }
 }

@@ -2,10 +2,11 @@
 //! or candle's quantized kernels) or our own CPU kernels for Q4_1 / Q8_0.
 
 use candle_core::quantized::QMatMul;
-use candle_core::{Module, Tensor};
+use candle_core::{Device, Module, Tensor};
 
 use super::quant::QuantMatrix;
 use crate::Result;
+use crate::weights::{LinearWeight, WeightSource};
 
 /// Weight `[out, in]` of a linear layer.
 #[derive(Debug, Clone)]
@@ -17,6 +18,28 @@ pub enum Linear {
 }
 
 impl Linear {
+    /// The kernel for `w`: our own CPU kernels for Q4_1 / Q8_0, candle's for other quantized
+    /// types and for dense weights.
+    pub fn from_weight(w: LinearWeight, device: &Device) -> Result<Self> {
+        match w {
+            LinearWeight::Dense(t) => Ok(Linear::Candle(QMatMul::Tensor(t))),
+            LinearWeight::Quantized(q) => {
+                if device.is_cpu()
+                    && let Some(m) = QuantMatrix::from_qtensor(&q)?
+                {
+                    return Ok(Linear::Quant(m));
+                }
+                Ok(Linear::Candle(QMatMul::from_arc(q)?))
+            }
+        }
+    }
+
+    /// Loads the weight `name` (`[out_dim, in_dim]`) from `src` and picks its kernel.
+    pub fn load(src: &mut WeightSource, name: &str, out_dim: usize, in_dim: usize) -> Result<Self> {
+        let device = src.device().clone();
+        Self::from_weight(src.linear(name, out_dim, in_dim)?, &device)
+    }
+
     /// x: [t, in] -> [t, out]
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {

@@ -21,12 +21,12 @@ impl Mlp {
         Ok(Self {
             gate_up_proj: Projections::new(
                 vec![
-                    src.linear(&format!("{prefix}.gate_proj.weight"), f, d)?,
-                    src.linear(&format!("{prefix}.up_proj.weight"), f, d)?,
+                    Linear::load(src, &format!("{prefix}.gate_proj.weight"), f, d)?,
+                    Linear::load(src, &format!("{prefix}.up_proj.weight"), f, d)?,
                 ],
                 vec![f, f],
             )?,
-            down_proj: src.linear(&format!("{prefix}.down_proj.weight"), d, f)?,
+            down_proj: Linear::load(src, &format!("{prefix}.down_proj.weight"), d, f)?,
         })
     }
 

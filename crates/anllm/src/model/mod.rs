@@ -6,13 +6,14 @@
 
 mod attend;
 mod attention;
-pub mod linear;
+mod linear;
 mod mlp;
 mod norm;
-pub mod quant;
-pub mod rope;
+mod quant;
+mod rope;
+mod stats;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use candle_core::quantized::QMatMul;
 use candle_core::{Device, Tensor};
@@ -21,14 +22,16 @@ use linear::Linear;
 
 use crate::cache::{Cell, KvCache};
 use crate::config::LlamaConfig;
+use crate::config::RopeStyle;
 use crate::mask::Mask;
-use crate::weights::{RopeStyle, WeightSource};
+use crate::weights::WeightSource;
 use crate::{Error, Pos, Result, TokenId};
 
 use attention::{Attention, StepContext};
 use mlp::Mlp;
 use norm::RmsNorm;
-use rope::RopeTable;
+pub use rope::RopeTable;
+pub use stats::AttentionStats;
 
 /// Which rows of logits a forward step returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,16 +90,37 @@ struct Layer {
     mlp: Mlp,
 }
 
-/// A loaded Llama model.
-#[derive(Debug, Clone)]
+/// A loaded Llama model: immutable, `Send + Sync`, and cheap to clone (the weights are shared).
+#[derive(Clone)]
 pub struct Llama {
     cfg: LlamaConfig,
     embed_tokens: Tensor, // [vocab, hidden]
-    layers: Vec<Layer>,
+    layers: Arc<[Layer]>,
     norm: RmsNorm,
-    lm_head: Linear, // [vocab, hidden]
+    lm_head: Arc<Linear>, // [vocab, hidden]
     rope: RopeTable,
     device: Device,
+    #[cfg(any(test, feature = "testutil"))]
+    fault: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+// A server hands one model to many tasks: keep it shareable (checked at compile time).
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<Llama>();
+};
+
+impl std::fmt::Debug for Llama {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Llama")
+            .field("layers", &self.cfg.num_hidden_layers)
+            .field("hidden_size", &self.cfg.hidden_size)
+            .field("heads", &self.cfg.num_attention_heads)
+            .field("kv_heads", &self.cfg.kv_heads())
+            .field("vocab_size", &self.cfg.vocab_size)
+            .field("device", &self.device.location())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Llama {
@@ -128,12 +152,12 @@ impl Llama {
         let lm_head = if cfg.tie_word_embeddings {
             // The tied head runs on f32 activations (Q8_0 kernel or the f32 table), so the
             // logits match a dequantized model; quantizing activations here cost 0.06 nats.
-            match src.linear("model.embed_tokens.weight", v, d)? {
+            match Linear::load(src, "model.embed_tokens.weight", v, d)? {
                 Linear::Quant(q) => Linear::Quant(q),
                 Linear::Candle(_) => Linear::Candle(QMatMul::Tensor(embed_tokens.clone())),
             }
         } else {
-            src.linear("lm_head.weight", v, d)?
+            Linear::load(src, "lm_head.weight", v, d)?
         };
         let style = src.rope_style();
         Ok(Self {
@@ -147,9 +171,11 @@ impl Llama {
             )?,
             cfg: cfg.clone(),
             embed_tokens,
-            layers,
-            lm_head,
+            layers: layers.into(),
+            lm_head: Arc::new(lm_head),
             device: device.clone(),
+            #[cfg(any(test, feature = "testutil"))]
+            fault: Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX)),
         })
     }
 
@@ -174,33 +200,66 @@ impl Llama {
     }
 
     /// Runs `input` after the entries already in `cache`, appends the new K/V and cells, and
-    /// returns logits `[rows, vocab]` (f32).
+    /// returns logits `[rows, vocab]` (f32). A step that fails leaves `cache` as it was.
     pub fn forward(&self, input: &ForwardInput, cache: &mut KvCache) -> Result<Tensor> {
-        // Run the step on a rayon worker: the kernels' parallel loops then start by work
-        // stealing instead of waking the pool from outside (a futex round trip per matmul).
-        // In short (decode) steps the other workers stay awake meanwhile, taking the step's
-        // parallel work as it comes, instead of falling asleep between two small matmuls and
-        // being woken for each (measured: +15–35% decode tok/s on 2 threads). Long (prefill)
-        // steps are GEMM-bound and ran 10% slower with it, so they go without.
-        let done = AtomicBool::new(false);
-        // Spinning only pays with a core per worker; an oversubscribed pool goes without.
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let helpers = match rayon::current_num_threads() {
-            n if n <= cores && input.tokens.len() <= attend::MAX_ROWS => n,
-            _ => 1,
-        };
-        rayon::scope(|s| {
-            let (owner, done) = (rayon::current_thread_index(), &done);
-            for _ in 1..helpers {
-                s.spawn(move |_| keep_warm(done, owner));
-            }
-            let out = self.forward_step(input, cache);
-            done.store(true, Ordering::Release);
-            out
-        })
+        self.step(input, cache, None)
     }
 
-    fn forward_step(&self, input: &ForwardInput, cache: &mut KvCache) -> Result<Tensor> {
+    /// [`forward`](Self::forward), also returning the attention mass of the step's queries over
+    /// every cached key, per layer (a dense attention pass: slower on long caches).
+    pub fn forward_observed(
+        &self,
+        input: &ForwardInput,
+        cache: &mut KvCache,
+    ) -> Result<(Tensor, AttentionStats)> {
+        let mut stats = AttentionStats::new(input.tokens.len(), self.cfg.num_attention_heads);
+        let logits = self.step(input, cache, Some(&mut stats))?;
+        Ok((logits, stats))
+    }
+
+    fn step(
+        &self,
+        input: &ForwardInput,
+        cache: &mut KvCache,
+        stats: Option<&mut AttentionStats>,
+    ) -> Result<Tensor> {
+        let mark = cache.mark();
+        let out = self.forward_step(input, cache, stats);
+        if out.is_err() {
+            cache.rollback(mark);
+        }
+        out
+    }
+
+    /// Makes the next forward steps fail after layer `layer` has appended its K/V (`None`:
+    /// never), to test that a failed step leaves the cache as it was. Shared by clones.
+    #[cfg(any(test, feature = "testutil"))]
+    pub fn inject_fault_after_layer(&self, layer: Option<usize>) {
+        let at = layer.unwrap_or(usize::MAX);
+        self.fault.store(at, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    #[cfg(any(test, feature = "testutil"))]
+    fn check_fault(&self, layer: usize) -> Result<()> {
+        if self.fault.load(std::sync::atomic::Ordering::SeqCst) == layer {
+            return Err(Error::unsupported(format!(
+                "injected fault after layer {layer}"
+            )));
+        }
+        Ok(())
+    }
+
+    #[cfg(not(any(test, feature = "testutil")))]
+    fn check_fault(&self, _layer: usize) -> Result<()> {
+        Ok(())
+    }
+
+    fn forward_step(
+        &self,
+        input: &ForwardInput,
+        cache: &mut KvCache,
+        mut stats: Option<&mut AttentionStats>,
+    ) -> Result<Tensor> {
         let t = self.check_input(input, cache)?;
         let ids = Tensor::from_slice(input.tokens, t, &self.device)?;
         let mut x = self.embed_tokens.index_select(&ids, 0)?; // [t, hidden]
@@ -215,14 +274,31 @@ impl Llama {
             cos: &cos,
             sin: &sin,
             mask: mask.as_ref(),
+            observe: stats.is_some(),
         };
         for (i, layer) in self.layers.iter().enumerate() {
             let h = layer.input_layernorm.forward(&x)?;
-            let h = layer.self_attn.forward(&h, cache.layer_mut(i), &step)?;
+            let (h, mass) = layer.self_attn.forward(&h, cache.layer_mut(i), &step)?;
+            self.check_fault(i)?;
+            if let (Some(stats), Some(mass)) = (stats.as_deref_mut(), mass) {
+                stats.push_layer(mass);
+            }
             x = (x + h)?;
             let h = layer.post_attention_layernorm.forward(&x)?;
             x = (&x + layer.mlp.forward(&h)?)?;
         }
+        let x = match input.rows {
+            OutputRows::Last => x.narrow(0, t - 1, 1)?,
+            OutputRows::All => x,
+            OutputRows::From(i) => x.narrow(0, i, t - i)?,
+        };
+        let logits = self.lm_head.forward(&self.norm.forward(&x)?)?;
+        self.push_cells(input, cache);
+        Ok(logits)
+    }
+
+    /// Records the step's cells once every layer has its K/V.
+    fn push_cells(&self, input: &ForwardInput, cache: &mut KvCache) {
         match input.cells {
             Some(cells) => cache.push_cells(cells),
             None => {
@@ -236,12 +312,6 @@ impl Llama {
                 cache.push_cells(&cells);
             }
         }
-        let x = match input.rows {
-            OutputRows::Last => x.narrow(0, t - 1, 1)?,
-            OutputRows::All => x,
-            OutputRows::From(i) => x.narrow(0, i, t - i)?,
-        };
-        self.lm_head.forward(&self.norm.forward(&x)?)
     }
 
     fn check_input(&self, input: &ForwardInput, cache: &KvCache) -> Result<usize> {
@@ -303,30 +373,5 @@ impl Llama {
             });
         }
         Ok(t)
-    }
-}
-
-/// Longest a worker keeps itself awake for one step. The bound also makes the scheme safe: a
-/// worker that picked this job up while inside a task the step waits for gives up and lets
-/// that task finish.
-const MAX_KEEP_WARM: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// Runs the pool's pending work until `done` (or [`MAX_KEEP_WARM`]), spinning in between.
-/// Returns at once on the thread that runs the step (`owner`), which may pick this job up
-/// while it waits for its own.
-fn keep_warm(done: &AtomicBool, owner: Option<usize>) {
-    if rayon::current_thread_index() == owner {
-        return;
-    }
-    let start = std::time::Instant::now();
-    let mut rounds = 0u32;
-    while !done.load(Ordering::Acquire) {
-        if rayon::yield_now() != Some(rayon::Yield::Executed) {
-            std::hint::spin_loop();
-        }
-        rounds = rounds.wrapping_add(1);
-        if rounds.is_multiple_of(256) && start.elapsed() > MAX_KEEP_WARM {
-            return;
-        }
     }
 }

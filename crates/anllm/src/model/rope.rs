@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::weights::RopeStyle;
+use crate::config::RopeStyle;
 use crate::{Error, Pos, Result};
 
 /// Precomputed cos/sin for every position up to the context length.

@@ -5,12 +5,14 @@
 mod peers;
 mod report;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
 use anllm::{
-    AnchorSet, AnchorSpec, Llama, LoadedModel, OutputRows, Session, SessionConfig, TokenId,
+    AnchorSet, AnchorSpec, KeepWarm, Llama, LoadedModel, OutputRows, Session, SessionConfig,
+    TokenId,
 };
 
 use crate::args::BenchArgs;
@@ -58,24 +60,26 @@ fn tokens(args: &BenchArgs, model: &LoadedModel, need: usize) -> Result<Vec<Toke
 /// The sessions to compare: the full cache, plus the anchored one when `--anchors` is set.
 fn sessions(args: &BenchArgs, model: &LoadedModel) -> Result<Vec<(String, SessionConfig)>> {
     let spec: AnchorSpec = args.anchors.parse()?;
-    let mut out = vec![("anllm full".to_string(), SessionConfig::causal(512))];
+    // One stream owns the machine: keep the pool's workers awake through decode steps.
+    let full = SessionConfig::causal(512).with_keep_warm(KeepWarm::Spin);
+    let mut out = vec![("anllm full".to_string(), full)];
     if spec != AnchorSpec::None {
         let anchors = AnchorSet::from_spec(&spec, &model.tokenizer)?;
-        let cfg = SessionConfig::anchored(anchors, args.chunk_size);
+        let cfg = SessionConfig::anchored(anchors, args.chunk_size).with_keep_warm(KeepWarm::Spin);
         out.push(("anllm anchor".to_string(), cfg));
     }
     Ok(out)
 }
 
 fn time_prefill(
-    model: &Llama,
+    model: &Arc<Llama>,
     cfg: &SessionConfig,
     tokens: &[TokenId],
     repeat: usize,
 ) -> Result<Vec<f64>> {
     let mut samples = Vec::new();
     for _ in 0..repeat {
-        let mut session = Session::new(model, cfg.clone(), tokens.len())?;
+        let mut session = Session::new(Arc::clone(model), cfg.clone(), tokens.len())?;
         let start = Instant::now();
         session.prefill(tokens, tokens.len() - 1)?;
         samples.push(tokens.len() as f64 / start.elapsed().as_secs_f64());
@@ -86,13 +90,13 @@ fn time_prefill(
 /// Decode `n` tokens (teacher-forced, one step each) after `depth` prefilled ones; the prefill
 /// is done once and each repetition continues from a copy of its cache.
 fn time_decode(
-    model: &Llama,
+    model: &Arc<Llama>,
     cfg: &SessionConfig,
     tokens: &[TokenId],
     (depth, n): (usize, usize),
     repeat: usize,
 ) -> Result<(Vec<f64>, anllm::CacheStats)> {
-    let mut base = Session::new(model, cfg.clone(), depth + n)?;
+    let mut base = Session::new(Arc::clone(model), cfg.clone(), depth + n)?;
     if depth > 0 {
         base.prefill(&tokens[..depth], depth - 1)?;
     }

@@ -7,7 +7,7 @@ mod qa;
 use anyhow::{Result, bail};
 
 use anllm::tokenizer::Tokenizer;
-use anllm::{AnchorSet, AnchorSpec, MaskRule, PolicyKind, PositionMode, SessionConfig};
+use anllm::{AnchorSet, AnchorSpec, KeepWarm, MaskRule, PolicyConfig, PositionMode, SessionConfig};
 use anllm_eval::EvalMode;
 
 use crate::args::{EvalArgs, EvalCommand, EvalModeArg, EvalSessionArgs, MaskRuleArg};
@@ -50,10 +50,11 @@ fn eval_session(
         } else {
             rule
         },
-        policy: PolicyKind::Anchor,
+        policy: PolicyConfig::Anchor,
         positions: PositionMode::Absolute,
         pins: Vec::new(),
         chunk_size: args.chunk_size,
+        keep_warm: KeepWarm::Spin,
     };
     Ok((mode, cfg, spec))
 }

@@ -1,0 +1,93 @@
+//! The cache bookkeeping of a session without a model: the cells a stream makes and what a
+//! policy keeps of them. The evaluation harness computes C⇓ this way, from the same rule
+//! and the same policy code as inference, without running the network.
+
+use crate::cache::{Cell, Cells};
+use crate::policy::Observation;
+use crate::session::{PositionMode, SessionConfig};
+use crate::token::{Role, SegmentId};
+use crate::{Error, Pos, Result, TokenId};
+
+/// The cells of `tokens` as the next tokens of the stream after `cells`: stream position,
+/// RoPE position by [`PositionMode`], segment, role and pinned flag.
+pub(crate) fn next_cells(cfg: &SessionConfig, cells: &Cells, tokens: &[TokenId]) -> Vec<Cell> {
+    let (first, cached) = (cells.next_pos().0, cells.len() as u32);
+    let mut segment = cells.open_segment();
+    let mut out = Vec::with_capacity(tokens.len());
+    for (i, &token) in (0u32..).zip(tokens) {
+        let role = cfg.anchors.classify(token);
+        let pos = Pos(first + i);
+        let rope = match cfg.positions {
+            PositionMode::Absolute => pos,
+            PositionMode::Compressed => Pos(cached + i),
+        };
+        out.push(Cell {
+            token,
+            pos,
+            rope,
+            segment,
+            role,
+            pinned: cfg.is_pinned(pos),
+        });
+        if role == Role::Anchor {
+            segment = SegmentId(segment.0 + 1);
+        }
+    }
+    out
+}
+
+/// The entries `cfg`'s policy keeps after a fresh stream of `tokens`, run in steps of
+/// `cfg.chunk_size` as a session would. Errors for a policy that needs attention statistics
+/// (those need the model).
+pub fn kept_entries(cfg: &SessionConfig, tokens: &[TokenId]) -> Result<usize> {
+    if cfg.chunk_size == 0 {
+        return Err(Error::config("chunk_size", "must be at least 1"));
+    }
+    cfg.policy.validate()?;
+    let mut policy = cfg.policy.build();
+    if policy.needs_attention() {
+        return Err(Error::unsupported(format!(
+            "a dry run of the `{}` policy (it needs attention statistics)",
+            policy.name()
+        )));
+    }
+    let mut cells = Cells::default();
+    for chunk in tokens.chunks(cfg.chunk_size) {
+        let new = next_cells(cfg, &cells, chunk);
+        cells.extend(&new);
+        let n = cells.len();
+        let eviction = policy.plan(&Observation {
+            cells: &cells,
+            appended: n - new.len()..n,
+            attention: None,
+        });
+        cells.remove(eviction.slots());
+    }
+    Ok(cells.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anchor::AnchorSet;
+    use crate::policy::PolicyConfig;
+
+    #[test]
+    fn kept_entries_counts_anchors_plus_the_open_segment() {
+        // Hand-derived: t t A t t t A t t → anchors {2, 6} + open segment {7, 8} = 4.
+        let cfg = SessionConfig::anchored(AnchorSet::new([9], None), 3);
+        assert_eq!(kept_entries(&cfg, &[1, 1, 9, 1, 1, 1, 9, 1, 1]).unwrap(), 4);
+        assert_eq!(kept_entries(&cfg, &[1, 1, 1]).unwrap(), 3);
+        assert_eq!(kept_entries(&cfg, &[]).unwrap(), 0);
+    }
+
+    #[test]
+    fn kept_entries_keeps_pinned_tokens_and_drops_pads() {
+        let mut cfg = SessionConfig::anchored(AnchorSet::new([9], Some(0)), 1);
+        cfg.pins = vec![0..1];
+        // pos 0 pinned (kept), pad at 1 (dropped), anchor at 3, open segment {4}.
+        assert_eq!(kept_entries(&cfg, &[1, 0, 1, 9, 1]).unwrap(), 3);
+        cfg.policy = PolicyConfig::Full;
+        assert_eq!(kept_entries(&cfg, &[1, 0, 1, 9, 1]).unwrap(), 5);
+    }
+}

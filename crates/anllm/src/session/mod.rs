@@ -1,0 +1,262 @@
+//! A session: one token stream over a shared [`Llama`], with its [`KvCache`], anchors,
+//! visibility rule, KV policy and position mode. It owns an `Arc` of its model, so a server
+//! task can hold the model and many sessions, and it continues: the next turn of a
+//! conversation prefills only its own tokens.
+//!
+//! The step contract ([`Session::forward`]), in this order:
+//!
+//! 1. the anchor set classifies each new token (token, anchor or pad);
+//! 2. the new [`Cell`]s are made: stream position, RoPE position by [`PositionMode`], segment,
+//!    pinned flag;
+//! 3. [`mask::step_mask`] is built over the cached cells plus the new ones;
+//! 4. the model runs the step, appending K/V and cells (a step that fails leaves the cache as
+//!    it was);
+//! 5. the policy plans an [`Eviction`](crate::cache::Eviction) from an [`Observation`];
+//! 6. the cache applies it.
+//!
+//! New tokens see their own segment before it is pruned, so a chunked prefill with pruning
+//! gives the same logits as one masked full-sequence forward (spec §3.5, §10.4–5).
+
+mod config;
+mod dry_run;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use candle_core::Tensor;
+
+pub use config::{CacheStats, PositionMode, SessionConfig};
+pub use dry_run::kept_entries;
+
+use crate::cache::KvCache;
+use crate::mask;
+use crate::model::{ForwardInput, Llama, OutputRows, Visibility};
+use crate::policy::{KvPolicy, Observation};
+use crate::threads;
+use crate::{Error, Pos, Result, TokenId};
+
+/// One token stream with its cache.
+#[derive(Debug)]
+pub struct Session {
+    model: Arc<Llama>,
+    cache: KvCache,
+    cfg: SessionConfig,
+    policy: Box<dyn KvPolicy>,
+    /// Every token of the stream that has been run, in order.
+    history: Vec<TokenId>,
+    /// Tokens accepted into the stream (a sampled token) but not run yet: the next step runs
+    /// them first.
+    pending: Vec<TokenId>,
+    /// Set when applying an eviction failed part-way: the cache can no longer be trusted.
+    poisoned: bool,
+}
+
+// A server moves sessions between tasks (checked at compile time).
+const _: () = {
+    const fn movable<T: Send>() {}
+    movable::<Session>();
+};
+
+impl Session {
+    /// A session with the built-in policy of `cfg.policy` and a cache preallocated for about
+    /// `expected_tokens` tokens (as the policy hints).
+    pub fn new(model: Arc<Llama>, cfg: SessionConfig, expected_tokens: usize) -> Result<Self> {
+        cfg.policy.validate()?;
+        let policy = cfg.policy.build();
+        Self::with_policy(model, cfg, policy, expected_tokens)
+    }
+
+    /// A session with a policy of the caller's (`cfg.policy` is then only a label).
+    pub fn with_policy(
+        model: Arc<Llama>,
+        cfg: SessionConfig,
+        policy: Box<dyn KvPolicy>,
+        expected_tokens: usize,
+    ) -> Result<Self> {
+        if cfg.chunk_size == 0 {
+            return Err(Error::config("chunk_size", "must be at least 1"));
+        }
+        let capacity = policy.capacity_hint(expected_tokens, cfg.chunk_size);
+        Ok(Self {
+            cache: model.new_cache(capacity.max(16))?,
+            model,
+            cfg,
+            policy,
+            history: Vec::new(),
+            pending: Vec::new(),
+            poisoned: false,
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Arc<Llama> {
+        &self.model
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> &KvCache {
+        &self.cache
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.cfg
+    }
+
+    /// The policy's name.
+    pub fn policy_name(&self) -> &'static str {
+        self.policy.name()
+    }
+
+    /// Every token of the stream so far, run or pending, in order.
+    pub fn tokens(&self) -> Vec<TokenId> {
+        [self.history.as_slice(), &self.pending].concat()
+    }
+
+    /// Tokens accepted but not run yet (see [`Session::accept`]).
+    pub fn pending(&self) -> &[TokenId] {
+        &self.pending
+    }
+
+    /// Appends `token` to the stream without running it: the next step runs it first. This is
+    /// how a generated token joins the conversation without a forward pass of its own.
+    pub fn accept(&mut self, token: TokenId) {
+        self.pending.push(token);
+    }
+
+    /// Pins stream positions `range`: tokens not processed yet, and those still cached, are
+    /// never dropped and stay visible to every later token (spec §3.6).
+    pub fn pin(&mut self, range: Range<u32>) {
+        self.cache.pin(range.clone());
+        self.cfg.pins.push(range);
+    }
+
+    /// A second session continuing from the same point, with its own copy of the cache and
+    /// of the policy's state.
+    pub fn fork(&self) -> Result<Self> {
+        self.check_usable()?;
+        Ok(Self {
+            model: Arc::clone(&self.model),
+            cache: self.cache.deep_copy()?,
+            cfg: self.cfg.clone(),
+            policy: self.policy.fork(),
+            history: self.history.clone(),
+            pending: self.pending.clone(),
+            poisoned: false,
+        })
+    }
+
+    /// Forgets the stream: empty cache, positions and segments from 0, policy state reset.
+    pub fn reset(&mut self) {
+        self.cache.clear();
+        self.policy.reset();
+        self.history.clear();
+        self.pending.clear();
+        self.poisoned = false;
+    }
+
+    /// Runs the pending tokens and `tokens` as one step (the contract in the module docs) and
+    /// returns logits of `rows` (relative to `tokens`; `Last` is the last token run). On error
+    /// the session is as it was before the call.
+    pub fn forward(&mut self, tokens: &[TokenId], rows: OutputRows) -> Result<Tensor> {
+        let p = self.pending.len();
+        let rows = match rows {
+            OutputRows::Last => OutputRows::Last,
+            OutputRows::All => OutputRows::From(p),
+            OutputRows::From(i) => OutputRows::From(i + p),
+        };
+        if p == 0 {
+            return self.step(tokens, rows);
+        }
+        let all = [self.pending.as_slice(), tokens].concat();
+        let logits = self.step(&all, rows)?;
+        self.pending.clear();
+        Ok(logits)
+    }
+
+    /// Runs the pending tokens and `tokens` in steps of `chunk_size` and returns the logits of
+    /// the rows from index `rows_from` (relative to `tokens`) to the end,
+    /// `[tokens.len() - rows_from, vocab]`. A failed chunk is rolled back; earlier chunks stay.
+    pub fn prefill(&mut self, tokens: &[TokenId], rows_from: usize) -> Result<Tensor> {
+        if rows_from >= tokens.len() {
+            return Err(Error::config(
+                "rows_from",
+                format!("{rows_from} is past the {} tokens", tokens.len()),
+            ));
+        }
+        let p = self.pending.len();
+        let all = [std::mem::take(&mut self.pending).as_slice(), tokens].concat();
+        let (rows_from, size) = (rows_from + p, self.cfg.chunk_size);
+        let mut outputs = Vec::new();
+        for (c, chunk) in all.chunks(size).enumerate() {
+            let start = c * size;
+            let rows = match start + chunk.len() <= rows_from {
+                true => OutputRows::Last,
+                false => OutputRows::From(rows_from.saturating_sub(start)),
+            };
+            match self.step(chunk, rows) {
+                Ok(out) if rows != OutputRows::Last => outputs.push(out),
+                Ok(_) => {}
+                Err(e) => {
+                    self.pending = all[start.min(p)..p].to_vec();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Tensor::cat(&outputs, 0)?)
+    }
+
+    /// Cache statistics now.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats::of(&self.cache)
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        match self.poisoned {
+            true => Err(Error::unsupported(
+                "this session's cache failed to compact and must be reset",
+            )),
+            false => Ok(()),
+        }
+    }
+
+    /// One step over `tokens`: cells, mask, forward (rolled back on error), plan, apply.
+    fn step(&mut self, tokens: &[TokenId], rows: OutputRows) -> Result<Tensor> {
+        self.check_usable()?;
+        let cells = dry_run::next_cells(&self.cfg, self.cache.cells(), tokens);
+        let positions: Vec<Pos> = cells.iter().map(|c| c.rope).collect();
+        let grid = mask::step_mask(self.cfg.rule, self.cache.cells().as_slice(), &cells);
+        let visibility = match grid.is_causal() {
+            true => Visibility::Causal,
+            false => Visibility::Mask(&grid),
+        };
+        let input = ForwardInput {
+            tokens,
+            positions: &positions,
+            visibility,
+            rows,
+            cells: Some(&cells),
+        };
+        let (model, cache) = (&self.model, &mut self.cache);
+        let observe = self.policy.needs_attention();
+        let (logits, attention) =
+            threads::run_step(self.cfg.keep_warm, tokens.len(), || match observe {
+                true => model
+                    .forward_observed(&input, cache)
+                    .map(|(l, a)| (l, Some(a))),
+                false => model.forward(&input, cache).map(|l| (l, None)),
+            })?;
+        self.history.extend_from_slice(tokens);
+        let n = self.cache.len();
+        let eviction = self.policy.plan(&Observation {
+            cells: self.cache.cells(),
+            appended: n - tokens.len()..n,
+            attention: attention.as_ref(),
+        });
+        if let Err(e) = self.cache.apply(&eviction) {
+            self.poisoned = true;
+            return Err(e);
+        }
+        Ok(logits)
+    }
+}

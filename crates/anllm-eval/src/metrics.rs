@@ -115,7 +115,7 @@ mod tests {
         const A: TokenId = 9;
         let cfg = SessionConfig {
             anchors: AnchorSet::new([A], None),
-            pins: vec![0..2],
+            pins: std::iter::once(0..2).collect(),
             chunk_size: 1,
             ..SessionConfig::default()
         };

@@ -86,7 +86,7 @@ pub fn score_shared(
 }
 
 /// Runs `each` on a fork of `base` per request (the last one takes `base` itself).
-fn fan_out<'m>(
+fn fan_out(
     base: Session,
     requests: &[Request],
     mut each: impl FnMut(&mut Session, &Request) -> Result<f64>,

@@ -1,9 +1,9 @@
 //! From a [`data::Batch`](super::data::Batch) of token rows to the tensors of one training step:
 //! inputs and shifted targets, loss weights, RoPE positions and the AnSAN mask.
 //!
-//! The mask of a row comes from [`mask::visible`] and nothing else, the rule that cached
-//! inference prunes by, restricted to pairs of the same document so that attention never
-//! crosses a document boundary in a packed row. Positions restart at 0 with every document
+//! The mask of a row is [`mask::packed_training_mask`]: each document's block is
+//! [`mask::training_mask`], built from [`mask::visible`], the rule that cached inference prunes
+//! by, and attention never crosses a document boundary in a packed row. Positions restart at 0 with every document
 //! piece of a row, as if the piece were a row of its own.
 
 use candle_core::{Device, Tensor};
@@ -12,7 +12,7 @@ use super::data::{Batch, Example};
 use super::model::TrainBatch;
 use anllm::anchor::AnchorSet;
 use anllm::cache::Cell;
-use anllm::mask::{self, BLOCKED, MaskRule};
+use anllm::mask::{self, MaskRule};
 use anllm::token::{Pos, Role, SegmentId};
 use anllm::{Error, Result};
 
@@ -58,18 +58,10 @@ impl BatchRule {
         out
     }
 
-    /// The additive mask `[t, t]` of the first `t` cells of a row, flattened: a pair is
-    /// visible when both tokens belong to the same document and [`mask::visible`] allows it.
+    /// The additive mask `[t, t]` of the first `t` cells of a row, flattened: each document
+    /// sees only itself, through the inference rule ([`mask::packed_training_mask`]).
     pub fn row_mask(&self, cells: &[Cell], doc: &[u32], t: usize) -> Vec<f32> {
-        let mut out = Vec::with_capacity(t * t);
-        for r in 0..t {
-            for c in 0..t {
-                let same_doc = doc[r] == doc[c];
-                let seen = same_doc && mask::visible(self.rule, &cells[r], &cells[c]);
-                out.push(if seen { 0.0 } else { BLOCKED });
-            }
-        }
-        out
+        mask::packed_training_mask(self.rule, &cells[..t], &doc[..t]).additive()
     }
 
     /// The tensors of `batch` on `device`. Rows must have the same length (≥ 2).

@@ -51,6 +51,32 @@ pub fn training_mask(rule: MaskRule, cells: &[Cell]) -> Mask {
     step_mask(rule, &[], cells)
 }
 
+/// The mask `[t, t]` of a packed training row: `doc[i]` names the document of cell `i`,
+/// documents are contiguous runs, and each sees only itself, through [`training_mask`]
+/// (attention never crosses a document boundary).
+pub fn packed_training_mask(rule: MaskRule, cells: &[Cell], doc: &[u32]) -> Mask {
+    let t = cells.len();
+    let mut allowed = vec![false; t * t];
+    let mut start = 0;
+    while start < t {
+        let end = (start..t)
+            .find(|&i| doc.get(i) != doc.get(start))
+            .unwrap_or(t);
+        let block = training_mask(rule, &cells[start..end]);
+        for r in 0..end - start {
+            for c in 0..end - start {
+                allowed[(start + r) * t + start + c] = block.get(r, c);
+            }
+        }
+        start = end;
+    }
+    Mask {
+        rows: t,
+        cols: t,
+        allowed,
+    }
+}
+
 /// The mask `[new, cached + new]` of one cached forward step.
 pub fn step_mask(rule: MaskRule, cached: &[Cell], new: &[Cell]) -> Mask {
     let cols = cached.len() + new.len();
@@ -102,11 +128,6 @@ impl Mask {
         self.allowed[row * self.cols + col]
     }
 
-    /// Whether every entry is visible (the step needs no mask at all).
-    pub fn all_visible(&self) -> bool {
-        self.allowed.iter().all(|&a| a)
-    }
-
     /// Whether the grid is exactly [`Mask::causal`] of its shape.
     pub fn is_causal(&self) -> bool {
         let Some(cached) = self.cols.checked_sub(self.rows) else {
@@ -115,14 +136,19 @@ impl Mask {
         (0..self.rows).all(|r| (0..self.cols).all(|c| self.get(r, c) == (c <= cached + r)))
     }
 
-    /// Additive form `[rows, cols]`: 0 where visible, [`BLOCKED`] where not.
+    /// Additive values, row-major `[rows, cols]`: 0 where visible, [`BLOCKED`] where not.
+    pub fn additive(&self) -> Vec<f32> {
+        let value = |&a: &bool| if a { 0.0 } else { BLOCKED };
+        self.allowed.iter().map(value).collect()
+    }
+
+    /// Additive form `[rows, cols]` as a tensor on `device`.
     pub fn to_additive(&self, device: &Device) -> Result<Tensor> {
-        let values: Vec<f32> = self
-            .allowed
-            .iter()
-            .map(|&a| if a { 0.0 } else { BLOCKED })
-            .collect();
-        Ok(Tensor::from_vec(values, (self.rows, self.cols), device)?)
+        Ok(Tensor::from_vec(
+            self.additive(),
+            (self.rows, self.cols),
+            device,
+        )?)
     }
 
     /// Renders the grid with `.` for visible and `x` for blocked, one line per row.
@@ -228,6 +254,15 @@ xxx.xxx..
             );
         }
         assert!(grid.get(5, 1), "an anchor query sees pinned tokens too");
+    }
+
+    #[test]
+    fn packed_mask_is_block_diagonal_over_documents() {
+        // Two documents "tAt" and "tt": each block is its own training mask, nothing across.
+        let mut c = cells("tAt");
+        c.extend(cells("tt"));
+        let grid = packed_training_mask(MaskRule::AnSan, &c, &[0, 0, 0, 1, 1]);
+        assert_eq!(grid.render(), ".xxxx\n..xxx\nx..xx\nxxx.x\nxxx..\n");
     }
 
     #[test]

@@ -67,7 +67,7 @@ fn run_matrix_row(mut session: Session, bound: Option<usize>) -> Session {
 
 fn config(policy: PolicyConfig) -> SessionConfig {
     SessionConfig {
-        pins: vec![2..4],
+        pins: std::iter::once(2..4).collect(),
         ..SessionConfig::anchored(tiny_anchors(), 6).with_policy(policy)
     }
 }
@@ -103,11 +103,14 @@ fn every_builtin_policy_keeps_the_session_invariants_and_its_bound() {
     }
 }
 
-/// A caller's policy: records every observation and keeps the last 5 entries by the attention
-/// mass the step put on them.
+/// What a policy saw of one step: cells, appended slots, attention.
+type Seen = (usize, std::ops::Range<usize>, AttentionStats);
+
+/// A caller's policy: records every observation and keeps the 5 entries on which the step put
+/// the most attention.
 #[derive(Debug, Clone, Default)]
 struct Recorder {
-    seen: Arc<Mutex<Vec<(usize, std::ops::Range<usize>, AttentionStats)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl KvPolicy for Recorder {

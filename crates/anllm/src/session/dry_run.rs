@@ -84,7 +84,7 @@ mod tests {
     #[test]
     fn kept_entries_keeps_pinned_tokens_and_drops_pads() {
         let mut cfg = SessionConfig::anchored(AnchorSet::new([9], Some(0)), 1);
-        cfg.pins = vec![0..1];
+        cfg.pins = std::iter::once(0..1).collect();
         // pos 0 pinned (kept), pad at 1 (dropped), anchor at 3, open segment {4}.
         assert_eq!(kept_entries(&cfg, &[1, 0, 1, 9, 1]).unwrap(), 3);
         cfg.policy = PolicyConfig::Full;

@@ -116,9 +116,12 @@ impl<'m> Session<'m> {
         if cfg.chunk_size == 0 {
             return Err(Error::config("chunk_size", "must be at least 1"));
         }
+        // No stream holds more entries than the context window: a huge estimate must not size
+        // the allocation.
+        let expected_tokens = expected_tokens.min(model.config().max_position_embeddings);
         let capacity = match cfg.policy {
             PolicyKind::Full => expected_tokens,
-            PolicyKind::Anchor => expected_tokens.min(cfg.chunk_size + 256),
+            PolicyKind::Anchor => expected_tokens.min(cfg.chunk_size.saturating_add(256)),
         };
         Ok(Self {
             cache: model.new_cache(capacity.max(16))?,

@@ -7,5 +7,6 @@ cd "$(dirname "$0")/.."
 
 scripts/fetch-assets.sh
 cargo fmt --all -- --check
-cargo clippy --release --workspace --all-targets -- -D warnings
-cargo test --release --workspace
+# Profile `ci`: release optimisation without LTO (see Cargo.toml).
+cargo clippy --profile ci --workspace --all-targets -- -D warnings
+cargo test --profile ci --workspace

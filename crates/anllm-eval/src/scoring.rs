@@ -8,7 +8,7 @@ use candle_core::{D, Tensor};
 use super::prompt::Request;
 use anllm::generate::check_context;
 use anllm::model::Llama;
-use anllm::score::{ScoreMode, score};
+use anllm::score::{ScoreMode, check_token_ids, score, target_logprob};
 use anllm::session::{CacheStats, Session, SessionConfig};
 use anllm::{Error, Result, TokenId};
 use std::sync::Arc;
@@ -43,7 +43,10 @@ pub fn score_shared(
                 "context and continuation must both have at least one token",
             ));
         }
-        // The last continuation token is only a target, never an input.
+        // The last continuation token is only a target, never an input: the model does not
+        // check it, so every id is checked here before it indexes a row of logits.
+        check_token_ids(model, &r.context)?;
+        check_token_ids(model, &r.continuation)?;
         check_context(model, 0, r.context.len() + r.continuation.len() - 1)?;
     }
     let lcp = requests.iter().fold(first.context.len(), |n, r| {
@@ -59,9 +62,16 @@ pub fn score_shared(
         // One context: its last row predicts every continuation's first token.
         let last = base.prefill(&first.context, lcp - 1)?;
         let stats = base.stats();
-        let head = log_probs(&last)?.remove(0);
+        let head = log_probs(&last)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Shape {
+                op: "score rows of the shared context".into(),
+                expected: "1".into(),
+                got: "0".into(),
+            })?;
         let scores = fan_out(base, requests, |session, r| {
-            let mut total = f64::from(head[r.continuation[0] as usize]);
+            let mut total = target_logprob(&head, r.continuation[0])?;
             if r.continuation.len() > 1 {
                 let inputs = &r.continuation[..r.continuation.len() - 1];
                 total += sum_targets(&session.prefill(inputs, 0)?, &r.continuation[1..])?;
@@ -92,7 +102,12 @@ fn fan_out(
     mut each: impl FnMut(&mut Session, &Request) -> Result<f64>,
 ) -> Result<Vec<f64>> {
     let mut out = Vec::with_capacity(requests.len());
-    let (last, rest) = requests.split_last().expect("at least one request");
+    let Some((last, rest)) = requests.split_last() else {
+        return Err(Error::config(
+            "requests",
+            "an item needs at least one choice",
+        ));
+    };
     for r in rest {
         let mut session = base.fork()?;
         out.push(each(&mut session, r)?);
@@ -121,9 +136,8 @@ fn sum_targets(logits: &Tensor, targets: &[TokenId]) -> Result<f64> {
             got: rows.len().to_string(),
         });
     }
-    Ok(rows
-        .iter()
+    rows.iter()
         .zip(targets)
-        .map(|(row, &t)| f64::from(row[t as usize]))
-        .sum())
+        .map(|(row, &t)| target_logprob(row, t))
+        .sum()
 }

@@ -4,14 +4,15 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device};
 
 use super::model::TrainModel;
 use super::vocab::{NewRowInit, extend_model_tensors, extend_tokenizer};
 use anllm::config::LlamaConfig;
 use anllm::tokenizer::Tokenizer;
-use anllm::weights::{CheckpointFormat, WeightDtype, WeightSource, detect_format, read_config};
+use anllm::weights::{
+    CheckpointFormat, WeightDtype, WeightSource, detect_format, read_config, read_gguf_content,
+};
 use anllm::{Error, Result, TokenId};
 
 /// A model to train with its tokenizer, and the tokenizer's Hugging Face files (written into
@@ -79,9 +80,12 @@ pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
         return Tokenizer::from_hf_dir(dir);
     }
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let content = gguf_file::Content::read(&mut file).map_err(|e| Error::Format {
-        path: path.to_path_buf(),
-        reason: format!("not a tokenizer.json, a directory or a GGUF file: {e}"),
+    let content = read_gguf_content(path, &mut file).map_err(|e| match e {
+        Error::Format { path, reason } => Error::Format {
+            path,
+            reason: format!("not a tokenizer.json, a directory or a GGUF file: {reason}"),
+        },
+        other => other,
     })?;
     Tokenizer::from_gguf(&content)
 }

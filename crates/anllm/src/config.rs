@@ -133,12 +133,26 @@ impl LlamaConfig {
             ("num_hidden_layers", self.num_hidden_layers),
             ("num_attention_heads", self.num_attention_heads),
             ("num_key_value_heads", self.kv_heads()),
+            ("head_dim", self.head_dim()),
             ("max_position_embeddings", self.max_position_embeddings),
         ];
         for (field, value) in positive {
             if value == 0 {
                 return Err(Error::config(field, "must be positive"));
             }
+        }
+        // Stream and RoPE positions are u32.
+        if u32::try_from(self.max_position_embeddings).is_err() {
+            return Err(Error::config(
+                "max_position_embeddings",
+                format!("{} is more than 2^32 - 1", self.max_position_embeddings),
+            ));
+        }
+        if self.checked_parameter_count().is_none() {
+            return Err(Error::config(
+                "vocab_size/hidden_size/intermediate_size/num_hidden_layers",
+                "the sizes describe more parameters than a usize can count",
+            ));
         }
         if !self.num_attention_heads.is_multiple_of(self.kv_heads()) {
             return Err(Error::config(
@@ -172,13 +186,31 @@ impl LlamaConfig {
     }
 
     /// Number of parameters of the dense model this config describes.
+    /// (Saturates at `usize::MAX`; [`LlamaConfig::validate`] rejects sizes that overflow.)
     pub fn parameter_count(&self) -> usize {
+        self.checked_parameter_count().unwrap_or(usize::MAX)
+    }
+
+    /// [`LlamaConfig::parameter_count`], `None` when it overflows.
+    fn checked_parameter_count(&self) -> Option<usize> {
         let (d, f, v) = (self.hidden_size, self.intermediate_size, self.vocab_size);
-        let q = self.num_attention_heads * self.head_dim();
-        let kv = self.kv_heads() * self.head_dim();
-        let layer = d * q + 2 * d * kv + q * d + 3 * d * f + 2 * d;
-        let head = if self.tie_word_embeddings { 0 } else { v * d };
-        v * d + self.num_hidden_layers * layer + d + head
+        let mul = |a: usize, b: usize| a.checked_mul(b);
+        let q = mul(self.num_attention_heads, self.head_dim())?;
+        let kv = mul(self.kv_heads(), self.head_dim())?;
+        let layer = [
+            mul(d, q)?,
+            mul(mul(2, d)?, kv)?,
+            mul(q, d)?,
+            mul(mul(3, d)?, f)?,
+            mul(2, d)?,
+        ]
+        .into_iter()
+        .try_fold(0usize, usize::checked_add)?;
+        let embed = mul(v, d)?;
+        let head = if self.tie_word_embeddings { 0 } else { embed };
+        [embed, mul(self.num_hidden_layers, layer)?, d, head]
+            .into_iter()
+            .try_fold(0usize, usize::checked_add)
     }
 }
 

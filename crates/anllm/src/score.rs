@@ -55,7 +55,9 @@ pub fn score(
         ));
     }
     let all: Vec<TokenId> = context.iter().chain(continuation).copied().collect();
-    check_context(model, 0, all.len() - 1)?; // the last token is only a target
+    // The last token is only a target: the model never sees it, so check it (and all) here.
+    check_token_ids(model, &all)?;
+    check_context(model, 0, all.len() - 1)?;
     let inputs = &all[..all.len() - 1];
     let cfg = match mode {
         ScoreMode::Cached => cfg.clone(),
@@ -73,8 +75,8 @@ pub fn score(
     let token_logprobs: Vec<f64> = continuation
         .iter()
         .zip(&rows)
-        .map(|(&t, row)| f64::from(row[t as usize]))
-        .collect();
+        .map(|(&t, row)| target_logprob(row, t))
+        .collect::<Result<_>>()?;
     Ok(ScoreResult {
         logprob: token_logprobs.iter().sum(),
         tokens: continuation.len(),
@@ -82,4 +84,30 @@ pub fn score(
         token_logprobs,
         cache: session.stats(),
     })
+}
+
+/// Errors unless every id of `ids` is a row of the model's vocabulary. Inputs are checked by
+/// the forward step; ids that are only targets (the last continuation token) must be checked
+/// here before they index a row of logits.
+pub fn check_token_ids(model: &Llama, ids: &[TokenId]) -> Result<()> {
+    let vocab = model.config().vocab_size;
+    match ids.iter().find(|&&id| id as usize >= vocab) {
+        Some(&bad) => Err(Error::Shape {
+            op: "token id (past the model vocabulary)".into(),
+            expected: format!("< {vocab}"),
+            got: bad.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The log-probability of `target` in one row of log-probabilities.
+pub fn target_logprob(row: &[f32], target: TokenId) -> Result<f64> {
+    row.get(target as usize)
+        .map(|&lp| f64::from(lp))
+        .ok_or_else(|| Error::Shape {
+            op: "target token id (past the logits row)".into(),
+            expected: format!("< {}", row.len()),
+            got: target.to_string(),
+        })
 }

@@ -106,12 +106,10 @@ impl WeightSource {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let mut reader = BufReader::new(file);
-        let content = gguf_file::Content::read(&mut reader)
-            .map_err(|e| fmt_err(format!("bad GGUF header: {e}")))?;
+        let content = read_gguf_content(path, &mut reader)?;
         for (name, info) in &content.tensor_infos {
-            let elems = info.shape.elem_count();
-            let bytes = (elems / info.ggml_dtype.block_size() * info.ggml_dtype.type_size()) as u64;
-            let end = content.tensor_data_offset + info.offset + bytes;
+            let end = gguf_tensor_end(content.tensor_data_offset, info)
+                .map_err(|why| fmt_err(format!("tensor `{name}`: {why}")))?;
             if end > file_len {
                 return Err(fmt_err(format!(
                     "truncated: tensor `{name}` ends at byte {end} but the file has {file_len} bytes"
@@ -261,6 +259,61 @@ impl WeightSource {
             Backing::Gguf { .. } => Err(Error::unsupported("dense read of a GGUF tensor")),
         }
     }
+}
+
+/// Parses the header of the GGUF file `path` from `reader`.
+///
+/// candle's parser panics on some crafted headers (a `general.alignment` of 0 divides by zero),
+/// so a panic inside it is caught and reported as [`Error::Format`] like any other bad header.
+pub fn read_gguf_content<R: std::io::Read + std::io::Seek>(
+    path: &Path,
+    reader: &mut R,
+) -> Result<gguf_file::Content> {
+    let fmt_err = |reason: String| Error::Format {
+        path: path.to_path_buf(),
+        reason,
+    };
+    // The reader is dropped by the caller on error, so no state broken by a panic is reused.
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        gguf_file::Content::read(reader)
+    }));
+    match parsed {
+        Ok(Ok(content)) => Ok(content),
+        Ok(Err(e)) => Err(fmt_err(format!("bad GGUF header: {e}"))),
+        Err(_) => Err(fmt_err(
+            "bad GGUF header: the parser rejected it (e.g. `general.alignment` is 0)".into(),
+        )),
+    }
+}
+
+/// The byte just past a GGUF tensor's data, with every step checked: a crafted header must not
+/// overflow past the truncation check.
+fn gguf_tensor_end(data_offset: u64, info: &gguf_file::TensorInfo) -> Result<u64, String> {
+    let dims = info.shape.dims();
+    let elems = dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| format!("element count of shape {dims:?} overflows"))?;
+    let (block, type_size) = (info.ggml_dtype.block_size(), info.ggml_dtype.type_size());
+    if !elems.is_multiple_of(block) {
+        return Err(format!(
+            "{elems} elements are not a whole number of {:?} blocks of {block}",
+            info.ggml_dtype
+        ));
+    }
+    let bytes = (elems / block)
+        .checked_mul(type_size)
+        .and_then(|b| u64::try_from(b).ok())
+        .ok_or_else(|| format!("byte size of shape {dims:?} overflows"))?;
+    data_offset
+        .checked_add(info.offset)
+        .and_then(|start| start.checked_add(bytes))
+        .ok_or_else(|| {
+            format!(
+                "offset {} + {bytes} bytes overflows past the end of any file",
+                info.offset
+            )
+        })
 }
 
 /// A GGUF tensor type name is supported by our loader (llama.cpp numbering).

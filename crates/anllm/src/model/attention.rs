@@ -6,13 +6,13 @@
 
 use candle_core::Tensor;
 
-use crate::Result;
 use crate::cache::LayerStore;
 use crate::config::LlamaConfig;
 use crate::model::attend;
 use crate::model::linear::{Linear, Projections};
 use crate::model::rope::RopeTable;
 use crate::weights::WeightSource;
+use crate::{Error, Result};
 
 /// Attention weights of one layer.
 #[derive(Debug, Clone)]
@@ -73,17 +73,20 @@ impl Attention {
             // [t, h * hd] -> [1, h, t, hd]
             Ok(y.reshape((t, h, hd))?.transpose(0, 1)?.unsqueeze(0)?)
         };
-        let mut qkv = self.qkv_proj.forward(x)?.into_iter();
-        let mut next = |h: usize| -> Result<Tensor> {
-            let y = qkv
-                .next()
-                .ok_or_else(|| crate::Error::unsupported("qkv split"))?;
-            split(y, h)
-        };
+        // INVARIANT: `load` builds `qkv_proj` from exactly three projections (q, k, v), and
+        // `Projections::forward` returns one tensor per projection, so this never fails; the
+        // error only keeps a broken refactor from panicking.
+        let parts = self.qkv_proj.forward(x)?;
+        debug_assert_eq!(parts.len(), 3, "q/k/v projections");
+        let [q, k, v]: [Tensor; 3] = parts.try_into().map_err(|p: Vec<Tensor>| Error::Shape {
+            op: "attention q/k/v projections (internal)".into(),
+            expected: "3 outputs".into(),
+            got: p.len().to_string(),
+        })?;
         let (q, k, v) = (
-            next(self.heads)?,
-            next(self.kv_heads)?,
-            next(self.kv_heads)?,
+            split(q, self.heads)?,
+            split(k, self.kv_heads)?,
+            split(v, self.kv_heads)?,
         );
         let q = step.rope.apply(&q, step.cos, step.sin)?;
         let k = step.rope.apply(&k, step.cos, step.sin)?;

@@ -2,10 +2,10 @@
 
 use candle_core::Tensor;
 
-use crate::Result;
 use crate::config::LlamaConfig;
 use crate::model::linear::{Linear, Projections};
 use crate::weights::WeightSource;
+use crate::{Error, Result};
 
 /// Feed-forward weights of one layer.
 #[derive(Debug, Clone)]
@@ -32,11 +32,16 @@ impl Mlp {
 
     /// x: [t, hidden] -> [t, hidden]
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let [gate, up]: [Tensor; 2] = self
-            .gate_up_proj
-            .forward(x)?
-            .try_into()
-            .map_err(|_| crate::Error::unsupported("gate/up split"))?;
+        // INVARIANT: `load` builds `gate_up_proj` from exactly two projections (gate, up), and
+        // `Projections::forward` returns one tensor per projection, so this never fails; the
+        // error only keeps a broken refactor from panicking.
+        let parts = self.gate_up_proj.forward(x)?;
+        debug_assert_eq!(parts.len(), 2, "gate/up projections");
+        let [gate, up]: [Tensor; 2] = parts.try_into().map_err(|p: Vec<Tensor>| Error::Shape {
+            op: "MLP gate/up projections (internal)".into(),
+            expected: "2 outputs".into(),
+            got: p.len().to_string(),
+        })?;
         let gate = candle_nn::ops::silu(&gate.contiguous()?)?;
         self.down_proj.forward(&(gate * up)?)
     }

@@ -42,7 +42,7 @@ impl KvPolicy for AnchorPolicy {
 
     /// Anchors grow slowly: one chunk plus room for a few hundred entries, then growth.
     fn capacity_hint(&self, expected_tokens: usize, chunk_size: usize) -> usize {
-        expected_tokens.min(chunk_size + 256)
+        expected_tokens.min(chunk_size.saturating_add(256))
     }
 }
 

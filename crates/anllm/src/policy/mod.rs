@@ -68,7 +68,7 @@ pub trait KvPolicy: Send + std::fmt::Debug {
     /// chunks of `chunk_size` (the cache still grows if needed).
     fn capacity_hint(&self, expected_tokens: usize, chunk_size: usize) -> usize {
         match self.max_entries() {
-            Some(max) => expected_tokens.min(max + chunk_size),
+            Some(max) => expected_tokens.min(max.saturating_add(chunk_size)),
             None => expected_tokens,
         }
     }

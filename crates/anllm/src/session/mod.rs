@@ -76,6 +76,9 @@ impl Session {
         if cfg.chunk_size == 0 {
             return Err(Error::config("chunk_size", "must be at least 1"));
         }
+        // No stream holds more entries than the context window: a huge estimate must not size
+        // the allocation.
+        let expected_tokens = expected_tokens.min(model.config().max_position_embeddings);
         let capacity = policy.capacity_hint(expected_tokens, cfg.chunk_size);
         Ok(Self {
             cache: model.new_cache(capacity.max(16))?,

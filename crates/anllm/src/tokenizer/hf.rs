@@ -42,6 +42,18 @@ impl HfTokenizer {
 
         let vocab = parse_special.get_vocab(true);
         let len = vocab.values().map(|&id| id as usize + 1).max().unwrap_or(0);
+        // Ids may leave holes, but not more holes than pieces: one huge id must not size the
+        // table (4 billion entries abort on allocation).
+        let limit = vocab.len().saturating_mul(2).max(1024);
+        if len > limit {
+            return Err(Error::tokenizer(format!(
+                "{}: token id {} is far past the {} pieces of the vocabulary (at most {} allowed)",
+                path.display(),
+                len - 1,
+                vocab.len(),
+                limit - 1
+            )));
+        }
         let mut pieces = vec![None; len];
         for (piece, id) in vocab {
             pieces[id as usize] = Some(piece);

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use anllm::testutil::{
-    HfLayout, TinySpec, anllm_llama2_spec, write_gguf, write_gguf_typed, write_hf_dir,
+    HfLayout, TinySpec, anllm_llama2_spec, asset, write_gguf, write_gguf_typed, write_hf_dir,
 };
+use anllm::{ForwardInput, LoadedModel, OutputRows, Pos, TokenId, WeightDtype, load_model};
+use candle_core::Device;
 use candle_core::quantized::GgmlDType;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -76,6 +78,105 @@ fn s(p: &Path) -> &str {
 fn truncate_to_half(path: &Path) {
     let bytes = std::fs::read(path).unwrap();
     std::fs::write(path, &bytes[..bytes.len() / 2]).unwrap();
+}
+
+// The oracles below compute, with plain library calls and no code of the CLI's (no Session,
+// sampler, generate loop or scorer), what `generate` and `score` must print.
+
+fn load(path: &Path) -> LoadedModel {
+    load_model(path, WeightDtype::Auto, &Device::Cpu).unwrap()
+}
+
+/// Logit rows of one causal forward pass over `tokens` from an empty cache.
+fn full_forward(model: &LoadedModel, tokens: &[TokenId]) -> Vec<Vec<f32>> {
+    let mut cache = model.llama.new_cache(tokens.len()).unwrap();
+    let pos: Vec<Pos> = (0..tokens.len() as u32).map(Pos).collect();
+    let input = ForwardInput::causal(tokens, &pos, OutputRows::All);
+    model
+        .llama
+        .forward(&input, &mut cache)
+        .unwrap()
+        .to_vec2()
+        .unwrap()
+}
+
+/// Index of the first largest value.
+fn first_argmax(row: &[f32]) -> TokenId {
+    let best = row
+        .iter()
+        .enumerate()
+        .fold(0, |b, (i, &v)| if v > row[b] { i } else { b });
+    best as TokenId
+}
+
+/// Natural-log softmax of one logit row, in f64.
+fn log_softmax(row: &[f32]) -> Vec<f64> {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = row.iter().map(|&x| (x as f64 - max).exp()).sum();
+    row.iter().map(|&x| x as f64 - max - sum.ln()).collect()
+}
+
+/// `text` as the CLI's prompt: tokenized with special-token parsing off, BOS first when the
+/// tokenizer asks for one.
+fn prompt_ids(model: &LoadedModel, text: &str) -> Vec<TokenId> {
+    let tok = &model.tokenizer;
+    let mut ids = tok.encode(text, false).unwrap();
+    if tok.add_bos()
+        && let Some(bos) = tok.specials().bos
+    {
+        ids.insert(0, bos);
+    }
+    ids
+}
+
+/// `n` greedy tokens after `prompt`, each the argmax of the last row of a full forward pass
+/// over the prompt and the tokens so far. Asserts that none ends generation, so that the CLI
+/// must generate exactly `n`.
+fn oracle_greedy(model: &LoadedModel, prompt: &[TokenId], n: usize) -> Vec<TokenId> {
+    let mut seq = prompt.to_vec();
+    for _ in 0..n {
+        let next = first_argmax(full_forward(model, &seq).last().unwrap());
+        assert!(
+            !model.tokenizer.specials().is_end_of_generation(next),
+            "the oracle reached an end-of-generation token: pick another prompt"
+        );
+        seq.push(next);
+    }
+    seq.split_off(prompt.len())
+}
+
+/// Checks `generate --json` output against the oracle: the text of `n` greedy tokens after
+/// `prompt`, exactly `n` tokens generated, and the statistics of a full cache holding every
+/// token but the last generated one (which is never fed back), each entry the f32 K and V of
+/// every layer as `spec` sizes them.
+fn assert_generate_matches_oracle(
+    json: &Value,
+    (model_path, spec): (&Path, &TinySpec),
+    prompt: &str,
+    n: usize,
+) {
+    let model = load(model_path);
+    let prompt = prompt_ids(&model, prompt);
+    let want = oracle_greedy(&model, &prompt, n);
+    // Text is streamed only once its bytes form whole characters: a last token that ends
+    // inside a UTF-8 sequence (a byte piece) is counted but never printed.
+    let text = model.tokenizer.decode(&want, true).unwrap();
+    let printed = text.trim_end_matches('\u{FFFD}');
+    assert_eq!(json["text"], printed, "oracle ids {want:?}\n{json}");
+    let stats = &json["stats"];
+    assert_eq!(stats["generated_tokens"], n, "{json}");
+    assert_eq!(stats["prompt_tokens"], prompt.len(), "{json}");
+    assert_eq!(stats["stop_reason"], "length", "{json}");
+    let per_entry = spec.layers * 2 * spec.kv_heads * spec.head_dim() * size_of::<f32>();
+    let seen = prompt.len() + n - 1;
+    let cache = &stats["cache"];
+    assert_eq!(cache["tokens_seen"], seen, "{json}");
+    assert_eq!(cache["entries"], seen, "{json}");
+    assert_eq!(cache["peak_entries"], seen, "{json}");
+    assert_eq!(cache["kv_bytes"], seen * per_entry, "{json}");
+    assert_eq!(cache["peak_kv_bytes"], seen * per_entry, "{json}");
+    assert_eq!(cache["full_kv_bytes"], seen * per_entry, "{json}");
+    assert_eq!(cache["reduction"], 0.0, "{json}");
 }
 
 #[test]
@@ -208,8 +309,9 @@ fn cli_bad_flag_values_fail_cleanly() {
 }
 
 #[test]
-fn cli_generate_json_reports_stats() {
-    let (_tmp, dir) = hf_model(&TinySpec::gqa());
+fn cli_generate_json_matches_library_greedy_and_cache_stats() {
+    let spec = TinySpec::gqa();
+    let (_tmp, dir) = hf_model(&spec);
     let args = [
         "generate",
         "-m",
@@ -223,19 +325,15 @@ fn cli_generate_json_reports_stats() {
         "--json",
     ];
     let json = last_json(&anllm(&args));
-    let generated = json["stats"]["generated_tokens"]
-        .as_u64()
-        .expect("generated_tokens");
-    assert!((1..=5).contains(&generated), "{json}");
-    assert!(json["stats"]["prompt_tokens"].as_u64() > Some(1), "{json}");
-    assert!(json["text"].is_string(), "{json}");
+    assert_generate_matches_oracle(&json, (&dir, &spec), "hello world", 5);
 }
 
 #[test]
-fn cli_generate_on_quantized_gguf() {
+fn cli_generate_on_q8_gguf_matches_library_greedy() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("q8.gguf");
-    write_gguf_typed(&path, &TinySpec::gqa(), GgmlDType::Q8_0, true).unwrap();
+    let spec = TinySpec::gqa();
+    write_gguf_typed(&path, &spec, GgmlDType::Q8_0, true).unwrap();
     let out = anllm(&[
         "generate",
         "-m",
@@ -246,11 +344,8 @@ fn cli_generate_on_quantized_gguf() {
         "3",
         "--json",
     ]);
-    let json = last_json(&out);
-    assert!(
-        json["stats"]["generated_tokens"].as_u64().is_some(),
-        "{json}"
-    );
+    // The default temperature is 0: greedy, on the file's quantized weights (dtype auto).
+    assert_generate_matches_oracle(&last_json(&out), (&path, &spec), "hello world", 3);
     let inspect = last_json(&anllm(&["inspect", "-m", s(&path), "--json"]));
     assert_eq!(inspect["format"], "gguf");
     assert_eq!(inspect["storage"]["q_proj"], "Q8_0");
@@ -258,7 +353,7 @@ fn cli_generate_on_quantized_gguf() {
 }
 
 #[test]
-fn cli_score_json_has_logprob() {
+fn cli_score_json_matches_library_logprobs() {
     let (_tmp, dir) = hf_model(&TinySpec::gqa());
     let args = [
         "score",
@@ -271,9 +366,53 @@ fn cli_score_json_has_logprob() {
         "--json",
     ];
     let json = last_json(&anllm(&args));
+    // Oracle: lm-eval's tokenization (each part on its own, no BOS before a non-empty
+    // context) and the log-softmax of one full forward pass over context + continuation.
+    let model = load(&dir);
+    let tok = &model.tokenizer;
+    let context = tok.encode("hello", false).unwrap();
+    let continuation = tok.encode(" world", false).unwrap();
+    let rows = full_forward(&model, &[context.clone(), continuation.clone()].concat());
+    // Row i predicts token i + 1: the continuation comes from the rows before each of its ids.
+    let predicting = &rows[context.len() - 1..rows.len() - 1];
+    let want: Vec<f64> = predicting
+        .iter()
+        .zip(&continuation)
+        .map(|(row, &id)| log_softmax(row)[id as usize])
+        .collect();
+    let greedy = predicting
+        .iter()
+        .zip(&continuation)
+        .all(|(row, &id)| first_argmax(row) == id);
+    assert_eq!(json["context_ids"], serde_json::json!(context), "{json}");
+    assert_eq!(
+        json["continuation_ids"],
+        serde_json::json!(continuation),
+        "{json}"
+    );
+    assert_eq!(json["tokens"], continuation.len(), "{json}");
+    assert_eq!(json["is_greedy"], greedy, "{json}");
+    let got: Vec<f64> = json["token_logprobs"]
+        .as_array()
+        .expect("token_logprobs")
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(got.len(), want.len(), "{json}");
+    // Same f32 forward pass, the CLI through its cached scorer: 1e-4 is the f32 equivalence
+    // tolerance of the library's own cached-vs-full tests (TOL_F32).
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            (g - w).abs() <= 1e-4,
+            "token logprob {g} vs oracle {w}\n{json}"
+        );
+    }
+    let total: f64 = want.iter().sum();
     let logprob = json["logprob"].as_f64().expect("logprob");
-    assert!(logprob.is_finite() && logprob < 0.0, "{json}");
-    assert!(json["tokens"].as_u64().unwrap() >= 1, "{json}");
+    assert!(
+        (logprob - total).abs() <= 1e-4,
+        "{logprob} vs oracle {total}"
+    );
 }
 
 #[test]
@@ -428,14 +567,9 @@ fn cli_anchored_generate_and_score_report_cache_statistics() {
 fn cli_insert_anchors_puts_ac_after_each_context_sentence() {
     let tmp = tempfile::tempdir().unwrap();
     write_hf_dir(tmp.path(), &anllm_llama2_spec(32002), HfLayout::Safetensors).unwrap();
-    let home = std::env::var_os("ANLLM_HOME").map_or_else(
-        || PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/anllm"),
-        PathBuf::from,
-    );
-    assert!(
-        home.join("punkt/english.json").exists(),
-        "missing Punkt parameters: run scripts/fetch-assets.sh"
-    );
+    // The sentence splitter's parameters come from the fetched assets.
+    asset("punkt/english.json");
+    let home = anllm::testutil::anllm_home();
     let run = |anchors: &str| {
         Command::new(env!("CARGO_BIN_EXE_anllm"))
             .args([

@@ -1,42 +1,18 @@
 //! The `anllm` binary on the fetched default model against HF transformers' golden outputs
-//! (`shared/golden/smollm2-hf.json`). Fails (does not skip) when the assets are missing.
+//! (`tests/golden/smollm2-hf.json`, made by `benches/golden_hf.sh`). Fails (does not skip)
+//! when the assets are missing.
 
-use std::path::PathBuf;
 use std::process::Command;
 
+use anllm::testutil::{default_model, golden};
 use serde_json::Value;
-
-fn model() -> PathBuf {
-    let home = std::env::var_os("ANLLM_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/anllm")
-        });
-    let path = home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.exists(),
-        "missing {}: run scripts/fetch-assets.sh",
-        path.display()
-    );
-    path
-}
-
-fn golden() -> Value {
-    let dir = std::env::var_os("ANLLM_GOLDEN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden")
-        });
-    let text = std::fs::read_to_string(dir.join("smollm2-hf.json")).expect("golden file");
-    serde_json::from_str(&text).expect("golden json")
-}
 
 /// Runs anllm and returns the JSON object on the last stdout line.
 fn anllm_json(args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_anllm"))
         .args(args)
         .arg("--model")
-        .arg(model())
+        .arg(default_model())
         .args(["--threads", "2", "--json"])
         .output()
         .expect("run anllm");
@@ -51,7 +27,7 @@ fn anllm_json(args: &[&str]) -> Value {
 
 #[test]
 fn default_model_f32_generate_prints_hf_greedy_text() {
-    let gold = golden();
+    let gold = golden("smollm2-hf.json");
     let case = &gold["greedy"][0];
     let prompt = case["prompt"].as_str().unwrap();
     let args = [
@@ -90,7 +66,7 @@ fn default_model_quantized_generate_starts_with_paris() {
 
 #[test]
 fn default_model_score_matches_hf_loglik() {
-    let gold = golden();
+    let gold = golden("smollm2-hf.json");
     for (dtype, tol) in [("f32", 1e-3), ("auto", 0.05)] {
         for case in gold["loglik"].as_array().unwrap() {
             let (ctx, cont) = (

@@ -2,26 +2,18 @@
 //! anchors and 5 demonstrations, every task's predictions equal the masked (non-caching) ones and
 //! the log-likelihoods agree within 1e-3 (f32). Fails (does not skip) when assets are missing.
 
-use std::path::PathBuf;
 use std::process::Command;
 
+use anllm::testutil::asset;
 use serde_json::Value;
 
 #[test]
 fn default_model_cache_mode_equals_mask_mode_on_all_eight_tasks() {
-    let home = std::env::var_os("ANLLM_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/anllm"));
     for needed in [
         "models/SmolLM2-135M-Instruct.Q4_1.gguf",
         "eval/piqa/validation.arrow",
     ] {
-        let path = home.join(needed);
-        assert!(
-            path.exists(),
-            "missing {}: run scripts/fetch-assets.sh",
-            path.display()
-        );
+        asset(needed);
     }
     let out = Command::new(env!("CARGO_BIN_EXE_anllm"))
         .args([

@@ -317,10 +317,8 @@ fn train_ac_adds_the_anchor_token_and_the_checkpoint_scores_with_it() {
     assert_ok(&score);
 }
 
-/// Where `scripts/fetch-assets.sh` put the assets.
+/// Where `scripts/fetch-assets.sh` put the assets, checked to hold the Punkt parameters.
 fn real_home() -> PathBuf {
-    std::env::var_os("ANLLM_HOME").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/anllm"),
-        PathBuf::from,
-    )
+    anllm::testutil::asset("punkt/english.json");
+    anllm::testutil::anllm_home()
 }

@@ -335,10 +335,10 @@ fn llama_shapes() -> Vec<(String, Vec<usize>)> {
 }
 
 /// Time per step of the fused AdamW (with clipping) vs `candle_nn::AdamW` on 19.6M f32
-/// parameters. Run with `RAYON_NUM_THREADS=2 cargo test --release -p anllm --test
+/// parameters. Run with `RAYON_NUM_THREADS=2 cargo test --release -p anllm-train --test
 /// train_optim -- --ignored --nocapture adamw_timing`.
 #[test]
-#[ignore]
+#[ignore = "timing benchmark: prints step times, asserts nothing; run by hand"]
 fn adamw_timing() {
     let vars: Vec<(String, Var)> = llama_shapes()
         .into_iter()

@@ -146,6 +146,108 @@ mod tests {
         assert_eq!(run(), run());
     }
 
+    /// Probabilities by id: id 1 is the most likely, then 3, 0, 2 (0.5, 0.3, 0.15, 0.05), listed
+    /// out of rank order so that keeping the first ids cannot pass for truncation.
+    const PROBS: [f32; 4] = [0.15, 0.5, 0.05, 0.3];
+
+    /// How often each id is drawn in `n` seeded draws from log(PROBS) (temperature 1 turns
+    /// them back into PROBS).
+    fn draw(sampling: Sampling, n: usize) -> [f64; 4] {
+        let logits = PROBS.map(f32::ln);
+        let mut s = Sampler::new(Sampling {
+            seed: 11,
+            ..sampling
+        });
+        let mut counts = [0usize; 4];
+        for _ in 0..n {
+            counts[s.sample(&logits).unwrap() as usize] += 1;
+        }
+        counts.map(|c| c as f64 / n as f64)
+    }
+
+    /// Draws 4000 tokens and checks the frequency of each id against `want` (0 for ids outside
+    /// the kept set: never drawn at all). A binomial frequency over 4000 draws has a standard
+    /// deviation of at most 0.008, so 0.04 is 5 of them.
+    fn assert_draws(sampling: Sampling, want: [f64; 4]) {
+        let got = draw(sampling, 4000);
+        for id in 0..4 {
+            if want[id] == 0.0 {
+                assert_eq!(
+                    got[id], 0.0,
+                    "{sampling:?}: id {id} drawn, outside the kept set"
+                );
+            } else {
+                assert!(
+                    (got[id] - want[id]).abs() < 0.04,
+                    "{sampling:?}: id {id} drawn {:.3} of the time, expected {:.3}",
+                    got[id],
+                    want[id]
+                );
+            }
+        }
+    }
+
+    fn temperature_one() -> Sampling {
+        Sampling {
+            temperature: 1.0,
+            ..Sampling::default()
+        }
+    }
+
+    #[test]
+    fn sampler_top_p_draws_only_inside_the_nucleus() {
+        // Sorted: 0.5 (id 1), 0.3 (id 3), 0.15 (id 0), 0.05 (id 2); cumulative 0.5, 0.8, 0.95, 1.
+        // The nucleus is the shortest prefix whose sum reaches top_p, renormalized. Values of
+        // top_p sit between the cumulative sums: on one (0.8), f32 rounding would decide.
+        let top_p = |p: f32| Sampling {
+            top_p: p,
+            ..temperature_one()
+        };
+        assert_draws(top_p(0.4), [0.0, 1.0, 0.0, 0.0]);
+        assert_draws(top_p(0.75), [0.0, 0.5 / 0.8, 0.0, 0.3 / 0.8]);
+        assert_draws(top_p(0.9), [0.15 / 0.95, 0.5 / 0.95, 0.0, 0.3 / 0.95]);
+        assert_draws(top_p(1.0), [0.15, 0.5, 0.05, 0.3]);
+    }
+
+    #[test]
+    fn sampler_top_k_draws_only_the_k_most_likely() {
+        let top_k = |k: usize| Sampling {
+            top_k: k,
+            ..temperature_one()
+        };
+        assert_draws(top_k(2), [0.0, 0.5 / 0.8, 0.0, 0.3 / 0.8]);
+        assert_draws(top_k(3), [0.15 / 0.95, 0.5 / 0.95, 0.0, 0.3 / 0.95]);
+        // k beyond the vocabulary keeps everything.
+        assert_draws(top_k(10), [0.15, 0.5, 0.05, 0.3]);
+    }
+
+    #[test]
+    fn sampler_top_k_and_top_p_keep_the_smaller_set() {
+        // top_k 3 keeps {1, 3, 0}; top_p 0.75 of those (renormalized: 0.526, 0.316, 0.158;
+        // cumulative 0.526, 0.842) keeps {1, 3}.
+        let both = Sampling {
+            top_k: 3,
+            top_p: 0.75,
+            ..temperature_one()
+        };
+        assert_draws(both, [0.0, 0.5 / 0.8, 0.0, 0.3 / 0.8]);
+    }
+
+    #[test]
+    fn sampler_temperature_applies_before_top_p() {
+        // Temperature 2 takes square roots: 0.707, 0.548, 0.387, 0.224 for ids 1, 3, 0, 2, i.e.
+        // 0.379, 0.293, 0.208, 0.120 (cumulative 0.379, 0.672, 0.880): top_p 0.75 now keeps
+        // id 0 too, where at temperature 1 it keeps only {1, 3}.
+        let hot = Sampling {
+            temperature: 2.0,
+            top_p: 0.75,
+            ..Sampling::default()
+        };
+        let root = PROBS.map(|p| f64::from(p).sqrt());
+        let kept = root[0] + root[1] + root[3];
+        assert_draws(hot, [root[0] / kept, root[1] / kept, 0.0, root[3] / kept]);
+    }
+
     #[test]
     fn sampling_rejects_bad_top_p() {
         let s = Sampling {

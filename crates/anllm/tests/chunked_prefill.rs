@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use anllm::testutil::{HfLayout, TinySpec, write_gguf_typed, write_hf_dir};
+use anllm::testutil::{HfLayout, TinySpec, max_abs_diff, write_gguf_typed, write_hf_dir};
 use anllm::{LoadedModel, Session, SessionConfig, TokenId, WeightDtype, load_model};
 use candle_core::Device;
 use candle_core::quantized::GgmlDType;
@@ -28,12 +28,7 @@ fn assert_chunking_invariant(model: &LoadedModel, vocab: usize, tol: f32) {
     let reference = all_logits(model, &ids, ids.len());
     for chunk in [1, 2, 3, 5, 16, 17, 33] {
         let got = all_logits(model, &ids, chunk);
-        let diff = reference
-            .iter()
-            .flatten()
-            .zip(got.iter().flatten())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let diff = max_abs_diff(&reference, &got);
         assert!(diff <= tol, "chunk {chunk}: max |Δ| = {diff}");
     }
 }

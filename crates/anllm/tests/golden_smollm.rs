@@ -1,4 +1,4 @@
-//! The default model against HF transformers' reference outputs (`shared/golden/smollm2-hf.json`),
+//! The default model against HF transformers' reference outputs (`tests/golden/smollm2-hf.json`),
 //! on token ids directly so that the model is tested independently of the tokenizer.
 
 use anllm::weights::{WeightDtype, WeightSource, read_config};

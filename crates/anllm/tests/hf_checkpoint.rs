@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use anllm::testutil::{
-    HfLayout, TinySpec, anllm_llama2_spec, hf_tensors, write_gguf, write_gguf_typed, write_hf_dir,
-    write_hf_dir_tensors,
+    HfLayout, TinySpec, anllm_llama2_spec, hf_tensors, max_abs_diff, write_gguf, write_gguf_typed,
+    write_hf_dir, write_hf_dir_tensors,
 };
 use anllm::{ForwardInput, LoadedModel, OutputRows, Pos, TokenId, WeightDtype, load_model};
 use candle_core::Device;
@@ -34,17 +34,6 @@ fn logits(model: &LoadedModel, tokens: &[TokenId]) -> Vec<Vec<f32>> {
         .unwrap()
         .to_vec2()
         .unwrap()
-}
-
-fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .flat_map(|(x, y)| {
-            assert_eq!(x.len(), y.len());
-            x.iter().zip(y).map(|(p, q)| (p - q).abs())
-        })
-        .fold(0.0, f32::max)
 }
 
 fn assert_close(what: &str, a: &[Vec<f32>], b: &[Vec<f32>], tol: f32) {

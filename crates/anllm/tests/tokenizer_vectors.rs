@@ -2,51 +2,21 @@
 //! `llama-spm` and `gpt-2` vocabularies, and HF transformers' ids for SmolLM2.
 //!
 //! Assets come from `scripts/fetch-assets.sh` (into `$ANLLM_HOME`, default `~/.cache/anllm`);
-//! the SmolLM2 golden file from `$ANLLM_GOLDEN_DIR` or the shared `golden/` folder. A missing
-//! asset fails the test.
+//! the SmolLM2 golden file from the repository's `tests/golden/` (made by
+//! `benches/golden_hf.sh`, see `tests/golden/README.md`). Both are found through
+//! `anllm::testutil`; a missing one fails the test.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anllm::TokenId;
+use anllm::testutil::{default_model, gguf_tokenizer, golden, llama_cpp_cases};
 use anllm::tokenizer::Tokenizer;
 use candle_core::quantized::gguf_file::Content;
 
-const SMOLLM: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-fn anllm_home() -> PathBuf {
-    match std::env::var_os("ANLLM_HOME") {
-        Some(home) => PathBuf::from(home),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/anllm"),
-    }
-}
-
-fn golden_dir() -> PathBuf {
-    match std::env::var_os("ANLLM_GOLDEN_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden"),
-    }
-}
-
-/// The asset at `path`, or a failure that says how to get it.
-fn asset(path: PathBuf) -> PathBuf {
-    assert!(
-        path.is_file(),
-        "missing test asset {}: run `scripts/fetch-assets.sh` (or set ANLLM_HOME / ANLLM_GOLDEN_DIR)",
-        path.display()
-    );
-    path
-}
-
-fn load_gguf(path: &Path) -> Tokenizer {
-    let mut file = File::open(path).unwrap();
-    let content = Content::read(&mut file).unwrap();
-    Tokenizer::from_gguf(&content).unwrap()
-}
-
+/// The default model's tokenizer (SmolLM2).
 fn smollm() -> Tokenizer {
-    load_gguf(&asset(anllm_home().join("models").join(SMOLLM)))
+    gguf_tokenizer("models/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
 /// One reference case and what went wrong with it, if anything.
@@ -84,12 +54,10 @@ fn compare_ids(expected: &[TokenId], got: &[TokenId]) -> Option<String> {
 
 /// llama.cpp's `test-tokenizer-0` on `ggml-vocab-<name>.gguf` (no BOS, parse_special = false).
 fn llama_cpp_vectors(name: &str, kind: &str) {
-    let dir = anllm_home().join("vocab");
-    let gguf = asset(dir.join(format!("ggml-vocab-{name}.gguf")));
-    let tokenizer = load_gguf(&gguf);
+    let tokenizer = gguf_tokenizer(&format!("vocab/ggml-vocab-{name}.gguf"));
     assert_eq!(tokenizer.kind(), kind);
 
-    let outcomes: Vec<Outcome> = anllm::testutil::llama_cpp_cases(name)
+    let outcomes: Vec<Outcome> = llama_cpp_cases(name)
         .into_iter()
         .map(|(text, expected)| {
             let failure = match tokenizer.encode(&text, false) {
@@ -116,9 +84,7 @@ fn gpt2_vectors() {
 /// matches added special tokens, so `parse_special = true`).
 #[test]
 fn smollm2_golden() {
-    let golden = asset(golden_dir().join("smollm2-tokens.json"));
-    let golden: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(golden).unwrap()).unwrap();
+    let golden = golden("smollm2-tokens.json");
     let tokenizer = smollm();
     assert_eq!(tokenizer.kind(), "gpt2-bpe");
 
@@ -157,7 +123,7 @@ fn smollm2_golden() {
 
 #[test]
 fn smollm2_parse_special_and_metadata() {
-    let path = asset(anllm_home().join("models").join(SMOLLM));
+    let path = default_model();
     let started = Instant::now();
     let content = Content::read(&mut File::open(path).unwrap()).unwrap();
     let read = started.elapsed();
@@ -214,7 +180,7 @@ fn smollm2_parse_special_and_metadata() {
 
 #[test]
 fn spm_byte_fallback_decodes() {
-    let tokenizer = load_gguf(&asset(anllm_home().join("vocab/ggml-vocab-llama-spm.gguf")));
+    let tokenizer = gguf_tokenizer("vocab/ggml-vocab-llama-spm.gguf");
     assert!(tokenizer.add_bos());
     assert_eq!(tokenizer.piece(13), Some("<0x0A>"));
     assert_eq!(tokenizer.token_id("<s>"), tokenizer.specials().bos);

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use anllm::mask::{MaskRule, training_mask};
 use anllm::model::{ForwardInput, Llama, OutputRows, Visibility};
-use anllm::testutil::{HfLayout, TinySpec, write_gguf_typed, write_hf_dir, write_hf_dir_tensors};
+use anllm::testutil::{
+    HfLayout, TinySpec, max_abs_diff, write_gguf_typed, write_hf_dir, write_hf_dir_tensors,
+};
 use anllm::weights::{WeightDtype, WeightSource, read_config};
 use anllm::{Pos, TokenId};
 use anllm_train::model::TrainModel;
@@ -66,15 +68,6 @@ fn train_logits(model: &TrainModel) -> Vec<Vec<f32>> {
     logits.squeeze(0).unwrap().to_vec2().unwrap()
 }
 
-fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    assert_eq!((a.len(), a[0].len()), (b.len(), b[0].len()));
-    a.iter()
-        .flatten()
-        .zip(b.iter().flatten())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn train_forward_equals_masked_inference_on_an_hf_dir() {
     for tie_embeddings in [false, true] {
@@ -84,7 +77,7 @@ fn train_forward_equals_masked_inference_on_an_hf_dir() {
             ..TinySpec::gqa()
         };
         write_hf_dir(dir.path(), &spec, HfLayout::Safetensors).unwrap();
-        let diff = max_diff(
+        let diff = max_abs_diff(
             &train_logits(&train_model(dir.path())),
             &inference_logits(dir.path()),
         );
@@ -101,12 +94,12 @@ fn train_forward_equals_inference_on_gguf_and_saves_back_as_hf() {
         write_gguf_typed(&gguf, &spec, dtype, true).unwrap();
         let model = train_model(&gguf);
         let reference = inference_logits(&gguf);
-        let diff = max_diff(&train_logits(&model), &reference);
+        let diff = max_abs_diff(&train_logits(&model), &reference);
         assert!(diff < TOL, "{dtype:?}: max |Δlogit| {diff}");
         // The saved tensors are an HF checkpoint: loaded as HF (half rotation), same logits.
         let hf = dir.path().join("hf");
         write_hf_dir_tensors(&hf, &spec, HfLayout::Safetensors, &model.tensors()).unwrap();
-        let diff = max_diff(&inference_logits(&hf), &reference);
+        let diff = max_abs_diff(&inference_logits(&hf), &reference);
         assert!(diff < TOL, "{dtype:?} saved as HF: max |Δlogit| {diff}");
     }
 }

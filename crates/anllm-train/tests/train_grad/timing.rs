@@ -1,5 +1,6 @@
-//! Forward / backward time of a small config (run by hand: `cargo test --release -p anllm
-//! --test train_grad -- --ignored --nocapture`).
+//! Forward / backward time of a small config (run by hand: `cargo test --release -p
+//! anllm-train --test train_grad -- --ignored --nocapture`). Benchmarks: they print times and
+//! assert nothing, hence ignored.
 
 use std::time::Instant;
 
@@ -16,7 +17,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Hidden 256, 4 layers, 4 heads, FFN 704, vocab 32000; one row of 255 tokens, f32.
 #[test]
-#[ignore = "timing, run by hand"]
+#[ignore = "timing benchmark: prints times, asserts nothing; run by hand"]
 fn model_timing_tiny_256() {
     let cfg = LlamaConfig {
         vocab_size: 32000,
@@ -89,7 +90,7 @@ fn time_model(model: &TrainModel) {
 /// The LM head's matmul alone (1 × 255 rows of width 256 against 32000 vocabulary rows), the
 /// largest GEMM of the tiny config's step: forward, and the two GEMMs of its backward.
 #[test]
-#[ignore = "timing, run by hand"]
+#[ignore = "timing benchmark: prints times, asserts nothing; run by hand"]
 fn gemm_timing_lm_head() {
     let dev = Device::Cpu;
     let x = candle_core::Tensor::randn(0f32, 1.0, (255, 256), &dev).unwrap();

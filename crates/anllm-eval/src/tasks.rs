@@ -1,15 +1,19 @@
 //! The paper's eight QA tasks, formatted as lm-evaluation-harness v0.3 formatted them
 //! (spec §6.1–§6.2): per-task context and continuation templates, HellaSwag preprocessing and
-//! WinoGrande partial scoring.
+//! WinoGrande partial scoring (`tasks/format.rs`), from rows in the HF field layout
+//! (`tasks/rows.rs`).
+
+mod format;
+mod rows;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use serde::Deserialize;
-
-use super::data::{self, Row};
+use super::data;
 use anllm::{Error, Result};
+
+pub use format::{format_row, hellaswag_preprocess};
 
 /// A benchmark task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -163,27 +167,6 @@ impl Doc {
     pub fn demonstration(&self) -> String {
         format!("{}{}", self.text, self.target)
     }
-
-    /// A multiple-choice doc whose every choice shares `text` as context.
-    fn shared(text: String, choices: Vec<String>, gold: usize) -> Result<Self, String> {
-        if gold >= choices.len() {
-            return Err(format!("gold {gold} out of {} choices", choices.len()));
-        }
-        let target = format!(" {}", choices[gold]);
-        let choices = choices
-            .into_iter()
-            .map(|c| Choice {
-                context: text.clone(),
-                continuation: format!(" {c}"),
-            })
-            .collect();
-        Ok(Doc {
-            text,
-            target,
-            choices,
-            gold,
-        })
-    }
 }
 
 /// Loads the docs of `task` from `path` (Arrow or JSONL rows in the HF field layout).
@@ -205,220 +188,6 @@ pub fn default_path(eval_dir: &Path, task: Task, split: &str) -> PathBuf {
     } else {
         dir.join(format!("{split}.jsonl"))
     }
-}
-
-fn field<T: for<'de> Deserialize<'de>>(row: Row) -> Result<T, String> {
-    serde_json::from_value(serde_json::Value::Object(row)).map_err(|e| e.to_string())
-}
-
-/// Formats one raw row of `task`.
-pub fn format_row(task: Task, row: Row) -> Result<Doc, String> {
-    match task {
-        Task::Obqa => {
-            let r: Lettered = field(row)?;
-            let gold = r.gold()?;
-            let stem = r.question_stem.ok_or("missing field `question_stem`")?;
-            Doc::shared(stem, r.choices.text, gold)
-        }
-        Task::ArcEasy | Task::ArcChallenge => {
-            let r: Lettered = field(row)?;
-            let gold = r.gold()?;
-            let q = r.question.ok_or("missing field `question`")?;
-            Doc::shared(format!("Question: {q}\nAnswer:"), r.choices.text, gold)
-        }
-        Task::Piqa => {
-            let r: Piqa = field(row)?;
-            let gold = usize::try_from(r.label).map_err(|_| format!("label {}", r.label))?;
-            Doc::shared(
-                format!("Question: {}\nAnswer:", r.goal),
-                vec![r.sol1, r.sol2],
-                gold,
-            )
-        }
-        Task::Boolq => {
-            let r: Boolq = field(row)?;
-            let text = format!("{}\nQuestion: {}?\nAnswer:", r.passage, r.question);
-            Doc::shared(
-                text,
-                vec!["yes".into(), "no".into()],
-                usize::from(!r.answer),
-            )
-        }
-        Task::Hellaswag => {
-            let r: Hellaswag = field(row)?;
-            let gold = r
-                .label
-                .trim()
-                .parse()
-                .map_err(|_| format!("label `{}`", r.label))?;
-            let ctx = format!("{} {}", r.ctx_a, capitalize(&r.ctx_b));
-            let query = hellaswag_preprocess(&format!("{}: {ctx}", r.activity_label));
-            let endings = r.endings.iter().map(|e| hellaswag_preprocess(e)).collect();
-            Doc::shared(query, endings, gold)
-        }
-        Task::Sciq => {
-            let r: Sciq = field(row)?;
-            let text = format!("{}\nQuestion: {}\nAnswer:", r.support, r.question)
-                .trim()
-                .to_string();
-            let choices = vec![
-                r.distractor1,
-                r.distractor2,
-                r.distractor3,
-                r.correct_answer,
-            ];
-            Doc::shared(text, choices, 3)
-        }
-        Task::Winogrande => winogrande(field(row)?),
-    }
-}
-
-/// WinoGrande partial scoring: the context is the sentence up to the blank with an option filled
-/// in; the continuation (the same for both options) is the rest of the sentence.
-fn winogrande(r: Winogrande) -> Result<Doc, String> {
-    let blank = r.sentence.find('_').ok_or("sentence has no `_`")?;
-    let gold = match r.answer.trim() {
-        "1" => 0,
-        "2" => 1,
-        other => return Err(format!("answer `{other}` is neither 1 nor 2")),
-    };
-    let rest = format!(" {}", r.sentence[blank + 1..].trim());
-    let partial = |option: &str| format!("{}{option}", &r.sentence[..blank]);
-    let options = [&r.option1, &r.option2];
-    Ok(Doc {
-        text: partial(options[gold]),
-        target: rest.clone(),
-        choices: options
-            .iter()
-            .map(|o| Choice {
-                context: partial(o),
-                continuation: rest.clone(),
-            })
-            .collect(),
-        gold,
-    })
-}
-
-/// Python's `str.capitalize`: first character upper-cased, the rest lower-cased.
-fn capitalize(s: &str) -> String {
-    let mut chars = s.chars();
-    match chars.next() {
-        Some(first) => first
-            .to_uppercase()
-            .chain(chars.flat_map(char::to_lowercase))
-            .collect(),
-        None => String::new(),
-    }
-}
-
-/// The harness's HellaSwag cleaning: strip, ` [title]` → `. `, drop `[...]` markup, `"  "` → `" "`.
-pub fn hellaswag_preprocess(text: &str) -> String {
-    let text = text.trim().replace(" [title]", ". ");
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text.as_str();
-    while let Some(open) = rest.find('[') {
-        match rest[open..].find(']') {
-            Some(close) => {
-                out.push_str(&rest[..open]);
-                rest = &rest[open + close + 1..];
-            }
-            None => break,
-        }
-    }
-    out.push_str(rest);
-    out.replace("  ", " ")
-}
-
-#[derive(Deserialize)]
-struct LetteredChoices {
-    text: Vec<String>,
-    label: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Lettered {
-    question: Option<String>,
-    #[serde(rename = "question_stem")]
-    question_stem: Option<String>,
-    choices: LetteredChoices,
-    answer_key: String,
-}
-
-impl Lettered {
-    /// ARC's numeric keys ("1".."5") map to A..E, as the harness does.
-    fn gold(&self) -> Result<usize, String> {
-        let key = match self.answer_key.trim() {
-            "1" => "A",
-            "2" => "B",
-            "3" => "C",
-            "4" => "D",
-            "5" => "E",
-            k => k,
-        };
-        let labels: Vec<&str> = self
-            .choices
-            .label
-            .iter()
-            .map(|l| match l.as_str() {
-                "1" => "A",
-                "2" => "B",
-                "3" => "C",
-                "4" => "D",
-                "5" => "E",
-                l => l,
-            })
-            .collect();
-        if labels.len() != self.choices.text.len() {
-            return Err("choices.text and choices.label differ in length".into());
-        }
-        labels
-            .iter()
-            .position(|&l| l == key)
-            .ok_or_else(|| format!("answerKey `{}` is not among the labels", self.answer_key))
-    }
-}
-
-#[derive(Deserialize)]
-struct Piqa {
-    goal: String,
-    sol1: String,
-    sol2: String,
-    label: i64,
-}
-
-#[derive(Deserialize)]
-struct Boolq {
-    question: String,
-    passage: String,
-    answer: bool,
-}
-
-#[derive(Deserialize)]
-struct Hellaswag {
-    activity_label: String,
-    ctx_a: String,
-    ctx_b: String,
-    endings: Vec<String>,
-    label: String,
-}
-
-#[derive(Deserialize)]
-struct Sciq {
-    question: String,
-    support: String,
-    distractor1: String,
-    distractor2: String,
-    distractor3: String,
-    correct_answer: String,
-}
-
-#[derive(Deserialize)]
-struct Winogrande {
-    sentence: String,
-    option1: String,
-    option2: String,
-    answer: String,
 }
 
 #[cfg(test)]

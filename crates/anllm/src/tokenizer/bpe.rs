@@ -11,7 +11,8 @@ use std::collections::{BinaryHeap, HashMap};
 use candle_core::quantized::gguf_file::{Content, Value};
 use tokenizers::utils::SysRegex;
 
-use super::{Fragment, Vocab, meta_array, meta_str};
+use super::gguf::{meta_array, meta_str};
+use super::vocab::{Fragment, Vocab};
 use crate::{Error, Result, TokenId};
 
 /// The GPT-2 pattern. llama.cpp's has no final `\s+`, but keeps unmatched text as pieces, which

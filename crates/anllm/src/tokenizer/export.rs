@@ -14,7 +14,9 @@
 
 use serde_json::{Map, Value as Json, json};
 
-use super::{END_OF_TURN_PIECES, Engine, TokenKind, Tokenizer, Vocab, bpe::Bpe, spm::Spm};
+use super::special::END_OF_TURN_PIECES;
+use super::vocab::{TokenKind, Vocab};
+use super::{Engine, Tokenizer, bpe::Bpe, spm::Spm};
 use crate::{Error, Result, TokenId};
 
 /// Name of the tokenizer file in a Hugging Face directory.

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value as Json;
 
-use super::{END_OF_TURN_PIECES, SpecialTokens};
+use super::special::{END_OF_TURN_PIECES, SpecialTokens};
 use crate::{Error, Result, TokenId};
 
 /// A `tokenizers::Tokenizer` twice: once matching special added tokens, once reading them as

@@ -11,7 +11,8 @@ use std::collections::BinaryHeap;
 
 use candle_core::quantized::gguf_file::{Content, Value};
 
-use super::{Fragment, Vocab, meta_array, meta_bool};
+use super::gguf::{meta_array, meta_bool, meta_u32};
+use super::vocab::{Fragment, Vocab};
 use crate::{Error, Result, TokenId};
 
 /// The sentinel "no neighbour" index of the symbol list.
@@ -102,7 +103,7 @@ impl Spm {
                         .flatten()
                 });
         }
-        let unk = super::meta_u32(content, "tokenizer.ggml.unknown_token_id")
+        let unk = meta_u32(content, "tokenizer.ggml.unknown_token_id")
             .or(Some(0))
             .filter(|&id| (id as usize) < vocab.pieces.len());
         Ok(Self {

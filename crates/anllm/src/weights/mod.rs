@@ -1,9 +1,14 @@
 //! Weight sources: Hugging Face directories (safetensors, sharded or not, and `pytorch_model*.bin`)
-//! and GGUF files, behind one name-based lookup that speaks HF tensor names.
+//! and GGUF files, behind one name-based lookup that speaks HF tensor names. Finding an HF
+//! directory's files is in `hf.rs`; reading and checking a GGUF header, and the HF-to-GGUF
+//! tensor names, in `gguf.rs`.
 //!
 //! Quantized GGUF weights stay quantized ([`LinearWeight::Quantized`]) unless [`WeightDtype::F32`] asks
 //! to dequantize everything. Every lookup checks the shape against the config, so a config that
 //! disagrees with its checkpoint is an [`Error::Shape`], not a panic deep inside a matmul.
+
+mod gguf;
+mod hf;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -11,11 +16,14 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
+use candle_core::quantized::{QTensor, gguf_file};
 use candle_core::{DType, Device, Tensor};
 
 use crate::config::{LlamaConfig, RopeStyle};
 use crate::{Error, Result};
+
+pub use gguf::{gguf_name, is_supported_ggml_type, read_gguf_content};
+use hf::{mmap_safetensors, open_pth_shards, safetensors_files};
 
 /// How weights are materialized in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -99,23 +107,7 @@ pub fn detect_format(path: &Path) -> Result<CheckpointFormat> {
 impl WeightSource {
     /// Opens a GGUF file and checks that every tensor lies inside the file.
     pub fn open_gguf(path: &Path, dtype: WeightDtype, device: &Device) -> Result<Self> {
-        let fmt_err = |reason: String| Error::Format {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        let mut reader = BufReader::new(file);
-        let content = read_gguf_content(path, &mut reader)?;
-        for (name, info) in &content.tensor_infos {
-            let end = gguf_tensor_end(content.tensor_data_offset, info)
-                .map_err(|why| fmt_err(format!("tensor `{name}`: {why}")))?;
-            if end > file_len {
-                return Err(fmt_err(format!(
-                    "truncated: tensor `{name}` ends at byte {end} but the file has {file_len} bytes"
-                )));
-            }
-        }
+        let (content, reader) = gguf::open(path)?;
         Ok(Self {
             backing: Backing::Gguf {
                 content: Box::new(content),
@@ -261,81 +253,6 @@ impl WeightSource {
     }
 }
 
-/// Parses the header of the GGUF file `path` from `reader`.
-///
-/// candle's parser panics on some crafted headers (a `general.alignment` of 0 divides by zero),
-/// so a panic inside it is caught and reported as [`Error::Format`] like any other bad header.
-pub fn read_gguf_content<R: std::io::Read + std::io::Seek>(
-    path: &Path,
-    reader: &mut R,
-) -> Result<gguf_file::Content> {
-    let fmt_err = |reason: String| Error::Format {
-        path: path.to_path_buf(),
-        reason,
-    };
-    // The reader is dropped by the caller on error, so no state broken by a panic is reused.
-    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        gguf_file::Content::read(reader)
-    }));
-    match parsed {
-        Ok(Ok(content)) => Ok(content),
-        Ok(Err(e)) => Err(fmt_err(format!("bad GGUF header: {e}"))),
-        Err(_) => Err(fmt_err(
-            "bad GGUF header: the parser rejected it (e.g. `general.alignment` is 0)".into(),
-        )),
-    }
-}
-
-/// The byte just past a GGUF tensor's data, with every step checked: a crafted header must not
-/// overflow past the truncation check.
-fn gguf_tensor_end(data_offset: u64, info: &gguf_file::TensorInfo) -> Result<u64, String> {
-    let dims = info.shape.dims();
-    let elems = dims
-        .iter()
-        .try_fold(1usize, |n, &d| n.checked_mul(d))
-        .ok_or_else(|| format!("element count of shape {dims:?} overflows"))?;
-    let (block, type_size) = (info.ggml_dtype.block_size(), info.ggml_dtype.type_size());
-    if !elems.is_multiple_of(block) {
-        return Err(format!(
-            "{elems} elements are not a whole number of {:?} blocks of {block}",
-            info.ggml_dtype
-        ));
-    }
-    let bytes = (elems / block)
-        .checked_mul(type_size)
-        .and_then(|b| u64::try_from(b).ok())
-        .ok_or_else(|| format!("byte size of shape {dims:?} overflows"))?;
-    data_offset
-        .checked_add(info.offset)
-        .and_then(|start| start.checked_add(bytes))
-        .ok_or_else(|| {
-            format!(
-                "offset {} + {bytes} bytes overflows past the end of any file",
-                info.offset
-            )
-        })
-}
-
-/// A GGUF tensor type name is supported by our loader (llama.cpp numbering).
-pub fn is_supported_ggml_type(t: GgmlDType) -> bool {
-    matches!(
-        t,
-        GgmlDType::F32
-            | GgmlDType::F16
-            | GgmlDType::BF16
-            | GgmlDType::Q4_0
-            | GgmlDType::Q4_1
-            | GgmlDType::Q5_0
-            | GgmlDType::Q5_1
-            | GgmlDType::Q8_0
-            | GgmlDType::Q2K
-            | GgmlDType::Q3K
-            | GgmlDType::Q4K
-            | GgmlDType::Q5K
-            | GgmlDType::Q6K
-    )
-}
-
 fn check_shape(name: &str, expected: &[usize], got: &[usize]) -> Result<()> {
     if expected == got {
         return Ok(());
@@ -345,120 +262,6 @@ fn check_shape(name: &str, expected: &[usize], got: &[usize]) -> Result<()> {
         expected: format!("{expected:?}"),
         got: format!("{got:?}"),
     })
-}
-
-/// Maps an HF tensor name to llama.cpp's GGUF name.
-pub fn gguf_name(hf: &str) -> String {
-    match hf {
-        "model.embed_tokens.weight" => return "token_embd.weight".into(),
-        "model.norm.weight" => return "output_norm.weight".into(),
-        "lm_head.weight" => return "output.weight".into(),
-        _ => {}
-    }
-    let Some(rest) = hf.strip_prefix("model.layers.") else {
-        return hf.to_string();
-    };
-    let Some((layer, tail)) = rest.split_once('.') else {
-        return hf.to_string();
-    };
-    let short = match tail {
-        "input_layernorm.weight" => "attn_norm.weight",
-        "post_attention_layernorm.weight" => "ffn_norm.weight",
-        "self_attn.q_proj.weight" => "attn_q.weight",
-        "self_attn.k_proj.weight" => "attn_k.weight",
-        "self_attn.v_proj.weight" => "attn_v.weight",
-        "self_attn.o_proj.weight" => "attn_output.weight",
-        "mlp.gate_proj.weight" => "ffn_gate.weight",
-        "mlp.up_proj.weight" => "ffn_up.weight",
-        "mlp.down_proj.weight" => "ffn_down.weight",
-        other => return format!("blk.{layer}.{other}"),
-    };
-    format!("blk.{layer}.{short}")
-}
-
-fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let index = dir.join("model.safetensors.index.json");
-    if index.exists() {
-        let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Format {
-            path: index.clone(),
-            reason: e.to_string(),
-        })?;
-        let map = json
-            .get("weight_map")
-            .and_then(|m| m.as_object())
-            .ok_or_else(|| Error::Format {
-                path: index.clone(),
-                reason: "no `weight_map` object".into(),
-            })?;
-        let mut files: Vec<PathBuf> = map
-            .values()
-            .filter_map(|v| v.as_str())
-            .map(|f| dir.join(f))
-            .collect();
-        files.sort();
-        files.dedup();
-        return Ok(files);
-    }
-    list_dir(dir, |name| name.ends_with(".safetensors"))
-}
-
-fn list_dir(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        if entry.file_name().to_str().is_some_and(&keep) {
-            files.push(entry.path());
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-#[allow(unsafe_code)]
-fn mmap_safetensors(files: &[PathBuf]) -> Result<candle_core::safetensors::MmapedSafetensors> {
-    for f in files {
-        if !f.exists() {
-            return Err(Error::io(
-                f,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "shard listed but missing"),
-            ));
-        }
-    }
-    // SAFETY: the files are memory-mapped read-only; like every mmap-based loader (candle,
-    // llama.cpp) we rely on nobody truncating them while the model is loaded. Headers and data
-    // lengths are validated by the safetensors crate before any tensor is read.
-    unsafe { candle_core::safetensors::MmapedSafetensors::multi(files) }.map_err(|e| {
-        Error::Format {
-            path: files.first().cloned().unwrap_or_default(),
-            reason: format!("bad safetensors file: {e}"),
-        }
-    })
-}
-
-fn open_pth_shards(dir: &Path) -> Result<HashMap<String, Arc<candle_core::pickle::PthTensors>>> {
-    let files = list_dir(dir, |n| {
-        n.starts_with("pytorch_model") && n.ends_with(".bin")
-    })?;
-    if files.is_empty() {
-        return Err(Error::Format {
-            path: dir.to_path_buf(),
-            reason: "no model.safetensors, *.safetensors or pytorch_model*.bin weights".into(),
-        });
-    }
-    let mut map = HashMap::new();
-    for file in files {
-        let shard =
-            candle_core::pickle::PthTensors::new(&file, None).map_err(|e| Error::Format {
-                path: file.clone(),
-                reason: format!("bad PyTorch checkpoint: {e}"),
-            })?;
-        let shard = Arc::new(shard);
-        for name in shard.tensor_infos().keys() {
-            map.insert(name.clone(), Arc::clone(&shard));
-        }
-    }
-    Ok(map)
 }
 
 /// Reads a config from GGUF metadata or `config.json` of an HF directory.
@@ -475,23 +278,4 @@ pub fn read_config(source: &WeightSource) -> Result<LlamaConfig> {
         cfg.tie_word_embeddings = true;
     }
     Ok(cfg)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gguf_name_maps_layer_tensors() {
-        assert_eq!(
-            gguf_name("model.layers.3.self_attn.k_proj.weight"),
-            "blk.3.attn_k.weight"
-        );
-        assert_eq!(
-            gguf_name("model.layers.12.mlp.down_proj.weight"),
-            "blk.12.ffn_down.weight"
-        );
-        assert_eq!(gguf_name("model.embed_tokens.weight"), "token_embd.weight");
-        assert_eq!(gguf_name("lm_head.weight"), "output.weight");
-    }
 }

@@ -6,10 +6,12 @@
 //! * `Q8_0` LM head: dotted against f32 activations (no activation quantization), so the
 //!   logits equal those of the dequantized f32 head up to summation order.
 //!
-//! Both fall back to portable scalar code without AVX2/FMA. Work is split over output rows
+//! Both fall back to portable scalar code without AVX2/FMA (`simd.rs`). Work is split over output rows
 //! with rayon (whose pool size the CLI's `--threads` sets).
 
-#![allow(unsafe_code)] // std::arch intrinsics, guarded by runtime feature detection.
+mod simd;
+#[cfg(test)]
+mod tests;
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
@@ -17,6 +19,9 @@ use half::f16;
 use rayon::prelude::*;
 
 use crate::{Error, Result};
+
+pub(crate) use simd::has_avx2;
+use simd::{dot_q4_1_q8_1, dot_q8_0_f32};
 
 const BLOCK: usize = 32;
 /// From this many activation rows on, dequantize and use f32 GEMM.
@@ -243,227 +248,5 @@ impl Q8_1Row {
             })
             .unzip();
         Self { scales, quants }
-    }
-}
-
-/// Whether the AVX2/FMA/F16C kernels may run on this CPU.
-pub(crate) fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-            && std::is_x86_feature_detected!("f16c")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// Σ over blocks of d_w·d_a·Σ(q_w·q_a) + m_w·(d_a·Σq_a).
-fn dot_q4_1_q8_1(scales: &[[f16; 2]], nibbles: &[[u8; 16]], a: &Q8_1Row) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: AVX2 and FMA were detected at run time.
-        return unsafe { avx2::dot_q4_1_q8_1(scales, nibbles, a) };
-    }
-    dot_q4_1_q8_1_scalar(scales, nibbles, a)
-}
-
-fn dot_q4_1_q8_1_scalar(scales: &[[f16; 2]], nibbles: &[[u8; 16]], a: &Q8_1Row) -> f32 {
-    let mut total = 0f32;
-    for (((s, q), sa), qa) in scales.iter().zip(nibbles).zip(&a.scales).zip(&a.quants) {
-        let mut isum = 0i32;
-        for j in 0..16 {
-            isum += i32::from(q[j] & 0x0F) * i32::from(qa[j]);
-            isum += i32::from(q[j] >> 4) * i32::from(qa[j + 16]);
-        }
-        total += s[0].to_f32() * sa[0] * isum as f32 + s[1].to_f32() * sa[1];
-    }
-    total
-}
-
-/// Σ over blocks of d_w·Σ(q_w·x).
-fn dot_q8_0_f32(scales: &[f32], quants: &[[i8; 32]], x: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: AVX2 and FMA were detected at run time.
-        return unsafe { avx2::dot_q8_0_f32(scales, quants, x) };
-    }
-    let mut total = 0f32;
-    for ((d, q), xb) in scales.iter().zip(quants).zip(x.chunks_exact(BLOCK)) {
-        let s: f32 = q.iter().zip(xb).map(|(&q, &v)| f32::from(q) * v).sum();
-        total += d * s;
-    }
-    total
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
-
-    use half::f16;
-
-    use super::{BLOCK, Q8_1Row};
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let lo = _mm256_castps256_ps128(v);
-        let hi = _mm256_extractf128_ps(v, 1);
-        let s = _mm_add_ps(lo, hi);
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s)
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_q4_1_q8_1(scales: &[[f16; 2]], nibbles: &[[u8; 16]], a: &Q8_1Row) -> f32 {
-        let mask = _mm_set1_epi8(0x0F);
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = _mm256_setzero_ps();
-        let mut mins = 0f32;
-        for (((s, q), sa), qa) in scales.iter().zip(nibbles).zip(&a.scales).zip(&a.quants) {
-            let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(
-                (s[0].to_bits() as u32 | (s[1].to_bits() as u32) << 16) as i32,
-            ));
-            let (d, m) = (_mm_cvtss_f32(dm), _mm_cvtss_f32(_mm_movehdup_ps(dm)));
-            // SAFETY: in-bounds block references.
-            let p = unsafe { block_q4_1(q, qa, mask, ones) };
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * sa[0]), p, acc);
-            mins += m * sa[1];
-        }
-        unsafe { hsum(acc) + mins }
-    }
-
-    /// Σ(q_w·q_a) of one block as 8 partial i32 sums, converted to f32.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn block_q4_1(q: &[u8; 16], qa: &[i8; 32], mask: __m128i, ones: __m256i) -> __m256 {
-        // SAFETY: q is 16 bytes and qa 32 bytes; unaligned loads.
-        let raw = unsafe { _mm_loadu_si128(q.as_ptr().cast()) };
-        let lo = _mm_and_si128(raw, mask);
-        let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
-        let w = _mm256_set_m128i(hi, lo);
-        let y = unsafe { _mm256_loadu_si256(qa.as_ptr().cast()) };
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(w, y), ones))
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_q8_0_f32(scales: &[f32], quants: &[[i8; 32]], x: &[f32]) -> f32 {
-        // Four independent accumulators (one per 8-lane quarter of a block): the weights are
-        // scaled first, so no FMA waits on another within a block.
-        let mut acc = [_mm256_setzero_ps(); 4];
-        for ((d, q), xb) in scales.iter().zip(quants).zip(x.chunks_exact(BLOCK)) {
-            let dv = _mm256_set1_ps(*d);
-            for (k, acc) in acc.iter_mut().enumerate() {
-                // SAFETY: q has 32 bytes and xb 32 floats; k*8 + 8 <= 32.
-                let q8 = unsafe { _mm_loadl_epi64(q.as_ptr().add(k * 8).cast()) };
-                let wf = _mm256_mul_ps(dv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)));
-                let xv = unsafe { _mm256_loadu_ps(xb.as_ptr().add(k * 8)) };
-                *acc = _mm256_fmadd_ps(wf, xv, *acc);
-            }
-        }
-        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        unsafe { hsum(sum) }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Deterministic pseudo-random values in [-1, 1].
-    fn values(n: usize, seed: f32) -> Vec<f32> {
-        (0..n)
-            .map(|i| ((i as f32 + seed) * 12.9898).sin())
-            .collect()
-    }
-
-    /// Max |ours − dequantized f32 matmul| relative to max |reference|.
-    fn relative_error(dtype: GgmlDType, rows: usize) -> f32 {
-        let cpu = &Device::Cpu;
-        // 320 = 10 blocks: two 4-block scale batches and a tail of 2.
-        let w = Tensor::from_vec(values(40 * 320, 0.5), (40, 320), cpu).unwrap();
-        let x = Tensor::from_vec(values(rows * 320, 7.0), (rows, 320), cpu).unwrap();
-        let q = QTensor::quantize(&w, dtype).unwrap();
-        let reference = x.matmul(&q.dequantize(cpu).unwrap().t().unwrap()).unwrap();
-        let ours = QuantMatrix::from_qtensor(&q)
-            .unwrap()
-            .unwrap()
-            .forward(&x)
-            .unwrap();
-        let max = |t: Tensor| {
-            t.abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
-        max((ours - &reference).unwrap()) / max(reference)
-    }
-
-    #[test]
-    fn q4_1_kernel_matches_dequantized_matmul_to_activation_precision() {
-        // Decode rows quantize activations to 8 bits (as llama.cpp does): ~1% agreement.
-        let err = relative_error(GgmlDType::Q4_1, 3);
-        assert!(err < 0.02, "relative error {err}");
-    }
-
-    #[test]
-    fn q4_1_prefill_rows_use_exact_dequantized_gemm() {
-        let err = relative_error(GgmlDType::Q4_1, GEMM_MIN_ROWS + 3);
-        assert!(err < 1e-5, "relative error {err}");
-    }
-
-    #[test]
-    fn q8_0_kernel_matches_dequantized_matmul_exactly() {
-        let err = relative_error(GgmlDType::Q8_0, 3);
-        assert!(err < 1e-5, "relative error {err}");
-    }
-
-    #[test]
-    fn q4_1_simd_kernel_equals_scalar_kernel() {
-        let cpu = &Device::Cpu;
-        let w = Tensor::from_vec(values(2 * 320, 0.5), (2, 320), cpu).unwrap();
-        let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
-        let m = QuantMatrix::from_qtensor(&q).unwrap().unwrap();
-        let Blocks::Q4_1 { scales, nibbles } = &m.blocks else {
-            panic!("not Q4_1")
-        };
-        let a = Q8_1Row::quantize(&values(320, 3.0));
-        let (simd, scalar) = (
-            dot_q4_1_q8_1(&scales[..10], &nibbles[..10], &a),
-            dot_q4_1_q8_1_scalar(&scales[..10], &nibbles[..10], &a),
-        );
-        assert!(
-            (simd - scalar).abs() <= 1e-4 * scalar.abs().max(1.0),
-            "{simd} vs {scalar}"
-        );
-    }
-
-    #[test]
-    fn concat_stacks_output_rows() {
-        let cpu = &Device::Cpu;
-        let w = Tensor::from_vec(values(64 * 64, 1.0), (64, 64), cpu).unwrap();
-        let q = QTensor::quantize(&w, GgmlDType::Q4_1).unwrap();
-        let m = QuantMatrix::from_qtensor(&q).unwrap().unwrap();
-        let both = QuantMatrix::concat(&[&m, &m]).unwrap();
-        let x = Tensor::from_vec(values(64, 2.0), (1, 64), cpu).unwrap();
-        let one: Vec<f32> = m
-            .forward(&x)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let two: Vec<f32> = both
-            .forward(&x)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        assert_eq!([one.clone(), one].concat(), two);
     }
 }

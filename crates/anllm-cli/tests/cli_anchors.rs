@@ -1,0 +1,99 @@
+//! The `anllm` binary with anchors on tiny models written by `anllm::testutil`: anchored
+//! `generate` and `score` report a smaller cache and agree with the mask-only run, and
+//! `--insert-anchors` puts `<AC>` after each context sentence.
+
+mod common;
+
+use std::process::Command;
+
+use anllm::testutil::{HfLayout, TinySpec, anllm_llama2_spec, asset, write_hf_dir};
+use common::{anllm, assert_clean_failure, hf_model, last_json, s};
+
+#[test]
+fn cli_anchored_generate_and_score_report_cache_statistics() {
+    let (_tmp, dir) = hf_model(&TinySpec::gqa());
+    let prompt = "ab. cd. ef. gh. ij. kl";
+    let generated = last_json(&anllm(&[
+        "generate",
+        "-m",
+        s(&dir),
+        "-p",
+        prompt,
+        "-n",
+        "4",
+        "--anchors",
+        "ep",
+        "--chunk-size",
+        "3",
+        "--json",
+    ]));
+    let cache = &generated["stats"]["cache"];
+    let (entries, seen) = (cache["entries"].as_u64(), cache["tokens_seen"].as_u64());
+    assert!(entries < seen, "{generated}");
+    assert!(cache["reduction"].as_f64() > Some(0.0), "{generated}");
+    assert!(
+        cache["peak_kv_bytes"].as_u64() >= cache["kv_bytes"].as_u64(),
+        "{generated}"
+    );
+    let score = |extra: &[&str]| {
+        let mut args = vec![
+            "score",
+            "-m",
+            s(&dir),
+            "--context",
+            prompt,
+            "--continuation",
+            " mn. op",
+        ];
+        args.extend_from_slice(extra);
+        args.extend(["--anchors", "ep", "--json"]);
+        last_json(&anllm(&args))
+    };
+    let (cached, masked) = (score(&["--chunk-size", "2"]), score(&["--mask-only"]));
+    let diff = cached["logprob"].as_f64().unwrap() - masked["logprob"].as_f64().unwrap();
+    assert!(diff.abs() < 1e-4, "{cached} {masked}");
+    assert_eq!(masked["mode"], "mask_only");
+    assert!(cached["cache"]["entries"].as_u64() < masked["cache"]["entries"].as_u64());
+    // The pinned context stays whole; only the continuation's closed segment is dropped.
+    let pinned = score(&["--pin-prompt"]);
+    let context = pinned["context_ids"].as_array().unwrap().len() as u64;
+    let kept = pinned["cache"]["entries"].as_u64().unwrap();
+    assert!(
+        kept > context && kept < masked["cache"]["entries"].as_u64().unwrap(),
+        "{pinned}"
+    );
+}
+
+#[test]
+fn cli_insert_anchors_puts_ac_after_each_context_sentence() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_hf_dir(tmp.path(), &anllm_llama2_spec(32002), HfLayout::Safetensors).unwrap();
+    // The sentence splitter's parameters come from the fetched assets.
+    asset("punkt/english.json");
+    let home = anllm::testutil::anllm_home();
+    let run = |anchors: &str| {
+        Command::new(env!("CARGO_BIN_EXE_anllm"))
+            .args([
+                "score",
+                "-m",
+                s(tmp.path()),
+                "--anchors",
+                anchors,
+                "--insert-anchors",
+            ])
+            .args([
+                "--context",
+                "Mr. Smith left. It rained. We",
+                "--continuation",
+                " ran",
+            ])
+            .arg("--json")
+            .env("ANLLM_HOME", &home)
+            .output()
+            .unwrap()
+    };
+    let json = last_json(&run("ac"));
+    let ids = json["context_ids"].as_array().unwrap();
+    assert_eq!(ids.iter().filter(|&id| id == 32001).count(), 2, "{json}");
+    assert_clean_failure(&run("ep"), "--anchors ac");
+}

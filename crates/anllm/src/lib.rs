@@ -15,7 +15,7 @@
 //!
 //! The public surface: load a model ([`load_model`]), open a [`Session`] on an `Arc` of it
 //! with a [`SessionConfig`] (anchors, [`MaskRule`], [`PolicyConfig`] or your own
-//! [`KvPolicy`]), and [`generate`] or [`score`](score::score) on it. A session continues: the
+//! [`KvPolicy`]), and [`generate()`] or [`score`](score::score) on it. A session continues: the
 //! next turn prefills only its own tokens.
 //!
 //! ```

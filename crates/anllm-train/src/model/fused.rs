@@ -131,7 +131,7 @@ impl CustomOp1 for SoftmaxLast {
 
 /// Cross-entropy of each column of `logits_t: [vocab, n]` (the LM head's output transposed,
 /// so the head's weight gradient comes out in its own `[vocab, hidden]` layout) against
-/// `targets` (n ids) -> [n], with a backward pass.
+/// `targets` (n ids) -> `[n]`, with a backward pass.
 pub fn cross_entropy_cols(logits_t: &Tensor, targets: &[u32]) -> Result<Tensor> {
     let op = CrossEntropyCols {
         targets: Arc::new(targets.to_vec()),

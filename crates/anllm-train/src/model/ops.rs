@@ -18,7 +18,7 @@ pub fn linear(x: &Tensor, w: &Var) -> Result<Tensor> {
 }
 
 /// RMSNorm `x / sqrt(mean(x²) + eps) · weight` over the last axis, computed in f32 for half
-/// types (as HF does). x: [n, hidden], weight: [hidden].
+/// types (as HF does). x: `[n, hidden]`, weight: `[hidden]`.
 pub fn rms_norm(x: &Tensor, weight: &Var, eps: f64) -> Result<Tensor> {
     Ok(candle_nn::ops::rms_norm_slow(
         x,
@@ -86,7 +86,7 @@ pub fn mlp(x: &Tensor, gate: &Var, up: &Var, down: &Var) -> Result<Tensor> {
 }
 
 /// Cross-entropy of each row: `logsumexp(logits) - logits[target]`. logits: [n, vocab],
-/// targets: u32 [n] -> [n] in the logits' dtype.
+/// targets: u32 `[n]` -> `[n]` in the logits dtype.
 ///
 /// The row maximum that keeps `exp` in range is detached: the value does not depend on it,
 /// so neither does the gradient, and the backward skips a pass over `[n, vocab]`.

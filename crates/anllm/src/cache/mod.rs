@@ -19,7 +19,7 @@ use candle_core::Device;
 use crate::config::LlamaConfig;
 use crate::{Pos, Result};
 
-/// The cache of one session: cells plus one [`LayerStore`] per layer.
+/// The cache of one session: cells plus one K/V store per layer.
 #[derive(Debug)]
 pub struct KvCache {
     cells: Cells,

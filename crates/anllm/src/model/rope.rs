@@ -46,11 +46,6 @@ impl RopeTable {
         self.style
     }
 
-    /// Largest position + 1 the table covers.
-    pub fn max_pos(&self) -> usize {
-        self.max_pos
-    }
-
     /// cos/sin rows for `positions`: two tensors `[t, head_dim / 2]`.
     pub fn gather(&self, positions: &[Pos]) -> Result<(Tensor, Tensor)> {
         if let Some(p) = positions.iter().find(|p| p.0 as usize >= self.max_pos) {

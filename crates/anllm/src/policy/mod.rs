@@ -40,8 +40,8 @@ pub struct Observation<'a> {
 
 /// Decides what the cache keeps.
 ///
-/// Three required methods: a name, the plan, and a fresh copy for [`Session::fork`]
-/// (crate::Session::fork); the rest have defaults.
+/// Three required methods: a name, the plan, and a fresh copy for
+/// [`Session::fork`](crate::Session::fork); the rest have defaults.
 pub trait KvPolicy: Send + std::fmt::Debug {
     /// Stable short name used by the CLI, reports and golden files (`"full"`, `"anchor"`, …).
     fn name(&self) -> &'static str;

@@ -6,7 +6,7 @@
 //! The step contract ([`Session::forward`]), in this order:
 //!
 //! 1. the anchor set classifies each new token (token, anchor or pad);
-//! 2. the new [`Cell`]s are made: stream position, RoPE position by [`PositionMode`], segment,
+//! 2. the new [`Cell`](crate::cache::Cell)s are made: stream position, RoPE position by [`PositionMode`], segment,
 //!    pinned flag;
 //! 3. [`mask::step_mask`] is built over the cached cells plus the new ones;
 //! 4. the model runs the step, appending K/V and cells (a step that fails leaves the cache as

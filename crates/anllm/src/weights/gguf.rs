@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
-use candle_core::quantized::{GgmlDType, gguf_file};
+use candle_core::quantized::gguf_file;
 
 use crate::{Error, Result};
 
@@ -85,26 +85,6 @@ fn gguf_tensor_end(data_offset: u64, info: &gguf_file::TensorInfo) -> Result<u64
                 info.offset
             )
         })
-}
-
-/// A GGUF tensor type name is supported by our loader (llama.cpp numbering).
-pub fn is_supported_ggml_type(t: GgmlDType) -> bool {
-    matches!(
-        t,
-        GgmlDType::F32
-            | GgmlDType::F16
-            | GgmlDType::BF16
-            | GgmlDType::Q4_0
-            | GgmlDType::Q4_1
-            | GgmlDType::Q5_0
-            | GgmlDType::Q5_1
-            | GgmlDType::Q8_0
-            | GgmlDType::Q2K
-            | GgmlDType::Q3K
-            | GgmlDType::Q4K
-            | GgmlDType::Q5K
-            | GgmlDType::Q6K
-    )
 }
 
 /// Maps an HF tensor name to llama.cpp's GGUF name.

@@ -201,3 +201,41 @@ mod simd {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1).
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n as u32)
+            .map(|i| {
+                ((i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) % 2000) as f32 / 1000.0
+                    - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dot_and_axpy_match_the_scalar_reference_at_every_tail_length() {
+        for n in [0, 1, 7, 8, 9, 16, 63, 64, 65] {
+            let (a, b) = (values(n, 1), values(n, 2));
+            let scalar: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| f64::from(*x) * f64::from(*y))
+                .sum();
+            // f32 accumulation in a different order: a few ulps of the sum of |products|.
+            assert!(
+                (f64::from(dot(&a, &b)) - scalar).abs() < 1e-5 * (n as f64 + 1.0),
+                "n={n}"
+            );
+            let mut y = b.clone();
+            axpy(0.37, &a, &mut y);
+            for i in 0..n {
+                let want = 0.37f32.mul_add(a[i], b[i]);
+                assert!((y[i] - want).abs() <= 1e-6, "n={n} i={i}");
+            }
+        }
+    }
+}

@@ -93,6 +93,7 @@ mod avx2 {
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d * sa[0]), p, acc);
             mins += m * sa[1];
         }
+        // SAFETY: this function runs only where AVX2 and FMA were detected (its own contract).
         unsafe { hsum(acc) + mins }
     }
 
@@ -125,6 +126,7 @@ mod avx2 {
             }
         }
         let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        // SAFETY: this function runs only where AVX2 and FMA were detected (its own contract).
         unsafe { hsum(sum) }
     }
 }

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anllm::chat::{Message, apply_chat_template, next_turn_text};
+use anllm::chat::{Message, answer_terminator, apply_chat_template, next_turn_text};
 use anllm::{
     AnchorSet, AnchorSpec, Flow, GenerateRequest, Sampling, Session, SessionConfig, TokenId,
     TokenSink, WeightDtype,
@@ -73,14 +73,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // answer the way the template would.
             _ => {
                 let specials = tok.specials();
-                let closed =
-                    (session.tokens().last()).is_some_and(|&t| specials.is_end_of_generation(t));
-                if let (false, Some(eot)) = (closed, specials.eot.first().copied().or(specials.eos))
-                {
-                    session.accept(eot);
+                let ids: Vec<TokenId> = specials.eos.iter().chain(&specials.eot).copied().collect();
+                let pieces: Vec<String> = ids.iter().map(|&id| piece(Some(id))).collect();
+                let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+                let end = answer_terminator(template, &refs, &bos, &eos)?
+                    .ok_or("the template writes no end-of-turn token after an answer")?;
+                let end_id = tok
+                    .token_id(end)
+                    .ok_or("end-of-turn token not in the vocabulary")?;
+                if session.tokens().last() != Some(&end_id) {
+                    session.accept(end_id); // a cut-off answer: close it as the template does
                 }
-                let last = session.tokens().last().copied();
-                next_turn_text(template, &messages, &piece(last), &bos, &eos)?
+                next_turn_text(template, &messages, end, &bos, &eos)?
             }
         };
         let req = GenerateRequest {

@@ -61,6 +61,37 @@ pub fn next_turn_text(
     Ok(full[cut + end_of_turn.len()..].to_string())
 }
 
+/// Which of `candidates` (special-token pieces, e.g. the tokenizer's EOS and end-of-turn pieces)
+/// the template writes right after an assistant answer: ChatML's `<|im_end|>`. A session whose
+/// answer was cut off is closed with it before the next turn; `None` when the template writes
+/// none of them there.
+pub fn answer_terminator<'a>(
+    template: &str,
+    candidates: &[&'a str],
+    bos_token: &str,
+    eos_token: &str,
+) -> Result<Option<&'a str>> {
+    const MARK: &str = "\u{E000}answer\u{E000}";
+    let probe = [
+        Message {
+            role: "user".into(),
+            content: "question".into(),
+        },
+        Message {
+            role: "assistant".into(),
+            content: MARK.into(),
+        },
+    ];
+    let text = render(template, &probe, false, bos_token, eos_token)?;
+    let after = text.rfind(MARK).map_or("", |i| {
+        text[i + MARK.len()..].trim_start_matches([' ', '\n'])
+    });
+    Ok(candidates
+        .iter()
+        .copied()
+        .find(|c| !c.is_empty() && after.starts_with(c)))
+}
+
 fn render(
     template: &str,
     messages: &[Message],
@@ -118,6 +149,15 @@ mod tests {
             text,
             "\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n"
         );
+    }
+
+    #[test]
+    fn answer_terminator_is_the_piece_after_an_answer() {
+        let pieces = ["<|endoftext|>", "<|im_end|>"];
+        let found = answer_terminator(CHATML, &pieces, "", "").unwrap();
+        assert_eq!(found, Some("<|im_end|>"));
+        let plain = "{% for m in messages %}{{ m.content }}\n{% endfor %}";
+        assert_eq!(answer_terminator(plain, &pieces, "", "").unwrap(), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use anllm::chat::{Message, apply_chat_template, next_turn_text};
+use anllm::chat::{Message, answer_terminator, apply_chat_template, next_turn_text};
 use anllm::generate::{Flow, GenerateRequest, GenerationStats, TokenSink, generate};
 use anllm::sample::Sampling;
 use anllm::{LoadedModel, Session, TokenId};
@@ -119,26 +119,39 @@ fn next_turn_ids(
             None => Ok(tok.encode(prompt, false)?),
         };
     }
-    let specials = tok.specials();
-    let end_of_turn = specials.eot.first().copied().or(specials.eos);
-    let last = session.tokens().last().copied();
-    let closed = last.is_some_and(|id| specials.is_end_of_generation(id));
-    let eot = match (closed, end_of_turn) {
-        (true, _) => last,
-        (false, Some(id)) => {
-            session.accept(id); // the answer was cut off: close the turn as the template does
-            Some(id)
-        }
-        (false, None) => anyhow::bail!("--chat: the model has no end-of-turn token"),
-    };
+    let terminator = answer_terminator_id(model)?;
+    if session.tokens().last() != Some(&terminator) {
+        session.accept(terminator); // the answer was cut off: close the turn as the template does
+    }
     chat.push("user", prompt);
+    let specials = tok.specials();
     let (bos, eos) = (
         special_piece(model, specials.bos),
         special_piece(model, specials.eos),
     );
-    let eot_text = special_piece(model, eot);
+    let eot_text = special_piece(model, Some(terminator));
     let text = next_turn_text(template(model)?, &chat.messages, &eot_text, &bos, &eos)?;
     Ok(tok.encode(&text, true)?)
+}
+
+/// The id of the special token the chat template writes after an answer (among EOS and the
+/// end-of-turn tokens).
+fn answer_terminator_id(model: &LoadedModel) -> Result<TokenId> {
+    let specials = model.tokenizer.specials();
+    let ids: Vec<TokenId> = specials.eos.iter().chain(&specials.eot).copied().collect();
+    let pieces: Vec<String> = ids
+        .iter()
+        .map(|&id| special_piece(model, Some(id)))
+        .collect();
+    let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+    let (bos, eos) = (
+        special_piece(model, specials.bos),
+        special_piece(model, specials.eos),
+    );
+    let found = answer_terminator(template(model)?, &refs, &bos, &eos)?
+        .context("--chat: the template writes no end-of-turn token after an answer")?;
+    let index = refs.iter().position(|p| *p == found).unwrap_or_default();
+    Ok(ids[index])
 }
 
 fn report(turn: usize, turns: usize, stats: &GenerationStats) {

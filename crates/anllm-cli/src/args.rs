@@ -87,8 +87,11 @@ pub struct SessionArgs {
     /// Visibility rule when anchors are on.
     #[arg(long, value_enum, default_value_t = MaskRuleArg::Ansan)]
     pub mask_rule: MaskRuleArg,
-    /// KV policy: full (everything), anchor (anchors, pinned tokens and the open segment) or
-    /// streaming:SINKS,WINDOW (StreamingLLM) [default: anchor when anchors are on, else full].
+    /// KV policy: full (everything), anchor (anchors, pinned tokens and the open segment),
+    /// streaming:SINKS,WINDOW (StreamingLLM), h2o:BUDGET,RECENT (H2O: heavy hitters by
+    /// accumulated attention plus the last RECENT), tova:BUDGET (TOVA: what the current step
+    /// attends to most) or sepllm:SINKS,WINDOW (SepLLM: sinks, separators = the anchors, and a
+    /// recent window) [default: anchor when anchors are on, else full].
     #[arg(long)]
     pub kv_policy: Option<anllm::PolicyConfig>,
     /// RoPE positions of new tokens.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use anllm::policy::{Eviction, KvPolicy, Observation, PolicyConfig};
 use anllm::testutil::{ANCHOR, PAD, tiny_anchors, tiny_model};
-use anllm::{AttentionStats, OutputRows, Role, Session, SessionConfig, TokenId};
+use anllm::{AttentionStats, MaskRule, OutputRows, Role, Session, SessionConfig, TokenId};
 
 /// A stream with an anchor every few tokens and a pad: 40 prompt ids then 32 decode ids.
 fn stream() -> Vec<TokenId> {
@@ -99,6 +99,50 @@ fn every_builtin_policy_keeps_the_session_invariants_and_its_bound() {
                 let want: Vec<u32> = (0..sinks as u32).chain(n - window as u32..n).collect();
                 assert_eq!(pos, want, "{policy:?}");
             }
+            // The stream is longer than the budget: exactly `budget` entries remain, the last
+            // `recent` of the stream among them.
+            PolicyConfig::H2o { budget, recent } => {
+                assert_eq!(kept.len(), budget, "{policy:?}");
+                let n = stream().len() as u32;
+                let tail: Vec<u32> = kept.as_slice()[budget - recent..]
+                    .iter()
+                    .map(|c| c.pos.0)
+                    .collect();
+                let want: Vec<u32> = (n - recent as u32..n).collect();
+                assert_eq!(tail, want, "{policy:?}");
+            }
+            PolicyConfig::Tova { budget } => assert_eq!(kept.len(), budget, "{policy:?}"),
+            // Exactly the sinks, every anchor (separator) of the stream and the last `window`.
+            PolicyConfig::Sepllm { sinks, window } => {
+                let tokens = stream();
+                let n = tokens.len();
+                let pos: Vec<u32> = kept.as_slice().iter().map(|c| c.pos.0).collect();
+                let want: Vec<u32> = (0..n)
+                    .filter(|&i| i < sinks || i >= n - window || ANCHOR.contains(&tokens[i]))
+                    .map(|i| i as u32)
+                    .collect();
+                assert_eq!(pos, want, "{policy:?}");
+                assert!(policy.build().max_entries().is_none());
+            }
+        }
+    }
+}
+
+#[test]
+fn every_builtin_policy_keeps_its_bound_under_the_causal_rule_with_separators() {
+    // SepLLM's setting: plain causal attention, the anchor set only marking separators. Every
+    // key is visible, so attention-scored policies see mass on every entry.
+    for policy in PolicyConfig::examples() {
+        let bound = policy.build().max_entries();
+        let cfg = SessionConfig {
+            anchors: tiny_anchors(),
+            rule: MaskRule::Causal,
+            ..SessionConfig::causal(6).with_policy(policy)
+        };
+        let session = Session::new(Arc::clone(&tiny_model().llama), cfg, 8).unwrap();
+        let kept = run_matrix_row(session, bound).cache().cells().len();
+        if let Some(max) = bound {
+            assert_eq!(kept, max, "{policy:?}");
         }
     }
 }

@@ -13,13 +13,19 @@
 
 mod anchor;
 mod full;
+mod h2o;
+mod sepllm;
 mod streaming;
+mod tova;
 
 use std::ops::Range;
 
 pub use anchor::AnchorPolicy;
 pub use full::Full;
+pub use h2o::H2o;
+pub use sepllm::SepLlm;
 pub use streaming::StreamingLlm;
+pub use tova::Tova;
 
 use crate::cache::Cells;
 pub use crate::cache::Eviction;
@@ -94,6 +100,25 @@ pub enum PolicyConfig {
         /// Most recent entries kept.
         window: usize,
     },
+    /// [`H2o`]: heavy hitters by accumulated attention plus the most recent entries.
+    H2o {
+        /// Most entries kept.
+        budget: usize,
+        /// Most recent entries always kept (less than `budget`).
+        recent: usize,
+    },
+    /// [`Tova`]: the entries the current step attends to most.
+    Tova {
+        /// Most entries kept.
+        budget: usize,
+    },
+    /// [`SepLlm`]: the first `sinks` entries, every separator (anchor) and the last `window`.
+    Sepllm {
+        /// Attention-sink entries kept from the start of the stream.
+        sinks: usize,
+        /// Most recent entries kept.
+        window: usize,
+    },
 }
 
 impl PolicyConfig {
@@ -103,6 +128,9 @@ impl PolicyConfig {
             Self::Full => Box::new(Full),
             Self::Anchor => Box::new(AnchorPolicy),
             Self::Streaming { sinks, window } => Box::new(StreamingLlm::new(sinks, window)),
+            Self::H2o { budget, recent } => Box::new(H2o::new(budget, recent)),
+            Self::Tova { budget } => Box::new(Tova::new(budget)),
+            Self::Sepllm { sinks, window } => Box::new(SepLlm::new(sinks, window)),
         }
     }
 
@@ -112,6 +140,9 @@ impl PolicyConfig {
             Self::Full => "full",
             Self::Anchor => "anchor",
             Self::Streaming { .. } => "streaming",
+            Self::H2o { .. } => "h2o",
+            Self::Tova { .. } => "tova",
+            Self::Sepllm { .. } => "sepllm",
         }
     }
 
@@ -128,6 +159,25 @@ impl PolicyConfig {
                 sinks: 0,
                 window: 1,
             },
+            Self::H2o {
+                budget: 12,
+                recent: 4,
+            },
+            // Smaller than a prefill chunk: the bound must hold within the prompt too.
+            Self::H2o {
+                budget: 2,
+                recent: 1,
+            },
+            Self::Tova { budget: 8 },
+            Self::Tova { budget: 1 },
+            Self::Sepllm {
+                sinks: 4,
+                window: 8,
+            },
+            Self::Sepllm {
+                sinks: 0,
+                window: 1,
+            },
         ]
     }
 
@@ -138,40 +188,71 @@ impl PolicyConfig {
 
     /// Checks the parameters.
     pub fn validate(&self) -> Result<()> {
-        if let Self::Streaming { window: 0, .. } = self {
-            return Err(Error::config(
-                "kv_policy.window",
-                "must be at least 1 (the newest entry)",
-            ));
+        match *self {
+            Self::Streaming { window: 0, .. } | Self::Sepllm { window: 0, .. } => Err(
+                Error::config("kv_policy.window", "must be at least 1 (the newest entry)"),
+            ),
+            Self::H2o { budget: 0, .. } | Self::Tova { budget: 0 } => {
+                Err(Error::config("kv_policy.budget", "must be at least 1"))
+            }
+            Self::H2o { budget, recent } if recent >= budget => Err(Error::config(
+                "kv_policy.recent",
+                format!("must be less than the budget ({budget}): {recent}"),
+            )),
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
 impl std::str::FromStr for PolicyConfig {
     type Err = Error;
 
-    /// `full`, `anchor`, or `streaming:SINKS,WINDOW`.
+    /// `full`, `anchor`, `streaming:SINKS,WINDOW`, `h2o:BUDGET,RECENT`, `tova:BUDGET` or
+    /// `sepllm:SINKS,WINDOW`.
     fn from_str(s: &str) -> Result<Self> {
         let bad = |reason: &str| Error::config("kv_policy", format!("`{s}`: {reason}"));
+        let num = |v: &str| v.trim().parse().map_err(|_| bad("not a number"));
+        let pair = |args: &str, spelling: &str| {
+            let (a, b) = args
+                .split_once(',')
+                .ok_or_else(|| bad(&format!("expected {spelling}")))?;
+            Ok::<_, Error>((num(a)?, num(b)?))
+        };
         let config = match s.split_once(':') {
             None if s == "full" => Self::Full,
             None if s == "anchor" => Self::Anchor,
             Some(("streaming", args)) => {
-                let (sinks, window) = args
-                    .split_once(',')
-                    .ok_or_else(|| bad("expected streaming:SINKS,WINDOW"))?;
-                let num = |v: &str| v.trim().parse().map_err(|_| bad("not a number"));
-                Self::Streaming {
-                    sinks: num(sinks)?,
-                    window: num(window)?,
-                }
+                let (sinks, window) = pair(args, "streaming:SINKS,WINDOW")?;
+                Self::Streaming { sinks, window }
             }
-            _ => return Err(bad("expected full, anchor or streaming:SINKS,WINDOW")),
+            Some(("h2o", args)) => {
+                let (budget, recent) = pair(args, "h2o:BUDGET,RECENT")?;
+                Self::H2o { budget, recent }
+            }
+            Some(("tova", args)) => Self::Tova { budget: num(args)? },
+            Some(("sepllm", args)) => {
+                let (sinks, window) = pair(args, "sepllm:SINKS,WINDOW")?;
+                Self::Sepllm { sinks, window }
+            }
+            _ => {
+                return Err(bad(
+                    "expected full, anchor, streaming:SINKS,WINDOW, h2o:BUDGET,RECENT, \
+                     tova:BUDGET or sepllm:SINKS,WINDOW",
+                ));
+            }
         };
         config.validate()?;
         Ok(config)
     }
+}
+
+/// The `count` slots of `scores` with the lowest score, ties broken toward the lower (older)
+/// slot; NaN scores count as highest.
+pub(crate) fn lowest(scores: &[f32], count: usize) -> Vec<usize> {
+    let mut slots: Vec<usize> = (0..scores.len()).collect();
+    slots.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(a.cmp(&b)));
+    slots.truncate(count);
+    slots
 }
 
 #[cfg(test)]
@@ -226,6 +307,37 @@ pub(crate) mod tests {
             "anchor".parse::<PolicyConfig>().unwrap(),
             PolicyConfig::Anchor
         );
+        assert_eq!(
+            "h2o:64,16".parse::<PolicyConfig>().unwrap(),
+            PolicyConfig::H2o {
+                budget: 64,
+                recent: 16
+            }
+        );
+        assert_eq!(
+            "tova:32".parse::<PolicyConfig>().unwrap(),
+            PolicyConfig::Tova { budget: 32 }
+        );
+        assert_eq!(
+            "sepllm:4,64".parse::<PolicyConfig>().unwrap(),
+            PolicyConfig::Sepllm {
+                sinks: 4,
+                window: 64
+            }
+        );
+        let json = r#"{"kind":"h2o","budget":8,"recent":2}"#;
+        assert_eq!(
+            serde_json::from_str::<PolicyConfig>(json).unwrap(),
+            PolicyConfig::H2o {
+                budget: 8,
+                recent: 2
+            }
+        );
+    }
+
+    #[test]
+    fn lowest_breaks_ties_toward_the_older_slot() {
+        assert_eq!(lowest(&[2.0, 1.0, 1.0, f32::NAN, 0.5], 3), [4, 1, 2]);
     }
 
     #[test]
@@ -236,6 +348,15 @@ pub(crate) mod tests {
             "streaming:4",
             "streaming:a,b",
             "streaming:4,0",
+            "h2o:8",
+            "h2o:0,0",
+            "h2o:8,8",
+            "h2o:8,9",
+            "tova",
+            "tova:0",
+            "tova:x",
+            "sepllm:4",
+            "sepllm:4,0",
             "",
         ] {
             let err = bad.parse::<PolicyConfig>().unwrap_err().to_string();

@@ -1,8 +1,10 @@
 //! `anllm eval` end to end on a tiny model with JSONL data: a cache-mode run writes the promised
 //! JSON, and bad flags or malformed data files fail with one clear error line, never a panic.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use anllm::testutil::{HfLayout, TinySpec, write_hf_dir};
 use serde_json::{Value, json};
@@ -44,12 +46,19 @@ impl Fixture {
 
     /// `anllm eval qa` on the BoolQ files with `extra` flags.
     fn qa(&self, extra: &[&str]) -> Output {
-        let scored = format!("boolq={}", s(&self.path("scored.jsonl")));
-        let pool = format!("boolq={}", s(&self.path("pool.jsonl")));
-        let mut args = vec!["eval", "qa", "--model", s(&self.model), "--tasks", "boolq"];
+        let scored = format!("boolq={}", common::s(&self.path("scored.jsonl")));
+        let pool = format!("boolq={}", common::s(&self.path("pool.jsonl")));
+        let mut args = vec![
+            "eval",
+            "qa",
+            "--model",
+            common::s(&self.model),
+            "--tasks",
+            "boolq",
+        ];
         args.extend(["--data", &scored, "--shots-data", &pool]);
         args.extend(extra);
-        anllm(&args)
+        common::anllm(&args)
     }
 }
 
@@ -58,21 +67,9 @@ fn write_jsonl(path: &Path, rows: &[Value]) {
     std::fs::write(path, text.join("\n") + "\n").unwrap();
 }
 
-fn anllm(args: &[&str]) -> Output {
-    let home = tempfile::tempdir().unwrap();
-    Command::new(env!("CARGO_BIN_EXE_anllm"))
-        .args(args)
-        .env("ANLLM_HOME", home.path())
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("running the anllm binary")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn assert_clean_failure(out: &Output, needle: &str) {
+/// Exit code 1, no panic, and a last stderr line `anllm: error: …` with `needle` (progress lines
+/// may come before it, unlike `common::assert_clean_failure`).
+fn assert_last_line_failure(out: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -93,7 +90,7 @@ fn eval_qa_cache_mode_writes_records_and_agrees_with_mask() {
         "--mode",
         "cache",
         "--output",
-        s(&out_path),
+        common::s(&out_path),
         "--json",
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -133,9 +130,16 @@ fn eval_qa_cache_mode_writes_records_and_agrees_with_mask() {
 #[test]
 fn eval_qa_bad_inputs_fail_cleanly() {
     let fx = Fixture::new();
-    assert_clean_failure(&fx.qa(&["--mode", "mask"]), "need anchors");
-    assert_clean_failure(
-        &anllm(&["eval", "qa", "--model", s(&fx.model), "--tasks", "mmlu"]),
+    assert_last_line_failure(&fx.qa(&["--mode", "mask"]), "need anchors");
+    assert_last_line_failure(
+        &common::anllm(&[
+            "eval",
+            "qa",
+            "--model",
+            common::s(&fx.model),
+            "--tasks",
+            "mmlu",
+        ]),
         "mmlu",
     );
     std::fs::write(
@@ -143,14 +147,21 @@ fn eval_qa_bad_inputs_fail_cleanly() {
         "{\"passage\": \"p\", \"question\": \"q\", \"answer\": true}\n{\"passage\": \"p\"}\n",
     )
     .unwrap();
-    assert_clean_failure(&fx.qa(&[]), "row 2");
-    assert_clean_failure(&fx.qa(&[]), "scored.jsonl");
+    assert_last_line_failure(&fx.qa(&[]), "row 2");
+    assert_last_line_failure(&fx.qa(&[]), "scored.jsonl");
     let fx = Fixture::new();
     std::fs::remove_file(fx.path("pool.jsonl")).unwrap();
-    assert_clean_failure(&fx.qa(&[]), "pool.jsonl");
+    assert_last_line_failure(&fx.qa(&[]), "pool.jsonl");
     // The default files are missing in an empty $ANLLM_HOME.
-    let out = anllm(&["eval", "qa", "--model", s(&fx.model), "--tasks", "piqa"]);
-    assert_clean_failure(&out, "fetch-assets");
+    let out = common::anllm(&[
+        "eval",
+        "qa",
+        "--model",
+        common::s(&fx.model),
+        "--tasks",
+        "piqa",
+    ]);
+    assert_last_line_failure(&out, "fetch-assets");
 }
 
 #[test]
@@ -163,13 +174,13 @@ fn eval_ppl_mask_and_cache_agree() {
     )
     .unwrap();
     let run = |mode: &str| -> Value {
-        let out = anllm(&[
+        let out = common::anllm(&[
             "eval",
             "ppl",
             "--model",
-            s(&fx.model),
+            common::s(&fx.model),
             "--text",
-            s(&text),
+            common::s(&text),
             "--window",
             "16",
             "--stride",
@@ -197,17 +208,17 @@ fn eval_ppl_mask_and_cache_agree() {
     );
     assert!((a - b).abs() < 1e-4, "{mask} vs {cache}");
     assert_eq!(mask["result"]["tokens"], cache["result"]["tokens"]);
-    let bad = anllm(&[
+    let bad = common::anllm(&[
         "eval",
         "ppl",
         "--model",
-        s(&fx.model),
+        common::s(&fx.model),
         "--text",
-        s(&text),
+        common::s(&text),
         "--window",
         "8",
         "--stride",
         "9",
     ]);
-    assert_clean_failure(&bad, "stride");
+    assert_last_line_failure(&bad, "stride");
 }

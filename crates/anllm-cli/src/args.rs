@@ -65,6 +65,9 @@ pub enum MaskRuleArg {
     Ansan,
     /// The authors' older variant: anchors also see earlier anchors.
     Legacy,
+    /// Plain causal attention: the anchors only mark segments (separators) for the KV policy,
+    /// e.g. training-free SepLLM on a model never trained with anchors.
+    Causal,
 }
 
 /// RoPE positions of new tokens.

@@ -88,6 +88,7 @@ pub fn session_config(
         (false, _) => MaskRule::Causal,
         (true, MaskRuleArg::Ansan) => MaskRule::AnSan,
         (true, MaskRuleArg::Legacy) => MaskRule::AnSanLegacy,
+        (true, MaskRuleArg::Causal) => MaskRule::Causal,
     };
     let policy = match args.kv_policy {
         Some(policy) => policy,

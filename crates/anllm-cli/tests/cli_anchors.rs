@@ -97,3 +97,54 @@ fn cli_insert_anchors_puts_ac_after_each_context_sentence() {
     assert_eq!(ids.iter().filter(|&id| id == 32001).count(), 2, "{json}");
     assert_clean_failure(&run("ep"), "--anchors ac");
 }
+
+/// `--mask-rule causal` keeps plain causal attention with anchors on: with a full cache it scores
+/// exactly as `--anchors none`, and with `sepllm` the cache keeps the sink, every anchor and the
+/// window (counted by the policy's dry run over the same tokens, not by the binary).
+#[test]
+fn cli_causal_rule_with_anchors_scores_causally_and_sepllm_keeps_separators() {
+    let (_tmp, dir) = hf_model(&TinySpec::gqa());
+    let (context, continuation) = ("ab. cd. ef. gh. ij", " kl");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["score", "-m", s(&dir), "--context", context];
+        args.extend([
+            "--continuation",
+            continuation,
+            "--chunk-size",
+            "2",
+            "--json",
+        ]);
+        args.extend(extra);
+        last_json(&anllm(&args))
+    };
+    let plain = run(&["--anchors", "none"]);
+    let causal = ["--anchors", "ep", "--mask-rule", "causal"];
+    let full = run(&[&causal[..], &["--kv-policy", "full"]].concat());
+    assert_eq!(plain["logprob"], full["logprob"], "{plain}\n{full}");
+    let sep = run(&[&causal[..], &["--kv-policy", "sepllm:1,2"]].concat());
+    assert!(sep["logprob"].as_f64().is_some_and(f64::is_finite), "{sep}");
+    let model =
+        anllm::load_model(&dir, anllm::WeightDtype::Auto, &candle_core::Device::Cpu).unwrap();
+    let anchors = anllm::AnchorSet::from_spec(&anllm::AnchorSpec::Ep, &model.tokenizer).unwrap();
+    let ids = [
+        model.tokenizer.encode(context, false).unwrap(),
+        model.tokenizer.encode(continuation, false).unwrap(),
+    ]
+    .concat();
+    let cfg = anllm::SessionConfig {
+        anchors,
+        chunk_size: 2,
+        policy: anllm::PolicyConfig::Sepllm {
+            sinks: 1,
+            window: 2,
+        },
+        ..anllm::SessionConfig::default()
+    };
+    let kept = anllm::session::kept_entries(&cfg, &ids[..ids.len() - 1]).unwrap();
+    assert_eq!(sep["cache"]["entries"].as_u64(), Some(kept as u64), "{sep}");
+    assert!(
+        kept < ids.len() - 1,
+        "sepllm dropped nothing: {kept} of {}",
+        ids.len() - 1
+    );
+}

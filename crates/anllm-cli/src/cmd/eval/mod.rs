@@ -42,6 +42,7 @@ fn eval_session(
     let rule = match args.mask_rule {
         MaskRuleArg::Ansan => MaskRule::AnSan,
         MaskRuleArg::Legacy => MaskRule::AnSanLegacy,
+        MaskRuleArg::Causal => MaskRule::Causal,
     };
     let cfg = SessionConfig {
         anchors,

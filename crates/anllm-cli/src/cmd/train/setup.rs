@@ -217,6 +217,7 @@ fn anchors_of(args: &TrainArgs, begin: &RunStart) -> Result<(AnchorSet, MaskRule
     let rule = match args.mask_rule {
         MaskRuleArg::Ansan => MaskRule::AnSan,
         MaskRuleArg::Legacy => MaskRule::AnSanLegacy,
+        MaskRuleArg::Causal => MaskRule::Causal,
     };
     let tok = &begin.tokenizer;
     Ok(match args.anchors {

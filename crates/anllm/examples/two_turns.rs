@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anllm::chat::{Message, answer_terminator, apply_chat_template, next_turn_text};
+use anllm::chat::{ChatTemplate, Message};
 use anllm::{
     AnchorSet, AnchorSpec, Flow, GenerateRequest, Sampling, Session, SessionConfig, TokenId,
     TokenSink, WeightDtype,
@@ -50,11 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let model = anllm::load_model(&path, WeightDtype::Auto, &candle_core::Device::Cpu)?;
     let tok = &model.tokenizer;
-    let template = tok
-        .chat_template()
-        .ok_or("the model has no chat template")?;
-    let piece = |id: Option<TokenId>| id.and_then(|i| tok.piece(i)).unwrap_or("").to_string();
-    let (bos, eos) = (piece(tok.specials().bos), piece(tok.specials().eos));
+    let template = ChatTemplate::of(tok)?;
     let cfg = match anchored {
         true => SessionConfig::anchored(AnchorSet::from_spec(&AnchorSpec::Ep, tok)?, 64),
         false => SessionConfig::causal(64),
@@ -67,28 +63,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     for (i, user) in turns.iter().enumerate() {
         messages.push(message("user", user));
-        let text = match i {
-            0 => apply_chat_template(template, &messages, &bos, &eos)?,
-            // The stream ends with the answer's end-of-turn token (pending); close a cut-off
-            // answer the way the template would.
-            _ => {
-                let specials = tok.specials();
-                let ids: Vec<TokenId> = specials.eos.iter().chain(&specials.eot).copied().collect();
-                let pieces: Vec<String> = ids.iter().map(|&id| piece(Some(id))).collect();
-                let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
-                let end = answer_terminator(template, &refs, &bos, &eos)?
-                    .ok_or("the template writes no end-of-turn token after an answer")?;
-                let end_id = tok
-                    .token_id(end)
-                    .ok_or("end-of-turn token not in the vocabulary")?;
-                if session.tokens().last() != Some(&end_id) {
-                    session.accept(end_id); // a cut-off answer: close it as the template does
-                }
-                next_turn_text(template, &messages, end, &bos, &eos)?
-            }
+        let prompt = match i {
+            0 => tok.encode(&template.render(&messages)?, true)?,
+            // Only the new turn: the session already holds the conversation so far.
+            _ => template.next_turn(&mut session, &messages)?,
         };
         let req = GenerateRequest {
-            prompt: tok.encode(&text, true)?,
+            prompt,
             max_tokens: 96,
             sampling: Sampling::default(),
         };

@@ -4,7 +4,9 @@
 use minijinja::{Environment, context};
 use serde::Serialize;
 
-use crate::{Error, Result};
+use crate::session::Session;
+use crate::tokenizer::Tokenizer;
+use crate::{Error, Result, TokenId};
 
 /// One chat message.
 #[derive(Debug, Clone, Serialize)]
@@ -90,6 +92,76 @@ pub fn answer_terminator<'a>(
         .iter()
         .copied()
         .find(|c| !c.is_empty() && after.starts_with(c)))
+}
+
+/// A model's chat template with its tokenizer: renders a conversation's first turn, and the
+/// tokens that continue a [`Session`] with a later turn.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatTemplate<'t> {
+    tokenizer: &'t Tokenizer,
+    template: &'t str,
+}
+
+impl<'t> ChatTemplate<'t> {
+    /// The chat template of `tokenizer`'s metadata; an error when the model has none.
+    pub fn of(tokenizer: &'t Tokenizer) -> Result<Self> {
+        let template = tokenizer.chat_template().ok_or_else(|| {
+            Error::config(
+                "chat_template",
+                "the model has no chat template in its metadata",
+            )
+        })?;
+        Ok(Self {
+            tokenizer,
+            template,
+        })
+    }
+
+    /// `messages` rendered with the generation prompt (the first turn's text).
+    pub fn render(&self, messages: &[Message]) -> Result<String> {
+        let (bos, eos) = self.bos_eos();
+        apply_chat_template(self.template, messages, bos, eos)
+    }
+
+    /// The tokens that continue `session` with the last message of `messages` (whose
+    /// assistant answers are already in the stream). A cut-off answer is first closed with
+    /// the template's end-of-answer token ([`answer_terminator`]), pending in the session.
+    pub fn next_turn(&self, session: &mut Session, messages: &[Message]) -> Result<Vec<TokenId>> {
+        let end = self.answer_terminator()?;
+        if session.last_token() != Some(end) {
+            session.accept(end);
+        }
+        let (bos, eos) = self.bos_eos();
+        let end_piece = self.piece(Some(end));
+        let text = next_turn_text(self.template, messages, end_piece, bos, eos)?;
+        self.tokenizer.encode(&text, true)
+    }
+
+    /// The id of the token the template writes after an answer, among EOS and the
+    /// end-of-turn tokens (SmolLM2: `<|im_end|>`, its EOS, not its "end of turn").
+    pub fn answer_terminator(&self) -> Result<TokenId> {
+        let specials = self.tokenizer.specials();
+        let ids: Vec<TokenId> = specials.eos.iter().chain(&specials.eot).copied().collect();
+        let pieces: Vec<&str> = ids.iter().map(|&id| self.piece(Some(id))).collect();
+        let (bos, eos) = self.bos_eos();
+        let found = answer_terminator(self.template, &pieces, bos, eos)?.ok_or_else(|| {
+            Error::config(
+                "chat_template",
+                "writes no end-of-turn token after an answer",
+            )
+        })?;
+        let index = pieces.iter().position(|p| *p == found).unwrap_or_default();
+        Ok(ids[index])
+    }
+
+    fn piece(&self, id: Option<TokenId>) -> &'t str {
+        id.and_then(|i| self.tokenizer.piece(i)).unwrap_or_default()
+    }
+
+    fn bos_eos(&self) -> (&'t str, &'t str) {
+        let specials = self.tokenizer.specials();
+        (self.piece(specials.bos), self.piece(specials.eos))
+    }
 }
 
 fn render(

@@ -4,9 +4,9 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use anllm::chat::{Message, answer_terminator, apply_chat_template, next_turn_text};
+use anllm::chat::{ChatTemplate, Message};
 use anllm::generate::{Flow, GenerateRequest, GenerationStats, TokenSink, generate};
 use anllm::sample::Sampling;
 use anllm::{LoadedModel, Session, TokenId};
@@ -55,12 +55,6 @@ impl Conversation {
     }
 }
 
-fn special_piece(model: &LoadedModel, id: Option<TokenId>) -> String {
-    id.and_then(|i| model.tokenizer.piece(i))
-        .map(str::to_string)
-        .unwrap_or_default()
-}
-
 /// Builds the prompt ids: chat template when asked, BOS by the model's preference or `--bos`.
 fn first_turn_ids(
     model: &LoadedModel,
@@ -71,11 +65,7 @@ fn first_turn_ids(
     let prompt = &args.prompt[0];
     let text = if args.chat {
         chat.push("user", prompt);
-        let (bos, eos) = (
-            special_piece(model, tok.specials().bos),
-            special_piece(model, tok.specials().eos),
-        );
-        apply_chat_template(template(model)?, &chat.messages, &bos, &eos)?
+        ChatTemplate::of(tok)?.render(&chat.messages)?
     } else {
         prompt.clone()
     };
@@ -96,13 +86,6 @@ fn first_turn_ids(
     Ok(ids)
 }
 
-fn template(model: &LoadedModel) -> Result<&str> {
-    model
-        .tokenizer
-        .chat_template()
-        .context("--chat: the model has no chat template in its metadata")
-}
-
 /// The tokens of a later turn: with `--chat`, the template's rendering from just after the
 /// previous answer's end-of-turn token; else the text itself, continuing the stream.
 fn next_turn_ids(
@@ -119,39 +102,8 @@ fn next_turn_ids(
             None => Ok(tok.encode(prompt, false)?),
         };
     }
-    let terminator = answer_terminator_id(model)?;
-    if session.tokens().last() != Some(&terminator) {
-        session.accept(terminator); // the answer was cut off: close the turn as the template does
-    }
     chat.push("user", prompt);
-    let specials = tok.specials();
-    let (bos, eos) = (
-        special_piece(model, specials.bos),
-        special_piece(model, specials.eos),
-    );
-    let eot_text = special_piece(model, Some(terminator));
-    let text = next_turn_text(template(model)?, &chat.messages, &eot_text, &bos, &eos)?;
-    Ok(tok.encode(&text, true)?)
-}
-
-/// The id of the special token the chat template writes after an answer (among EOS and the
-/// end-of-turn tokens).
-fn answer_terminator_id(model: &LoadedModel) -> Result<TokenId> {
-    let specials = model.tokenizer.specials();
-    let ids: Vec<TokenId> = specials.eos.iter().chain(&specials.eot).copied().collect();
-    let pieces: Vec<String> = ids
-        .iter()
-        .map(|&id| special_piece(model, Some(id)))
-        .collect();
-    let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
-    let (bos, eos) = (
-        special_piece(model, specials.bos),
-        special_piece(model, specials.eos),
-    );
-    let found = answer_terminator(template(model)?, &refs, &bos, &eos)?
-        .context("--chat: the template writes no end-of-turn token after an answer")?;
-    let index = refs.iter().position(|p| *p == found).unwrap_or_default();
-    Ok(ids[index])
+    Ok(ChatTemplate::of(tok)?.next_turn(session, &chat.messages)?)
 }
 
 fn report(turn: usize, turns: usize, stats: &GenerationStats) {

@@ -116,6 +116,11 @@ impl Session {
         [self.history.as_slice(), &self.pending].concat()
     }
 
+    /// The last token of the stream, run or pending.
+    pub fn last_token(&self) -> Option<TokenId> {
+        self.pending.last().or(self.history.last()).copied()
+    }
+
     /// Tokens accepted but not run yet (see [`Session::accept`]).
     pub fn pending(&self) -> &[TokenId] {
         &self.pending

@@ -9,6 +9,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+// Steps short enough for the decode-attention kernel spin; longer (prefill) steps are
+// GEMM-bound and ran 10% slower with spinning.
+use crate::model::MAX_ROWS;
+
 /// Whether idle pool workers spin during a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -19,10 +23,6 @@ pub enum KeepWarm {
     /// Workers spin through short steps (one stream owns the pool: the CLI).
     Spin,
 }
-
-/// Longest step (in new tokens) that spins: long (prefill) steps are GEMM-bound and ran 10%
-/// slower with spinning.
-pub(crate) const MAX_SPIN_ROWS: usize = 16;
 
 /// Longest a worker keeps itself awake for one step. The bound also makes the scheme safe: a
 /// worker that picked this job up while inside a task the step waits for gives up and lets
@@ -38,7 +38,7 @@ pub(crate) fn run_step<R: Send>(mode: KeepWarm, rows: usize, step: impl FnOnce()
     // Spinning only pays with a core per worker; an oversubscribed pool goes without.
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let helpers = match rayon::current_num_threads() {
-        n if n <= cores && rows <= MAX_SPIN_ROWS => n,
+        n if n <= cores && rows <= MAX_ROWS => n,
         _ => 1,
     };
     // Run the step on a rayon worker: the kernels' parallel loops then start by work

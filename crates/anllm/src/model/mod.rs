@@ -27,6 +27,7 @@ use crate::mask::Mask;
 use crate::weights::WeightSource;
 use crate::{Error, Pos, Result, TokenId};
 
+pub(crate) use attend::MAX_ROWS;
 use attention::{Attention, StepContext};
 use mlp::Mlp;
 use norm::RmsNorm;

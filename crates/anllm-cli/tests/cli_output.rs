@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use anllm::testutil::{TinySpec, write_gguf_typed};
-use anllm::{ForwardInput, LoadedModel, OutputRows, Pos, TokenId, WeightDtype, load_model};
+use anllm::{LoadedModel, TokenId, WeightDtype, load_model};
 use candle_core::Device;
 use candle_core::quantized::GgmlDType;
 use common::{anllm, hf_model, last_json, s};
@@ -22,15 +22,7 @@ fn load(path: &Path) -> LoadedModel {
 
 /// Logit rows of one causal forward pass over `tokens` from an empty cache.
 fn full_forward(model: &LoadedModel, tokens: &[TokenId]) -> Vec<Vec<f32>> {
-    let mut cache = model.llama.new_cache(tokens.len()).unwrap();
-    let pos: Vec<Pos> = (0..tokens.len() as u32).map(Pos).collect();
-    let input = ForwardInput::causal(tokens, &pos, OutputRows::All);
-    model
-        .llama
-        .forward(&input, &mut cache)
-        .unwrap()
-        .to_vec2()
-        .unwrap()
+    anllm::testutil::causal_logits(&model.llama, tokens)
 }
 
 /// Index of the first largest value.

@@ -85,6 +85,18 @@ pub struct Request {
     pub dropped: usize,
 }
 
+impl Request {
+    /// A request with no demonstrations and nothing truncated.
+    pub fn new(context: &[TokenId], continuation: &[TokenId]) -> Self {
+        Self {
+            context: context.to_vec(),
+            continuation: continuation.to_vec(),
+            demo_tokens: 0,
+            dropped: 0,
+        }
+    }
+}
+
 /// Tokenizes each choice of `prompt`: context and continuation separately, no BOS; with
 /// `insert`, that id goes right after the last token of each demonstration. A context left
 /// empty gets `empty_context` (EOS, as lm-eval). The pair is left-truncated to `max_tokens`

@@ -11,12 +11,7 @@ use anllm_eval::scoring::{score_each, score_shared};
 const VOCAB: u32 = 384;
 
 fn request(context: &[u32], continuation: &[u32]) -> Request {
-    Request {
-        context: context.to_vec(),
-        continuation: continuation.to_vec(),
-        demo_tokens: 0,
-        dropped: 0,
-    }
+    Request::new(context, continuation)
 }
 
 fn configs() -> [SessionConfig; 2] {

@@ -10,12 +10,7 @@ use anllm_eval::scoring::{score_each, score_shared};
 use anllm_eval::tasks::{Choice, Doc, Task};
 
 fn request(context: &[u32], continuation: &[u32]) -> Request {
-    Request {
-        context: context.to_vec(),
-        continuation: continuation.to_vec(),
-        demo_tokens: 0,
-        dropped: 0,
-    }
+    Request::new(context, continuation)
 }
 
 fn assert_close(a: &[f64], b: &[f64]) {

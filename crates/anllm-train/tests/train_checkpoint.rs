@@ -5,9 +5,7 @@
 use std::path::Path;
 
 use anllm::testutil::{HfLayout, TinySpec, hf_tensors, write_hf_dir};
-use anllm::{
-    ForwardInput, LoadedModel, OutputRows, Pos, TokenId, WeightDtype, WeightSource, load_model,
-};
+use anllm::{LoadedModel, TokenId, WeightDtype, WeightSource, load_model};
 use anllm_train::checkpoint::{
     Checkpoint, LATEST, TrainerState, list_checkpoints, load_checkpoint, load_latest,
     read_tokenizer_files, save_checkpoint,
@@ -20,11 +18,7 @@ use serde_json::json;
 const TOKENS: [TokenId; 5] = [1, 300, 17, 259, 42];
 
 fn logits(model: &LoadedModel) -> Vec<f32> {
-    let mut cache = model.llama.new_cache(8).unwrap();
-    let pos: Vec<Pos> = (0..TOKENS.len() as u32).map(Pos).collect();
-    let input = ForwardInput::causal(&TOKENS, &pos, OutputRows::All);
-    let out = model.llama.forward(&input, &mut cache).unwrap();
-    out.flatten_all().unwrap().to_vec1().unwrap()
+    anllm::testutil::causal_logits(&model.llama, &TOKENS).concat()
 }
 
 fn state(step: u64) -> TrainerState {

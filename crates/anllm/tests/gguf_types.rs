@@ -10,7 +10,7 @@
 //! agreement is 1 in 384) and stay within its logit error.
 
 use anllm::testutil::{TinySpec, max_abs_diff, write_gguf_typed};
-use anllm::{ForwardInput, LoadedModel, OutputRows, Pos, TokenId, WeightDtype, load_model};
+use anllm::{LoadedModel, TokenId, WeightDtype, load_model};
 use candle_core::Device;
 use candle_core::quantized::GgmlDType;
 
@@ -29,15 +29,7 @@ fn spec() -> TinySpec {
 
 /// Logit rows of a full causal forward pass over [`TOKENS`].
 fn logits(model: &LoadedModel) -> Vec<Vec<f32>> {
-    let mut cache = model.llama.new_cache(TOKENS.len()).unwrap();
-    let pos: Vec<Pos> = (0..TOKENS.len() as u32).map(Pos).collect();
-    let input = ForwardInput::causal(&TOKENS, &pos, OutputRows::All);
-    model
-        .llama
-        .forward(&input, &mut cache)
-        .unwrap()
-        .to_vec2()
-        .unwrap()
+    anllm::testutil::causal_logits(&model.llama, &TOKENS)
 }
 
 fn cosine(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {

@@ -11,7 +11,7 @@ use anllm::testutil::{
     HfLayout, TinySpec, anllm_llama2_spec, hf_tensors, max_abs_diff, write_gguf, write_gguf_typed,
     write_hf_dir, write_hf_dir_tensors,
 };
-use anllm::{ForwardInput, LoadedModel, OutputRows, Pos, TokenId, WeightDtype, load_model};
+use anllm::{LoadedModel, TokenId, WeightDtype, load_model};
 use candle_core::Device;
 use candle_core::quantized::GgmlDType;
 
@@ -25,15 +25,7 @@ fn load(path: &Path) -> LoadedModel {
 
 /// Logits `[tokens, vocab]` of [`TOKENS`] in one causal step.
 fn logits(model: &LoadedModel, tokens: &[TokenId]) -> Vec<Vec<f32>> {
-    let llama = &model.llama;
-    let mut cache = llama.new_cache(tokens.len()).unwrap();
-    let positions: Vec<Pos> = (0..tokens.len() as u32).map(Pos).collect();
-    let input = ForwardInput::causal(tokens, &positions, OutputRows::All);
-    llama
-        .forward(&input, &mut cache)
-        .unwrap()
-        .to_vec2()
-        .unwrap()
+    anllm::testutil::causal_logits(&model.llama, tokens)
 }
 
 fn assert_close(what: &str, a: &[Vec<f32>], b: &[Vec<f32>], tol: f32) {

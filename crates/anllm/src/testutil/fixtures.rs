@@ -6,7 +6,9 @@ use std::sync::OnceLock;
 use candle_core::Device;
 
 use super::{HfLayout, TinySpec, write_hf_dir};
-use crate::{AnchorSet, LoadedModel, TokenId, WeightDtype, load_model};
+use crate::{
+    AnchorSet, ForwardInput, Llama, LoadedModel, OutputRows, Pos, TokenId, WeightDtype, load_model,
+};
 
 /// Anchor ids of the tiny-model tests.
 pub const ANCHOR: [TokenId; 2] = [10, 11];
@@ -42,4 +44,14 @@ pub fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
         .flat_map(|(x, y)| x.iter().zip(y))
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
+}
+
+/// Logit rows `[tokens, vocab]` of one causal forward pass over `tokens` from an empty cache:
+/// the plain reference (no session, no policy, no chunking) other paths are compared with.
+pub fn causal_logits(llama: &Llama, tokens: &[TokenId]) -> Vec<Vec<f32>> {
+    let mut cache = llama.new_cache(tokens.len()).expect("cache");
+    let positions: Vec<Pos> = (0..tokens.len() as u32).map(Pos).collect();
+    let input = ForwardInput::causal(tokens, &positions, OutputRows::All);
+    let logits = llama.forward(&input, &mut cache).expect("causal forward");
+    logits.to_vec2().expect("logit rows")
 }

@@ -28,7 +28,7 @@ use crate::{Error, Result};
 pub use assets::{
     anllm_home, asset, default_model, gguf_tokenizer, golden, golden_dir, llama_cpp_cases,
 };
-pub use fixtures::{ANCHOR, PAD, TOL_F32, max_abs_diff, tiny_anchors, tiny_model};
+pub use fixtures::{ANCHOR, PAD, TOL_F32, causal_logits, max_abs_diff, tiny_anchors, tiny_model};
 pub use vocab::{LLAMA2_BASE_VOCAB, llama_tokenizer_json};
 
 /// Sizes and seed of a tiny Llama.

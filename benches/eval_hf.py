@@ -34,6 +34,8 @@ import json
 import math
 import os
 import sys
+
+from peer_common import DIGIT_PRE, argmax
 import time
 
 PROG = "eval_hf"
@@ -79,19 +81,7 @@ def parse_args():
     return a
 
 
-def argmax(xs):
-    """Index of the first maximum (ties -> the first, as numpy.argmax)."""
-    best = 0
-    for i, x in enumerate(xs):
-        if x > xs[best]:
-            best = i
-    return best
 
-
-# tokenizer.ggml.pre values whose llama.cpp pre-tokenizer splits every digit off before the GPT-2
-# regex (llama-vocab.cpp; crates/anllm/src/tokenizer/bpe.rs); the HF tokenizer.json of these models
-# has pre_tokenizer Sequence[Digits(individual_digits=True), ByteLevel(add_prefix_space=False)].
-DIGIT_PRE = {"smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b"}
 
 
 def gguf_tokenizer_meta(path):

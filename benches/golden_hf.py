@@ -36,14 +36,14 @@ import json
 import os
 import sys
 
+from peer_common import DIGIT_PRE, argmax
+
 PROG = "golden_hf"
 PROMPT = "The capital of France is"
 CONTINUATIONS = [" Paris", " London"]
 GREEDY_TOKENS = 16
 TOP_K = 5
 MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# tokenizer.ggml.pre values whose pre-tokenizer splits every digit off first (as benches/eval_hf.py).
-DIGIT_PRE = {"smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b"}
 
 # The 28 texts of smollm2-tokens.json, in file order.
 TEXTS = [
@@ -93,14 +93,6 @@ def gguf_pre(path):
     field = gguf.GGUFReader(path).fields.get("tokenizer.ggml.pre")
     return None if field is None else bytes(field.parts[field.data[0]]).decode("utf-8")
 
-
-def argmax(xs):
-    """Index of the first maximum."""
-    best = 0
-    for i, x in enumerate(xs):
-        if x > xs[best]:
-            best = i
-    return best
 
 
 def dumps(value):

@@ -16,14 +16,8 @@ set -euo pipefail
 
 ANLLM_HOME="${ANLLM_HOME:-$HOME/.cache/anllm}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-PY="$ANLLM_HOME/peers/kvpress-venv/bin/python"
-
-if [ ! -x "$PY" ]; then
-  printf 'golden_hf: %s missing; running benches/kvpress.sh setup\n' "$PY" >&2
-  ANLLM_HOME="$ANLLM_HOME" "$HERE/kvpress.sh" setup
-fi
-
 # shellcheck source=peer_env.sh
 . "$HERE/peer_env.sh"
+PY="$(kvpress_python)"
 torch_env "$@"
 exec "$PY" "$HERE/golden_hf.py" "$@"

@@ -30,3 +30,15 @@ torch_env() {
   export TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
   export ANLLM_HOME
 }
+
+# kvpress_python: prints the kvpress venv's python ("$ANLLM_HOME/peers/kvpress-venv"),
+# creating the venv first with `benches/kvpress.sh setup` (several GB) when it is missing.
+# Needs HERE (the benches folder) and ANLLM_HOME.
+kvpress_python() {
+  local py="$ANLLM_HOME/peers/kvpress-venv/bin/python"
+  if [ ! -x "$py" ]; then
+    printf '%s missing; running benches/kvpress.sh setup\n' "$py" >&2
+    ANLLM_HOME="$ANLLM_HOME" "$HERE/kvpress.sh" setup >&2
+  fi
+  echo "$py"
+}

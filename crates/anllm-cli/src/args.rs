@@ -123,8 +123,17 @@ pub struct GenerateArgs {
     pub common: CommonArgs,
     /// The prompt text. Repeat it for a conversation: each --prompt is one more turn (a user
     /// message with --chat), continuing the same session, so a turn prefills only its own tokens.
-    #[arg(long, short = 'p', required = true)]
+    #[arg(long, short = 'p', required_unless_present = "prompts_file")]
     pub prompt: Vec<String>,
+    /// Answer every prompt of this file (one per line, each a fresh conversation) instead of
+    /// --prompt, and write the conversations to --transcripts (with --chat).
+    #[arg(long, requires_all = ["transcripts", "chat"], conflicts_with = "prompt")]
+    pub prompts_file: Option<std::path::PathBuf>,
+    /// With --prompts-file: the JSONL file of chat transcripts (`{"messages": [...]}`, the
+    /// format `anllm train` reads); prompts already answered there are skipped, so a stopped
+    /// run continues.
+    #[arg(long, requires = "prompts_file")]
+    pub transcripts: Option<std::path::PathBuf>,
     /// Most tokens to generate.
     #[arg(long, short = 'n', default_value_t = 128)]
     pub max_tokens: usize,

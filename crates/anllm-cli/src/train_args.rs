@@ -144,6 +144,13 @@ pub struct TrainArgs {
     /// Output directory: checkpoints, `train_log.jsonl`, `loss.png`.
     #[arg(long)]
     pub out: PathBuf,
+    /// Distil: train the student to match the frozen starting model (run with full attention
+    /// by the inference engine) with a KL loss on its next-token distributions.
+    #[arg(long, conflicts_with = "init_from_scratch")]
+    pub distill: bool,
+    /// With --distill: weight of the KL term; the cross-entropy on the data gets 1 − this.
+    #[arg(long, default_value_t = 1.0, requires = "distill")]
+    pub distill_alpha: f64,
     /// Continue the run saved in --out (same flags) from its latest checkpoint.
     #[arg(long)]
     pub resume: bool,

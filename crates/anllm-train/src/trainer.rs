@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::batch::BatchRule;
 use super::data::{Batch, DataPosition};
+use super::distill::Teacher;
 use super::model::TrainModel;
 use super::optim::AdamW;
 use super::schedule::LrSchedule;
@@ -37,7 +38,8 @@ pub struct TrainOptions {
 pub struct StepRecord {
     /// Step number, from 1.
     pub step: u64,
-    /// Mean cross-entropy (nats) over the step's targets.
+    /// Mean training objective (nats) over the step's targets: the cross-entropy, or with a
+    /// teacher the distillation loss (`α · KL + (1 − α) · CE`).
     pub loss: f64,
     /// Learning rate used.
     pub lr: f64,
@@ -51,6 +53,9 @@ pub struct StepRecord {
     pub step_s: f64,
     /// Where the data stands after the step.
     pub data: DataPosition,
+    /// Seconds of the step spent in the teacher's forward passes (distillation only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teacher_s: Option<f64>,
     /// Held-out loss, on the steps where it was measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_loss: Option<f64>,
@@ -63,6 +68,7 @@ pub struct Trainer {
     rule: BatchRule,
     options: TrainOptions,
     step: u64,
+    teacher: Option<Teacher>,
 }
 
 impl Trainer {
@@ -83,7 +89,25 @@ impl Trainer {
             rule,
             options,
             step,
+            teacher: None,
         })
+    }
+
+    /// The same trainer distilling from `teacher` (see [`crate::distill`]); its vocabulary must
+    /// be the student's.
+    pub fn with_teacher(mut self, teacher: Teacher) -> Result<Self> {
+        let (theirs, ours) = (
+            teacher.model().config().vocab_size,
+            self.model.config().vocab_size,
+        );
+        if theirs != ours {
+            return Err(Error::config(
+                "distill",
+                format!("the teacher's vocabulary has {theirs} tokens, the student's {ours}"),
+            ));
+        }
+        self.teacher = Some(teacher);
+        Ok(self)
     }
 
     /// The model being trained.
@@ -123,13 +147,22 @@ impl Trainer {
         let device = self.model.device().clone();
         let mut grads: Option<GradStore> = None;
         let mut loss_sum = 0.0;
+        let mut teacher_s = 0.0;
         for batch in micro {
             let count = batch.target_count();
             if count == 0 {
                 continue;
             }
             let tensors = self.rule.to_tensors(batch, &device)?;
-            let loss = self.model.loss(&tensors)?;
+            let loss = match &self.teacher {
+                None => self.model.loss(&tensors)?,
+                Some(teacher) => {
+                    let t0 = Instant::now();
+                    let soft = teacher.soft_targets(batch, &device)?;
+                    teacher_s += t0.elapsed().as_secs_f64();
+                    self.model.distill_loss(&tensors, &soft, teacher.alpha())?
+                }
+            };
             loss_sum += scalar(&loss)? * count as f64;
             let scaled = (loss * (count as f64 / total as f64))?;
             let store = scaled.backward()?;
@@ -154,6 +187,7 @@ impl Trainer {
             tokens_per_s: tokens as f64 / secs.max(1e-9),
             step_s: secs,
             data: last.next,
+            teacher_s: self.teacher.is_some().then_some(teacher_s),
             eval_loss: None,
         })
     }

@@ -2,14 +2,14 @@
 //! way Hugging Face's `apply_chat_template` does.
 
 use minijinja::{Environment, context};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::session::Session;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result, TokenId};
 
 /// One chat message.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
     /// "system", "user" or "assistant".
     pub role: String,
@@ -61,6 +61,49 @@ pub fn next_turn_text(
         .rfind(end_of_turn)
         .ok_or_else(|| bad("the rendered answer does not end with the end-of-turn token"))?;
     Ok(full[cut + end_of_turn.len()..].to_string())
+}
+
+/// A conversation's rendering cut into pieces: `answer` is true for the text an assistant
+/// wrote, up to and including the template's end-of-answer piece `terminator`, and false for
+/// everything the template or the other roles wrote. The pieces concatenate to the rendering
+/// of the whole conversation without the generation prompt. Training puts the loss on the
+/// answer pieces only.
+pub fn answer_segments(
+    template: &str,
+    messages: &[Message],
+    terminator: &str,
+    bos_token: &str,
+    eos_token: &str,
+) -> Result<Vec<(String, bool)>> {
+    let bad = |reason: &str| Error::config("chat_template", reason);
+    let mut out = Vec::new();
+    let mut done = String::new();
+    for (k, message) in messages.iter().enumerate() {
+        if message.role != "assistant" {
+            continue;
+        }
+        let prompt = render(template, &messages[..k], true, bos_token, eos_token)?;
+        let full = render(template, &messages[..=k], false, bos_token, eos_token)?;
+        if !prompt.starts_with(&done) || !full.starts_with(&prompt) {
+            return Err(bad(
+                "the template does not render a conversation as a prefix of its continuation",
+            ));
+        }
+        out.push((prompt[done.len()..].to_string(), false));
+        let answer = &full[prompt.len()..];
+        let cut = answer
+            .find(terminator)
+            .filter(|_| !terminator.is_empty())
+            .map_or(answer.len(), |i| i + terminator.len());
+        out.push((answer[..cut].to_string(), true));
+        out.push((answer[cut..].to_string(), false));
+        done = full;
+    }
+    if out.is_empty() {
+        return Err(bad("a training conversation needs an assistant message"));
+    }
+    out.retain(|(text, _)| !text.is_empty());
+    Ok(out)
 }
 
 /// Which of `candidates` (special-token pieces, e.g. the tokenizer's EOS and end-of-turn pieces)
@@ -135,6 +178,14 @@ impl<'t> ChatTemplate<'t> {
         let end_piece = self.piece(Some(end));
         let text = next_turn_text(self.template, messages, end_piece, bos, eos)?;
         self.tokenizer.encode(&text, true)
+    }
+
+    /// The conversation cut into template text and assistant answers ([`answer_segments`]),
+    /// each answer closed by [`ChatTemplate::answer_terminator`].
+    pub fn answer_segments(&self, messages: &[Message]) -> Result<Vec<(String, bool)>> {
+        let end = self.answer_terminator()?;
+        let (bos, eos) = self.bos_eos();
+        answer_segments(self.template, messages, self.piece(Some(end)), bos, eos)
     }
 
     /// The id of the token the template writes after an answer, among EOS and the
@@ -221,6 +272,30 @@ mod tests {
             text,
             "\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n"
         );
+    }
+
+    #[test]
+    fn answer_segments_mark_each_answer_through_its_terminator() {
+        let messages = [
+            msg("user", "Hi"),
+            msg("assistant", "Hello!"),
+            msg("user", "Bye"),
+            msg("assistant", "See you."),
+        ];
+        let segs = answer_segments(CHATML, &messages, "<|im_end|>", "", "").unwrap();
+        // Hand-derived from the ChatML template above.
+        let expected = [
+            ("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", false),
+            ("Hello!<|im_end|>", true),
+            ("\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n", false),
+            ("See you.<|im_end|>", true),
+            ("\n", false),
+        ];
+        let got: Vec<(&str, bool)> = segs.iter().map(|(t, a)| (t.as_str(), *a)).collect();
+        assert_eq!(got, expected);
+        let joined: String = segs.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(joined, render(CHATML, &messages, false, "", "").unwrap());
+        assert!(answer_segments(CHATML, &messages[..1], "<|im_end|>", "", "").is_err());
     }
 
     #[test]

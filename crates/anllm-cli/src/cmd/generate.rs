@@ -126,6 +126,9 @@ fn report(turn: usize, turns: usize, stats: &GenerationStats) {
 
 /// Runs the subcommand.
 pub fn run(args: GenerateArgs) -> Result<()> {
+    if let (Some(prompts), Some(out)) = (&args.prompts_file, &args.transcripts) {
+        return crate::cmd::transcripts::run(&args, prompts, out);
+    }
     config::set_threads(args.common.threads)?;
     let model = config::load(&args.common)?;
     let mut chat = Conversation::new(&args);

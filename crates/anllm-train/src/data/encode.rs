@@ -2,6 +2,7 @@
 
 use anllm::anchor::insert::{FinalSentence, insert_after_sentences, insert_at_ends};
 use anllm::anchor::{AC_PIECE, AnchorSpec};
+use anllm::chat::{ChatTemplate, Message};
 use anllm::sentence::SentenceSplitter;
 use anllm::tokenizer::Tokenizer;
 use anllm::{Error, Result, TokenId};
@@ -125,17 +126,23 @@ impl<'a> Encoder<'a> {
     /// The tokens and targets of `doc`.
     pub fn encode(&self, doc: &Document) -> Result<TokenizedDoc> {
         let mut out = TokenizedDoc::default();
-        if let (true, Some(bos)) = (self.tokenizer.add_bos(), self.tokenizer.specials().bos) {
-            out.push(&[bos], false);
-        }
+        let bos = match (self.tokenizer.add_bos(), self.tokenizer.specials().bos) {
+            (true, Some(bos)) => vec![bos],
+            _ => Vec::new(),
+        };
         match doc {
-            Document::Text(text) => out.push(&self.text_tokens(text)?, true),
+            Document::Chat(messages) => out = self.encode_chat(messages)?,
+            Document::Text(text) => {
+                out.push(&bos, false);
+                out.push(&self.text_tokens(text)?, true);
+            }
             Document::Instruction { prompt, response } => {
                 let eos =
                     self.tokenizer.specials().eos.ok_or_else(|| {
                         Error::config("eos", "instruction data needs an EOS token")
                     })?;
                 let (prompt, response) = self.instruction_tokens(prompt, response)?;
+                out.push(&bos, false);
                 out.push(&prompt, false);
                 out.push(&response, true);
                 out.push(&[eos], true);
@@ -143,6 +150,22 @@ impl<'a> Encoder<'a> {
         }
         if let Some(first) = out.loss_mask.first_mut() {
             *first = false;
+        }
+        Ok(out)
+    }
+
+    /// A conversation as `generate --chat` sees it: the template's rendering (no BOS of our
+    /// own: the template writes what the model expects), special tokens parsed, the targets
+    /// being the assistant answers and the end-of-answer token after each.
+    fn encode_chat(&self, messages: &[Message]) -> Result<TokenizedDoc> {
+        if matches!(self.anchors, AnchorData::Ac { .. }) {
+            return Err(Error::unsupported(
+                "chat data with `<AC>` anchors (use ep, or render the chats as text)",
+            ));
+        }
+        let mut out = TokenizedDoc::default();
+        for (text, answer) in ChatTemplate::of(self.tokenizer)?.answer_segments(messages)? {
+            out.push(&self.tokenizer.encode(&text, true)?, answer);
         }
         Ok(out)
     }

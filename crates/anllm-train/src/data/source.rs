@@ -1,5 +1,6 @@
 //! Reading documents: plain text, JSON/JSONL records with a `text` field, and Alpaca
-//! instruction data (`instruction`, optional `input`, `output`).
+//! instruction data (`instruction`, optional `input`, `output`), and chat conversations
+//! (`messages`, as OpenAI's chat format) rendered by the model's own chat template.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -7,6 +8,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 use serde_json::Value;
 
+use anllm::chat::Message;
 use anllm::{Error, Result};
 
 /// One training document, before tokenization.
@@ -21,6 +23,9 @@ pub enum Document {
         /// The answer the model learns to produce.
         response: String,
     },
+    /// A conversation (`messages` of `role` and `content`), rendered with the model's chat
+    /// template; the loss is on the assistant answers and their end-of-answer token only.
+    Chat(Vec<Message>),
 }
 
 /// How a plain-text file is cut into documents (`--doc-split`).
@@ -58,6 +63,8 @@ pub enum SourceFormat {
     JsonText,
     /// Alpaca records (JSONL, or a JSON array) with `instruction`, `input`, `output`.
     Alpaca,
+    /// Chat records (JSONL, or a JSON array) with a `messages` list of `role` / `content`.
+    Chat,
 }
 
 /// The Alpaca prompt for `instruction` and `input` (Stanford Alpaca's template; the variant
@@ -115,8 +122,8 @@ pub fn detect_format(path: &Path, content: &str) -> Result<SourceFormat> {
     }
 }
 
-const NO_FORMAT: &str = "expected an object with a `text` field or Alpaca `instruction` and \
-                         `output` fields";
+const NO_FORMAT: &str = "expected an object with a `text` field, Alpaca `instruction` and \
+                         `output` fields, or chat `messages`";
 
 fn is_json_path(path: &Path) -> bool {
     matches!(
@@ -186,7 +193,9 @@ fn json_records(path: &Path, content: &str) -> Result<Vec<(usize, Value)>> {
 
 fn record_format(record: &Value) -> Option<SourceFormat> {
     let object = record.as_object()?;
-    if object.contains_key("instruction") {
+    if object.contains_key("messages") {
+        Some(SourceFormat::Chat)
+    } else if object.contains_key("instruction") {
         Some(SourceFormat::Alpaca)
     } else if object.contains_key("text") {
         Some(SourceFormat::JsonText)
@@ -198,6 +207,11 @@ fn record_format(record: &Value) -> Option<SourceFormat> {
 #[derive(Deserialize)]
 struct TextRecord {
     text: String,
+}
+
+#[derive(Deserialize)]
+struct ChatRecord {
+    messages: Vec<Message>,
 }
 
 #[derive(Deserialize)]
@@ -216,6 +230,9 @@ fn record_document(format: SourceFormat, value: Value) -> Result<Document, serde
                 prompt: alpaca_prompt(&r.instruction, r.input.as_deref().unwrap_or("")),
                 response: r.output,
             }
+        }
+        SourceFormat::Chat => {
+            Document::Chat(serde_json::from_value::<ChatRecord>(value)?.messages)
         }
         SourceFormat::JsonText | SourceFormat::PlainText => {
             Document::Text(serde_json::from_value::<TextRecord>(value)?.text)

@@ -38,10 +38,10 @@ impl Kernels {
 }
 
 /// Rows per parallel task: enough work per task to amortize rayon's scheduling.
-const ROWS_PER_TASK: usize = 64;
+pub(super) const ROWS_PER_TASK: usize = 64;
 
 /// f32 / f64 arithmetic the kernels need beyond [`WithDType`].
-trait Float: WithDType {
+pub(super) trait Float: WithDType {
     const ZERO: Self;
     const NEG_INF: Self;
     fn exp(self) -> Self;
@@ -70,14 +70,14 @@ impl Float for f64 {
     }
 }
 
-fn contiguous<'a, T>(src: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {
+pub(super) fn contiguous<'a, T>(src: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&src[start..end]),
         None => bail!("fused kernel input must be contiguous"),
     }
 }
 
-fn max_of<T: Float>(a: T, b: T) -> T {
+pub(super) fn max_of<T: Float>(a: T, b: T) -> T {
     if b > a { b } else { a }
 }
 

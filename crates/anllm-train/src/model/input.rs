@@ -77,6 +77,16 @@ impl TrainBatch {
         Ok((b, t))
     }
 
+    /// The flat indices (`row * t + position`) of the targets of non-zero weight, in order:
+    /// the columns of [`super::TrainModel::distill_loss`]'s teacher.
+    pub fn targeted_rows(&self) -> Result<Vec<u32>> {
+        Ok((0u32..)
+            .zip(self.loss_weights()?)
+            .filter(|(_, w)| *w != 0.0)
+            .map(|(i, _)| i)
+            .collect())
+    }
+
     /// The loss weights on the host: finite, non-negative, with a positive sum.
     pub fn loss_weights(&self) -> Result<Vec<f32>> {
         let weights: Vec<f32> = self

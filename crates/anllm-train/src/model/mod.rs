@@ -20,6 +20,7 @@
 //! is compared in `docs/benchmarks.md`.
 //! `model_timing_tiny_256` in `tests/train_grad/timing.rs` reproduces the numbers.
 
+pub mod distill;
 pub mod fused;
 mod input;
 pub mod ops;
@@ -39,6 +40,14 @@ use anllm::weights::WeightSource;
 use anllm::{Error, Result};
 
 use params::{NormalRng, ParamSpec, init_tensor, param_specs, rope_heads, rope_tables};
+
+/// The rows of a batch whose target counts in the loss.
+struct Targeted {
+    hidden: Tensor,  // [n, hidden]
+    targets: Tensor, // u32 [n]
+    weights: Tensor, // [n]
+    total: f64,      // sum of all the batch's weights
+}
 
 /// Weights of one decoder layer.
 #[derive(Debug, Clone)]
@@ -239,30 +248,54 @@ impl TrainModel {
     /// Mean cross-entropy (a scalar): the sum over targets of `weight · CE` divided by the sum
     /// of the weights. The final norm and the LM head run only on rows of non-zero weight.
     pub fn loss(&self, batch: &TrainBatch) -> Result<Tensor> {
+        let sel = self.targeted(batch)?;
+        let ce = self.head_loss(&sel.hidden, &sel.targets)?;
+        Ok(((ce * sel.weights)?.sum_all()? / sel.total)?)
+    }
+
+    /// Mean distillation loss (a scalar) over the targets of `batch`: per target,
+    /// `alpha · KL(teacher ‖ student) + (1 − alpha) · CE` ([`distill::distill_cols`]), weighted
+    /// as in [`TrainModel::loss`]. `teacher_t: [vocab, n]` holds the teacher's next-token
+    /// probabilities of the `n` targets of non-zero weight, in row-major order
+    /// ([`TrainBatch::targeted_rows`]).
+    pub fn distill_loss(&self, batch: &TrainBatch, teacher_t: &Tensor, alpha: f64) -> Result<Tensor> {
+        let sel = self.targeted(batch)?;
+        let x = ops::rms_norm(&sel.hidden, &self.norm, self.cfg.rms_norm_eps)?;
+        let teacher_t = teacher_t.to_dtype(self.dtype)?.to_device(&self.device)?;
+        let per = match self.kernels.resolve(&x) {
+            Kernels::Fused => {
+                let logits_t = self.lm_head.as_tensor().matmul(&x.t()?)?;
+                let targets = sel.targets.to_vec1::<u32>()?;
+                distill::distill_cols(&logits_t, &teacher_t, &targets, alpha)?
+            }
+            Kernels::Composed => {
+                let logits = ops::linear(&x, &self.lm_head)?;
+                ops::distill(&logits, &teacher_t.t()?, &sel.targets, alpha)?
+            }
+        };
+        Ok(((per * sel.weights)?.sum_all()? / sel.total)?)
+    }
+
+    /// The residual stream, targets and weights of the rows whose target counts.
+    fn targeted(&self, batch: &TrainBatch) -> Result<Targeted> {
         let (b, t) = batch.check(&self.cfg)?;
         let weights = batch.loss_weights()?;
         let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
         let hidden = self.hidden(batch, b, t)?; // [b * t, hidden]
         let targets = batch.targets.flatten_all()?;
         let weights_t = batch.weights.flatten_all()?.to_dtype(self.dtype)?;
-        let rows: Vec<u32> = (0u32..)
-            .zip(&weights)
-            .filter(|(_, w)| **w != 0.0)
-            .map(|(i, _)| i)
-            .collect();
-        let (hidden, targets, weights) = if rows.len() == weights.len() {
-            (hidden, targets, weights_t)
-        } else {
-            let n = rows.len();
-            let ids = Tensor::from_vec(rows, n, &self.device)?;
-            (
-                hidden.index_select(&ids, 0)?,
-                targets.index_select(&ids, 0)?,
-                weights_t.index_select(&ids, 0)?,
-            )
-        };
-        let ce = self.head_loss(&hidden, &targets)?;
-        Ok(((ce * weights)?.sum_all()? / total)?)
+        let rows = batch.targeted_rows()?;
+        if rows.len() == weights.len() {
+            return Ok(Targeted { hidden, targets, weights: weights_t, total });
+        }
+        let n = rows.len();
+        let ids = Tensor::from_vec(rows, n, &self.device)?;
+        Ok(Targeted {
+            hidden: hidden.index_select(&ids, 0)?,
+            targets: targets.index_select(&ids, 0)?,
+            weights: weights_t.index_select(&ids, 0)?,
+            total,
+        })
     }
 
     /// Embedding and decoder layers: the residual stream [b * t, hidden] before the final norm.

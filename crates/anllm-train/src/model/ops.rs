@@ -102,3 +102,23 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let picked = logits.gather(&targets.to_dtype(DType::U32)?.unsqueeze(1)?, 1)?;
     Ok((lse - picked)?.squeeze(1)?)
 }
+
+/// The distillation loss of [`super::distill::distill_cols`] from candle's elementary ops (the
+/// reference): `logits: [n, vocab]`, `teacher: [n, vocab]` probabilities (no gradient),
+/// `targets` u32 [n] → `[n]`.
+pub fn distill(logits: &Tensor, teacher: &Tensor, targets: &Tensor, alpha: f64) -> Result<Tensor> {
+    let logits = &logits.contiguous()?;
+    let max = logits.max_keepdim(D::Minus1)?.detach();
+    let lse = (logits
+        .broadcast_sub(&max)?
+        .exp()?
+        .sum_keepdim(D::Minus1)?
+        .log()?
+        + max)?; // [n, 1]
+    let teacher = teacher.detach();
+    let log_p = teacher.clamp(1e-30, 1.0)?.log()?;
+    // Σ p (ln p − x + lse) per row.
+    let kl = (teacher.broadcast_mul(&(log_p - logits)?.broadcast_add(&lse)?))?.sum(D::Minus1)?;
+    let ce = cross_entropy(logits, targets)?;
+    Ok(((kl * alpha)? + (ce * (1.0 - alpha))?)?)
+}

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use anllm::{AnchorSet, AnchorSpec, MaskRule};
 use anllm_train::batch::BatchRule;
 use anllm_train::checkpoint::{self, LoadedCheckpoint, TrainerState};
+use anllm_train::distill::Teacher;
 use anllm_train::data::{AnchorData, BlockMode, DataConfig, DataPosition, DocSplit, TrainData};
 use anllm_train::optim::{AdamW, AdamWConfig};
 use anllm_train::schedule::{Decay, LrSchedule};
@@ -41,6 +42,15 @@ pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
     check_flags(args)?;
     let run = run_json(args);
     let resumed = resume_point(args, &run)?;
+    let start_model = match args.init_from_scratch {
+        true => None,
+        false => Some(resolve_model(&crate::args::CommonArgs {
+            model: args.model.clone(),
+            dtype: crate::args::DtypeArg::F32,
+            threads: None,
+            json: false,
+        })?),
+    };
     let mut begin = match &resumed {
         Some(ck) => start::open_checkpoint(&ck.dir, device)?,
         None if args.init_from_scratch => {
@@ -50,15 +60,10 @@ pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
             };
             start::from_scratch(config, tok, args.seed, device)?
         }
-        None => {
-            let common = crate::args::CommonArgs {
-                model: args.model.clone(),
-                dtype: crate::args::DtypeArg::F32,
-                threads: None,
-                json: false,
-            };
-            start::open_checkpoint(&resolve_model(&common)?, device)?
-        }
+        None => match &start_model {
+            Some(path) => start::open_checkpoint(path, device)?,
+            None => bail!("no model to start from"),
+        },
     };
     if resumed.is_none() {
         begin = extend_vocab(args, begin)?;
@@ -97,8 +102,14 @@ pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
         (rows, Some(u))
     };
     let total_steps = total_steps(args, &data)?;
-    let (trainer, state) =
+    let (mut trainer, state) =
         build_trainer(args, begin.model, resumed, rule, anchors, total_steps, run)?;
+    if args.distill {
+        let Some(path) = &start_model else {
+            bail!("--distill needs a starting model (not --init-from-scratch)");
+        };
+        trainer = trainer.with_teacher(load_teacher(args, path)?)?;
+    }
     Ok(Prepared {
         trainer,
         data,
@@ -108,6 +119,23 @@ pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
         total_steps,
         unigram,
     })
+}
+
+/// The frozen teacher of --distill: the starting model as the inference engine runs it (a
+/// quantized GGUF keeps its quantized kernels: about half the time of f32 per step; the
+/// student starts from the same weights dequantized).
+fn load_teacher(args: &TrainArgs, path: &std::path::Path) -> Result<Teacher> {
+    if args.anchors == TrainAnchorsArg::Ac {
+        bail!("--distill with --anchors ac: the teacher has no `<AC>` token (use ep)");
+    }
+    let loaded = anllm::load_model(path, anllm::WeightDtype::Auto, &Device::Cpu)
+        .with_context(|| format!("loading the teacher {}", path.display()))?;
+    eprintln!(
+        "anllm: distilling from {} (KL weight {})",
+        path.display(),
+        args.distill_alpha
+    );
+    Ok(Teacher::new((*loaded.llama).clone(), args.distill_alpha)?)
 }
 
 fn check_flags(args: &TrainArgs) -> Result<()> {
@@ -157,6 +185,7 @@ fn run_json(args: &TrainArgs) -> Value {
         "schedule": format!("{:?}", args.schedule), "min_lr_ratio": args.min_lr_ratio,
         "weight_decay": args.weight_decay, "max_grad_norm": args.max_grad_norm,
         "seed": args.seed, "init_new_rows": format!("{:?}", args.init_new_rows),
+        "distill": args.distill.then_some(args.distill_alpha),
     })
 }
 

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# AnLLM-EP-135M: turn the default model (SmolLM2-135M-Instruct) into an AnLLM-EP by
+# distillation under the AnSAN mask, then measure it. Fetches nothing new (run
+# scripts/fetch-assets.sh once). Resumable: run it again with the same --out and it continues
+# (transcripts, then training up to --minutes of training wall time, then the evaluation).
+#
+#   benches/anllm-ep-135m.sh [--minutes M] [--out DIR] [--prompts N]
+#
+# Steps:
+#   1. prompts (benches/anllm-ep-135m/prompts.py): templates x topics and instructions about
+#      passages of the corpus's training split; no scored evaluation split is used;
+#   2. the teacher (the starting model, full attention) answers them: chat transcripts;
+#   3. `anllm train --distill` on the transcripts (rendered by the model's chat template, loss
+#      on the answers) plus a seeded slice of the training corpus, AnSAN mask (EP);
+#   4. perplexity (window 512, the first 2,048 tokens) of the base and trained models, full
+#      attention and anchor-pruned cache, on the corpus's held-out split and on text from a
+#      source absent from the training data (the GNU GPL v3, /usr/share/common-licenses/GPL-3 of
+#      Debian's base system); curves over every checkpoint.
+# The last line of stdout is one JSON object with the results.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MINUTES=150
+OUT=runs/anllm-ep-135m
+PROMPTS=360
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --minutes) MINUTES="$2"; shift 2 ;;
+    --out) OUT="$2"; shift 2 ;;
+    --prompts) PROMPTS="$2"; shift 2 ;;
+    *) echo "usage: $0 [--minutes M] [--out DIR] [--prompts N]" >&2; exit 2 ;;
+  esac
+done
+
+H="${ANLLM_HOME:-$HOME/.cache/anllm}"
+MODEL="$H/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+for f in "$MODEL" "$H/corpus/train.txt" "$H/corpus/heldout.txt" /usr/share/common-licenses/GPL-3; do
+  [[ -f "$f" ]] || { echo "missing $f: run scripts/fetch-assets.sh" >&2; exit 1; }
+done
+cargo build --profile ci -p anllm-cli >&2
+ANLLM=target/ci/anllm
+THREADS="${THREADS:-$(nproc)}"
+mkdir -p "$OUT"
+log() { echo "anllm-ep-135m: $*" >&2; }
+
+# 1-2. Prompts and the teacher's transcripts.
+[[ -f "$OUT/prompts.txt" ]] || python3 benches/anllm-ep-135m/prompts.py "$H/corpus/train.txt" "$PROMPTS" > "$OUT/prompts.txt"
+log "transcripts: $OUT/chat.jsonl"
+"$ANLLM" generate --chat --prompts-file "$OUT/prompts.txt" --transcripts "$OUT/chat.jsonl" \
+  --max-tokens 192 --temperature 0.6 --top-p 0.9 --seed 34 --threads "$THREADS" >&2
+# A seeded slice of the training corpus (about 1 MB), so that chat is about a third of the data.
+[[ -f "$OUT/corpus-slice.txt" ]] || python3 - "$H/corpus/train.txt" "$OUT/corpus-slice.txt" <<'PY'
+import random, sys
+paras = [p.strip() for p in open(sys.argv[1], encoding="utf-8").read().split("\n\n") if p.strip()]
+random.Random(34).shuffle(paras)
+out, size = [], 0
+for p in paras:
+    if size > 1_000_000:
+        break
+    out.append(p); size += len(p)
+open(sys.argv[2], "w", encoding="utf-8").write("\n\n".join(out) + "\n")
+PY
+
+# 3. Distillation, resumable, until MINUTES of training wall time.
+RUN="$OUT/run"
+TRAIN=(train --data "$OUT/chat.jsonl" "$OUT/corpus-slice.txt" --eval-data "$H/corpus/heldout.txt"
+  --anchors ep --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 1e-4 --warmup 10
+  --save-every 30 --eval-every 10 --eval-rows 4 --steps 100000 --threads "$THREADS" --out "$RUN")
+# Wall seconds of the training invocations so far (each adds its own on exit).
+done_s=$(cat "$OUT/train_wall_s" 2>/dev/null || echo 0)
+left=$(python3 -c "print(round(max(0.0, $MINUTES - $done_s / 60), 2))")
+if python3 -c "import sys; sys.exit(0 if $left > 0.5 else 1)"; then
+  resume=(); [[ -f "$RUN/latest.json" ]] && resume=(--resume)
+  log "training for $left more minutes into $RUN"
+  t0=$(date +%s)
+  "$ANLLM" "${TRAIN[@]}" "${resume[@]}" --max-minutes "$left" >&2
+  echo $((done_s + $(date +%s) - t0)) > "$OUT/train_wall_s"
+fi
+
+# 4. Evaluation.
+last=$(ls -d "$RUN"/checkpoint-* | sort | tail -1)
+ppl() { # model anchors(none|ep) text
+  local mode=full; [[ "$2" == ep ]] && mode=cache
+  "$ANLLM" eval ppl --model "$1" --dtype f32 --anchors "$2" --mode "$mode" --text "$3" \
+    --max-tokens 2048 --window 512 --threads "$THREADS" --json 2>/dev/null | tail -1
+}
+EVAL="$OUT/eval"; mkdir -p "$EVAL"
+for text in heldout gpl3; do
+  file="$H/corpus/heldout.txt"; [[ $text == gpl3 ]] && file=/usr/share/common-licenses/GPL-3
+  for a in none ep; do
+    [[ -f "$EVAL/base-$text-$a.json" ]] || ppl "$MODEL" $a "$file" > "$EVAL/base-$text-$a.json"
+    for ck in "$RUN"/checkpoint-*; do
+      n=$(basename "$ck")
+      [[ -f "$EVAL/$n-$text-$a.json" ]] || ppl "$ck" $a "$file" > "$EVAL/$n-$text-$a.json"
+    done
+  done
+done
+python3 benches/anllm-ep-135m/report.py "$OUT" "$last"

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Summarises an anllm-ep-135m.sh run: prints the perplexity curves (one line per checkpoint)
+to stderr, writes OUT/curves.json, and prints the result JSON as the last line of stdout.
+
+Usage: report.py OUT LAST_CHECKPOINT_DIR
+"""
+import glob
+import json
+import os
+import sys
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.loads(f.read().strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def ppl(out, name, text, anchors):
+    r = load(os.path.join(out, "eval", f"{name}-{text}-{anchors}.json"))
+    return None if r is None else r["result"]["ppl"]
+
+
+def kv_reduction(out, name, text):
+    r = load(os.path.join(out, "eval", f"{name}-{text}-ep.json"))
+    if r is None:
+        return None
+    c = r["result"]["c_window"]
+    return c["ratio_sum"] / c["items"]
+
+
+def main():
+    out, last = sys.argv[1], sys.argv[2]
+    run = os.path.join(out, "run")
+    curves = []
+    for ck in sorted(glob.glob(os.path.join(run, "checkpoint-*"))):
+        name = os.path.basename(ck)
+        state = json.load(open(os.path.join(ck, "trainer_state.json")))
+        row = {"checkpoint": name, "step": state["step"], "tokens": state["tokens_seen"],
+               "train_s": state["elapsed_s"]}
+        for text in ("heldout", "gpl3"):
+            for a, key in (("none", "full"), ("ep", "anchor")):
+                row[f"ppl_{key}_{text}"] = ppl(out, name, text, a)
+        curves.append(row)
+        print(json.dumps(row), file=sys.stderr)
+    json.dump(curves, open(os.path.join(out, "curves.json"), "w"), indent=1)
+    name = os.path.basename(last)
+    state = json.load(open(os.path.join(last, "trainer_state.json")))
+    try:
+        wall = float(open(os.path.join(out, "train_wall_s")).read())
+    except (OSError, ValueError):
+        wall = state["elapsed_s"]
+    res = {}
+    for text, suffix in (("heldout", ""), ("gpl3", "_gpl3")):
+        b_full, b_anc = ppl(out, "base", text, "none"), ppl(out, "base", text, "ep")
+        t_full, t_anc = ppl(out, name, text, "none"), ppl(out, name, text, "ep")
+        res.update({
+            f"ppl_full_base{suffix}": b_full, f"ppl_anchor_base{suffix}": b_anc,
+            f"ppl_full_trained{suffix}": t_full, f"ppl_anchor_trained{suffix}": t_anc,
+            f"tax{suffix}": t_anc / t_full if t_anc and t_full else None,
+            f"net{suffix}": t_anc / b_full if t_anc and b_full else None,
+            f"kv_reduction{suffix}": kv_reduction(out, name, text),
+        })
+    res.update({"tokens_trained": state["tokens_seen"], "steps": state["step"],
+                "minutes": round(wall / 60, 1), "checkpoint": os.path.abspath(last)})
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+//! `anllm generate --chat --prompts-file P --transcripts T`: the model answers every prompt
+//! of `P` in a fresh conversation, and each conversation is appended to `T` as one JSONL
+//! record `{"messages": [system?, user, assistant]}`, the chat format `anllm train` reads.
+//! Distillation data made by the teacher itself (issue: AnLLM-EP-135M). Resumable: prompts
+//! already in `T` (by count, in file order) are skipped.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+use anllm::chat::{ChatTemplate, Message};
+use anllm::generate::{Flow, GenerateRequest, TokenSink, generate};
+use anllm::sample::Sampling;
+use anllm::{LoadedModel, Session, TokenId};
+
+use crate::args::GenerateArgs;
+use crate::config;
+
+struct TextSink(String);
+
+impl TokenSink for TextSink {
+    fn token(&mut self, _id: TokenId, text: &str) -> anllm::Result<Flow> {
+        self.0.push_str(text);
+        Ok(Flow::Continue)
+    }
+}
+
+/// The prompts of `path`: one per non-blank line.
+fn read_prompts(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the prompts {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| l.replace("\\n", "\n"))
+        .collect())
+}
+
+/// How many complete records `path` already holds (0 when it does not exist).
+fn done_count(path: &Path) -> Result<usize> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text.lines().filter(|l| !l.trim().is_empty()).count()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn message(role: &str, content: &str) -> Message {
+    Message {
+        role: role.into(),
+        content: content.into(),
+    }
+}
+
+/// One conversation: the messages with the model's answer.
+fn answer(model: &LoadedModel, args: &GenerateArgs, prompt: &str) -> Result<Vec<Message>> {
+    let mut messages: Vec<Message> = args.system.iter().map(|s| message("system", s)).collect();
+    messages.push(message("user", prompt));
+    let text = ChatTemplate::of(&model.tokenizer)?.render(&messages)?;
+    let ids = model.tokenizer.encode(&text, true)?;
+    if ids.is_empty() {
+        bail!("prompt `{prompt}` is empty after tokenization");
+    }
+    let cfg = config::session_config(&args.session, &model.tokenizer, ids.len())?;
+    let mut session = Session::new(Arc::clone(&model.llama), cfg, ids.len() + args.max_tokens)?;
+    let req = GenerateRequest {
+        prompt: ids,
+        max_tokens: args.max_tokens,
+        sampling: Sampling {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            seed: args.seed,
+        },
+    };
+    let mut sink = TextSink(String::new());
+    generate(&mut session, &model.tokenizer, &req, &mut sink)?;
+    messages.push(message("assistant", sink.0.trim()));
+    Ok(messages)
+}
+
+/// Runs the batch.
+pub fn run(args: &GenerateArgs, prompts: &Path, out: &Path) -> Result<()> {
+    config::set_threads(args.common.threads)?;
+    let model = config::load(&args.common)?;
+    let prompts = read_prompts(prompts)?;
+    let done = done_count(out)?;
+    if done > prompts.len() {
+        bail!(
+            "{} holds {done} transcripts but there are only {} prompts",
+            out.display(),
+            prompts.len()
+        );
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out)
+        .with_context(|| format!("opening {}", out.display()))?;
+    let started = Instant::now();
+    for (i, prompt) in prompts.iter().enumerate().skip(done) {
+        let messages = answer(&model, args, prompt)?;
+        let line = serde_json::to_string(&serde_json::json!({ "messages": messages }))?;
+        writeln!(file, "{line}").with_context(|| format!("writing {}", out.display()))?;
+        let n = i + 1 - done;
+        if n % 10 == 0 || i + 1 == prompts.len() {
+            eprintln!(
+                "anllm: {}/{} transcripts ({:.1} s each)",
+                i + 1,
+                prompts.len(),
+                started.elapsed().as_secs_f64() / n as f64
+            );
+        }
+    }
+    Ok(())
+}

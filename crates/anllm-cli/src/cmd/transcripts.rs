@@ -104,8 +104,11 @@ pub fn run(args: &GenerateArgs, prompts: &Path, out: &Path) -> Result<()> {
     let started = Instant::now();
     for (i, prompt) in prompts.iter().enumerate().skip(done) {
         let messages = answer(&model, args, prompt)?;
-        let line = serde_json::to_string(&serde_json::json!({ "messages": messages }))?;
-        writeln!(file, "{line}").with_context(|| format!("writing {}", out.display()))?;
+        let mut line = serde_json::to_string(&serde_json::json!({ "messages": messages }))?;
+        line.push('\n');
+        // One write per record, so a stopped run leaves whole lines.
+        file.write_all(line.as_bytes())
+            .with_context(|| format!("writing {}", out.display()))?;
         let n = i + 1 - done;
         if n % 10 == 0 || i + 1 == prompts.len() {
             eprintln!(

@@ -1,0 +1,70 @@
+//! Chat training data (`{"messages": [...]}` JSONL) on the real SmolLM2 tokenizer: rendered by
+//! the model's own chat template with its special tokens as single ids, the loss on the
+//! assistant answers and their `<|im_end|>` only. Needs `scripts/fetch-assets.sh`.
+
+use std::path::Path;
+
+use anllm::tokenizer::Tokenizer;
+use anllm::weights::WeightSource;
+use anllm::{WeightDtype, testutil};
+use anllm_train::data::{AnchorData, DocSplit, Document, Encoder, parse_documents};
+use candle_core::Device;
+
+fn smollm2_tokenizer() -> Tokenizer {
+    let path = testutil::default_model();
+    let src = WeightSource::open_gguf(&path, WeightDtype::Auto, &Device::Cpu).unwrap();
+    Tokenizer::from_gguf(src.gguf_content().unwrap()).unwrap()
+}
+
+#[test]
+fn chat_records_train_on_the_answers_of_the_models_own_template() {
+    let tok = smollm2_tokenizer();
+    let jsonl = concat!(
+        r#"{"messages": [{"role": "user", "content": "Hi"}, "#,
+        r#"{"role": "assistant", "content": "Hello there."}, "#,
+        r#"{"role": "user", "content": "Bye"}, {"role": "assistant", "content": "Bye."}]}"#,
+        "\n"
+    );
+    let docs = parse_documents(Path::new("chat.jsonl"), jsonl, DocSplit::BlankLine).unwrap();
+    assert!(matches!(&docs[..], [Document::Chat(m)] if m.len() == 4));
+    let enc = Encoder::new(&tok, AnchorData::Ep, None).unwrap();
+    let doc = enc.encode(&docs[0]).unwrap();
+    // Hand-written from SmolLM2-135M-Instruct's template (it adds its default system prompt).
+    let system = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by \
+                  Hugging Face<|im_end|>\n";
+    let rendered = format!(
+        "{system}<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello there.<|im_end|>\n\
+         <|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\nBye.<|im_end|>\n"
+    );
+    assert_eq!(tok.decode(&doc.tokens, false).unwrap(), rendered);
+    let im_start = tok.token_id("<|im_start|>").unwrap();
+    let starts = doc.tokens.iter().filter(|&&t| t == im_start).count();
+    assert_eq!(starts, 5, "<|im_start|> must be one special id, not pieces");
+    // Targets: each answer and the <|im_end|> right after it, nothing else.
+    let mut answers = Vec::new();
+    let mut run = Vec::new();
+    for (&t, &target) in doc.tokens.iter().zip(&doc.loss_mask) {
+        if target {
+            run.push(t);
+        } else if !run.is_empty() {
+            answers.push(tok.decode(&std::mem::take(&mut run), false).unwrap());
+        }
+    }
+    assert!(run.is_empty(), "the trailing newline is not a target");
+    assert_eq!(answers, ["Hello there.<|im_end|>", "Bye.<|im_end|>"]);
+    // No BOS of our own: the template writes what the model expects.
+    assert_eq!(doc.tokens[0], im_start);
+}
+
+#[test]
+fn chat_records_without_an_answer_or_a_content_are_errors() {
+    let tok = smollm2_tokenizer();
+    let jsonl = r#"{"messages": [{"role": "user", "content": "Hi"}]}"#;
+    let docs = parse_documents(Path::new("c.jsonl"), jsonl, DocSplit::BlankLine).unwrap();
+    let enc = Encoder::new(&tok, AnchorData::Ep, None).unwrap();
+    let err = enc.encode(&docs[0]).unwrap_err().to_string();
+    assert!(err.contains("assistant"), "{err}");
+    let bad = r#"{"messages": [{"role": "user"}]}"#;
+    let err = parse_documents(Path::new("c.jsonl"), bad, DocSplit::BlankLine).unwrap_err();
+    assert!(err.to_string().contains("row 1"), "{err}");
+}

@@ -251,6 +251,22 @@ pub enum EvalCommand {
     Qa(QaArgs),
     /// Perplexity of a text in sliding windows.
     Ppl(PplArgs),
+    /// Contamination check: does any scored item of the QA tasks occur in training files?
+    Overlap(OverlapArgs),
+}
+
+/// `anllm eval overlap`.
+#[derive(Debug, Args)]
+pub struct OverlapArgs {
+    /// Training files, in any format `anllm train` reads (plain text, JSONL, Alpaca, chat).
+    #[arg(long, required = true, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// Tasks: all, or a comma-separated list.
+    #[arg(long, default_value = "all")]
+    pub tasks: String,
+    /// Directory of the benchmark files [default: $ANLLM_HOME/eval].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// How requests are scored.

@@ -133,7 +133,10 @@ fn distill_gradient_matches_central_differences_in_f64() {
                     rel < 1e-4,
                     "{kernels:?} {name}[{i}]: analytic {analytic:e} vs numeric {numeric:e}"
                 );
-                assert!(analytic.abs() > 1e-9, "{name}[{i}]: probe a non-trivial entry");
+                assert!(
+                    analytic.abs() > 1e-9,
+                    "{name}[{i}]: probe a non-trivial entry"
+                );
             }
         }
     }
@@ -193,7 +196,12 @@ fn the_teacher_stays_frozen_while_the_student_trains() {
     let batch = rows();
     let before = teacher.soft_targets(&batch, &Device::Cpu).unwrap();
     let student = model(DType::F32);
-    let start: Vec<f32> = student.vars()[0].1.flatten_all().unwrap().to_vec1().unwrap();
+    let start: Vec<f32> = student.vars()[0]
+        .1
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let optimizer = AdamW::new(student.vars(), AdamWConfig::default()).unwrap();
     let options = TrainOptions {
         steps: 3,
@@ -214,7 +222,14 @@ fn the_teacher_stays_frozen_while_the_student_trains() {
     }
     assert!(losses[2] < losses[0], "the student learns: {losses:?}");
     let after = teacher.soft_targets(&batch, &Device::Cpu).unwrap();
-    let moved = scalar(&(&after - &before).unwrap().abs().unwrap().max_all().unwrap());
+    let moved = scalar(
+        &(&after - &before)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap(),
+    );
     assert_eq!(moved, 0.0, "the teacher changed");
     let end: Vec<f32> = trainer.model().vars()[0]
         .1

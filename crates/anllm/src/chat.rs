@@ -285,9 +285,15 @@ mod tests {
         let segs = answer_segments(CHATML, &messages, "<|im_end|>", "", "").unwrap();
         // Hand-derived from the ChatML template above.
         let expected = [
-            ("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", false),
+            (
+                "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+                false,
+            ),
             ("Hello!<|im_end|>", true),
-            ("\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n", false),
+            (
+                "\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n",
+                false,
+            ),
             ("See you.<|im_end|>", true),
             ("\n", false),
         ];

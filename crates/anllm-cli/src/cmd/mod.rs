@@ -3,7 +3,7 @@
 pub mod bench;
 pub mod eval;
 pub mod generate;
-pub mod transcripts;
 pub mod inspect;
 pub mod score;
 pub mod train;
+pub mod transcripts;

@@ -231,9 +231,7 @@ fn record_document(format: SourceFormat, value: Value) -> Result<Document, serde
                 response: r.output,
             }
         }
-        SourceFormat::Chat => {
-            Document::Chat(serde_json::from_value::<ChatRecord>(value)?.messages)
-        }
+        SourceFormat::Chat => Document::Chat(serde_json::from_value::<ChatRecord>(value)?.messages),
         SourceFormat::JsonText | SourceFormat::PlainText => {
             Document::Text(serde_json::from_value::<TextRecord>(value)?.text)
         }

@@ -48,7 +48,10 @@ fn dims(xl: &Layout, pl: &Layout, targets: &[u32]) -> candle_core::Result<(usize
         bail!("distill: teacher {:?} for logits [{vocab}, {n}]", pl.dims());
     }
     if targets.len() != n || targets.iter().any(|&t| t as usize >= vocab) {
-        bail!("distill: {} targets (< {vocab}) for {n} columns", targets.len());
+        bail!(
+            "distill: {} targets (< {vocab}) for {n} columns",
+            targets.len()
+        );
     }
     Ok((vocab, n))
 }
@@ -149,8 +152,12 @@ impl CustomOp2 for DistillCols {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let t = &self.targets;
         match (x, p) {
-            (CpuStorage::F32(x), CpuStorage::F32(p)) => distill_fwd((x, xl), (p, pl), t, self.alpha),
-            (CpuStorage::F64(x), CpuStorage::F64(p)) => distill_fwd((x, xl), (p, pl), t, self.alpha),
+            (CpuStorage::F32(x), CpuStorage::F32(p)) => {
+                distill_fwd((x, xl), (p, pl), t, self.alpha)
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(p)) => {
+                distill_fwd((x, xl), (p, pl), t, self.alpha)
+            }
             _ => bail!("anllm-distill-cols: f32 or f64 logits and teacher of one dtype"),
         }
     }
@@ -187,13 +194,17 @@ fn distill_bwd<T: Float>(
     let w: Vec<T> = sp.iter().map(|s| a * s[0] + b).collect();
     let mut out = vec![T::ZERO; x.len()];
     out.par_chunks_mut(n * ROWS_PER_TASK)
-        .zip(x.par_chunks(n * ROWS_PER_TASK).zip(p.par_chunks(n * ROWS_PER_TASK)))
+        .zip(
+            x.par_chunks(n * ROWS_PER_TASK)
+                .zip(p.par_chunks(n * ROWS_PER_TASK)),
+        )
         .enumerate()
         .for_each(|(block, (out, (xb, pb)))| {
             let rows = out.chunks_mut(n).zip(xb.chunks(n).zip(pb.chunks(n)));
             for (r, (o_row, (x_row, p_row))) in rows.enumerate() {
                 let v = (block * ROWS_PER_TASK + r) as u32;
-                for (j, (o, (&xv, &pv))) in o_row.iter_mut().zip(x_row.iter().zip(p_row)).enumerate()
+                for (j, (o, (&xv, &pv))) in
+                    o_row.iter_mut().zip(x_row.iter().zip(p_row)).enumerate()
                 {
                     let hit = if targets[j] == v { b } else { T::ZERO };
                     *o = g[j] * ((xv - lse[j]).exp() * w[j] - a * pv - hit);

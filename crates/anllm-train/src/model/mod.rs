@@ -258,7 +258,12 @@ impl TrainModel {
     /// as in [`TrainModel::loss`]. `teacher_t: [vocab, n]` holds the teacher's next-token
     /// probabilities of the `n` targets of non-zero weight, in row-major order
     /// ([`TrainBatch::targeted_rows`]).
-    pub fn distill_loss(&self, batch: &TrainBatch, teacher_t: &Tensor, alpha: f64) -> Result<Tensor> {
+    pub fn distill_loss(
+        &self,
+        batch: &TrainBatch,
+        teacher_t: &Tensor,
+        alpha: f64,
+    ) -> Result<Tensor> {
         let sel = self.targeted(batch)?;
         let x = ops::rms_norm(&sel.hidden, &self.norm, self.cfg.rms_norm_eps)?;
         let teacher_t = teacher_t.to_dtype(self.dtype)?.to_device(&self.device)?;
@@ -286,7 +291,12 @@ impl TrainModel {
         let weights_t = batch.weights.flatten_all()?.to_dtype(self.dtype)?;
         let rows = batch.targeted_rows()?;
         if rows.len() == weights.len() {
-            return Ok(Targeted { hidden, targets, weights: weights_t, total });
+            return Ok(Targeted {
+                hidden,
+                targets,
+                weights: weights_t,
+                total,
+            });
         }
         let n = rows.len();
         let ids = Tensor::from_vec(rows, n, &self.device)?;

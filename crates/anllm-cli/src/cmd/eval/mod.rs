@@ -1,5 +1,6 @@
 //! `anllm eval qa` and `anllm eval ppl`.
 
+mod overlap;
 mod ppl;
 mod progress;
 mod qa;
@@ -17,6 +18,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     match args.command {
         EvalCommand::Qa(a) => qa::run(a),
         EvalCommand::Ppl(a) => ppl::run(a),
+        EvalCommand::Overlap(a) => overlap::run(a),
     }
 }
 

@@ -53,6 +53,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut last_saved = trainer.step();
     while trainer.step() < total_steps && !ctx.time_up() {
         let micro: Vec<Batch> = batches.by_ref().take(args.grad_accum).collect();
+        // Rows holding only prompt tokens (a packed cut inside a long prompt) teach nothing:
+        // their batches are passed over, and the data position moves on.
+        if let Some(last) = micro.last()
+            && micro.iter().all(|b| b.target_count() == 0)
+        {
+            ctx.state.data = last.next;
+            continue;
+        }
         let mut rec = trainer.train_step(&micro)?;
         if !rec.loss.is_finite() {
             bail!("the loss is {} at step {}: lower --lr?", rec.loss, rec.step);

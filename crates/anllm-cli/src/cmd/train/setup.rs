@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use anllm::{AnchorSet, AnchorSpec, MaskRule};
 use anllm_train::batch::BatchRule;
 use anllm_train::checkpoint::{self, LoadedCheckpoint, TrainerState};
-use anllm_train::distill::Teacher;
 use anllm_train::data::{AnchorData, BlockMode, DataConfig, DataPosition, DocSplit, TrainData};
+use anllm_train::distill::Teacher;
 use anllm_train::optim::{AdamW, AdamWConfig};
 use anllm_train::schedule::{Decay, LrSchedule};
 use anllm_train::setup::{self as start, RunStart};
@@ -125,9 +125,6 @@ pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
 /// quantized GGUF keeps its quantized kernels: about half the time of f32 per step; the
 /// student starts from the same weights dequantized).
 fn load_teacher(args: &TrainArgs, path: &std::path::Path) -> Result<Teacher> {
-    if args.anchors == TrainAnchorsArg::Ac {
-        bail!("--distill with --anchors ac: the teacher has no `<AC>` token (use ep)");
-    }
     let loaded = anllm::load_model(path, anllm::WeightDtype::Auto, &Device::Cpu)
         .with_context(|| format!("loading the teacher {}", path.display()))?;
     eprintln!(
@@ -150,6 +147,12 @@ fn check_flags(args: &TrainArgs) -> Result<()> {
     }
     if !(args.lr.is_finite() && args.lr > 0.0) {
         bail!("--lr must be a positive number");
+    }
+    if args.distill && args.anchors == TrainAnchorsArg::Ac {
+        bail!("--distill with --anchors ac: the teacher has no `<AC>` token (use ep)");
+    }
+    if !(0.0..=1.0).contains(&args.distill_alpha) {
+        bail!("--distill-alpha {} is not in [0, 1]", args.distill_alpha);
     }
     if args.steps.is_none() && args.epochs.is_none() && args.max_minutes.is_none() {
         bail!("say how long to train: --steps, --epochs or --max-minutes");

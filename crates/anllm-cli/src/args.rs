@@ -28,6 +28,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Train: AnSAN continued pre-training / SFT, or full attention; resumable checkpoints.
     Train(Box<crate::train_args::TrainArgs>),
+    /// Write a model (e.g. a training checkpoint) as a llama.cpp GGUF: F16, Q8_0 or Q4_1.
+    Export(crate::cmd::export::ExportArgs),
 }
 
 /// How weights are held in memory.

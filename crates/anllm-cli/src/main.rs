@@ -33,6 +33,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(a) => cmd::bench::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Train(a) => cmd::train::run(*a),
+        Command::Export(a) => cmd::export::run(a),
     }
 }
 

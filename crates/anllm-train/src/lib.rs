@@ -22,6 +22,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod data;
 pub mod distill;
+pub mod export;
 pub mod model;
 pub mod optim;
 pub mod schedule;

@@ -1,0 +1,81 @@
+//! `anllm export`: a model as a llama.cpp GGUF ([`anllm_train::export`]).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+
+use anllm_train::export::{ExportType, export_gguf};
+
+use crate::args::CommonArgs;
+use crate::config;
+
+/// Storage type of the exported matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportTypeArg {
+    /// Half precision.
+    F16,
+    /// llama.cpp Q8_0 (8 bits per weight plus a scale per 32).
+    #[value(name = "q8_0")]
+    Q8_0,
+    /// llama.cpp Q4_1 (4 bits per weight plus a scale and a minimum per 32).
+    #[value(name = "q4_1")]
+    Q4_1,
+}
+
+/// `anllm export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Model to export: a Hugging Face directory (e.g. a `train` checkpoint) or a GGUF
+    /// [default: the fetched SmolLM2-135M-Instruct].
+    #[arg(long, short = 'm')]
+    pub model: Option<PathBuf>,
+    /// The GGUF to write.
+    #[arg(long)]
+    pub to: PathBuf,
+    /// Storage type of the matrices (norms stay f32).
+    #[arg(long = "type", value_enum, default_value_t = ExportTypeArg::Q8_0)]
+    pub ty: ExportTypeArg,
+    /// A GGUF with the model's vocabulary, whose `tokenizer.*` metadata is copied [default:
+    /// the model itself when it is a GGUF, else the fetched SmolLM2 GGUF].
+    #[arg(long)]
+    pub vocab_from: Option<PathBuf>,
+    /// CPU threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Runs the export.
+pub fn run(args: ExportArgs) -> Result<()> {
+    config::set_threads(args.threads)?;
+    let common = CommonArgs {
+        model: args.model.clone(),
+        dtype: crate::args::DtypeArg::F32,
+        threads: None,
+        json: false,
+    };
+    let source = config::resolve_model(&common)?;
+    let vocab_from = match (&args.vocab_from, source.is_dir()) {
+        (Some(p), _) => Some(p.clone()),
+        (None, true) => Some(config::resolve_model(&CommonArgs {
+            model: None,
+            ..common
+        })?),
+        (None, false) => None,
+    };
+    let ty = match args.ty {
+        ExportTypeArg::F16 => ExportType::F16,
+        ExportTypeArg::Q8_0 => ExportType::Q8_0,
+        ExportTypeArg::Q4_1 => ExportType::Q4_1,
+    };
+    let summary = export_gguf(&source, vocab_from.as_deref(), &args.to, ty)
+        .with_context(|| format!("exporting {} to {}", source.display(), args.to.display()))?;
+    eprintln!(
+        "anllm: wrote {} ({} tensors, {:.1} MB, {ty:?}; tokenizer from {})",
+        args.to.display(),
+        summary.tensors,
+        summary.bytes as f64 / 1e6,
+        summary.vocab_from.display()
+    );
+    Ok(())
+}

@@ -10,12 +10,16 @@
 #   1. prompts (benches/anllm-ep-135m/prompts.py): templates x topics and instructions about
 #      passages of the corpus's training split; no scored evaluation split is used;
 #   2. the teacher (the starting model, full attention) answers them: chat transcripts;
-#   3. `anllm train --distill` on the transcripts (rendered by the model's chat template, loss
+#   3. contamination check: no scored item of the eight QA tasks may occur in the training
+#      files (`anllm eval overlap`), else the run stops before training;
+#   4. `anllm train --distill` on the transcripts (rendered by the model's chat template, loss
 #      on the answers) plus a seeded slice of the training corpus, AnSAN mask (EP);
-#   4. perplexity (window 512, the first 2,048 tokens) of the base and trained models, full
+#   5. perplexity (window 512, the first 2,048 tokens) of the base and trained models, full
 #      attention and anchor-pruned cache, on the corpus's held-out split and on text from a
 #      source absent from the training data (the GNU GPL v3, /usr/share/common-licenses/GPL-3 of
-#      Debian's base system); curves over every checkpoint.
+#      Debian's base system); curves over every checkpoint; the chat probes (chat.py); the
+#      trained model exported as a Q8_0 GGUF. With QA=1 also the QA table (0- and 5-shot, the
+#      first 100 items per task, anchor-pruned cache) of the trained model.
 # The last line of stdout is one JSON object with the results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,7 +65,10 @@ for p in paras:
 open(sys.argv[2], "w", encoding="utf-8").write("\n\n".join(out) + "\n")
 PY
 
-# 3. Distillation, resumable, until MINUTES of training wall time.
+# 3. No scored evaluation item in the training data.
+"$ANLLM" eval overlap --data "$OUT/prompts.txt" "$OUT/chat.jsonl" "$OUT/corpus-slice.txt" >&2
+
+# 4. Distillation, resumable, until MINUTES of training wall time.
 RUN="$OUT/run"
 TRAIN=(train --data "$OUT/chat.jsonl" "$OUT/corpus-slice.txt" --eval-data "$H/corpus/heldout.txt"
   --anchors ep --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 1e-4 --warmup 10
@@ -77,7 +84,7 @@ if python3 -c "import sys; sys.exit(0 if $left > 0.5 else 1)"; then
   echo $((done_s + $(date +%s) - t0)) > "$OUT/train_wall_s"
 fi
 
-# 4. Evaluation.
+# 5. Evaluation.
 last=$(ls -d "$RUN"/checkpoint-* | sort | tail -1)
 ppl() { # model anchors(none|ep) text
   local mode=full; [[ "$2" == ep ]] && mode=cache
@@ -95,4 +102,13 @@ for text in heldout gpl3; do
     done
   done
 done
+[[ -f "$OUT/chat.md" ]] || python3 benches/anllm-ep-135m/chat.py "$ANLLM" "$MODEL" "$last" > "$OUT/chat.md"
+[[ -f "$OUT/anllm-ep-135m.Q8_0.gguf" ]] || "$ANLLM" export -m "$last" --to "$OUT/anllm-ep-135m.Q8_0.gguf" --type q8_0 --vocab-from "$MODEL" >&2
+if [[ "${QA:-0}" == 1 ]]; then
+  for shots in 0 5; do
+    f="$EVAL/qa-trained-cache-${shots}shot"
+    [[ -f "$f.json" ]] || "$ANLLM" eval qa -m "$last" --dtype f32 --tasks all --shots $shots --limit 100 \
+      --anchors ep --mode cache --speedup-items 20 --threads "$THREADS" --output "$f.json" > "$f.md"
+  done
+fi
 python3 benches/anllm-ep-135m/report.py "$OUT" "$last"

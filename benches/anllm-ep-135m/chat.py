@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Chat probes of docs/anllm-ep-135m.md: three prompts (a short story, an explanation, a list),
+greedy, 150 tokens, for each model x {full attention, --anchors ep}; prints a markdown table of
+distinct-2 (distinct word bigrams / bigrams) and the KV line, then the answers.
+
+Usage: chat.py ANLLM BASE_MODEL TRAINED_MODEL > chat.md
+"""
+import json
+import subprocess
+import sys
+
+PROMPTS = [
+    "Tell me a short story about a fox. Use many short sentences.",
+    "Explain why the sky is blue in a few sentences.",
+    "List five fruits and say one thing about each.",
+]
+
+
+def distinct2(text):
+    words = text.split()
+    bigrams = list(zip(words, words[1:]))
+    return len(set(bigrams)) / len(bigrams) if bigrams else 0.0
+
+
+def run(anllm, model, anchors, prompt):
+    args = [anllm, "generate", "-m", model, "--dtype", "f32", "--chat", "-p", prompt,
+            "--max-tokens", "150", "--temperature", "0", "--json"]
+    if anchors:
+        args += ["--anchors", "ep"]
+    out = subprocess.run(args, capture_output=True, text=True, check=True)
+    stats = json.loads(out.stdout.strip().splitlines()[-1])
+    kv = [l for l in out.stderr.splitlines() if "KV cache" in l]
+    return stats["text"], stats["stats"], kv[-1] if kv else ""
+
+
+def main():
+    anllm, base, trained = sys.argv[1:4]
+    configs = [("original", base, False), ("original", base, True),
+               ("trained", trained, False), ("trained", trained, True)]
+    rows, answers = [], []
+    for name, model, anchors in configs:
+        label = f"{name}, {'anchors ep' if anchors else 'full attention'}"
+        scores = []
+        for prompt in PROMPTS:
+            text, stats, kv = run(anllm, model, anchors, prompt)
+            d2 = distinct2(text)
+            scores.append(d2)
+            stop = stats.get("stop_reason")
+            answers.append(f"**{label}** — {prompt}\n\n> " + text.strip().replace("\n", "\n> ")
+                           + f"\n\n`{kv.strip()}` · distinct-2 {d2:.2f} · stop {stop}\n")
+        rows.append((label, scores))
+    print("| model, attention | story | explanation | list | mean distinct-2 |")
+    print("|---|---:|---:|---:|---:|")
+    for label, s in rows:
+        print(f"| {label} | " + " | ".join(f"{x:.2f}" for x in s) + f" | {sum(s) / len(s):.2f} |")
+    print()
+    print("\n".join(answers))
+
+
+if __name__ == "__main__":
+    main()

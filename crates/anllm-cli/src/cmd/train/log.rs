@@ -70,8 +70,12 @@ impl RunLog {
         let Some(dir) = self.path.parent() else {
             return Ok(());
         };
+        let distilled = self.records.iter().any(|r| r.teacher_s.is_some());
         let mut series = vec![Series {
-            name: "training loss".into(),
+            name: match distilled {
+                true => "training loss (distillation: α·KL + (1−α)·CE)".into(),
+                false => "training loss".into(),
+            },
             points: self
                 .records
                 .iter()
@@ -83,7 +87,7 @@ impl RunLog {
             .collect();
         if !eval.is_empty() {
             series.push(Series {
-                name: "held-out loss".into(),
+                name: "held-out loss (cross-entropy)".into(),
                 points: eval,
             });
         }
@@ -98,7 +102,7 @@ impl RunLog {
         let plot = Plot {
             title: "anllm train",
             x_label: "step",
-            y_label: "cross-entropy (nats/token)",
+            y_label: "loss (nats/token)",
             series: &series,
             log_y: false,
         };

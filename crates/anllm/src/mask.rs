@@ -16,7 +16,7 @@ use crate::token::Role;
 pub const BLOCKED: f32 = -1.0e30;
 
 /// Which attention pattern the model runs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MaskRule {
     /// Plain causal attention (pads still invisible).

@@ -13,7 +13,9 @@ pub struct Pos(pub u32);
 pub struct SegmentId(pub u32);
 
 /// What a token is to the visibility rule (spec §2.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// An ordinary token.

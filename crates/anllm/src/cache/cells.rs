@@ -53,6 +53,15 @@ pub struct Cells {
 }
 
 impl Cells {
+    /// Cells rebuilt from their parts (a restored session); the caller checks the invariants.
+    pub(crate) fn from_parts(cells: Vec<Cell>, next_pos: Pos, open_segment: SegmentId) -> Self {
+        Self {
+            cells,
+            next_pos,
+            open_segment,
+        }
+    }
+
     /// Number of cells.
     pub fn len(&self) -> usize {
         self.cells.len()

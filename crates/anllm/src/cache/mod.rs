@@ -56,6 +56,49 @@ impl KvCache {
         })
     }
 
+    /// A cache rebuilt from its cells and, per layer, the K/V `[kv_heads, len, head_dim]` of
+    /// every cell (a restored session). Checks shapes and the cell invariants.
+    pub(crate) fn from_parts(
+        cfg: &LlamaConfig,
+        cells: Cells,
+        layers: &[(candle_core::Tensor, candle_core::Tensor)],
+        peak_entries: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut cache = Self::new(cfg, cells.len(), device)?;
+        let want = [cfg.kv_heads(), cells.len(), cfg.head_dim()];
+        if layers.len() != cfg.num_hidden_layers {
+            return Err(crate::Error::Shape {
+                op: "restored cache layers".into(),
+                expected: cfg.num_hidden_layers.to_string(),
+                got: layers.len().to_string(),
+            });
+        }
+        for (store, (k, v)) in cache.layers.iter_mut().zip(layers) {
+            if k.dims() != want || v.dims() != want {
+                return Err(crate::Error::Shape {
+                    op: "restored K/V".into(),
+                    expected: format!("{want:?}"),
+                    got: format!("{:?} / {:?}", k.dims(), v.dims()),
+                });
+            }
+            if !want.contains(&0) {
+                store.append(&k.to_device(device)?, &v.to_device(device)?)?;
+            }
+        }
+        cells
+            .check_invariants()
+            .map_err(|e| crate::Error::config("session", format!("restored cells: {e}")))?;
+        cache.cells = cells;
+        cache.peak_entries = peak_entries.max(cache.cells.len());
+        Ok(cache)
+    }
+
+    /// Per layer, views of the held keys and values `[kv_heads, len, head_dim]`.
+    pub(crate) fn layer_views(&self) -> Result<Vec<(candle_core::Tensor, candle_core::Tensor)>> {
+        self.layers.iter().map(LayerStore::view).collect()
+    }
+
     /// Number of cached entries.
     pub fn len(&self) -> usize {
         self.cells.len()

@@ -19,6 +19,7 @@
 
 mod config;
 mod dry_run;
+mod persist;
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -1,0 +1,132 @@
+//! Sessions saved to disk and restored (what a server does across restarts): the restored
+//! session holds the same cells, history, pending token and statistics, and continues with
+//! bit-identical logits to the session that never stopped; a restore onto another model, a
+//! damaged file or a missing directory is an error, not a panic.
+
+use std::sync::Arc;
+
+use anllm::testutil::{ANCHOR, HfLayout, TinySpec, tiny_anchors, tiny_model, write_hf_dir};
+use anllm::{KeepWarm, OutputRows, PolicyConfig, Session, SessionConfig, TokenId, WeightDtype};
+use candle_core::Device;
+
+fn stream(n: u32, seed: u32) -> Vec<TokenId> {
+    (0..n)
+        .map(|i| match i % 6 {
+            5 => ANCHOR[0],
+            _ => 20 + (i * 29 + seed * 11) % 300,
+        })
+        .collect()
+}
+
+fn configs() -> Vec<SessionConfig> {
+    let mut pinned = SessionConfig::anchored(tiny_anchors(), 4);
+    pinned.pins = vec![2..5];
+    vec![
+        SessionConfig::causal(5),
+        pinned,
+        SessionConfig {
+            policy: PolicyConfig::Streaming {
+                sinks: 2,
+                window: 6,
+            },
+            ..SessionConfig::causal(3)
+        },
+    ]
+}
+
+#[test]
+fn a_restored_session_continues_exactly_like_the_one_that_never_stopped() {
+    let model = &tiny_model().llama;
+    for cfg in configs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("session");
+        let mut live = Session::new(Arc::clone(model), cfg.clone(), 16).unwrap();
+        live.prefill(&stream(23, 1), 0).unwrap();
+        live.accept(77); // a sampled token, not run yet
+        live.save(&dir).unwrap();
+        // Saving twice replaces the directory.
+        live.save(&dir).unwrap();
+        let mut back = Session::restore(Arc::clone(model), &dir, KeepWarm::Off).unwrap();
+        assert_eq!(back.cache().cells(), live.cache().cells(), "{cfg:?}");
+        assert_eq!(back.tokens(), live.tokens());
+        assert_eq!(back.pending(), live.pending());
+        // Everything but the reserved capacity, a runtime detail (the restore reserves exactly).
+        let (mut got, want) = (back.stats(), live.stats());
+        got.allocated_kv_bytes = want.allocated_kv_bytes;
+        assert_eq!(got, want);
+        assert_eq!(back.config().pins, cfg.pins);
+        for step in [stream(7, 2), vec![ANCHOR[0]], stream(4, 3)] {
+            let a = live.forward(&step, OutputRows::All).unwrap();
+            let b = back.forward(&step, OutputRows::All).unwrap();
+            let (a, b): (Vec<Vec<f32>>, Vec<Vec<f32>>) =
+                (a.to_vec2().unwrap(), b.to_vec2().unwrap());
+            assert_eq!(a, b, "{cfg:?}: logits differ after the restore");
+            assert_eq!(back.cache().cells(), live.cache().cells());
+        }
+    }
+}
+
+#[test]
+fn an_anchored_session_saves_only_its_pruned_cache() {
+    let model = &tiny_model().llama;
+    let tmp = tempfile::tempdir().unwrap();
+    let (full_dir, anch_dir) = (tmp.path().join("full"), tmp.path().join("anchored"));
+    let tokens = stream(120, 4);
+    let mut full = Session::new(Arc::clone(model), SessionConfig::causal(16), 128).unwrap();
+    full.prefill(&tokens, 0).unwrap();
+    full.save(&full_dir).unwrap();
+    let cfg = SessionConfig::anchored(tiny_anchors(), 16);
+    let mut anchored = Session::new(Arc::clone(model), cfg, 128).unwrap();
+    anchored.prefill(&tokens, 0).unwrap();
+    anchored.save(&anch_dir).unwrap();
+    let size = |d: &std::path::Path| std::fs::metadata(d.join("kv.safetensors")).unwrap().len();
+    let (kept, seen) = (anchored.cache().len() as u64, tokens.len() as u64);
+    assert!(kept < seen / 4, "kept {kept} of {seen}");
+    // The K/V file scales with the kept entries (headers aside).
+    assert!(
+        size(&anch_dir) * seen < size(&full_dir) * (kept + 4),
+        "{} vs {}",
+        size(&anch_dir),
+        size(&full_dir)
+    );
+}
+
+#[test]
+fn restoring_onto_another_model_or_from_damaged_files_is_an_error() {
+    let model = &tiny_model().llama;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    let mut live = Session::new(Arc::clone(model), SessionConfig::causal(4), 16).unwrap();
+    live.prefill(&stream(9, 5), 0).unwrap();
+    live.save(&dir).unwrap();
+    // Another configuration.
+    let other_dir = tmp.path().join("other");
+    write_hf_dir(
+        &other_dir,
+        &TinySpec {
+            vocab: 400,
+            ..TinySpec::gqa()
+        },
+        HfLayout::Safetensors,
+    )
+    .unwrap();
+    let other = anllm::load_model(&other_dir, WeightDtype::F32, &Device::Cpu).unwrap();
+    let err = Session::restore(Arc::clone(&other.llama), &dir, KeepWarm::Off).unwrap_err();
+    assert!(err.to_string().contains("another configuration"), "{err}");
+    // Missing directory.
+    assert!(Session::restore(Arc::clone(model), &tmp.path().join("none"), KeepWarm::Off).is_err());
+    // A truncated K/V file.
+    let kv = dir.join("kv.safetensors");
+    let bytes = std::fs::read(&kv).unwrap();
+    std::fs::write(&kv, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(Session::restore(Arc::clone(model), &dir, KeepWarm::Off).is_err());
+    // Cells that break the invariants (a token after its segment's anchor).
+    live.save(&dir).unwrap();
+    let state = dir.join("session.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    std::fs::write(&state, text.replace("\"next_pos\":9", "\"next_pos\":2")).unwrap();
+    assert!(Session::restore(Arc::clone(model), &dir, KeepWarm::Off).is_err());
+    // Not JSON.
+    std::fs::write(&state, "{").unwrap();
+    assert!(Session::restore(Arc::clone(model), &dir, KeepWarm::Off).is_err());
+}

@@ -20,7 +20,7 @@ fn stream(n: u32, seed: u32) -> Vec<TokenId> {
 
 fn configs() -> Vec<SessionConfig> {
     let mut pinned = SessionConfig::anchored(tiny_anchors(), 4);
-    pinned.pins = vec![2..5];
+    pinned.pins.push(2..5);
     vec![
         SessionConfig::causal(5),
         pinned,

@@ -102,8 +102,15 @@ pub fn answer_segments(
     if out.is_empty() {
         return Err(bad("a training conversation needs an assistant message"));
     }
-    out.retain(|(text, _)| !text.is_empty());
-    Ok(out)
+    // Adjacent pieces of the same kind become one.
+    let mut merged: Vec<(String, bool)> = Vec::with_capacity(out.len());
+    for (text, answer) in out.into_iter().filter(|(t, _)| !t.is_empty()) {
+        match merged.last_mut() {
+            Some((last, kind)) if *kind == answer => last.push_str(&text),
+            _ => merged.push((text, answer)),
+        }
+    }
+    Ok(merged)
 }
 
 /// Which of `candidates` (special-token pieces, e.g. the tokenizer's EOS and end-of-turn pieces)

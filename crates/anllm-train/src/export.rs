@@ -11,14 +11,14 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use candle_core::Device;
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
-use candle_core::{Device, Tensor};
 
 use crate::model::params::rope_heads;
 use crate::setup::open_checkpoint;
 use anllm::config::LlamaConfig;
 use anllm::tokenizer::Tokenizer;
-use anllm::weights::gguf_name;
+use anllm::weights::{gguf_name, permute_for_interleaved_rope};
 use anllm::{Error, Result};
 
 /// The storage type of the exported matrices.
@@ -102,7 +102,7 @@ pub fn export_gguf(
     let mut tensors = Vec::new();
     for (name, t) in start.model.tensors() {
         let t = match rope_heads(&name, cfg) {
-            Some(heads) => permute_interleaved(&t, heads)?,
+            Some(heads) => permute_for_interleaved_rope(&t, heads)?,
             None => t,
         };
         let dtype = if t.rank() == 1 {
@@ -123,18 +123,6 @@ pub fn export_gguf(
         bytes,
         vocab_from: vocab_path,
     })
-}
-
-/// HF → GGUF row order of a Q or K weight `[heads * head_dim, hidden]` (llama.cpp's converter
-/// `permute`): within each head, row `j * head_dim / 2 + i` moves to `2 * i + j`. The inverse
-/// of [`crate::model::params::unpermute_interleaved`].
-pub fn permute_interleaved(w: &Tensor, heads: usize) -> Result<Tensor> {
-    let (rows, cols) = w.dims2()?;
-    let hd = rows / heads.max(1);
-    Ok(w.reshape((heads, 2, hd / 2, cols))?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape((rows, cols))?)
 }
 
 type Metadata = Vec<(String, gguf_file::Value)>;

@@ -92,13 +92,7 @@ pub fn mlp(x: &Tensor, gate: &Var, up: &Var, down: &Var) -> Result<Tensor> {
 /// so neither does the gradient, and the backward skips a pass over `[n, vocab]`.
 pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let logits = &logits.contiguous()?; // `gather` reads contiguous tensors only
-    let max = logits.max_keepdim(D::Minus1)?.detach();
-    let lse = (logits
-        .broadcast_sub(&max)?
-        .exp()?
-        .sum_keepdim(D::Minus1)?
-        .log()?
-        + max)?;
+    let lse = log_sum_exp(logits)?;
     let picked = logits.gather(&targets.to_dtype(DType::U32)?.unsqueeze(1)?, 1)?;
     Ok((lse - picked)?.squeeze(1)?)
 }
@@ -108,17 +102,23 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 /// `targets` u32 [n] → `[n]`.
 pub fn distill(logits: &Tensor, teacher: &Tensor, targets: &Tensor, alpha: f64) -> Result<Tensor> {
     let logits = &logits.contiguous()?;
-    let max = logits.max_keepdim(D::Minus1)?.detach();
-    let lse = (logits
-        .broadcast_sub(&max)?
-        .exp()?
-        .sum_keepdim(D::Minus1)?
-        .log()?
-        + max)?; // [n, 1]
+    let lse = log_sum_exp(logits)?; // [n, 1]
     let teacher = teacher.detach();
     let log_p = teacher.clamp(1e-30, 1.0)?.log()?;
     // Σ p (ln p − x + lse) per row.
     let kl = (teacher.broadcast_mul(&(log_p - logits)?.broadcast_add(&lse)?))?.sum(D::Minus1)?;
     let ce = cross_entropy(logits, targets)?;
     Ok(((kl * alpha)? + (ce * (1.0 - alpha))?)?)
+}
+
+/// `log Σ exp` of each row of `logits: [n, vocab]` → `[n, 1]`. The row maximum that keeps
+/// `exp` in range is detached: the value does not depend on it, so neither does the gradient.
+fn log_sum_exp(logits: &Tensor) -> Result<Tensor> {
+    let max = logits.max_keepdim(D::Minus1)?.detach();
+    Ok((logits
+        .broadcast_sub(&max)?
+        .exp()?
+        .sum_keepdim(D::Minus1)?
+        .log()?
+        + max)?)
 }

@@ -127,7 +127,7 @@ pub fn init_tensor(spec: &ParamSpec, rng: &mut NormalRng) -> Result<Tensor> {
 }
 
 /// GGUF → HF row order of a Q or K weight `[heads * head_dim, hidden]`: the inverse of
-/// `testutil::permute_for_interleaved_rope` (llama.cpp's converter `permute`). Within each
+/// [`anllm::weights::permute_for_interleaved_rope`] (llama.cpp's converter `permute`). Within each
 /// head, GGUF row `2 * i + j` goes back to HF row `j * head_dim / 2 + i`.
 pub fn unpermute_interleaved(w: &Tensor, heads: usize) -> Result<Tensor> {
     let (rows, cols) = w.dims2()?;

@@ -300,16 +300,7 @@ fn save_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
     Ok(candle_core::safetensors::save(&map, path)?)
 }
 
-/// HF → GGUF row order of a Q or K weight `[heads * head_dim, hidden]`: within each head, row
-/// `j * head_dim / 2 + i` moves to `2 * i + j` (llama.cpp's `permute`).
-pub fn permute_for_interleaved_rope(w: &Tensor, heads: usize) -> Result<Tensor> {
-    let (rows, cols) = w.dims2()?;
-    let hd = rows / heads;
-    Ok(w.reshape((heads, 2, hd / 2, cols))?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape((rows, cols))?)
-}
+pub use crate::weights::permute_for_interleaved_rope;
 
 /// Writes a tiny llama GGUF of `spec` with F32 tensors (same weights as [`write_hf_dir`]).
 pub fn write_gguf(path: &Path, spec: &TinySpec) -> Result<()> {

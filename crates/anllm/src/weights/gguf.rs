@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
+use candle_core::Tensor;
 use candle_core::quantized::gguf_file;
 
 use crate::{Error, Result};
@@ -114,6 +115,18 @@ pub fn gguf_name(hf: &str) -> String {
         other => return format!("blk.{layer}.{other}"),
     };
     format!("blk.{layer}.{short}")
+}
+
+/// HF → GGUF row order of a Q or K weight `[heads * head_dim, hidden]`: within each head, row
+/// `j * head_dim / 2 + i` moves to `2 * i + j` (llama.cpp's converter `permute`, which GGUF
+/// writers apply for interleaved RoPE).
+pub fn permute_for_interleaved_rope(w: &Tensor, heads: usize) -> Result<Tensor> {
+    let (rows, cols) = w.dims2()?;
+    let hd = rows / heads.max(1);
+    Ok(w.reshape((heads, 2, hd / 2, cols))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((rows, cols))?)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use candle_core::{DType, Device, Tensor};
 use crate::config::{LlamaConfig, RopeStyle};
 use crate::{Error, Result};
 
-pub use gguf::{gguf_name, read_gguf_content};
+pub use gguf::{gguf_name, permute_for_interleaved_rope, read_gguf_content};
 use hf::{mmap_safetensors, open_pth_shards, safetensors_files};
 
 /// How weights are materialized in memory.

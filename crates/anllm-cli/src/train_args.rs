@@ -69,7 +69,8 @@ pub struct TrainArgs {
     /// Tokenizer for --init-from-scratch: a `tokenizer.json`, a directory holding one, or a GGUF.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-    /// Training files: plain text, JSONL with a `text` field, or Alpaca JSON/JSONL.
+    /// Training files: plain text, JSONL with a `text` field, Alpaca JSON/JSONL, or chat JSONL
+    /// (`messages`, rendered by the model's chat template; loss on the answers).
     #[arg(long, required = true, num_args = 1..)]
     pub data: Vec<PathBuf>,
     /// Held-out files for the validation loss (same formats).

@@ -3,7 +3,7 @@
 //!
 //! * Reading ([`read_documents`]): plain text cut by [`DocSplit`], JSON/JSONL records with a
 //!   `text` field, Alpaca JSON/JSONL (`instruction`, `input`, `output`) rendered with
-//!   [`alpaca_prompt`].
+//!   [`alpaca_prompt`], chat JSONL (`messages`) rendered by the model's chat template.
 //! * Tokenizing ([`Encoder`]): `BOS` + text for pre-training (no EOS, spec §4.1); `BOS` +
 //!   prompt + response + `EOS` for instruction data with the loss on the response and EOS only
 //!   (spec §4.2). [`AnchorData::Ep`] inserts nothing (spec §1.2); [`AnchorData::Ac`] puts

@@ -9,7 +9,6 @@
 //! from SmolLM2, its GGUF). Writing a tokenizer from `tokenizer.json` alone is not supported.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use candle_core::Device;
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
@@ -47,22 +46,6 @@ impl ExportType {
             Self::F16 => 1,
             Self::Q4_1 => 3,
             Self::Q8_0 => 7,
-        }
-    }
-}
-
-impl FromStr for ExportType {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "f16" => Ok(Self::F16),
-            "q8_0" => Ok(Self::Q8_0),
-            "q4_1" => Ok(Self::Q4_1),
-            _ => Err(Error::config(
-                "type",
-                format!("`{s}`: expected f16, q8_0 or q4_1"),
-            )),
         }
     }
 }

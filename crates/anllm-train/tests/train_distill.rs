@@ -12,7 +12,10 @@ use anllm_train::model::{Kernels, TrainBatch, TrainModel};
 use anllm_train::optim::{AdamW, AdamWConfig};
 use anllm_train::schedule::{Decay, LrSchedule};
 use anllm_train::trainer::{TrainOptions, Trainer};
-use candle_core::{D, DType, Device, Tensor, Var};
+use candle_core::{D, DType, Device, Tensor};
+
+mod common;
+use common::central_difference;
 
 const KERNELS: [Kernels; 2] = [Kernels::Fused, Kernels::Composed];
 
@@ -85,18 +88,6 @@ fn scalar(t: &Tensor) -> f64 {
     t.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
 }
 
-fn set_entry(var: &Var, index: usize, value: f64) {
-    let shape = var.shape().clone();
-    let mut data: Vec<f64> = var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
-    data[index] = value;
-    var.set(&Tensor::from_vec(data, shape, &Device::Cpu).unwrap())
-        .unwrap();
-}
-
-fn entry(t: &Tensor, index: usize) -> f64 {
-    t.flatten_all().unwrap().to_vec1::<f64>().unwrap()[index]
-}
-
 #[test]
 fn distill_gradient_matches_central_differences_in_f64() {
     let batch = tensors(&rows(), MaskRule::AnSan);
@@ -121,13 +112,7 @@ fn distill_gradient_matches_central_differences_in_f64() {
             let g = grads.get(var.as_tensor()).unwrap();
             let len = var.elem_count();
             for i in [0, len / 3, len / 2 + 1, len - 1] {
-                let x = entry(var.as_tensor(), i);
-                set_entry(var, i, x + h);
-                let up = loss(&model);
-                set_entry(var, i, x - h);
-                let down = loss(&model);
-                set_entry(var, i, x);
-                let (numeric, analytic) = ((up - down) / (2.0 * h), entry(g, i));
+                let (numeric, analytic) = central_difference(var, g, i, h, || loss(&model));
                 let rel = (numeric - analytic).abs() / numeric.abs().max(analytic.abs()).max(1e-7);
                 assert!(
                     rel < 1e-4,

@@ -80,11 +80,7 @@ impl TrainBatch {
     /// The flat indices (`row * t + position`) of the targets of non-zero weight, in order:
     /// the columns of [`super::TrainModel::distill_loss`]'s teacher.
     pub fn targeted_rows(&self) -> Result<Vec<u32>> {
-        Ok((0u32..)
-            .zip(self.loss_weights()?)
-            .filter(|(_, w)| *w != 0.0)
-            .map(|(i, _)| i)
-            .collect())
+        Ok(nonzero_rows(&self.loss_weights()?))
     }
 
     /// The loss weights on the host: finite, non-negative, with a positive sum.
@@ -125,4 +121,13 @@ fn check_below(t: &Tensor, name: &str, limit: usize) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// The indices of the non-zero `weights`, in order.
+pub(super) fn nonzero_rows(weights: &[f32]) -> Vec<u32> {
+    (0u32..)
+        .zip(weights)
+        .filter(|(_, w)| **w != 0.0)
+        .map(|(i, _)| i)
+        .collect()
 }

@@ -289,7 +289,7 @@ impl TrainModel {
         let hidden = self.hidden(batch, b, t)?; // [b * t, hidden]
         let targets = batch.targets.flatten_all()?;
         let weights_t = batch.weights.flatten_all()?.to_dtype(self.dtype)?;
-        let rows = batch.targeted_rows()?;
+        let rows = input::nonzero_rows(&weights); // = batch.targeted_rows(), already checked
         if rows.len() == weights.len() {
             return Ok(Targeted {
                 hidden,

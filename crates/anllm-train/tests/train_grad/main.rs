@@ -3,6 +3,8 @@
 //! zero gradient, the logits equal the inference model's (HF directory and GGUF), and bad
 //! input is an error.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod equivalence;
 mod errors;
 mod kernels;
@@ -16,6 +18,7 @@ use anllm::testutil::{TinySpec, hf_tensors};
 use anllm::{Pos, Role, SegmentId, TokenId};
 use anllm_train::model::{Kernels, TrainBatch, TrainModel, ops};
 use candle_core::{DType, Device, Tensor, Var};
+use common::central_difference;
 
 /// Both implementations of softmax and cross-entropy.
 pub const KERNELS: [Kernels; 2] = [Kernels::Fused, Kernels::Composed];
@@ -144,19 +147,6 @@ fn every_parameter_gets_a_nonzero_gradient_tied_and_untied() {
     }
 }
 
-/// Replaces entry `index` of `var` by `value`.
-fn set_entry(var: &Var, index: usize, value: f64) {
-    let shape = var.shape().clone();
-    let mut data: Vec<f64> = var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
-    data[index] = value;
-    var.set(&Tensor::from_vec(data, shape, &Device::Cpu).unwrap())
-        .unwrap();
-}
-
-fn entry(t: &Tensor, index: usize) -> f64 {
-    t.flatten_all().unwrap().to_vec1::<f64>().unwrap()[index]
-}
-
 /// Entries to probe in a parameter of `len` elements: a fixed spread, and for the embedding
 /// only rows of tokens in the batch (other rows have no gradient).
 fn probe_entries(name: &str, len: usize, hidden: usize) -> Vec<usize> {
@@ -212,13 +202,7 @@ fn central_difference_worst_error(kernels: Kernels) -> f64 {
         let var = &model.vars().iter().find(|(n, _)| n == name).unwrap().1;
         let g = grads.get(var.as_tensor()).unwrap();
         for i in probe_entries(name, var.elem_count(), spec.hidden) {
-            let x = entry(var.as_tensor(), i);
-            set_entry(var, i, x + h);
-            let up = loss(&model);
-            set_entry(var, i, x - h);
-            let down = loss(&model);
-            set_entry(var, i, x);
-            let (numeric, analytic) = ((up - down) / (2.0 * h), entry(g, i));
+            let (numeric, analytic) = central_difference(var, g, i, h, || loss(&model));
             let rel = (numeric - analytic).abs() / numeric.abs().max(analytic.abs()).max(1e-7);
             assert!(
                 rel < 1e-4,

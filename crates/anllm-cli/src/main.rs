@@ -34,6 +34,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(a) => cmd::eval::run(a),
         Command::Train(a) => cmd::train::run(*a),
         Command::Export(a) => cmd::export::run(a),
+        Command::Serve(a) => cmd::serve::run(*a),
     }
 }
 

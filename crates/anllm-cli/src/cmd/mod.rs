@@ -6,5 +6,6 @@ pub mod export;
 pub mod generate;
 pub mod inspect;
 pub mod score;
+pub mod serve;
 pub mod train;
 pub mod transcripts;

@@ -1,0 +1,296 @@
+//! One running request: its session, the prompt tokens still to prefill, sampling, stop
+//! strings and the events it sends.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anllm::generate::Detokenizer;
+use anllm::model::OutputRows;
+use anllm::sample::Sampler;
+use anllm::{PositionMode, Session, TokenId};
+use candle_core::Tensor;
+use tokio::sync::mpsc;
+
+use super::prompt::{Prepared, prepare};
+use super::{Event, Finish, GenParams, Job, LogprobEntry, Shared};
+use crate::error::ApiError;
+use crate::store::Taken;
+use crate::text::{StopFilter, logprobs};
+use crate::types::Usage;
+
+enum Outcome {
+    Finished(Finish),
+    Failed(ApiError),
+    Cancelled,
+}
+
+/// A request being answered.
+pub struct Slot {
+    events: mpsc::UnboundedSender<Event>,
+    id: Option<String>,
+    session: Session,
+    /// Prompt tokens not prefilled yet.
+    queue: Vec<TokenId>,
+    params: GenParams,
+    sampler: Sampler,
+    detok: Detokenizer,
+    stop: StopFilter,
+    generated: usize,
+    prompt_tokens: usize,
+    cached_tokens: usize,
+    enqueued: Instant,
+    last_token: Option<Instant>,
+    outcome: Option<Outcome>,
+}
+
+impl Slot {
+    /// Takes the job's session and prepares its prompt; `None` (after sending the error)
+    /// when the request cannot start.
+    pub fn start(shared: &Shared, job: Job, enqueued: Instant) -> Option<Self> {
+        if job.events.is_closed() {
+            shared.metrics.cancelled.inc();
+            return None;
+        }
+        let session = match acquire(shared, job.session_id.as_deref()) {
+            Ok(s) => s,
+            Err(e) => return refuse(shared, &job, e),
+        };
+        let mut slot = Self {
+            sampler: Sampler::new(job.params.sampling),
+            stop: StopFilter::new(job.params.stop.clone()),
+            events: job.events,
+            id: job.session_id,
+            session,
+            queue: Vec::new(),
+            params: job.params,
+            detok: Detokenizer::default(),
+            generated: 0,
+            prompt_tokens: 0,
+            cached_tokens: 0,
+            enqueued,
+            last_token: None,
+            outcome: None,
+        };
+        match slot.prepare(shared, &job.prompt) {
+            Ok(()) => Some(slot),
+            Err(e) => {
+                slot.outcome = Some(Outcome::Failed(e));
+                slot.finish_or_keep(shared)
+            }
+        }
+    }
+
+    fn prepare(&mut self, shared: &Shared, prompt: &super::PromptInput) -> Result<(), ApiError> {
+        let prepared = prepare(&mut self.session, &shared.tokenizer, prompt)?;
+        self.check_context(&prepared)?;
+        let m = &shared.metrics;
+        if self.id.is_some() {
+            match prepared.reused {
+                true => m.session_hits.inc(),
+                false => m.session_misses.inc(),
+            };
+        }
+        m.prompt_tokens.inc_by(prepared.prompt_tokens as u64);
+        m.cached_tokens.inc_by(prepared.cached_tokens as u64);
+        self.prompt_tokens = prepared.prompt_tokens;
+        self.cached_tokens = prepared.cached_tokens;
+        self.queue = prepared.new_tokens;
+        let _ = self.events.send(Event::Started {
+            prompt_tokens: self.prompt_tokens,
+            cached_tokens: self.cached_tokens,
+        });
+        Ok(())
+    }
+
+    /// With absolute positions the stream's length is bounded by the context; with
+    /// compressed positions only the kept entries are (checked by the model at each step).
+    fn check_context(&self, prepared: &Prepared) -> Result<(), ApiError> {
+        let ctx = self.session.model().config().max_position_embeddings;
+        let used = self.used_positions();
+        let needed = self.session.pending().len() + prepared.new_tokens.len();
+        if used + needed >= ctx {
+            return Err(ApiError::context(format!(
+                "this model's maximum context length is {ctx} tokens; the conversation \
+                 needs {} ({used} already in the session + {needed} new) and at least one \
+                 to generate",
+                used + needed
+            )));
+        }
+        Ok(())
+    }
+
+    fn used_positions(&self) -> usize {
+        match self.session.config().positions {
+            PositionMode::Absolute => self.session.cache().next_pos().0 as usize,
+            PositionMode::Compressed => self.session.cache().len(),
+        }
+    }
+
+    /// Bytes of K/V this request's session holds now.
+    pub fn kv_bytes(&self) -> usize {
+        self.session.stats().allocated_kv_bytes
+    }
+
+    /// The tokens of this round: the next prefill chunk, or none (decode: the pending
+    /// sampled token runs).
+    fn round_tokens(&mut self) -> Vec<TokenId> {
+        let n = self.queue.len().min(self.session.config().chunk_size);
+        self.queue.drain(..n).collect()
+    }
+
+    fn run_round(&mut self, shared: &Shared) {
+        if self.events.is_closed() {
+            self.outcome = Some(Outcome::Cancelled);
+            return;
+        }
+        let tokens = self.round_tokens();
+        match self.session.forward(&tokens, OutputRows::Last) {
+            Ok(logits) if self.queue.is_empty() => self.on_logits(shared, &logits),
+            Ok(_) => {}
+            Err(e) => self.outcome = Some(Outcome::Failed(e.into())),
+        }
+    }
+
+    fn on_logits(&mut self, shared: &Shared, logits: &Tensor) {
+        match self.next_token(shared, logits) {
+            Ok(Some(finish)) => self.outcome = Some(Outcome::Finished(finish)),
+            Ok(None) => {}
+            Err(e) => self.outcome = Some(Outcome::Failed(e)),
+        }
+    }
+
+    /// Samples, sends the token's text, and says whether the generation ends here.
+    fn next_token(&mut self, shared: &Shared, logits: &Tensor) -> Result<Option<Finish>, ApiError> {
+        let row: Vec<f32> = logits
+            .squeeze(0)
+            .and_then(|r| r.to_vec1())
+            .map_err(anllm::Error::from)?;
+        let next = self.sampler.sample(&row)?;
+        self.observe_timing(shared);
+        self.generated += 1;
+        self.session.accept(next);
+        let tok = &shared.tokenizer;
+        if tok.specials().is_end_of_generation(next) {
+            return Ok(Some(Finish::Stop));
+        }
+        let logprob = self.params.logprobs.map(|k| {
+            let (lp, top) = logprobs(&row, next, k);
+            let piece = |id: TokenId| tok.decode(&[id], false).unwrap_or_default();
+            LogprobEntry {
+                token: piece(next),
+                logprob: lp,
+                top: top.into_iter().map(|(id, lp)| (piece(id), lp)).collect(),
+            }
+        });
+        let text = self.detok.push(tok, next)?;
+        let (text, hit) = self.stop.push(&text);
+        let _ = self.events.send(Event::Token { text, logprob });
+        if hit {
+            return Ok(Some(Finish::Stop));
+        }
+        let ctx = self.session.model().config().max_position_embeddings;
+        let full = self.used_positions() + self.session.pending().len() >= ctx;
+        if self.params.max_tokens.is_some_and(|m| self.generated >= m) || full {
+            return Ok(Some(Finish::Length));
+        }
+        Ok(None)
+    }
+
+    fn observe_timing(&mut self, shared: &Shared) {
+        let now = Instant::now();
+        match self.last_token {
+            None => shared
+                .metrics
+                .ttft
+                .observe((now - self.enqueued).as_secs_f64()),
+            Some(t) => shared.metrics.inter_token.observe((now - t).as_secs_f64()),
+        }
+        self.last_token = Some(now);
+    }
+
+    /// The slot while its request runs; once it has ended, sends the last events, gives the
+    /// session back and returns `None`.
+    pub fn finish_or_keep(mut self, shared: &Shared) -> Option<Self> {
+        let Some(outcome) = self.outcome.take() else {
+            return Some(self);
+        };
+        let m = &shared.metrics;
+        match outcome {
+            Outcome::Finished(finish) => {
+                let rest = self.stop.flush();
+                if !rest.is_empty() && finish == Finish::Length {
+                    let _ = self.events.send(Event::Token {
+                        text: rest,
+                        logprob: None,
+                    });
+                }
+                let usage = Usage::new(self.prompt_tokens, self.cached_tokens, self.generated);
+                let _ = self.events.send(Event::Done { finish, usage });
+                m.requests.inc();
+            }
+            Outcome::Failed(e) => {
+                let _ = self.events.send(Event::Error(e));
+                m.requests.inc();
+            }
+            Outcome::Cancelled => {
+                m.cancelled.inc();
+            }
+        }
+        self.give_back(shared);
+        None
+    }
+
+    fn give_back(self, shared: &Shared) {
+        let Some(id) = self.id else { return };
+        let Ok(mut store) = shared.store.lock() else {
+            return;
+        };
+        // A new session that never ran anything is not worth keeping.
+        if self.session.tokens().is_empty() {
+            store.release(&id);
+        } else if let Err(e) = store.put(&id, self.session) {
+            tracing::warn!(session = %id, "{}", e.message);
+        }
+    }
+}
+
+/// Runs one round of every slot that is still going.
+pub fn step_all(shared: &Shared, active: &mut [Slot]) {
+    for slot in active.iter_mut().filter(|s| s.outcome.is_none()) {
+        slot.run_round(shared);
+    }
+}
+
+/// The session of a request: the named one (from RAM or disk, or new), or a fresh one.
+fn acquire(shared: &Shared, id: Option<&str>) -> Result<Session, ApiError> {
+    let mut store = shared
+        .store
+        .lock()
+        .map_err(|_| ApiError::internal("the session store is poisoned"))?;
+    store.admit()?;
+    let taken = match id {
+        Some(id) => store.take(id, &shared.model)?,
+        None => Taken::New,
+    };
+    drop(store);
+    match taken {
+        Taken::Found(session) => Ok(session),
+        Taken::New => Ok(fresh(shared)?),
+    }
+}
+
+fn fresh(shared: &Shared) -> Result<Session, ApiError> {
+    Ok(Session::new(
+        Arc::clone(&shared.model),
+        shared.session.clone(),
+        0,
+    )?)
+}
+
+fn refuse(shared: &Shared, job: &Job, e: ApiError) -> Option<Slot> {
+    if e.status == axum::http::StatusCode::TOO_MANY_REQUESTS {
+        shared.metrics.rejected.inc();
+    }
+    let _ = job.events.send(Event::Error(e));
+    None
+}

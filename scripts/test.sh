@@ -10,3 +10,7 @@ cargo fmt --all -- --check
 # Profile `ci`: release optimisation without LTO (see Cargo.toml).
 cargo clippy --profile ci --workspace --all-targets -- -D warnings
 cargo test --profile ci --workspace
+# The server against the official `openai` Python client (pinned, hash-checked venv under
+# $ANLLM_HOME/peers/openai-venv) on the fetched default model.
+cargo build --profile ci -p anllm-cli
+tests/serve/openai_client.sh target/ci/anllm

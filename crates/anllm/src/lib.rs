@@ -83,7 +83,7 @@ pub use error::{Error, Result};
 pub use generate::{Flow, GenerateRequest, GenerationStats, StopReason, TokenSink, generate};
 pub use loader::{LoadedModel, load_model};
 pub use mask::MaskRule;
-pub use model::{AttentionStats, ForwardInput, Llama, OutputRows, Visibility};
+pub use model::{AttentionStats, BatchItem, ForwardInput, Llama, OutputRows, Visibility};
 pub use policy::{Eviction, KvPolicy, Observation, PolicyConfig};
 pub use sample::Sampling;
 pub use session::{CacheStats, PositionMode, Session, SessionConfig};

@@ -138,13 +138,9 @@ impl Slot {
         self.queue.drain(..n).collect()
     }
 
-    fn run_round(&mut self, shared: &Shared) {
-        if self.events.is_closed() {
-            self.outcome = Some(Outcome::Cancelled);
-            return;
-        }
-        let tokens = self.round_tokens();
-        match self.session.forward(&tokens, OutputRows::Last) {
+    /// Handles the logits of this round's step (`Last` row), or its error.
+    fn after_forward(&mut self, shared: &Shared, result: anllm::Result<Tensor>) {
+        match result {
             Ok(logits) if self.queue.is_empty() => self.on_logits(shared, &logits),
             Ok(_) => {}
             Err(e) => self.outcome = Some(Outcome::Failed(e.into())),
@@ -254,10 +250,33 @@ impl Slot {
     }
 }
 
-/// Runs one round of every slot that is still going.
+/// Runs one round of every slot that is still going: one batched forward step over all of
+/// them (each weight read once per round), or one step each when a batch cannot be formed.
 pub fn step_all(shared: &Shared, active: &mut [Slot]) {
+    let mut live: Vec<&mut Slot> = Vec::with_capacity(active.len());
     for slot in active.iter_mut().filter(|s| s.outcome.is_none()) {
-        slot.run_round(shared);
+        match slot.events.is_closed() {
+            true => slot.outcome = Some(Outcome::Cancelled),
+            false => live.push(slot),
+        }
+    }
+    let rounds: Vec<Vec<TokenId>> = live.iter_mut().map(|s| s.round_tokens()).collect();
+    if live.len() > 1 {
+        let mut batch: Vec<(&mut Session, &[TokenId])> = (live.iter_mut())
+            .zip(&rounds)
+            .map(|(s, t)| (&mut s.session, t.as_slice()))
+            .collect();
+        // On an outer error no session changed: step them one by one instead.
+        if let Ok(results) = Session::forward_batch(&mut batch) {
+            for (slot, result) in live.into_iter().zip(results) {
+                slot.after_forward(shared, result);
+            }
+            return;
+        }
+    }
+    for (slot, tokens) in live.into_iter().zip(rounds) {
+        let result = slot.session.forward(&tokens, OutputRows::Last);
+        slot.after_forward(shared, result);
     }
 }
 

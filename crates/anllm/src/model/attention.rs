@@ -67,12 +67,14 @@ impl Attention {
         store: &mut LayerStore,
         step: &StepContext,
     ) -> Result<(Tensor, Option<Vec<f32>>)> {
-        let t = x.dim(0)?;
-        let (hd, groups) = (self.head_dim, self.heads / self.kv_heads);
-        let split = |y: Tensor, h: usize| -> Result<Tensor> {
-            // [t, h * hd] -> [1, h, t, hd]
-            Ok(y.reshape((t, h, hd))?.transpose(0, 1)?.unsqueeze(0)?)
-        };
+        let (q, k, v) = self.project(x)?;
+        let (out, mass) = self.attend_rows(&q, &k, &v, store, step)?;
+        Ok((self.output(&out)?, mass))
+    }
+
+    /// The q, k, v projections of every row: x [t, hidden] -> ([t, heads * hd], [t, kv_heads *
+    /// hd], [t, kv_heads * hd]). Rows of several sequences may be stacked (batched decode).
+    pub fn project(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         // INVARIANT: `load` builds `qkv_proj` from exactly three projections (q, k, v), and
         // `Projections::forward` returns one tensor per projection, so this never fails; the
         // error only keeps a broken refactor from panicking.
@@ -83,6 +85,30 @@ impl Attention {
             expected: "3 outputs".into(),
             got: p.len().to_string(),
         })?;
+        Ok((q, k, v))
+    }
+
+    /// The output projection: [t, heads * hd] -> [t, hidden].
+    pub fn output(&self, out: &Tensor) -> Result<Tensor> {
+        self.o_proj.forward(out)
+    }
+
+    /// Attention of one sequence's new rows (projected q, k, v) over its cache, appending its
+    /// K/V to `store` first: [t, heads * hd] before the output projection.
+    pub fn attend_rows(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        store: &mut LayerStore,
+        step: &StepContext,
+    ) -> Result<(Tensor, Option<Vec<f32>>)> {
+        let t = q.dim(0)?;
+        let (hd, groups) = (self.head_dim, self.heads / self.kv_heads);
+        let split = |y: &Tensor, h: usize| -> Result<Tensor> {
+            // [t, h * hd] -> [1, h, t, hd]
+            Ok(y.reshape((t, h, hd))?.transpose(0, 1)?.unsqueeze(0)?)
+        };
         let (q, k, v) = (
             split(q, self.heads)?,
             split(k, self.kv_heads)?,
@@ -107,7 +133,7 @@ impl Attention {
             .reshape((self.heads, t, hd))?
             .transpose(0, 1)?
             .reshape((t, self.heads * hd))?;
-        Ok((self.o_proj.forward(&out)?, mass))
+        Ok((out, mass))
     }
 
     /// Batched-GEMM attention (prefill chunks, non-CPU devices, observed steps).

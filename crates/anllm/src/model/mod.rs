@@ -6,6 +6,7 @@
 
 mod attend;
 mod attention;
+mod batch;
 mod linear;
 mod mlp;
 mod norm;
@@ -28,6 +29,8 @@ use crate::weights::WeightSource;
 use crate::{Error, Pos, Result, TokenId};
 
 pub(crate) use attend::MAX_ROWS;
+pub use batch::BatchItem;
+
 use attention::{Attention, StepContext};
 use mlp::Mlp;
 use norm::RmsNorm;

@@ -17,6 +17,7 @@
 //! New tokens see their own segment before it is pruned, so a chunked prefill with pruning
 //! gives the same logits as one masked full-sequence forward (spec §3.5, §10.4–5).
 
+mod batch;
 mod config;
 mod dry_run;
 mod persist;

@@ -55,7 +55,7 @@ pub struct SessionStore {
 /// A session taken out of the store for one request.
 pub enum Taken {
     /// The stored session.
-    Found(Session),
+    Found(Box<Session>),
     /// The id is new: start a fresh session.
     New,
 }
@@ -113,12 +113,12 @@ impl SessionStore {
         entry.last_used = clock;
         entry.info.location = "busy";
         if let Some(session) = entry.session.take() {
-            return Ok(Taken::Found(session));
+            return Ok(Taken::Found(Box::new(session)));
         }
         let on_disk = self.dir.as_ref().map(|d| d.join(id));
         match on_disk.filter(|p| p.join("session.json").exists()) {
             Some(path) => match Session::restore(Arc::clone(model), &path, KeepWarm::Off) {
-                Ok(session) => Ok(Taken::Found(session)),
+                Ok(session) => Ok(Taken::Found(Box::new(session))),
                 Err(e) => {
                     self.release(id);
                     Err(ApiError::internal(format!("restoring session {id:?}: {e}")))

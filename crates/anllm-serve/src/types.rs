@@ -82,6 +82,9 @@ pub struct CommonParams {
     pub stream_options: Option<StreamOptions>,
     /// Extension: the session to continue (the `X-Session-Id` header wins).
     pub session_id: Option<String>,
+    /// Extension (as vLLM's): return `prompt_token_ids` and each choice's `token_ids`.
+    #[serde(default)]
+    pub return_token_ids: bool,
 }
 
 /// `POST /v1/chat/completions`.

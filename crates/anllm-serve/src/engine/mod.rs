@@ -46,6 +46,17 @@ pub struct GenParams {
     pub stop: Vec<String>,
     /// Return log-probabilities with this many alternatives.
     pub logprobs: Option<usize>,
+    /// Return the prompt's and the answer's token ids (to continue a session token for token).
+    pub token_ids: bool,
+}
+
+/// The token ids of a finished request (`return_token_ids`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenIds {
+    /// The whole conversation's prompt, as the session holds it.
+    pub prompt: Vec<TokenId>,
+    /// Every generated token, the end-of-turn token included.
+    pub output: Vec<TokenId>,
 }
 
 /// One generation request.
@@ -114,6 +125,8 @@ pub enum Event {
         finish: Finish,
         /// Token counts.
         usage: Usage,
+        /// The token ids, when asked for.
+        token_ids: Option<TokenIds>,
     },
     /// A failure (before `Started`: the request's error status; after: a mid-stream error).
     Error(ApiError),
@@ -179,7 +192,7 @@ fn update_gauges(shared: &Shared, active: &[Slot]) {
     let Ok(store) = shared.store.lock() else {
         return;
     };
-    let running: usize = active.iter().map(Slot::kv_bytes).sum();
+    let running: usize = active.iter().map(Slot::allocated_kv_bytes).sum();
     m.kv_bytes.set((store.ram_bytes() + running) as i64);
     m.sessions_ram.set(store.ram_sessions() as i64);
     m.sessions_disk.set(store.disk_sessions() as i64);

@@ -119,7 +119,17 @@ fn continuation(
     let Some(text) = &rendered.text else {
         return Ok(None);
     };
-    let before = tok.decode(history, false)?;
+    // The BOS the text prompt got is not part of its text.
+    let bos = tok.specials().bos;
+    let body = match (history.first(), rendered.ids.first()) {
+        (Some(&h), Some(&r)) if Some(h) == bos && h == r && !rendered.parse_special => {
+            &history[1..]
+        }
+        _ => history,
+    };
+    // A chat rendering spells its special tokens out; a text prompt's answer was returned
+    // without them.
+    let before = tok.decode(body, !rendered.parse_special)?;
     match text.strip_prefix(before.as_str()) {
         Some(rest) if !rest.is_empty() => Ok(Some(tok.encode(rest, rendered.parse_special)?)),
         _ => Ok(None),

@@ -12,7 +12,7 @@ use candle_core::Tensor;
 use tokio::sync::mpsc;
 
 use super::prompt::{Prepared, prepare};
-use super::{Event, Finish, GenParams, Job, LogprobEntry, Shared};
+use super::{Event, Finish, GenParams, Job, LogprobEntry, Shared, TokenIds};
 use crate::error::ApiError;
 use crate::store::Taken;
 use crate::text::{StopFilter, logprobs};
@@ -127,7 +127,7 @@ impl Slot {
     }
 
     /// Bytes of K/V this request's session holds now.
-    pub fn kv_bytes(&self) -> usize {
+    pub fn allocated_kv_bytes(&self) -> usize {
         self.session.stats().allocated_kv_bytes
     }
 
@@ -211,7 +211,7 @@ impl Slot {
             return Some(self);
         };
         let m = &shared.metrics;
-        match outcome {
+        let last = match outcome {
             Outcome::Finished(finish) => {
                 let rest = self.stop.flush();
                 if !rest.is_empty() && finish == Finish::Length {
@@ -221,19 +221,40 @@ impl Slot {
                     });
                 }
                 let usage = Usage::new(self.prompt_tokens, self.cached_tokens, self.generated);
-                let _ = self.events.send(Event::Done { finish, usage });
                 m.requests.inc();
+                let token_ids = self.params.token_ids.then(|| self.token_ids());
+                Some(Event::Done {
+                    finish,
+                    usage,
+                    token_ids,
+                })
             }
             Outcome::Failed(e) => {
-                let _ = self.events.send(Event::Error(e));
                 m.requests.inc();
+                Some(Event::Error(e))
             }
             Outcome::Cancelled => {
                 m.cancelled.inc();
+                None
             }
-        }
+        };
+        // The session is on disk before the client hears the end of the turn, so a server
+        // killed right after still has it.
+        let events = self.events.clone();
         self.give_back(shared);
+        if let Some(event) = last {
+            let _ = events.send(event);
+        }
         None
+    }
+
+    fn token_ids(&self) -> TokenIds {
+        let all = self.session.tokens();
+        let cut = all.len().saturating_sub(self.generated);
+        TokenIds {
+            prompt: all[..cut].to_vec(),
+            output: all[cut..].to_vec(),
+        }
     }
 
     fn give_back(self, shared: &Shared) {
@@ -293,7 +314,7 @@ fn acquire(shared: &Shared, id: Option<&str>) -> Result<Session, ApiError> {
     };
     drop(store);
     match taken {
-        Taken::Found(session) => Ok(session),
+        Taken::Found(session) => Ok(*session),
         Taken::New => Ok(fresh(shared)?),
     }
 }

@@ -265,6 +265,7 @@ fn params(c: &CommonParams, logprobs: Option<usize>, ctx: usize) -> Result<GenPa
         },
         stop,
         logprobs,
+        token_ids: c.return_token_ids,
     })
 }
 

@@ -140,8 +140,12 @@ async fn collect(
                 }
                 text.push_str(&t);
             }
-            Some(Event::Done { finish, usage }) => {
-                let choice = match meta.flavor {
+            Some(Event::Done {
+                finish,
+                usage,
+                token_ids,
+            }) => {
+                let mut choice = match meta.flavor {
                     Flavor::Chat => json!({
                         "index": 0,
                         "message": {"role": "assistant", "content": text},
@@ -155,7 +159,7 @@ async fn collect(
                         "finish_reason": finish.as_str(),
                     }),
                 };
-                return Ok(Json(json!({
+                let mut body = json!({
                     "id": meta.id,
                     "object": match meta.flavor {
                         Flavor::Chat => "chat.completion",
@@ -163,9 +167,14 @@ async fn collect(
                     },
                     "created": meta.created,
                     "model": meta.model,
-                    "choices": [choice],
                     "usage": usage,
-                })));
+                });
+                if let Some(ids) = token_ids {
+                    choice["token_ids"] = json!(ids.output);
+                    body["prompt_token_ids"] = json!(ids.prompt);
+                }
+                body["choices"] = json!([choice]);
+                return Ok(Json(body));
             }
             Some(Event::Error(e)) => return Err(e),
             Some(Event::Started { .. }) => {}
@@ -234,7 +243,7 @@ impl Chunks {
                     None,
                 )]
             }
-            Some(Event::Done { finish, usage }) => {
+            Some(Event::Done { finish, usage, .. }) => {
                 self.done = true;
                 let mut out = vec![self.chunk(json!({}), Value::Null, Some(finish.as_str()))];
                 if self.include_usage {

@@ -10,6 +10,7 @@
 //! with rayon (whose pool size the CLI's `--threads` sets).
 
 mod simd;
+mod simd_rows;
 #[cfg(test)]
 mod tests;
 
@@ -22,6 +23,7 @@ use crate::{Error, Result};
 
 pub(crate) use simd::has_avx2;
 use simd::{dot_q4_1_q8_1, dot_q8_0_f32};
+use simd_rows::{dot_q4_1_q8_1_rows, dot_q8_0_f32_rows};
 
 const BLOCK: usize = 32;
 /// From this many activation rows on, dequantize and use f32 GEMM.
@@ -183,21 +185,27 @@ impl QuantMatrix {
         // out is [t, out_dim]; we compute column-major chunks [out_dim, t] then transpose.
         let mut cols = vec![0f32; self.out_dim * t];
         let nb = in_dim / BLOCK;
+        // One row keeps the single-row kernels; several rows (batched decode) share each
+        // weight block's unpacking across up to four activation rows.
         match &self.blocks {
             Blocks::Q4_1 { scales, nibbles } => {
                 let acts: Vec<Q8_1Row> = xs.chunks_exact(in_dim).map(Q8_1Row::quantize).collect();
                 for_each_output_row(&mut cols, t, |row, dst| {
                     let (s, q) = (&scales[row * nb..][..nb], &nibbles[row * nb..][..nb]);
-                    for (d, a) in dst.iter_mut().zip(&acts) {
-                        *d = dot_q4_1_q8_1(s, q, a);
+                    if let [a] = &acts[..] {
+                        dst[0] = dot_q4_1_q8_1(s, q, a);
+                    } else {
+                        dot_q4_1_q8_1_rows(s, q, &acts, dst);
                     }
                 });
             }
             Blocks::Q8_0 { scales, quants } => {
                 for_each_output_row(&mut cols, t, |row, dst| {
                     let (s, q) = (&scales[row * nb..][..nb], &quants[row * nb..][..nb]);
-                    for (d, a) in dst.iter_mut().zip(xs.chunks_exact(in_dim)) {
-                        *d = dot_q8_0_f32(s, q, a);
+                    if t == 1 {
+                        dst[0] = dot_q8_0_f32(s, q, &xs);
+                    } else {
+                        dot_q8_0_f32_rows(s, q, &xs, dst);
                     }
                 });
             }

@@ -51,6 +51,10 @@ pub(super) fn dot_q8_0_f32(scales: &[f32], quants: &[[i8; 32]], x: &[f32]) -> f3
         // SAFETY: AVX2 and FMA were detected at run time.
         return unsafe { avx2::dot_q8_0_f32(scales, quants, x) };
     }
+    dot_q8_0_f32_scalar(scales, quants, x)
+}
+
+pub(super) fn dot_q8_0_f32_scalar(scales: &[f32], quants: &[[i8; 32]], x: &[f32]) -> f32 {
     let mut total = 0f32;
     for ((d, q), xb) in scales.iter().zip(quants).zip(x.chunks_exact(BLOCK)) {
         let s: f32 = q.iter().zip(xb).map(|(&q, &v)| f32::from(q) * v).sum();
@@ -60,15 +64,16 @@ pub(super) fn dot_q8_0_f32(scales: &[f32], quants: &[[i8; 32]], x: &[f32]) -> f3
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(super) mod avx2 {
     use std::arch::x86_64::*;
 
     use half::f16;
 
     use super::{BLOCK, Q8_1Row};
 
+    /// The sum of the 8 lanes.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum(v: __m256) -> f32 {
+    pub(in super::super) unsafe fn hsum(v: __m256) -> f32 {
         let lo = _mm256_castps256_ps128(v);
         let hi = _mm256_extractf128_ps(v, 1);
         let s = _mm_add_ps(lo, hi);

@@ -97,3 +97,57 @@ fn concat_stacks_output_rows() {
         .unwrap();
     assert_eq!([one.clone(), one].concat(), two);
 }
+
+#[test]
+#[ignore]
+fn zz_bench_rows() {
+    use std::time::Instant;
+    let cpu = &Device::Cpu;
+    let (o, i) = (1536, 576);
+    let w = Tensor::from_vec(values(o * i, 0.5), (o, i), cpu).unwrap();
+    for dt in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+        let q = QTensor::quantize(&w, dt).unwrap();
+        let m = QuantMatrix::from_qtensor(&q).unwrap().unwrap();
+        let nb = i / 32;
+        for t in [1usize, 2, 4, 8, 16] {
+            let xs = values(t * i, 7.0);
+            let acts: Vec<Q8_1Row> = xs.chunks_exact(i).map(Q8_1Row::quantize).collect();
+            let mut out = vec![0f32; t];
+            let reps = 200;
+            for mode in 0..2 {
+                let start = Instant::now();
+                for _ in 0..reps {
+                    for row in 0..o {
+                        match &m.blocks {
+                            Blocks::Q4_1 { scales, nibbles } => {
+                                let (s, qq) =
+                                    (&scales[row * nb..][..nb], &nibbles[row * nb..][..nb]);
+                                if mode == 0 {
+                                    for (d, a) in out.iter_mut().zip(&acts) {
+                                        *d = dot_q4_1_q8_1(s, qq, a);
+                                    }
+                                } else {
+                                    simd_rows::dot_q4_1_q8_1_rows(s, qq, &acts, &mut out);
+                                }
+                            }
+                            Blocks::Q8_0 { scales, quants } => {
+                                let (s, qq) =
+                                    (&scales[row * nb..][..nb], &quants[row * nb..][..nb]);
+                                if mode == 0 {
+                                    for (d, a) in out.iter_mut().zip(xs.chunks_exact(i)) {
+                                        *d = dot_q8_0_f32(s, qq, a);
+                                    }
+                                } else {
+                                    simd_rows::dot_q8_0_f32_rows(s, qq, &xs, &mut out);
+                                }
+                            }
+                        }
+                        std::hint::black_box(&out);
+                    }
+                }
+                let ns = start.elapsed().as_secs_f64() * 1e9 / (reps * o * nb * t) as f64;
+                eprintln!("{dt:?} t={t} mode={mode} {ns:.3} ns/row-block");
+            }
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Named sessions: a later turn prefills only its new tokens; a server started again on the
+//! same session directory (what a restart after SIGKILL sees: every turn is on disk before its
+//! answer ends) continues with the same greedy output as the server that never stopped; the
+//! RAM budget spills to disk or answers 429; requests decoded together in one batch give what
+//! they give alone.
+
+mod common;
+
+use std::sync::Arc;
+
+use anllm::SessionConfig;
+use anllm_serve::AppState;
+use axum::http::StatusCode;
+use common::{call, loaded, options, post, server};
+use serde_json::{Value, json};
+
+/// One completion turn on session `id` with token ids (`return_token_ids`, as a client that
+/// continues token for token does): (the conversation's ids after the turn, text, usage).
+async fn turn(s: &Arc<AppState>, id: &str, prompt: &[u32]) -> (Vec<u32>, String, Value) {
+    let body = json!({
+        "prompt": prompt, "max_tokens": 6, "temperature": 0, "session_id": id,
+        "return_token_ids": true,
+    });
+    let (status, json) = post(s, "/v1/completions", body).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let ids = |v: &Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
+    let mut all = ids(&json["prompt_token_ids"]);
+    assert_eq!(all, prompt);
+    all.extend(ids(&json["choices"][0]["token_ids"]));
+    let text = json["choices"][0]["text"].as_str().unwrap().to_string();
+    (all, text, json["usage"].clone())
+}
+
+/// The new tokens of three turns (10 is an anchor of the tiny anchored sessions).
+fn prompts() -> [Vec<u32>; 3] {
+    [vec![1, 40, 41, 42, 10], vec![43, 44, 10], vec![45, 46, 47]]
+}
+
+#[tokio::test]
+async fn a_later_turn_prefills_only_its_new_tokens() {
+    let (s, _dir) = server(options());
+    let mut conversation = Vec::new();
+    for (i, p) in prompts().iter().enumerate() {
+        conversation.extend(p);
+        let (all, _, usage) = turn(&s, "conv", &conversation).await;
+        let cached = usage["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap();
+        match i {
+            0 => assert_eq!(cached, 0),
+            _ => assert!(cached > 0 && cached < usage["prompt_tokens"].as_u64().unwrap()),
+        }
+        conversation = all;
+    }
+    let (status, _, info) = call(&s, "GET", "/v1/sessions/conv", &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(info["turns"], 3);
+    assert_eq!(info["location"], "ram");
+}
+
+#[tokio::test]
+async fn a_restarted_server_continues_from_disk_like_the_one_that_never_stopped() {
+    let sessions = tempfile::tempdir().unwrap();
+    let mut opts = options();
+    opts.session_dir = Some(sessions.path().to_path_buf());
+    let model_dir = tempfile::tempdir().unwrap();
+    let anchored = || SessionConfig::anchored(anllm::testutil::tiny_anchors(), 8);
+    let first = AppState::new(opts.clone());
+    first.start(loaded(model_dir.path(), anchored())).unwrap();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for p in &prompts()[..2] {
+        a.extend(p);
+        b.extend(p);
+        a = turn(&first, "never-stopped", &a).await.0;
+        b = turn(&first, "restarted", &b).await.0;
+    }
+    let p = &prompts()[2];
+    a.extend(p);
+    let (want, _, _) = turn(&first, "never-stopped", &a).await;
+    // A new server on the same directory, as after a restart.
+    let second_dir = tempfile::tempdir().unwrap();
+    let second = AppState::new(opts);
+    second.start(loaded(second_dir.path(), anchored())).unwrap();
+    let (status, _, info) = call(&second, "GET", "/v1/sessions/restarted", &[], "").await;
+    assert_eq!(status, StatusCode::OK, "{info}");
+    assert_eq!(info["location"], "disk");
+    b.extend(p);
+    let (got, _, usage) = turn(&second, "restarted", &b).await;
+    assert!(
+        usage["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn without_a_session_dir_a_full_budget_answers_429_until_a_session_is_deleted() {
+    let mut opts = options();
+    opts.kv_budget_bytes = 1;
+    let (s, _dir) = server(opts);
+    turn(&s, "first", &prompts()[0]).await;
+    let body = json!({"prompt": "three", "max_tokens": 2, "session_id": "second"});
+    let (status, retry, json) = call(&s, "POST", "/v1/completions", &[], body.to_string()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{json}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert_eq!(json["error"]["type"], "rate_limit_error");
+    let (status, _, _) = call(&s, "DELETE", "/v1/sessions/first", &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+    turn(&s, "second", &prompts()[1]).await;
+}
+
+#[tokio::test]
+async fn with_a_session_dir_the_budget_spills_sessions_to_disk() {
+    let sessions = tempfile::tempdir().unwrap();
+    let mut opts = options();
+    opts.kv_budget_bytes = 1;
+    opts.session_dir = Some(sessions.path().to_path_buf());
+    let (s, _dir) = server(opts);
+    let (mut first, _, _) = turn(&s, "first", &prompts()[0]).await;
+    turn(&s, "second", &prompts()[1]).await;
+    let (_, _, list) = call(&s, "GET", "/v1/sessions", &[], "").await;
+    let data = list["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2, "{list}");
+    assert_eq!(data[0]["id"], "first");
+    assert_eq!(data[0]["location"], "disk");
+    // Restored from disk on demand.
+    first.extend(&prompts()[2]);
+    let (_, _, usage) = turn(&s, "first", &first).await;
+    assert!(
+        usage["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+}
+
+#[tokio::test]
+async fn requests_decoded_together_answer_what_they_answer_alone() {
+    let (s, _dir) = server(options());
+    let prompts = [
+        "alpha beta",
+        "gamma delta epsilon",
+        "zeta",
+        "eta theta iota kappa",
+    ];
+    let body = |p: &str| json!({"prompt": p, "max_tokens": 12, "temperature": 0});
+    let mut alone = Vec::new();
+    for p in prompts {
+        alone.push(post(&s, "/v1/completions", body(p)).await.1);
+    }
+    let together = futures_util::future::join_all(
+        prompts.iter().map(|p| post(&s, "/v1/completions", body(p))),
+    )
+    .await;
+    for (a, (status, t)) in alone.iter().zip(&together) {
+        assert_eq!(*status, StatusCode::OK);
+        assert_eq!(a["choices"][0]["text"], t["choices"][0]["text"]);
+        assert_eq!(a["usage"], t["usage"]);
+    }
+}

@@ -43,6 +43,9 @@ struct Entry {
     last_used: u64,
 }
 
+/// Spare K/V entries an idle session keeps reserved for its next turn.
+const IDLE_HEADROOM: usize = 64;
+
 /// The session store.
 pub struct SessionStore {
     entries: HashMap<String, Entry>,
@@ -130,7 +133,7 @@ impl SessionStore {
 
     /// Gives back session `id` after a turn: written to disk (when the store has a
     /// directory), kept in RAM, then the budget is enforced.
-    pub fn put(&mut self, id: &str, session: Session) -> Result<(), ApiError> {
+    pub fn put(&mut self, id: &str, mut session: Session) -> Result<(), ApiError> {
         let deleted = self.entries.get(id).is_none_or(|e| e.deleted);
         if deleted {
             self.entries.remove(id);
@@ -142,6 +145,10 @@ impl SessionStore {
                 .map_err(|e| ApiError::internal(format!("writing session {id:?} to disk: {e}"))),
             None => Ok(()),
         };
+        // An idle session holds only its entries (plus room for a short turn).
+        if let Err(e) = session.shrink_to_fit(IDLE_HEADROOM) {
+            tracing::warn!(session = %id, "shrinking its cache: {e}");
+        }
         let stats = session.stats();
         if let Some(entry) = self.entries.get_mut(id) {
             entry.busy = false;

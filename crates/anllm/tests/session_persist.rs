@@ -130,3 +130,29 @@ fn restoring_onto_another_model_or_from_damaged_files_is_an_error() {
     std::fs::write(&state, "{").unwrap();
     assert!(Session::restore(Arc::clone(model), &dir, KeepWarm::Off).is_err());
 }
+
+#[test]
+fn a_shrunk_session_reserves_less_and_continues_identically() {
+    let model = &tiny_model().llama;
+    let cfg = SessionConfig::anchored(tiny_anchors(), 4);
+    let mut live = Session::new(Arc::clone(model), cfg, 16).unwrap();
+    live.prefill(&stream(90, 4), 0).unwrap();
+    let mut shrunk = live.fork().unwrap();
+    let before = shrunk.stats().allocated_kv_bytes;
+    shrunk.shrink_to_fit(2).unwrap();
+    let after = shrunk.stats();
+    assert!(after.allocated_kv_bytes < before, "{before} -> {after:?}");
+    assert_eq!(
+        after.allocated_kv_bytes,
+        (after.entries + 2) * after.kv_bytes / after.entries
+    );
+    for step in [stream(9, 5), vec![ANCHOR[0]], stream(3, 6)] {
+        let a = live.forward(&step, OutputRows::All).unwrap();
+        let b = shrunk.forward(&step, OutputRows::All).unwrap();
+        let (a, b): (Vec<f32>, Vec<f32>) = (
+            a.flatten_all().unwrap().to_vec1().unwrap(),
+            b.flatten_all().unwrap().to_vec1().unwrap(),
+        );
+        assert_eq!(a, b);
+    }
+}

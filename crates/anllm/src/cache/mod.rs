@@ -196,6 +196,14 @@ impl KvCache {
         Ok(())
     }
 
+    /// Releases reserved K/V memory beyond the held entries plus `headroom` per layer (a
+    /// session going idle: its next turn grows the stores again by doubling).
+    pub fn shrink_to_fit(&mut self, headroom: usize) -> Result<()> {
+        self.layers
+            .iter_mut()
+            .try_for_each(|layer| layer.shrink_to_fit(headroom))
+    }
+
     /// Drops every entry and resets the stream and the peak.
     pub fn clear(&mut self) {
         self.cells = Cells::default();

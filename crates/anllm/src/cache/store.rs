@@ -109,6 +109,14 @@ impl LayerStore {
         Ok(())
     }
 
+    /// Reallocates to `len + headroom` entries when the store reserves more than that.
+    pub fn shrink_to_fit(&mut self, headroom: usize) -> Result<()> {
+        match self.capacity() > self.len + headroom {
+            true => self.grow(self.len + headroom),
+            false => Ok(()),
+        }
+    }
+
     fn grow(&mut self, capacity: usize) -> Result<()> {
         let (heads, _, dim) = self.k.dims3()?;
         let mut bigger = Self::new(heads, dim, capacity, self.k.device())?;

@@ -216,6 +216,12 @@ impl Session {
         Ok(Tensor::cat(&outputs, 0)?)
     }
 
+    /// Releases the cache's reserved memory beyond its entries plus `headroom` (see
+    /// [`KvCache::shrink_to_fit`]): what an idle session in a server's store should hold.
+    pub fn shrink_to_fit(&mut self, headroom: usize) -> Result<()> {
+        self.cache.shrink_to_fit(headroom)
+    }
+
     /// Cache statistics now.
     pub fn stats(&self) -> CacheStats {
         CacheStats::of(&self.cache)

@@ -6,6 +6,8 @@
 #   benches/llamacpp.sh build               # unpack + configure + build (idempotent, output on stderr)
 #   benches/llamacpp.sh bench [ARGS...]     # llama-bench -m $MODEL -t $THREADS -o json ARGS (JSON on stdout)
 #   benches/llamacpp.sh path                # print the llama-bench binary path
+#   benches/llamacpp.sh build-server        # also build llama-server in the same build folder
+#   benches/llamacpp.sh serve-path          # print the llama-server binary path
 #
 # Examples:
 #   benches/llamacpp.sh bench -p 512 -n 0 -r 2                    # prompt processing (pp512)
@@ -58,8 +60,43 @@ find_cmake() {
   echo "$PEERS/venv/bin/cmake"
 }
 
+SERVER_BIN="$BUILD/bin/llama-server"
+
+# Builds in $BUILD take turns (build and build-server share it): an exclusive lock on fd 9.
+lock_build() {
+  mkdir -p "$PEERS"; exec 9>"$PEERS/build-$ISA.lock"
+  flock -n 9 || { log "waiting for another build in $BUILD"; flock 9; }
+}
+
 build() {
   if [ -x "$BIN" ]; then log "already built: $BIN"; return; fi
+  lock_build
+  if [ -x "$BIN" ]; then log "already built: $BIN"; return; fi
+  configure OFF
+  log "building llama-bench, llama-simple with ${JOBS:-2} jobs (about 8-9 min on 2 free cores)"
+  "$cmake" --build "$BUILD" --target llama-bench llama-simple -j "${JOBS:-2}" >&2
+  [ -x "$BIN" ] || die "build finished but $BIN is missing"
+  log "built $BIN"
+}
+
+# llama-server (the HTTP peer of `anllm serve`), in the same build folder so the ggml/llama
+# objects are shared with llama-bench. No network: no OpenSSL, no Web UI (neither the npm
+# build nor the prebuilt-asset download; the server then runs without its UI page).
+build_server() {
+  if [ -x "$SERVER_BIN" ]; then log "already built: $SERVER_BIN"; return; fi
+  lock_build
+  if [ -x "$SERVER_BIN" ]; then log "already built: $SERVER_BIN"; return; fi
+  configure ON
+  log "building llama-server with ${JOBS:-2} jobs (longer than llama-bench: server, mtmd, httplib)"
+  "$cmake" --build "$BUILD" --target llama-server -j "${JOBS:-2}" >&2
+  [ -x "$SERVER_BIN" ] || die "build finished but $SERVER_BIN is missing"
+  log "built $SERVER_BIN"
+}
+
+# configure ON|OFF: unpacks the source when needed and configures $BUILD, with the server
+# (LLAMA_BUILD_SERVER) on or off. Sets the global `cmake`.
+configure() {
+  local server="$1"
   [ -f "$SDIST" ] || die "missing $SDIST: run scripts/fetch-assets.sh first"
   if [ ! -f "$SRC/CMakeLists.txt" ]; then
     [ "$(sha256sum "$SDIST" | cut -d' ' -f1)" = "$SDIST_SHA" ] \
@@ -70,22 +107,20 @@ build() {
     rm -f "$SRC.part/.git"  # a dangling submodule gitfile: git lookups would only warn
     rm -rf "$SRC" && mv "$SRC.part" "$SRC"
   fi
-  local cmake a512=OFF vbmi=OFF vnni=OFF bf16=OFF; cmake=$(find_cmake)
+  local a512=OFF vbmi=OFF vnni=OFF bf16=OFF; cmake=$(find_cmake)
   if [ "$ISA" = avx512 ]; then
     a512=ON; vbmi=$(onoff avx512vbmi); vnni=$(onoff avx512_vnni); bf16=$(onoff avx512_bf16)
   fi
-  log "configuring $BUILD (ISA=$ISA)"
-  # CPU only, static, Release, OpenMP threads; no OpenSSL/download support, no server/tests.
+  log "configuring $BUILD (ISA=$ISA, server=$server)"
+  # CPU only, static, Release, OpenMP threads; no OpenSSL/download support, no tests; the server
+  # only for build-server, without its Web UI and without fetching anything.
   "$cmake" -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
     -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
     -DGGML_AVX512="$a512" -DGGML_AVX512_VBMI="$vbmi" -DGGML_AVX512_VNNI="$vnni" -DGGML_AVX512_BF16="$bf16" \
     -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF \
-    -DGGML_OPENMP=ON -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
-    -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=ON >&2
-  log "building llama-bench, llama-simple with ${JOBS:-2} jobs (about 8-9 min on 2 free cores)"
-  "$cmake" --build "$BUILD" --target llama-bench llama-simple -j "${JOBS:-2}" >&2
-  [ -x "$BIN" ] || die "build finished but $BIN is missing"
-  log "built $BIN"
+    -DGGML_OPENMP=ON -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER="$server" \
+    -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=ON \
+    -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_BORINGSSL=OFF -DLLAMA_BUILD_LIBRESSL=OFF >&2
 }
 
 # shellcheck source=peer_env.sh
@@ -108,5 +143,7 @@ case "${1:-}" in
   build) build ;;
   bench) shift; bench "$@" ;;
   path) echo "$BIN" ;;
-  *) die "usage: $0 build | bench [llama-bench args...] | path" ;;
+  build-server) build_server ;;
+  serve-path) echo "$SERVER_BIN" ;;
+  *) die "usage: $0 build | bench [llama-bench args...] | path | build-server | serve-path" ;;
 esac

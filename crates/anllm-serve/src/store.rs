@@ -235,6 +235,11 @@ impl SessionStore {
         }
     }
 
+    /// Whether session `id` is held in RAM now (idle).
+    pub fn in_ram(&self, id: &str) -> bool {
+        self.entries.get(id).is_some_and(|e| e.session.is_some())
+    }
+
     /// Information on session `id`.
     pub fn info(&self, id: &str) -> Option<SessionInfo> {
         self.entries

@@ -102,16 +102,19 @@ async fn a_restarted_server_continues_from_disk_like_the_one_that_never_stopped(
 }
 
 #[tokio::test]
-async fn without_a_session_dir_a_full_budget_answers_429_until_a_session_is_deleted() {
+async fn without_a_session_dir_a_full_budget_refuses_new_sessions_with_429_until_one_is_deleted() {
     let mut opts = options();
     opts.kv_budget_bytes = 1;
     let (s, _dir) = server(opts);
-    turn(&s, "first", &prompts()[0]).await;
+    let (mut first, _, _) = turn(&s, "first", &prompts()[0]).await;
     let body = json!({"prompt": "three", "max_tokens": 2, "session_id": "second"});
     let (status, retry, json) = call(&s, "POST", "/v1/completions", &[], body.to_string()).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{json}");
     assert_eq!(retry.as_deref(), Some("1"));
     assert_eq!(json["error"]["type"], "rate_limit_error");
+    // A conversation already held may continue past the budget.
+    first.extend(&prompts()[1]);
+    turn(&s, "first", &first).await;
     let (status, _, _) = call(&s, "DELETE", "/v1/sessions/first", &[], "").await;
     assert_eq!(status, StatusCode::OK);
     turn(&s, "second", &prompts()[1]).await;

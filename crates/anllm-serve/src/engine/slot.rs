@@ -307,7 +307,10 @@ fn acquire(shared: &Shared, id: Option<&str>) -> Result<Session, ApiError> {
         .store
         .lock()
         .map_err(|_| ApiError::internal("the session store is poisoned"))?;
-    store.admit()?;
+    // A conversation already in RAM may continue past the budget; anything new must fit.
+    if !id.is_some_and(|id| store.in_ram(id)) {
+        store.admit()?;
+    }
     let taken = match id {
         Some(id) => store.take(id, &shared.model)?,
         None => Taken::New,

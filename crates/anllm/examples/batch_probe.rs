@@ -1,3 +1,7 @@
+//! Batched decode timing: B sessions (default 1, 2, 4, 8, 16; or the second argument) of the
+//! model at the first argument step together through `Session::forward_batch` for 60 steps;
+//! prints the mean step time and the aggregate tokens per second.
+
 use anllm::{Session, SessionConfig, TokenId, WeightDtype, load_model};
 use std::sync::Arc;
 use std::time::Instant;

@@ -54,6 +54,7 @@ pub(super) fn dot_q8_0_f32(scales: &[f32], quants: &[[i8; 32]], x: &[f32]) -> f3
     dot_q8_0_f32_scalar(scales, quants, x)
 }
 
+/// Portable [`dot_q8_0_f32`]: the fallback, and the reference the SIMD kernels are tested against.
 pub(super) fn dot_q8_0_f32_scalar(scales: &[f32], quants: &[[i8; 32]], x: &[f32]) -> f32 {
     let mut total = 0f32;
     for ((d, q), xb) in scales.iter().zip(quants).zip(x.chunks_exact(BLOCK)) {
@@ -64,7 +65,10 @@ pub(super) fn dot_q8_0_f32_scalar(scales: &[f32], quants: &[[i8; 32]], x: &[f32]
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(super) mod avx2 {
+pub(super) use avx2::hsum;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
     use std::arch::x86_64::*;
 
     use half::f16;

@@ -98,7 +98,12 @@ impl SessionStore {
     }
 
     /// Takes session `id` for a request: from RAM, else from disk, else [`Taken::New`].
-    pub fn take(&mut self, id: &str, model: &Arc<Llama>) -> Result<Taken, ApiError> {
+    pub fn take(
+        &mut self,
+        id: &str,
+        model: &Arc<Llama>,
+        keep_warm: KeepWarm,
+    ) -> Result<Taken, ApiError> {
         self.clock += 1;
         let clock = self.clock;
         let entry = self.entries.entry(id.to_string()).or_insert_with(|| {
@@ -120,7 +125,7 @@ impl SessionStore {
         }
         let on_disk = self.dir.as_ref().map(|d| d.join(id));
         match on_disk.filter(|p| p.join("session.json").exists()) {
-            Some(path) => match Session::restore(Arc::clone(model), &path, KeepWarm::Off) {
+            Some(path) => match Session::restore(Arc::clone(model), &path, keep_warm) {
                 Ok(session) => Ok(Taken::Found(Box::new(session))),
                 Err(e) => {
                     self.release(id);

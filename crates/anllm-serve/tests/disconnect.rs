@@ -67,7 +67,10 @@ async fn a_client_that_disconnects_mid_stream_cancels_its_request() {
     }
     assert_eq!(metric(&addr, "anllm_requests_running").await, 0.0);
     let generated = metric(&addr, "anllm_generated_tokens_total").await;
-    assert!(generated < 4000.0, "kept generating: {generated} tokens");
+    assert!(
+        (1.0..4000.0).contains(&generated),
+        "kept generating: {generated} tokens"
+    );
     // The server still answers.
     let ok = r#"{"prompt": "Hello", "max_tokens": 2}"#;
     let mut s = http(&addr, "POST", "/v1/completions", ok).await;

@@ -169,3 +169,31 @@ async fn requests_decoded_together_answer_what_they_answer_alone() {
         assert_eq!(a["usage"], t["usage"]);
     }
 }
+
+#[tokio::test]
+async fn metrics_count_requests_tokens_sessions_and_hits() {
+    let (s, _dir) = server(options());
+    let (first, _, _) = turn(&s, "m", &prompts()[0]).await;
+    let mut next = first.clone();
+    next.extend(&prompts()[1]);
+    let (_, _, usage) = turn(&s, "m", &next).await;
+    let (status, _, text) = call(&s, "GET", "/metrics", &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = text.as_str().unwrap().to_string();
+    let metric = |name: &str| -> f64 {
+        (text.lines())
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    assert_eq!(metric("anllm_requests_total"), 2.0);
+    assert_eq!(metric("anllm_generated_tokens_total"), 12.0); // 2 × max_tokens 6
+    let cached = usage["prompt_tokens_details"]["cached_tokens"]
+        .as_f64()
+        .unwrap();
+    assert_eq!(metric("anllm_cached_tokens_total"), cached);
+    assert_eq!(metric("anllm_session_hits_total"), 1.0);
+    assert_eq!(metric("anllm_session_misses_total"), 1.0);
+    assert_eq!(metric("anllm_sessions_in_ram"), 1.0);
+    assert!(metric("anllm_kv_bytes") > 0.0);
+    assert!(text.contains("anllm_time_to_first_token_seconds_bucket"));
+}

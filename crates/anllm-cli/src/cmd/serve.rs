@@ -152,8 +152,9 @@ async fn serve(args: ServeArgs, path: PathBuf, state: Arc<AppState>) -> Result<(
 
 fn load(args: &ServeArgs, path: &std::path::Path) -> Result<Loaded> {
     let model = config::load(&args.common)?;
+    // One engine thread runs every step: the pool's workers may spin through them.
     let session =
-        config::session_config(&args.session, &model.tokenizer, 0)?.with_keep_warm(KeepWarm::Off);
+        config::session_config(&args.session, &model.tokenizer, 0)?.with_keep_warm(KeepWarm::Spin);
     if !args.session.pin.is_empty() || args.session.pin_prompt || args.session.insert_anchors {
         bail!("--pin, --pin-prompt and --insert-anchors do not apply to `serve`");
     }

@@ -164,6 +164,7 @@ impl Slot {
         let next = self.sampler.sample(&row)?;
         self.observe_timing(shared);
         self.generated += 1;
+        shared.metrics.generated_tokens.inc();
         self.session.accept(next);
         let tok = &shared.tokenizer;
         if tok.specials().is_end_of_generation(next) {
@@ -312,7 +313,7 @@ fn acquire(shared: &Shared, id: Option<&str>) -> Result<Session, ApiError> {
         store.admit()?;
     }
     let taken = match id {
-        Some(id) => store.take(id, &shared.model)?,
+        Some(id) => store.take(id, &shared.model, shared.session.keep_warm)?,
         None => Taken::New,
     };
     drop(store);

@@ -10,6 +10,7 @@ use crate::cache::Cell;
 use crate::mask::{self, Mask};
 use crate::model::{BatchItem, ForwardInput, OutputRows, Visibility};
 use crate::policy::Observation;
+use crate::threads;
 use crate::{Error, Pos, Result, TokenId};
 
 /// What one session runs in the batched step.
@@ -32,6 +33,7 @@ impl Session {
             return Ok(Vec::new());
         };
         let model = Arc::clone(&first.model);
+        let keep_warm = first.cfg.keep_warm;
         let mut planned = Vec::with_capacity(batch.len());
         for (session, tokens) in batch.iter() {
             session.check_usable()?;
@@ -63,7 +65,8 @@ impl Session {
                     cache: &mut session.cache,
                 })
                 .collect();
-            model.forward_batch(&mut items)?
+            let rows = planned.iter().map(|p| p.tokens.len()).sum();
+            threads::run_step(keep_warm, rows, || model.forward_batch(&mut items))?
         };
         let results = (batch.iter_mut().zip(planned).zip(logits))
             .map(|(((session, _), p), logits)| {

@@ -29,9 +29,7 @@ async fn metric(addr: &str, name: &str) -> f64 {
     let mut s = http(addr, "GET", "/metrics", "").await;
     let mut text = String::new();
     s.read_to_string(&mut text).await.unwrap();
-    (text.lines())
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
+    common::metric_value(&text, name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

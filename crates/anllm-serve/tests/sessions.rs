@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anllm::SessionConfig;
 use anllm_serve::AppState;
 use axum::http::StatusCode;
-use common::{call, loaded, options, post, server};
+use common::{cached_tokens, call, loaded, options, post, server};
 use serde_json::{Value, json};
 
 /// One completion turn on session `id` with token ids (`return_token_ids`, as a client that
@@ -49,9 +49,7 @@ async fn a_later_turn_prefills_only_its_new_tokens() {
     for (i, p) in prompts().iter().enumerate() {
         conversation.extend(p);
         let (all, _, usage) = turn(&s, "conv", &conversation).await;
-        let cached = usage["prompt_tokens_details"]["cached_tokens"]
-            .as_u64()
-            .unwrap();
+        let cached = cached_tokens(&usage);
         match i {
             0 => assert_eq!(cached, 0),
             _ => assert!(cached > 0 && cached < usage["prompt_tokens"].as_u64().unwrap()),
@@ -92,12 +90,7 @@ async fn a_restarted_server_continues_from_disk_like_the_one_that_never_stopped(
     assert_eq!(info["location"], "disk");
     b.extend(p);
     let (got, _, usage) = turn(&second, "restarted", &b).await;
-    assert!(
-        usage["prompt_tokens_details"]["cached_tokens"]
-            .as_u64()
-            .unwrap()
-            > 0
-    );
+    assert!(cached_tokens(&usage) > 0);
     assert_eq!(got, want);
 }
 
@@ -137,12 +130,7 @@ async fn with_a_session_dir_the_budget_spills_sessions_to_disk() {
     // Restored from disk on demand.
     first.extend(&prompts()[2]);
     let (_, _, usage) = turn(&s, "first", &first).await;
-    assert!(
-        usage["prompt_tokens_details"]["cached_tokens"]
-            .as_u64()
-            .unwrap()
-            > 0
-    );
+    assert!(cached_tokens(&usage) > 0);
 }
 
 #[tokio::test]
@@ -180,17 +168,13 @@ async fn metrics_count_requests_tokens_sessions_and_hits() {
     let (status, _, text) = call(&s, "GET", "/metrics", &[], "").await;
     assert_eq!(status, StatusCode::OK);
     let text = text.as_str().unwrap().to_string();
-    let metric = |name: &str| -> f64 {
-        (text.lines())
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
-    };
+    let metric = |name: &str| common::metric_value(&text, name);
     assert_eq!(metric("anllm_requests_total"), 2.0);
     assert_eq!(metric("anllm_generated_tokens_total"), 12.0); // 2 × max_tokens 6
-    let cached = usage["prompt_tokens_details"]["cached_tokens"]
-        .as_f64()
-        .unwrap();
-    assert_eq!(metric("anllm_cached_tokens_total"), cached);
+    assert_eq!(
+        metric("anllm_cached_tokens_total"),
+        cached_tokens(&usage) as f64
+    );
     assert_eq!(metric("anllm_session_hits_total"), 1.0);
     assert_eq!(metric("anllm_session_misses_total"), 1.0);
     assert_eq!(metric("anllm_sessions_in_ram"), 1.0);

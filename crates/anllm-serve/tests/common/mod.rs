@@ -100,3 +100,17 @@ pub fn assert_error_shape(body: &Value) {
         assert!(e.get(key).is_some(), "missing {key}: {body}");
     }
 }
+
+/// The value of Prometheus sample `name` (no labels) in the exposition `text`.
+pub fn metric_value(text: &str, name: &str) -> f64 {
+    (text.lines())
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// `usage.prompt_tokens_details.cached_tokens`.
+pub fn cached_tokens(usage: &Value) -> u64 {
+    usage["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap()
+}

@@ -70,6 +70,8 @@ pub struct Job {
     pub params: GenParams,
     /// Where the events go.
     pub events: mpsc::UnboundedSender<Event>,
+    /// When the request arrived (time to first token counts from here).
+    pub received: Instant,
 }
 
 /// Log-probability of one generated token.
@@ -158,23 +160,23 @@ pub fn spawn(shared: Arc<Shared>) -> std::io::Result<mpsc::UnboundedSender<Job>>
 }
 
 fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>) {
-    let mut waiting: VecDeque<(Job, Instant)> = VecDeque::new();
+    let mut waiting: VecDeque<Job> = VecDeque::new();
     let mut active: Vec<Slot> = Vec::new();
     loop {
         if active.is_empty() && waiting.is_empty() {
             match rx.blocking_recv() {
-                Some(job) => waiting.push_back((job, Instant::now())),
+                Some(job) => waiting.push_back(job),
                 None => return,
             }
         }
         while let Ok(job) = rx.try_recv() {
-            waiting.push_back((job, Instant::now()));
+            waiting.push_back(job);
         }
         while active.len() < shared.parallel
-            && let Some((job, enqueued)) = waiting.pop_front()
+            && let Some(job) = waiting.pop_front()
         {
             shared.metrics.waiting.dec();
-            if let Some(slot) = Slot::start(&shared, job, enqueued) {
+            if let Some(slot) = Slot::start(&shared, job) {
                 active.push(slot);
             }
         }

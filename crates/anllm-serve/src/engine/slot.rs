@@ -46,7 +46,7 @@ pub struct Slot {
 impl Slot {
     /// Takes the job's session and prepares its prompt; `None` (after sending the error)
     /// when the request cannot start.
-    pub fn start(shared: &Shared, job: Job, enqueued: Instant) -> Option<Self> {
+    pub fn start(shared: &Shared, job: Job) -> Option<Self> {
         if job.events.is_closed() {
             shared.metrics.cancelled.inc();
             return None;
@@ -67,7 +67,7 @@ impl Slot {
             generated: 0,
             prompt_tokens: 0,
             cached_tokens: 0,
-            enqueued,
+            enqueued: job.received,
             last_token: None,
             outcome: None,
         };

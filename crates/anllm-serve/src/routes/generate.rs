@@ -128,6 +128,7 @@ async fn run(
         session_id,
         params,
         events: tx,
+        received: std::time::Instant::now(),
     })?;
     let include_usage = common
         .stream_options

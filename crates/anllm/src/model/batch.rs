@@ -6,9 +6,8 @@
 use candle_core::Tensor;
 
 use super::attention::StepContext;
-use super::{ForwardInput, Llama, OutputRows, Visibility};
+use super::{ForwardInput, Llama, OutputRows};
 use crate::cache::KvCache;
-use crate::mask::Mask;
 use crate::{Error, Result};
 
 /// One sequence of a batched step: its input (whose `rows` must be `Last`) and its cache.
@@ -32,6 +31,9 @@ impl Llama {
     /// (`[1, vocab]`), equal to running [`Llama::forward`] on each. A failure leaves every
     /// cache as it was.
     pub fn forward_batch(&self, items: &mut [BatchItem]) -> Result<Vec<Tensor>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
         let marks: Vec<_> = items.iter().map(|it| it.cache.mark()).collect();
         let out = self.batch_step(items);
         if out.is_err() {
@@ -51,18 +53,11 @@ impl Llama {
                     return Err(Error::unsupported("a batched step returns last rows only"));
                 }
                 let (cos, sin) = self.rope.gather(it.input.positions)?;
-                let mask = match it.input.visibility {
-                    Visibility::Causal if t == 1 => None,
-                    Visibility::Causal => {
-                        Some(Mask::causal(it.cache.len(), t).to_additive(&self.device)?)
-                    }
-                    Visibility::Mask(m) => Some(m.to_additive(&self.device)?),
-                };
                 Ok(Part {
                     rows: t,
                     cos,
                     sin,
-                    mask,
+                    mask: self.additive_mask(it.input.visibility, it.cache.len(), t)?,
                 })
             })
             .collect()

@@ -268,11 +268,7 @@ impl Llama {
         let ids = Tensor::from_slice(input.tokens, t, &self.device)?;
         let mut x = self.embed_tokens.index_select(&ids, 0)?; // [t, hidden]
         let (cos, sin) = self.rope.gather(input.positions)?;
-        let mask = match input.visibility {
-            Visibility::Causal if t == 1 => None,
-            Visibility::Causal => Some(Mask::causal(cache.len(), t).to_additive(&self.device)?),
-            Visibility::Mask(m) => Some(m.to_additive(&self.device)?),
-        };
+        let mask = self.additive_mask(input.visibility, cache.len(), t)?;
         let step = StepContext {
             rope: &self.rope,
             cos: &cos,
@@ -299,6 +295,20 @@ impl Llama {
         let logits = self.lm_head.forward(&self.norm.forward(&x)?)?;
         self.push_cells(input, cache);
         Ok(logits)
+    }
+
+    /// The additive mask `[t, cached + t]` of a step, or None when every row sees every key.
+    fn additive_mask(
+        &self,
+        visibility: Visibility,
+        cached: usize,
+        t: usize,
+    ) -> Result<Option<Tensor>> {
+        Ok(match visibility {
+            Visibility::Causal if t == 1 => None,
+            Visibility::Causal => Some(Mask::causal(cached, t).to_additive(&self.device)?),
+            Visibility::Mask(m) => Some(m.to_additive(&self.device)?),
+        })
     }
 
     /// Records the step's cells once every layer has its K/V.

@@ -37,6 +37,8 @@ pub struct SessionInfo {
 
 struct Entry {
     session: Option<Session>,
+    /// Whether the session's last turn was written to disk.
+    saved: bool,
     busy: bool,
     deleted: bool,
     info: SessionInfo,
@@ -163,6 +165,7 @@ impl SessionStore {
             entry.info.kv_bytes = Some(stats.allocated_kv_bytes);
             entry.info.full_kv_bytes = Some(stats.full_kv_bytes);
             entry.info.turns += 1;
+            entry.saved = saved.is_ok() && self.dir.is_some();
             entry.session = Some(session);
         }
         self.spill(0);
@@ -212,8 +215,9 @@ impl SessionStore {
         while self.ram_bytes() > self.budget_bytes
             || self.ram_sessions() + extra > self.max_sessions
         {
+            // Only a session whose last turn is on disk may leave RAM.
             let victim = (self.entries.iter())
-                .filter(|(_, e)| !e.busy && e.session.is_some())
+                .filter(|(_, e)| !e.busy && e.session.is_some() && e.saved)
                 .min_by_key(|(_, e)| e.last_used)
                 .map(|(id, _)| id.clone());
             let Some(id) = victim else { return };
@@ -302,6 +306,7 @@ impl SessionStore {
 fn idle(session: Option<Session>, info: SessionInfo, last_used: u64) -> Entry {
     Entry {
         session,
+        saved: false,
         busy: false,
         deleted: false,
         info,

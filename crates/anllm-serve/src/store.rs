@@ -328,23 +328,82 @@ pub fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
-/// A fingerprint of the model file: FNV-1a 64 over its size and its first and last MiB.
+/// A fingerprint of the model: FNV-1a 64 over the size and the first and last MiB of the
+/// file, or of every file of a model directory (by name order, names included).
 pub fn fingerprint(path: &Path) -> std::io::Result<String> {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    if path.is_dir() {
+        let mut files: Vec<_> = (std::fs::read_dir(path)?.flatten())
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        for file in files {
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            fnv(&mut hash, name.as_bytes());
+            feed_file(&mut hash, &file)?;
+        }
+    } else {
+        feed_file(&mut hash, path)?;
+    }
+    Ok(format!("{hash:016x}"))
+}
+
+fn feed_file(hash: &mut u64, path: &Path) -> std::io::Result<()> {
     const MIB: u64 = 1 << 20;
     let mut file = std::fs::File::open(path)?;
     let len = file.metadata()?.len();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| {
-        for &b in bytes {
-            hash = (hash ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    feed(&len.to_le_bytes());
+    fnv(hash, &len.to_le_bytes());
     let mut buf = vec![0u8; MIB.min(len) as usize];
     file.read_exact(&mut buf)?;
-    feed(&buf);
+    fnv(hash, &buf);
     file.seek(SeekFrom::Start(len.saturating_sub(MIB)))?;
     file.read_exact(&mut buf)?;
-    feed(&buf);
-    Ok(format!("{hash:016x}"))
+    fnv(hash, &buf);
+    Ok(())
+}
+
+fn fnv(hash: &mut u64, bytes: &[u8]) {
+    for &b in bytes {
+        *hash = (*hash ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_is_stable_and_tells_files_and_directories_apart() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a.gguf"), tmp.path().join("b.gguf"));
+        std::fs::write(&a, vec![1u8; 3 << 20]).unwrap();
+        let mut other = vec![1u8; 3 << 20];
+        other[(3 << 20) - 1] = 2; // differs only in the last MiB
+        std::fs::write(&b, other).unwrap();
+        assert_eq!(fingerprint(&a).unwrap(), fingerprint(&a).unwrap());
+        assert_ne!(fingerprint(&a).unwrap(), fingerprint(&b).unwrap());
+        let dir = fingerprint(tmp.path()).unwrap();
+        std::fs::write(tmp.path().join("config.json"), "{}").unwrap();
+        assert_ne!(fingerprint(tmp.path()).unwrap(), dir);
+    }
+
+    #[test]
+    fn session_ids_that_could_escape_the_directory_are_refused() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            ".hidden",
+            "sp ace",
+            &"x".repeat(129),
+        ] {
+            assert!(!valid_id(bad), "{bad:?}");
+        }
+        for good in ["alice", "conv-1", "A_b.c", &"x".repeat(128)] {
+            assert!(valid_id(good), "{good:?}");
+        }
+    }
 }

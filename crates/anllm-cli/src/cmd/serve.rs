@@ -67,6 +67,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if args.parallel == 0 {
         bail!("--parallel must be at least 1");
     }
+    let s = &args.session;
+    if !s.pin.is_empty() || s.pin_prompt || s.insert_anchors || args.common.json {
+        bail!("--pin, --pin-prompt, --insert-anchors and --json do not apply to `serve`");
+    }
     config::set_threads(args.common.threads)?;
     init_logging();
     let path = config::resolve_model(&args.common)?;
@@ -103,8 +107,10 @@ fn init_logging() {
         .ok()
         .and_then(|l| l.parse::<LevelFilter>().ok())
         .unwrap_or(LevelFilter::WARN);
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_max_level(level)
         .try_init();
 }
@@ -155,9 +161,6 @@ fn load(args: &ServeArgs, path: &std::path::Path) -> Result<Loaded> {
     // One engine thread runs every step: the pool's workers may spin through them.
     let session =
         config::session_config(&args.session, &model.tokenizer, 0)?.with_keep_warm(KeepWarm::Spin);
-    if !args.session.pin.is_empty() || args.session.pin_prompt || args.session.insert_anchors {
-        bail!("--pin, --pin-prompt and --insert-anchors do not apply to `serve`");
-    }
     let fingerprint =
         store::fingerprint(path).with_context(|| format!("fingerprinting {}", path.display()))?;
     Ok(Loaded {

@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 use tower_http::cors::CorsLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
 
 use crate::error::ApiError;
 use crate::{AppState, store};
@@ -50,7 +51,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.opts.timeout,
         ))
         .layer(CorsLayer::permissive())
-        .layer(TraceLayer::new_for_http())
+        // 503 while loading is expected: failures are debug lines, not errors.
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG)))
         .with_state(state)
 }
 

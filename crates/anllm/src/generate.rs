@@ -113,7 +113,7 @@ pub fn generate(
     if prompt_tokens == 0 {
         return Err(Error::config("prompt", "is empty and nothing is pending"));
     }
-    check_context(&llama, cached, prompt_tokens)?;
+    check_context(&llama, session.context_used(), prompt_tokens)?;
     req.sampling.validate()?;
     let mut sampler = Sampler::new(req.sampling);
     let mut detok = Detokenizer::default();
@@ -144,7 +144,7 @@ pub fn generate(
         if generated == req.max_tokens {
             break StopReason::Length;
         }
-        if session.cache().next_pos().0 as usize >= capacity {
+        if session.context_used() >= capacity {
             break StopReason::Context;
         }
         logits = session.forward(&[], OutputRows::Last)?;

@@ -197,3 +197,23 @@ fn model_clone_is_cheap_and_debug_is_short() {
     assert!(text.len() < 300, "{text}");
     assert!(text.contains("layers: 2"), "{text}");
 }
+
+#[test]
+fn a_compressed_anchored_stream_outruns_the_context_and_an_absolute_one_does_not() {
+    let model = &tiny_model().llama; // context 128
+    let long = prompt(300, 9);
+    let compressed = SessionConfig {
+        positions: anllm::PositionMode::Compressed,
+        ..SessionConfig::anchored(tiny_anchors(), 10)
+    };
+    let mut s = Session::new(Arc::clone(model), compressed, 16).unwrap();
+    s.prefill(&long, long.len() - 1).unwrap();
+    assert_eq!(s.cache().next_pos().0, 300);
+    assert!(s.context_used() < 128, "kept {}", s.context_used());
+    assert_eq!(s.context_used(), s.cache().len());
+    let absolute = SessionConfig::anchored(tiny_anchors(), 10);
+    let mut a = Session::new(Arc::clone(model), absolute, 16).unwrap();
+    a.prefill(&long[..100], 99).unwrap();
+    assert_eq!(a.context_used(), 100);
+    assert!(a.prefill(&long[100..], 199).is_err());
+}

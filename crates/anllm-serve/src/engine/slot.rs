@@ -7,7 +7,7 @@ use std::time::Instant;
 use anllm::generate::Detokenizer;
 use anllm::model::OutputRows;
 use anllm::sample::Sampler;
-use anllm::{PositionMode, Session, TokenId};
+use anllm::{Session, TokenId};
 use candle_core::Tensor;
 use tokio::sync::mpsc;
 
@@ -106,7 +106,7 @@ impl Slot {
     /// compressed positions only the kept entries are (checked by the model at each step).
     fn check_context(&self, prepared: &Prepared) -> Result<(), ApiError> {
         let ctx = self.session.model().config().max_position_embeddings;
-        let used = self.used_positions();
+        let used = self.session.context_used();
         let needed = self.session.pending().len() + prepared.new_tokens.len();
         if used + needed >= ctx {
             return Err(ApiError::context(format!(
@@ -117,13 +117,6 @@ impl Slot {
             )));
         }
         Ok(())
-    }
-
-    fn used_positions(&self) -> usize {
-        match self.session.config().positions {
-            PositionMode::Absolute => self.session.cache().next_pos().0 as usize,
-            PositionMode::Compressed => self.session.cache().len(),
-        }
     }
 
     /// Bytes of K/V this request's session holds now.
@@ -186,7 +179,7 @@ impl Slot {
             return Ok(Some(Finish::Stop));
         }
         let ctx = self.session.model().config().max_position_embeddings;
-        let full = self.used_positions() + self.session.pending().len() >= ctx;
+        let full = self.session.context_used() + self.session.pending().len() >= ctx;
         if self.params.max_tokens.is_some_and(|m| self.generated >= m) || full {
             return Ok(Some(Finish::Length));
         }

@@ -222,6 +222,17 @@ impl Session {
         self.cache.shrink_to_fit(headroom)
     }
 
+    /// Positions of the model's context this stream uses: every token run so far with
+    /// absolute positions, only the kept entries with compressed ones (their RoPE positions
+    /// count from the cache length), so an anchored stream in compressed mode can outrun
+    /// the context.
+    pub fn context_used(&self) -> usize {
+        match self.cfg.positions {
+            PositionMode::Absolute => self.cache.next_pos().0 as usize,
+            PositionMode::Compressed => self.cache.len(),
+        }
+    }
+
     /// Cache statistics now.
     pub fn stats(&self) -> CacheStats {
         CacheStats::of(&self.cache)

@@ -94,7 +94,11 @@ impl SessionStore {
                     location: "disk",
                     ..SessionInfo::default()
                 };
-                self.entries.insert(name, idle(None, info, 0));
+                let entry = Entry {
+                    saved: true,
+                    ..idle(None, info, 0)
+                };
+                self.entries.insert(name, entry);
             }
         }
     }
@@ -125,8 +129,10 @@ impl SessionStore {
         if let Some(session) = entry.session.take() {
             return Ok(Taken::Found(Box::new(session)));
         }
-        let on_disk = self.dir.as_ref().map(|d| d.join(id));
-        match on_disk.filter(|p| p.join("session.json").exists()) {
+        let on_disk = (self.dir.as_ref())
+            .filter(|_| entry.saved)
+            .map(|d| d.join(id));
+        match on_disk {
             Some(path) => match Session::restore(Arc::clone(model), &path, keep_warm) {
                 Ok(session) => Ok(Taken::Found(Box::new(session))),
                 Err(e) => {
@@ -160,7 +166,7 @@ impl SessionStore {
         if let Some(entry) = self.entries.get_mut(id) {
             entry.busy = false;
             entry.info.location = "ram";
-            entry.info.tokens = Some(session.tokens().len());
+            entry.info.tokens = Some(stats.tokens_seen + session.pending().len());
             entry.info.kv_entries = Some(stats.entries);
             entry.info.kv_bytes = Some(stats.allocated_kv_bytes);
             entry.info.full_kv_bytes = Some(stats.full_kv_bytes);
@@ -175,11 +181,10 @@ impl SessionStore {
     /// Ends a request on `id` that gives no session back (it failed before the session
     /// changed, or the session must start over): a stored copy on disk stays valid.
     pub fn release(&mut self, id: &str) {
-        let on_disk = self.on_disk(id);
         if let Some(entry) = self.entries.get_mut(id) {
             entry.busy = false;
-            entry.info.location = if on_disk { "disk" } else { "ram" };
-            if entry.deleted || (!on_disk && entry.session.is_none()) {
+            entry.info.location = if entry.saved { "disk" } else { "ram" };
+            if entry.deleted || (!entry.saved && entry.session.is_none()) {
                 self.entries.remove(id);
             }
         }
@@ -209,39 +214,42 @@ impl SessionStore {
     /// Drops idle RAM copies of sessions already on disk until the store is under its
     /// limits with room for `extra` more sessions.
     fn spill(&mut self, extra: usize) {
-        if self.dir.is_none() {
+        let (mut bytes, mut count) = (self.ram_bytes(), self.ram_sessions());
+        if bytes <= self.budget_bytes && count + extra <= self.max_sessions {
             return;
         }
-        while self.ram_bytes() > self.budget_bytes
-            || self.ram_sessions() + extra > self.max_sessions
-        {
-            // Only a session whose last turn is on disk may leave RAM.
-            let victim = (self.entries.iter())
-                .filter(|(_, e)| !e.busy && e.session.is_some() && e.saved)
-                .min_by_key(|(_, e)| e.last_used)
-                .map(|(id, _)| id.clone());
-            let Some(id) = victim else { return };
-            if let Some(entry) = self.entries.get_mut(&id) {
-                entry.session = None;
-                entry.info.location = "disk";
+        // Only a session whose last turn is on disk may leave RAM.
+        let mut victims: Vec<(&String, &mut Entry)> = (self.entries.iter_mut())
+            .filter(|(_, e)| !e.busy && e.session.is_some() && e.saved)
+            .collect();
+        victims.sort_by_key(|(_, e)| e.last_used);
+        for (_, entry) in victims {
+            if bytes <= self.budget_bytes && count + extra <= self.max_sessions {
+                return;
             }
+            entry.session = None;
+            entry.info.location = "disk";
+            bytes -= entry.info.kv_bytes.unwrap_or(0);
+            count -= 1;
         }
     }
 
     /// Deletes session `id` (from RAM and disk); false when it does not exist.
     pub fn delete(&mut self, id: &str) -> bool {
-        let on_disk = self.on_disk(id);
+        let Some(entry) = self.entries.get_mut(id) else {
+            return false;
+        };
         if let Some(path) = self.dir.as_ref().map(|d| d.join(id)) {
             let _ = std::fs::remove_dir_all(path);
         }
-        match self.entries.get_mut(id) {
-            Some(entry) if entry.busy => {
-                entry.deleted = true;
-                true
+        match entry.busy {
+            // The running request gives it back; `put` then drops it.
+            true => entry.deleted = true,
+            false => {
+                self.entries.remove(id);
             }
-            Some(_) => self.entries.remove(id).is_some(),
-            None => on_disk,
         }
+        true
     }
 
     /// Whether session `id` is held in RAM now (idle).
@@ -253,7 +261,7 @@ impl SessionStore {
     pub fn info(&self, id: &str) -> Option<SessionInfo> {
         self.entries
             .get(id)
-            .filter(|e| !e.deleted && (e.session.is_some() || e.busy || self.on_disk(id)))
+            .filter(|e| !e.deleted)
             .map(|e| e.info.clone())
     }
 
@@ -296,10 +304,6 @@ impl SessionStore {
             .fold((0, 0), |(seen, kept), s| {
                 (seen + s.tokens_seen, kept + s.entries)
             })
-    }
-
-    fn on_disk(&self, id: &str) -> bool {
-        (self.dir.as_ref()).is_some_and(|d| d.join(id).join("session.json").exists())
     }
 }
 

@@ -162,6 +162,7 @@ pub fn spawn(shared: Arc<Shared>) -> std::io::Result<mpsc::UnboundedSender<Job>>
 fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut waiting: VecDeque<Job> = VecDeque::new();
     let mut active: Vec<Slot> = Vec::new();
+    let mut gauges_at = Instant::now();
     loop {
         if active.is_empty() && waiting.is_empty() {
             match rx.blocking_recv() {
@@ -172,6 +173,7 @@ fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>) {
         while let Ok(job) = rx.try_recv() {
             waiting.push_back(job);
         }
+        let before = active.len();
         while active.len() < shared.parallel
             && let Some(job) = waiting.pop_front()
         {
@@ -180,13 +182,22 @@ fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Job>) {
                 active.push(slot);
             }
         }
+        let admitted = active.len();
         slot::step_all(&shared, &mut active);
         active = (active.into_iter())
             .filter_map(|slot| slot.finish_or_keep(&shared))
             .collect();
-        update_gauges(&shared, &active);
+        // The store's gauges walk every session: not on every decode step.
+        let changed = admitted != before || active.len() != admitted;
+        if changed || gauges_at.elapsed() >= GAUGE_PERIOD {
+            update_gauges(&shared, &active);
+            gauges_at = Instant::now();
+        }
     }
 }
+
+/// Longest time between two updates of the gauges while requests run.
+const GAUGE_PERIOD: std::time::Duration = std::time::Duration::from_millis(250);
 
 fn update_gauges(shared: &Shared, active: &[Slot]) {
     let m = &shared.metrics;

@@ -257,7 +257,7 @@ impl Slot {
             return;
         };
         // A new session that never ran anything is not worth keeping.
-        if self.session.tokens().is_empty() {
+        if self.session.last_token().is_none() {
             store.release(&id);
         } else if let Err(e) = store.put(&id, self.session) {
             tracing::warn!(session = %id, "{}", e.message);

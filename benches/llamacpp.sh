@@ -68,29 +68,31 @@ lock_build() {
   flock -n 9 || { log "waiting for another build in $BUILD"; flock 9; }
 }
 
-build() {
-  if [ -x "$BIN" ]; then log "already built: $BIN"; return; fi
+# build_target BIN WHAT SERVER TARGET...: configures (server ON|OFF) and builds TARGETs until
+# BIN exists; a no-op when it already does.
+build_target() {
+  local bin=$1 what=$2 server=$3; shift 3
+  if [ -x "$bin" ]; then log "already built: $bin"; return; fi
   lock_build
-  if [ -x "$BIN" ]; then log "already built: $BIN"; return; fi
-  configure OFF
-  log "building llama-bench, llama-simple with ${JOBS:-2} jobs (about 8-9 min on 2 free cores)"
-  "$cmake" --build "$BUILD" --target llama-bench llama-simple -j "${JOBS:-2}" >&2
-  [ -x "$BIN" ] || die "build finished but $BIN is missing"
-  log "built $BIN"
+  if [ -x "$bin" ]; then log "already built: $bin"; return; fi
+  configure "$server"
+  log "building $what with ${JOBS:-2} jobs"
+  "$cmake" --build "$BUILD" --target "$@" -j "${JOBS:-2}" >&2
+  [ -x "$bin" ] || die "build finished but $bin is missing"
+  log "built $bin"
+}
+
+build() {
+  build_target "$BIN" "llama-bench, llama-simple (about 8-9 min on 2 free cores)" OFF \
+    llama-bench llama-simple
 }
 
 # llama-server (the HTTP peer of `anllm serve`), in the same build folder so the ggml/llama
 # objects are shared with llama-bench. No network: no OpenSSL, no Web UI (neither the npm
 # build nor the prebuilt-asset download; the server then runs without its UI page).
 build_server() {
-  if [ -x "$SERVER_BIN" ]; then log "already built: $SERVER_BIN"; return; fi
-  lock_build
-  if [ -x "$SERVER_BIN" ]; then log "already built: $SERVER_BIN"; return; fi
-  configure ON
-  log "building llama-server with ${JOBS:-2} jobs (longer than llama-bench: server, mtmd, httplib)"
-  "$cmake" --build "$BUILD" --target llama-server -j "${JOBS:-2}" >&2
-  [ -x "$SERVER_BIN" ] || die "build finished but $SERVER_BIN is missing"
-  log "built $SERVER_BIN"
+  build_target "$SERVER_BIN" "llama-server (longer than llama-bench: server, mtmd, httplib)" ON \
+    llama-server
 }
 
 # configure ON|OFF: unpacks the source when needed and configures $BUILD, with the server

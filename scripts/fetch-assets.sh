@@ -75,6 +75,7 @@ if [ "${1:-}" != "--print" ]; then
   "$HERE/fetch-punkt.sh"           # NLTK's English Punkt parameters (sentence splitting for <AC>)
   "$HERE/fetch-corpus.sh"          # public-domain English text (benchmark prompt, training corpus)
   "$HERE/fetch-eval.sh"            # the eight QA benchmarks (anllm eval qa)
+  "$HERE/fetch-mt.sh"              # German–English sentence pairs (anllm eval mt)
 fi
 
 cat <<INFO
@@ -86,4 +87,5 @@ llama.cpp source:   $DL/$LCPP_SDIST (used by benches/llamacpp.sh)
 punkt (english):    $ANLLM_HOME/punkt/english.json
 corpus:             $ANLLM_HOME/corpus/{bench-prompt,train,heldout,moby-dick,sotu}.txt
 eval (8 QA tasks):  $ANLLM_HOME/eval/<task>/{validation.arrow,test.jsonl}
+mt (Ding de-en):    $ANLLM_HOME/mt/de-en
 INFO

@@ -258,6 +258,9 @@ pub enum EvalCommand {
     Ppl(PplArgs),
     /// Contamination check: does any scored item of the QA tasks occur in training files?
     Overlap(OverlapArgs),
+    /// Translation (the paper's Table 2): BLEU, chrF, MaxKV, C⇓ and T⇑, with anchors and an
+    /// optionally pinned source.
+    Mt(crate::mt_args::MtArgs),
 }
 
 /// `anllm eval overlap`.

@@ -4,6 +4,7 @@
 mod args;
 mod cmd;
 mod config;
+mod mt_args;
 mod plot;
 mod train_args;
 

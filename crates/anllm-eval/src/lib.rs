@@ -12,6 +12,7 @@
 pub mod data;
 pub mod load;
 pub mod metrics;
+pub mod mt;
 pub mod overlap;
 pub mod ppl;
 pub mod prompt;

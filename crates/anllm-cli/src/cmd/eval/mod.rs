@@ -1,5 +1,6 @@
 //! `anllm eval qa` and `anllm eval ppl`.
 
+mod mt;
 mod overlap;
 mod ppl;
 mod progress;
@@ -19,6 +20,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         EvalCommand::Qa(a) => qa::run(a),
         EvalCommand::Ppl(a) => ppl::run(a),
         EvalCommand::Overlap(a) => overlap::run(a),
+        EvalCommand::Mt(a) => mt::run_mt(a),
     }
 }
 

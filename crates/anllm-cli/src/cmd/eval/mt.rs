@@ -16,6 +16,7 @@ use anllm_eval::mt::prompt::{self, Style};
 use anllm_eval::mt::run::{Item, MtConfig, Summary, run};
 
 use super::progress::Progress;
+use super::qa::write_json;
 use crate::args::{MaskRuleArg, PositionModeArg};
 use crate::config;
 use crate::mt_args::{MtArgs, SplitArg};
@@ -278,13 +279,5 @@ fn write_alpaca(path: &Path, pairs: &[Pair], instruction: &str) -> Result<()> {
         pairs.len(),
         path.display()
     );
-    Ok(())
-}
-
-fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
-    let tmp = path.with_extension("json.part");
-    std::fs::write(&tmp, serde_json::to_string_pretty(value)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

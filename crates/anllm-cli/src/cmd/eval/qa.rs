@@ -162,7 +162,7 @@ fn task_line(t: &TaskSummary) -> String {
 }
 
 /// Writes `value` to `path` atomically (temp file + rename).
-fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
+pub(super) fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
     let tmp = path.with_extension("json.part");
     let text = serde_json::to_string_pretty(value)?;
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;

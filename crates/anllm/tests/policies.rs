@@ -21,15 +21,18 @@ fn stream() -> Vec<TokenId> {
         .collect()
 }
 
+/// Most entries a policy may hold once so many tokens have been seen.
+type Bound<'a> = &'a dyn Fn(usize) -> Option<usize>;
+
 /// The session invariants after a step of `session` whose policy keeps at most `bound`.
-fn check_step(session: &Session, bound: Option<usize>, logits: &[f32], step: usize) {
+fn check_step(session: &Session, bound: Bound, logits: &[f32], step: usize) {
     let cache = session.cache();
     let cells = cache.cells();
     cells
         .check_invariants()
         .unwrap_or_else(|e| panic!("step {step}: {e}"));
     assert!(cache.is_consistent(), "step {step}: layers out of step");
-    if let Some(max) = bound {
+    if let Some(max) = bound(cells.next_pos().0 as usize) {
         assert!(cache.len() <= max, "step {step}: {} > {max}", cache.len());
     }
     assert!(logits.iter().all(|x| x.is_finite()), "step {step}: logits");
@@ -41,7 +44,7 @@ fn check_step(session: &Session, bound: Option<usize>, logits: &[f32], step: usi
 
 /// Runs the whole stream through `session` (prefill of 40 in chunks of 6, then 32 decode
 /// steps), checking the invariants after every step; returns the session's bound.
-fn run_matrix_row(mut session: Session, bound: Option<usize>) -> Session {
+fn run_matrix_row(mut session: Session, bound: Bound) -> Session {
     let tokens = stream();
     for (step, chunk) in tokens[..40].chunks(6).enumerate() {
         let logits = session.forward(chunk, OutputRows::Last).unwrap();
@@ -75,9 +78,11 @@ fn config(policy: PolicyConfig) -> SessionConfig {
 #[test]
 fn every_builtin_policy_keeps_the_session_invariants_and_its_bound() {
     for policy in PolicyConfig::examples() {
-        let bound = policy.build().max_entries();
+        let built = policy.build();
+        let bound = |seen| built.max_entries_at(seen);
         let session = Session::new(Arc::clone(&tiny_model().llama), config(policy), 8).unwrap();
-        let session = run_matrix_row(session, bound);
+        let session = run_matrix_row(session, &bound);
+        let n = stream().len();
         let kept = session.cache().cells();
         match policy {
             PolicyConfig::Full => assert_eq!(kept.len(), stream().len()),
@@ -102,20 +107,33 @@ fn every_builtin_policy_keeps_the_session_invariants_and_its_bound() {
             // The stream is longer than the budget: exactly `budget` entries remain, the last
             // `recent` of the stream among them.
             PolicyConfig::H2o { budget, recent } => {
+                let budget = budget.entries(n);
                 assert_eq!(kept.len(), budget, "{policy:?}");
-                let n = stream().len() as u32;
                 let tail: Vec<u32> = kept.as_slice()[budget - recent..]
                     .iter()
                     .map(|c| c.pos.0)
                     .collect();
-                let want: Vec<u32> = (n - recent as u32..n).collect();
+                let want: Vec<u32> = (n - recent..n).map(|p| p as u32).collect();
                 assert_eq!(tail, want, "{policy:?}");
             }
-            PolicyConfig::Tova { budget } => assert_eq!(kept.len(), budget, "{policy:?}"),
+            PolicyConfig::Tova { budget } | PolicyConfig::Knorm { budget } => {
+                assert_eq!(kept.len(), budget.entries(n), "{policy:?}")
+            }
+            // Exactly `budget` entries, the newest `window` of the stream among them.
+            PolicyConfig::Snapkv { budget, window } => {
+                let budget = budget.entries(n);
+                assert_eq!(kept.len(), budget, "{policy:?}");
+                let window = window.min(budget - 1);
+                let tail: Vec<u32> = kept.as_slice()[budget - window..]
+                    .iter()
+                    .map(|c| c.pos.0)
+                    .collect();
+                let want: Vec<u32> = (n - window..n).map(|p| p as u32).collect();
+                assert_eq!(tail, want, "{policy:?}");
+            }
             // Exactly the sinks, every anchor (separator) of the stream and the last `window`.
             PolicyConfig::Sepllm { sinks, window } => {
                 let tokens = stream();
-                let n = tokens.len();
                 let pos: Vec<u32> = kept.as_slice().iter().map(|c| c.pos.0).collect();
                 let want: Vec<u32> = (0..n)
                     .filter(|&i| i < sinks || i >= n - window || ANCHOR.contains(&tokens[i]))
@@ -133,15 +151,16 @@ fn every_builtin_policy_keeps_its_bound_under_the_causal_rule_with_separators() 
     // SepLLM's setting: plain causal attention, the anchor set only marking separators. Every
     // key is visible, so attention-scored policies see mass on every entry.
     for policy in PolicyConfig::examples() {
-        let bound = policy.build().max_entries();
+        let built = policy.build();
+        let bound = |seen| built.max_entries_at(seen);
         let cfg = SessionConfig {
             anchors: tiny_anchors(),
             rule: MaskRule::Causal,
             ..SessionConfig::causal(6).with_policy(policy)
         };
         let session = Session::new(Arc::clone(&tiny_model().llama), cfg, 8).unwrap();
-        let kept = run_matrix_row(session, bound).cache().cells().len();
-        if let Some(max) = bound {
+        let kept = run_matrix_row(session, &bound).cache().cells().len();
+        if let Some(max) = bound(stream().len()) {
             assert_eq!(kept, max, "{policy:?}");
         }
     }
@@ -196,7 +215,7 @@ fn a_callers_policy_sees_attention_mass_that_sums_per_query_and_head() {
     let layers = llama.config().num_hidden_layers;
     let session = Session::with_policy(llama, cfg, Box::new(recorder.clone()), 8).unwrap();
     assert_eq!(session.policy_name(), "recorder");
-    run_matrix_row(session, Some(5));
+    run_matrix_row(session, &|_| Some(5));
     let seen = recorder.seen.lock().unwrap();
     assert_eq!(seen.len(), 7 + 32);
     for (cells, appended, stats) in seen.iter() {

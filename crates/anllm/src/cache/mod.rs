@@ -94,9 +94,34 @@ impl KvCache {
         Ok(cache)
     }
 
-    /// Per layer, views of the held keys and values `[kv_heads, len, head_dim]`.
-    pub(crate) fn layer_views(&self) -> Result<Vec<(candle_core::Tensor, candle_core::Tensor)>> {
+    /// Per layer, views of the held keys and values `[kv_heads, len, head_dim]` (RoPE
+    /// applied to the keys), slot `i` belonging to cell `i`.
+    pub fn layer_views(&self) -> Result<Vec<(candle_core::Tensor, candle_core::Tensor)>> {
         self.layers.iter().map(LayerStore::view).collect()
+    }
+
+    /// Per slot, the L2 norm of the cached key averaged over layers and KV heads (what
+    /// [`KvPolicy::needs_key_norms`](crate::policy::KvPolicy::needs_key_norms) asks for).
+    pub fn key_norms(&self) -> Result<Vec<f32>> {
+        let n = self.len();
+        let mut total = vec![0.0f32; n];
+        if n == 0 {
+            return Ok(total);
+        }
+        let mut heads = 0usize;
+        for layer in &self.layers {
+            let (k, _) = layer.view()?; // [kv_heads, n, head_dim]
+            let norms: Vec<Vec<f32>> = k.sqr()?.sum(2)?.sqrt()?.to_vec2()?;
+            for head in &norms {
+                heads += 1;
+                for (t, x) in total.iter_mut().zip(head) {
+                    *t += x;
+                }
+            }
+        }
+        let heads = heads.max(1) as f32;
+        total.iter_mut().for_each(|t| *t /= heads);
+        Ok(total)
     }
 
     /// Number of cached entries.

@@ -34,8 +34,9 @@ pub struct StepContext<'a> {
     pub sin: &'a Tensor,
     /// Additive mask [t, cached + t], or None when every key is visible to every row.
     pub mask: Option<&'a Tensor>,
-    /// Whether to return the attention mass per key ([`super::AttentionStats`]).
-    pub observe: bool,
+    /// `Some(r)`: return the attention mass per key ([`super::AttentionStats`]) of the step's
+    /// last `r` query rows (all rows when `r` is at least the step's length).
+    pub observe: Option<usize>,
 }
 
 impl Attention {
@@ -118,14 +119,22 @@ impl Attention {
         let k = step.rope.apply(&k, step.cos, step.sin)?;
         store.append(&k.squeeze(0)?, &v.squeeze(0)?)?;
         let q = q.reshape((self.kv_heads, groups * t, hd))?;
-        let (out, mass) = if t <= attend::MAX_ROWS && q.device().is_cpu() && !step.observe {
+        let (out, mass) = if t <= attend::MAX_ROWS && q.device().is_cpu() && step.observe.is_none()
+        {
             (attend::attend(&q, store, step.mask, t)?, None)
         } else {
             let (out, probs) = self.attend_gemm(&q, store, step.mask, t)?;
             let mass = match step.observe {
-                // [kv_heads, groups * t, n] -> [n]
-                true => Some(probs.sum(1)?.sum(0)?.to_vec1()?),
-                false => None,
+                // [kv_heads, groups * t, n] -> the last `rows` of each head -> [n]
+                Some(rows) => {
+                    let (rows, n) = (rows.clamp(1, t), probs.dim(2)?);
+                    let tail =
+                        probs
+                            .reshape((self.kv_heads, groups, t, n))?
+                            .narrow(2, t - rows, rows)?;
+                    Some(tail.sum((0, 1, 2))?.to_vec1()?)
+                }
+                None => None,
             };
             (out, mass)
         };

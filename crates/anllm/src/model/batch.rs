@@ -84,7 +84,7 @@ impl Llama {
                     cos: &part.cos,
                     sin: &part.sin,
                     mask: part.mask.as_ref(),
-                    observe: false,
+                    observe: None,
                 };
                 let store = it.cache.layer_mut(i);
                 let (out, _) = (layer.self_attn).attend_rows(

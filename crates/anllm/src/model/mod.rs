@@ -209,14 +209,18 @@ impl Llama {
         self.step(input, cache, None)
     }
 
-    /// [`forward`](Self::forward), also returning the attention mass of the step's queries over
-    /// every cached key, per layer (a dense attention pass: slower on long caches).
+    /// [`forward`](Self::forward), also returning the attention mass of the step's last `rows`
+    /// queries (all of them for `None`) over every cached key, per layer (a dense attention
+    /// pass: slower on long caches).
     pub fn forward_observed(
         &self,
         input: &ForwardInput,
         cache: &mut KvCache,
+        rows: Option<usize>,
     ) -> Result<(Tensor, AttentionStats)> {
-        let mut stats = AttentionStats::new(input.tokens.len(), self.cfg.num_attention_heads);
+        let t = input.tokens.len();
+        let rows = rows.unwrap_or(t).clamp(1, t.max(1));
+        let mut stats = AttentionStats::new(rows, self.cfg.num_attention_heads);
         let logits = self.step(input, cache, Some(&mut stats))?;
         Ok((logits, stats))
     }
@@ -274,7 +278,7 @@ impl Llama {
             cos: &cos,
             sin: &sin,
             mask: mask.as_ref(),
-            observe: stats.is_some(),
+            observe: stats.as_ref().map(|s| s.queries()),
         };
         for (i, layer) in self.layers.iter().enumerate() {
             let h = layer.input_layernorm.forward(&x)?;

@@ -2,8 +2,9 @@
 //! receive (H2O, TOVA, SnapKV).
 
 /// The attention mass a step's queries put on each cached key, per layer: for layer `l` and
-/// slot `s`, the sum over query heads and the step's query rows of the softmax probability of
-/// key `s`. Slots are those of the cache after the step's append, before any eviction.
+/// slot `s`, the sum over query heads and the step's last [`queries`](Self::queries) query rows
+/// (all of them, or the trailing window a policy asked for) of the softmax probability of key
+/// `s`. Slots are those of the cache after the step's append, before any eviction.
 ///
 /// Each query row of each head distributes a mass of 1, so every layer sums to
 /// `queries × heads`.
@@ -37,7 +38,7 @@ impl AttentionStats {
         self.layers.get(layer).map(Vec::as_slice)
     }
 
-    /// Query rows of the step.
+    /// Query rows counted (the step's last ones).
     pub fn queries(&self) -> usize {
         self.queries
     }

@@ -1,9 +1,10 @@
 //! H2O (Zhang et al. 2023, arXiv 2306.14048): keep the "heavy hitters", the entries that have
 //! received the most attention over all steps so far, plus the most recent entries.
 //!
-//! Parameters: `budget` (most entries kept, at least 1) and `recent` (entries always kept at
-//! the end of the cache, `recent < budget`; the paper splits the budget evenly between heavy
-//! hitters and recent tokens). Each entry's score is the attention mass it has received from
+//! Parameters: `budget` (most entries kept: a number, or a share of the tokens seen) and
+//! `recent` (entries always kept at the end of the cache, `recent < budget`, clipped to one
+//! less than a share budget while that is small; the paper splits the budget evenly between
+//! heavy hitters and recent tokens). Each entry's score is the attention mass it has received from
 //! every query since it was appended (this step's included), summed over heads and layers.
 //! When the cache holds more than `budget` entries, the `budget - recent` highest-scoring
 //! entries outside the recent window are kept; ties drop the older entry.
@@ -16,14 +17,14 @@
 //! holds at most `budget` entries after each step. Pinned entries are not protected (as in
 //! [`StreamingLlm`](super::StreamingLlm)).
 
-use super::{Eviction, KvPolicy, Observation, lowest};
+use super::{Budget, Eviction, KvPolicy, Observation, lowest};
 use crate::Pos;
 
 /// Keeps the `budget - recent` entries with the most accumulated attention and the last
 /// `recent` entries.
 #[derive(Debug, Clone)]
 pub struct H2o {
-    budget: usize,
+    budget: Budget,
     recent: usize,
     /// Accumulated mass of every entry kept by the last plan, by position, ascending.
     totals: Vec<(Pos, f32)>,
@@ -33,7 +34,7 @@ impl H2o {
     /// A policy keeping at most `budget` entries, the last `recent` of them always (callers
     /// validate `1 ≤ budget` and `recent < budget` through
     /// [`PolicyConfig::validate`](super::PolicyConfig::validate)).
-    pub fn new(budget: usize, recent: usize) -> Self {
+    pub fn new(budget: Budget, recent: usize) -> Self {
         Self {
             budget,
             recent,
@@ -71,10 +72,12 @@ impl KvPolicy for H2o {
                 before + mass.get(slot).copied().unwrap_or(0.0)
             })
             .collect();
-        let eviction = match n > self.budget {
+        let budget = self.budget.entries(obs.cells.next_pos().0 as usize);
+        let recent = self.recent.min(budget - 1);
+        let eviction = match n > budget {
             true => {
-                let candidates = n.saturating_sub(self.recent);
-                Eviction::from_slots(lowest(&scores[..candidates], n - self.budget))
+                let candidates = n.saturating_sub(recent);
+                Eviction::from_slots(lowest(&scores[..candidates], n - budget))
             }
             false => Eviction::default(),
         };
@@ -98,7 +101,11 @@ impl KvPolicy for H2o {
     }
 
     fn max_entries(&self) -> Option<usize> {
-        Some(self.budget)
+        self.budget.fixed()
+    }
+
+    fn max_entries_at(&self, tokens_seen: usize) -> Option<usize> {
+        Some(self.budget.entries(tokens_seen))
     }
 
     fn reset(&mut self) {
@@ -129,13 +136,14 @@ mod tests {
             cells,
             appended: n - appended..n,
             attention: Some(&stats),
+            key_norms: None,
         });
         plan.slots().to_vec()
     }
 
     #[test]
     fn h2o_keeps_heavy_hitters_by_accumulated_mass_and_the_recent_window() {
-        let mut h2o = H2o::new(4, 1);
+        let mut h2o = H2o::new(Budget::Entries(4), 1);
         // Step 1: 5 entries (positions 0..5) with mass 1 4 0 2 3: over budget by 1; the
         // recent window is slot 4; among slots 0..4 the lowest is slot 2 (0).
         let mut c = cells(&[(0, Role::Token, false); 5]);
@@ -159,13 +167,13 @@ mod tests {
 
     #[test]
     fn h2o_holds_its_budget_when_one_step_appends_more_than_it() {
-        let mut h2o = H2o::new(3, 1);
+        let mut h2o = H2o::new(Budget::Entries(3), 1);
         let c = cells(&[(0, Role::Token, false); 6]);
         // Mass 5 0 3 1 2 0: window slot 5; keep the 2 heaviest of slots 0..5 (0 and 2).
         let dropped = step(&mut h2o, &c, 6, &[5.0, 0.0, 3.0, 1.0, 2.0, 0.0]);
         assert_eq!(dropped, [1, 3, 4]);
         // Ties drop the older entry; without attention all scores are 0.
-        let plan = H2o::new(2, 0).plan(&crate::policy::tests::observe(&c, 6));
+        let plan = H2o::new(Budget::Entries(2), 0).plan(&crate::policy::tests::observe(&c, 6));
         assert_eq!(plan.slots(), &[0, 1, 2, 3]);
     }
 }

@@ -2,28 +2,28 @@
 //! cache holds more than `budget` entries, drop those the current step's queries attend to
 //! least.
 //!
-//! Parameters: `budget` (most entries kept, at least 1). Scores are this step's attention
-//! mass only (no history), summed over layers and heads; ties drop the older entry. An entry
+//! Parameters: `budget` (most entries kept: a number, or a share of the tokens seen). Scores
+//! are the attention of the step's last query only (no history), as in the paper (and
+//! kvpress's `TOVAPress`), summed over layers and heads; ties drop the older entry. An entry
 //! appended by this step can be dropped at once, as in the paper.
 //!
-//! Deviations: the paper scores with the last query only, averaged over the heads of each
-//! layer, and keeps one set per layer; this policy keeps one set for the whole model, and for a
-//! multi-token step (a prompt chunk) its statistics sum over all of the step's query rows, not
-//! the last one. With one token per step (decoding) the scores are the paper's, summed over
-//! layers. Pinned entries are not protected (as in [`StreamingLlm`](super::StreamingLlm)).
+//! Deviations: the paper averages over the heads of each layer and keeps one set per layer
+//! (kvpress: one set for all heads of a layer); this policy keeps one set for the whole model,
+//! scored by the mass summed over layers. Pinned entries are not protected (as in
+//! [`StreamingLlm`](super::StreamingLlm)).
 
-use super::{Eviction, KvPolicy, Observation, lowest};
+use super::{Budget, Eviction, KvPolicy, Observation, lowest};
 
 /// Keeps the `budget` entries the step's queries attend to most.
 #[derive(Debug, Clone, Copy)]
 pub struct Tova {
-    budget: usize,
+    budget: Budget,
 }
 
 impl Tova {
     /// A policy keeping at most `budget` entries (callers validate `budget ≥ 1` through
     /// [`PolicyConfig::validate`](super::PolicyConfig::validate)).
-    pub fn new(budget: usize) -> Self {
+    pub fn new(budget: Budget) -> Self {
         Self { budget }
     }
 }
@@ -35,12 +35,13 @@ impl KvPolicy for Tova {
 
     fn plan(&mut self, obs: &Observation<'_>) -> Eviction {
         let n = obs.cells.len();
-        if n <= self.budget {
+        let budget = self.budget.entries(obs.cells.next_pos().0 as usize);
+        if n <= budget {
             return Eviction::default();
         }
         let mut scores = obs.attention.map(|a| a.total()).unwrap_or_default();
         scores.resize(n, 0.0);
-        Eviction::from_slots(lowest(&scores, n - self.budget))
+        Eviction::from_slots(lowest(&scores, n - budget))
     }
 
     fn fork(&self) -> Box<dyn KvPolicy> {
@@ -51,8 +52,16 @@ impl KvPolicy for Tova {
         true
     }
 
+    fn attention_rows(&self) -> Option<usize> {
+        Some(1)
+    }
+
     fn max_entries(&self) -> Option<usize> {
-        Some(self.budget)
+        self.budget.fixed()
+    }
+
+    fn max_entries_at(&self, tokens_seen: usize) -> Option<usize> {
+        Some(self.budget.entries(tokens_seen))
     }
 }
 
@@ -74,11 +83,15 @@ mod tests {
             cells: &c,
             appended: 5..6,
             attention: Some(&stats),
+            key_norms: None,
         };
-        assert_eq!(Tova::new(3).plan(&obs).slots(), &[0, 2, 3]);
+        assert_eq!(Tova::new(Budget::Entries(3)).plan(&obs).slots(), &[0, 2, 3]);
         // Within budget: nothing; a budget of 1 keeps the single heaviest entry.
-        assert!(Tova::new(6).plan(&obs).is_empty());
-        assert_eq!(Tova::new(1).plan(&obs).slots(), &[0, 2, 3, 4, 5]);
+        assert!(Tova::new(Budget::Entries(6)).plan(&obs).is_empty());
+        assert_eq!(
+            Tova::new(Budget::Entries(1)).plan(&obs).slots(),
+            &[0, 2, 3, 4, 5]
+        );
         // One layer, totals 3 2 1 0.5 2.5 1, budget 4: drop slot 3 (0.5) and one of the tied
         // slots 2 and 5 (1 each): the older, slot 2.
         let mut tie = AttentionStats::new(1, 1);
@@ -87,6 +100,6 @@ mod tests {
             attention: Some(&tie),
             ..obs
         };
-        assert_eq!(Tova::new(4).plan(&obs).slots(), &[2, 3]);
+        assert_eq!(Tova::new(Budget::Entries(4)).plan(&obs).slots(), &[2, 3]);
     }
 }

@@ -9,7 +9,6 @@ use super::{Session, dry_run};
 use crate::cache::Cell;
 use crate::mask::{self, Mask};
 use crate::model::{BatchItem, ForwardInput, OutputRows, Visibility};
-use crate::policy::Observation;
 use crate::threads;
 use crate::{Error, Pos, Result, TokenId};
 
@@ -99,16 +98,6 @@ impl Session {
     /// After a step's forward appended `tokens`: history, the policy's plan, the eviction.
     fn after_step(&mut self, tokens: &[TokenId]) -> Result<()> {
         self.history.extend_from_slice(tokens);
-        let n = self.cache.len();
-        let eviction = self.policy.plan(&Observation {
-            cells: self.cache.cells(),
-            appended: n - tokens.len()..n,
-            attention: None,
-        });
-        if let Err(e) = self.cache.apply(&eviction) {
-            self.poisoned = true;
-            return Err(e);
-        }
-        Ok(())
+        self.plan_and_apply(tokens.len(), None)
     }
 }

@@ -45,9 +45,9 @@ pub fn kept_entries(cfg: &SessionConfig, tokens: &[TokenId]) -> Result<usize> {
     }
     cfg.policy.validate()?;
     let mut policy = cfg.policy.build();
-    if policy.needs_attention() {
+    if policy.needs_attention() || policy.needs_key_norms() {
         return Err(Error::unsupported(format!(
-            "a dry run of the `{}` policy (it needs attention statistics)",
+            "a dry run of the `{}` policy (it needs attention statistics or keys)",
             policy.name()
         )));
     }
@@ -60,6 +60,7 @@ pub fn kept_entries(cfg: &SessionConfig, tokens: &[TokenId]) -> Result<usize> {
             cells: &cells,
             appended: n - new.len()..n,
             attention: None,
+            key_norms: None,
         });
         cells.remove(eviction.slots());
     }

@@ -32,7 +32,7 @@ pub use dry_run::kept_entries;
 
 use crate::cache::KvCache;
 use crate::mask;
-use crate::model::{ForwardInput, Llama, OutputRows, Visibility};
+use crate::model::{AttentionStats, ForwardInput, Llama, OutputRows, Visibility};
 use crate::policy::{KvPolicy, Observation};
 use crate::threads;
 use crate::{Error, Pos, Result, TokenId};
@@ -156,6 +156,30 @@ impl Session {
         })
     }
 
+    /// A second session continuing from the same point with its own copy of the cache, under
+    /// another policy (e.g. one context prefilled once, then compressed by several policies).
+    /// The policy starts fresh; `cfg.policy` becomes `label`.
+    pub fn fork_with_policy(
+        &self,
+        policy: Box<dyn KvPolicy>,
+        label: crate::policy::PolicyConfig,
+    ) -> Result<Self> {
+        let mut fork = self.fork()?;
+        fork.policy = policy;
+        fork.cfg.policy = label;
+        Ok(fork)
+    }
+
+    /// Lets the policy plan once on the cache as it stands, every entry counted as appended
+    /// by this call, with `attention` as the statistics of the step that produced it, and
+    /// applies the plan: a one-shot compression after a prefill (kvpress's protocol; record
+    /// the statistics with [`Llama::forward_observed`] or an observing policy).
+    pub fn compress(&mut self, attention: Option<&AttentionStats>) -> Result<()> {
+        self.check_usable()?;
+        let n = self.cache.len();
+        self.plan_and_apply(n, attention)
+    }
+
     /// Forgets the stream: empty cache, positions and segments from 0, policy state reset.
     pub fn reset(&mut self) {
         self.cache.clear();
@@ -266,24 +290,41 @@ impl Session {
         };
         let (model, cache) = (&self.model, &mut self.cache);
         let observe = self.policy.needs_attention();
+        let rows = self.policy.attention_rows();
         let (logits, attention) =
             threads::run_step(self.cfg.keep_warm, tokens.len(), || match observe {
                 true => model
-                    .forward_observed(&input, cache)
+                    .forward_observed(&input, cache, rows)
                     .map(|(l, a)| (l, Some(a))),
                 false => model.forward(&input, cache).map(|l| (l, None)),
             })?;
         self.history.extend_from_slice(tokens);
+        self.plan_and_apply(tokens.len(), attention.as_ref())?;
+        Ok(logits)
+    }
+
+    /// The policy plans on the cache as it stands (the last `appended` entries being this
+    /// step's) and the cache applies the plan; a failed apply poisons the session.
+    fn plan_and_apply(
+        &mut self,
+        appended: usize,
+        attention: Option<&AttentionStats>,
+    ) -> Result<()> {
+        let norms = match self.policy.needs_key_norms() {
+            true => Some(self.cache.key_norms()?),
+            false => None,
+        };
         let n = self.cache.len();
         let eviction = self.policy.plan(&Observation {
             cells: self.cache.cells(),
-            appended: n - tokens.len()..n,
-            attention: attention.as_ref(),
+            appended: n - appended.min(n)..n,
+            attention,
+            key_norms: norms.as_deref(),
         });
         if let Err(e) = self.cache.apply(&eviction) {
             self.poisoned = true;
             return Err(e);
         }
-        Ok(logits)
+        Ok(())
     }
 }

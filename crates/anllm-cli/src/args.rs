@@ -97,11 +97,17 @@ pub struct SessionArgs {
     pub mask_rule: MaskRuleArg,
     /// KV policy: full (everything), anchor (anchors, pinned tokens and the open segment),
     /// streaming:SINKS,WINDOW (StreamingLLM), h2o:BUDGET,RECENT (H2O: heavy hitters by
-    /// accumulated attention plus the last RECENT), tova:BUDGET (TOVA: what the current step
-    /// attends to most) or sepllm:SINKS,WINDOW (SepLLM: sinks, separators = the anchors, and a
-    /// recent window) [default: anchor when anchors are on, else full].
+    /// accumulated attention plus the last RECENT), tova:BUDGET (TOVA: what the last query
+    /// attends to most), snapkv:BUDGET,WINDOW (SnapKV: attention of the last WINDOW queries,
+    /// pooled, plus that window), knorm:BUDGET (smallest key norms) or sepllm:SINKS,WINDOW
+    /// (SepLLM: sinks, separators = the anchors, and a recent window); or a bare name with
+    /// --kv-budget [default: anchor when anchors are on, else full].
     #[arg(long)]
-    pub kv_policy: Option<anllm::PolicyConfig>,
+    pub kv_policy: Option<String>,
+    /// Budget for a bare --kv-policy name: entries (512) or a share of the tokens seen (0.25);
+    /// each policy splits it its own way (docs/kv-policies.md).
+    #[arg(long, value_name = "ENTRIES|SHARE")]
+    pub kv_budget: Option<anllm::policy::Budget>,
     /// RoPE positions of new tokens.
     #[arg(long, value_enum, default_value_t = PositionModeArg::Absolute)]
     pub position_mode: PositionModeArg,
@@ -261,6 +267,9 @@ pub enum EvalCommand {
     /// Translation (the paper's Table 2): BLEU, chrF, MaxKV, C⇓ and T⇑, with anchors and an
     /// optionally pinned source.
     Mt(crate::mt_args::MtArgs),
+    /// KV policies at equal memory: seeded long-context tasks (passkey, multi-key, variable
+    /// tracking, agreement with the full cache) × policies × budgets; a table, JSONL, PNG plots.
+    Kv(crate::kv_args::KvArgs),
 }
 
 /// `anllm eval overlap`.

@@ -90,10 +90,17 @@ pub fn session_config(
         (true, MaskRuleArg::Legacy) => MaskRule::AnSanLegacy,
         (true, MaskRuleArg::Causal) => MaskRule::Causal,
     };
-    let policy = match args.kv_policy {
-        Some(policy) => policy,
-        None if anchored => PolicyConfig::Anchor,
-        None => PolicyConfig::Full,
+    let policy = match (&args.kv_policy, args.kv_budget) {
+        (Some(name), Some(budget)) if !name.contains(':') => {
+            PolicyConfig::with_budget(name, budget)?
+        }
+        (Some(_), Some(_)) => {
+            bail!("--kv-budget goes with a bare --kv-policy name (h2o), not NAME:PARAMS")
+        }
+        (None, Some(_)) => bail!("--kv-budget needs --kv-policy (e.g. --kv-policy snapkv)"),
+        (Some(spec), None) => spec.parse()?,
+        (None, None) if anchored => PolicyConfig::Anchor,
+        (None, None) => PolicyConfig::Full,
     };
     let mut pins = args
         .pin

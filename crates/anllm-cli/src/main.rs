@@ -4,6 +4,7 @@
 mod args;
 mod cmd;
 mod config;
+mod kv_args;
 mod mt_args;
 mod plot;
 mod train_args;

@@ -1,5 +1,7 @@
-//! `anllm eval qa` and `anllm eval ppl`.
+//! `anllm eval qa`, `ppl`, `overlap`, `mt` and `kv`.
 
+mod kv;
+mod kv_report;
 mod mt;
 mod overlap;
 mod ppl;
@@ -21,6 +23,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         EvalCommand::Ppl(a) => ppl::run(a),
         EvalCommand::Overlap(a) => overlap::run(a),
         EvalCommand::Mt(a) => mt::run_mt(a),
+        EvalCommand::Kv(a) => kv::run_kv(a),
     }
 }
 

@@ -82,6 +82,7 @@ fn default_session_args() -> crate::args::SessionArgs {
         anchors: "none".into(),
         mask_rule: crate::args::MaskRuleArg::Ansan,
         kv_policy: None,
+        kv_budget: None,
         position_mode: crate::args::PositionModeArg::Absolute,
         pin_prompt: false,
         pin: Vec::new(),

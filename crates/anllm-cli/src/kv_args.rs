@@ -1,0 +1,63 @@
+//! Flags of `anllm eval kv`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::args::CommonArgs;
+
+/// `anllm eval kv`: KV policies × budgets on seeded long-context tasks, against the full cache.
+#[derive(Debug, Args)]
+pub struct KvArgs {
+    /// Shared flags.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Tasks: passkey, multikey, vt, agreement (comma-separated).
+    #[arg(long, default_value = "passkey,multikey,vt,agreement")]
+    pub tasks: String,
+    /// Context lengths in tokens (comma-separated).
+    #[arg(long, default_value = "1024,2048,4096")]
+    pub lengths: String,
+    /// Items per task and length.
+    #[arg(long, default_value_t = 20)]
+    pub items: usize,
+    /// Policies: full, streaming, sepllm, h2o, tova, snapkv, knorm, anchor (comma-separated;
+    /// the full cache is always run, as the reference).
+    #[arg(long, default_value = "streaming,sepllm,h2o,tova,snapkv,knorm")]
+    pub policies: String,
+    /// Budgets as shares of the context kept (comma-separated).
+    #[arg(long, default_value = "0.1,0.25,0.5")]
+    pub budgets: String,
+    /// Most tokens generated after the question.
+    #[arg(long, default_value_t = 16)]
+    pub max_new_tokens: usize,
+    /// Seed of the generated items.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Real text for the agreement task [default: the fetched held-out text,
+    /// $ANLLM_HOME/corpus/heldout.txt].
+    #[arg(long)]
+    pub text: Option<PathBuf>,
+    /// Anchors of the `anchor` policy (its session uses AnSAN), e.g. ep or ep-sentence.
+    #[arg(long, default_value = "ep")]
+    pub anchors: String,
+    /// Separators of `sepllm` (an anchor spec, marked under the causal rule).
+    #[arg(long, default_value = "ep-sentence")]
+    pub separators: String,
+    /// Prompt tokens per step of the `anchor` policy's prefill.
+    #[arg(long, default_value_t = 512)]
+    pub chunk_size: usize,
+    /// Write one JSON record per item and cell to this JSONL file.
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Write one PNG per task (score against share of KV kept, a line per policy) as
+    /// PREFIX-TASK.png.
+    #[arg(long, value_name = "PREFIX")]
+    pub plot: Option<PathBuf>,
+    /// Write the items as token ids (JSONL, what benches/kvpress.sh eval reads).
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub export_items: Option<PathBuf>,
+    /// Only generate (and export) the items; run nothing.
+    #[arg(long)]
+    pub export_only: bool,
+}

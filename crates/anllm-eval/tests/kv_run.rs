@@ -1,0 +1,139 @@
+//! `anllm eval kv`'s cell runner on the tiny seeded model: the full cell against one plain
+//! causal forward (no session, no policy), every budgeted cell holding its budget after the
+//! compression, and a budget as large as the context changing nothing.
+
+use std::sync::Arc;
+
+use anllm::PolicyConfig;
+use anllm::policy::Budget;
+use anllm::testutil::{ANCHOR, causal_logits, tiny_anchors, tiny_model};
+use anllm::{SessionConfig, TokenId};
+use anllm_eval::kv::run::{Cell, KvRunConfig, Prepared, budget_entries, run_item};
+use anllm_eval::kv::{KvItem, KvTask};
+
+fn prepared(question: bool) -> Prepared {
+    let context: Vec<TokenId> = (0..40u32)
+        .map(|i| {
+            if i % 9 == 8 {
+                ANCHOR[0]
+            } else {
+                20 + (i * 37) % 300
+            }
+        })
+        .collect();
+    Prepared {
+        item: KvItem {
+            task: KvTask::Passkey,
+            length: 40,
+            id: 0,
+            context: String::new(),
+            question: String::new(),
+            answer_prefix: String::new(),
+            answer: " 7".into(),
+            depth: 0.5,
+        },
+        context_ids: context,
+        question_ids: if question {
+            vec![101, 102, 103]
+        } else {
+            Vec::new()
+        },
+        answer_ids: vec![201, 202, 203, 204],
+    }
+}
+
+fn config() -> KvRunConfig {
+    KvRunConfig {
+        separators: tiny_anchors(),
+        anchored: SessionConfig::anchored(tiny_anchors(), 16),
+        max_new_tokens: 4,
+        stop: Vec::new(),
+    }
+}
+
+/// Sum of the gold answer's log-probabilities from one plain causal forward.
+fn oracle_gold_ll(p: &Prepared) -> f64 {
+    let all = [p.context_ids.as_slice(), &p.question_ids, &p.answer_ids].concat();
+    let rows = causal_logits(&tiny_model().llama, &all);
+    let first = p.context_ids.len() + p.question_ids.len() - 1;
+    p.answer_ids
+        .iter()
+        .enumerate()
+        .map(|(j, &gold)| {
+            let row = &rows[first + j];
+            let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let lse = max + row.iter().map(|x| (x - max).exp()).sum::<f32>().ln();
+            f64::from(row[gold as usize] - lse)
+        })
+        .sum()
+}
+
+fn cells() -> Vec<Cell> {
+    let mut cells = Vec::new();
+    for name in ["streaming", "sepllm", "h2o", "tova", "snapkv", "knorm"] {
+        for share in [0.25, 0.5] {
+            let budget = Budget::Entries(budget_entries(share, 40));
+            cells.push(Cell {
+                policy: PolicyConfig::with_budget(name, budget).unwrap(),
+                share: Some(share),
+            });
+        }
+    }
+    cells.push(Cell {
+        policy: PolicyConfig::Anchor,
+        share: None,
+    });
+    cells
+}
+
+#[test]
+fn every_cell_holds_its_budget_and_the_full_cell_matches_a_plain_forward() {
+    for question in [true, false] {
+        let p = prepared(question);
+        let model = tiny_model();
+        let llama = Arc::clone(&model.llama);
+        let records = run_item(&llama, &model.tokenizer, &p, &cells(), &config()).unwrap();
+        assert_eq!(records.len(), 1 + cells().len());
+        let full = &records[0];
+        assert_eq!(full.policy, "full");
+        assert_eq!((full.kv_entries, full.top1), (40, 1.0));
+        assert!(full.kl.abs() < 1e-6, "{}", full.kl);
+        let want = oracle_gold_ll(&p);
+        assert!(
+            (full.gold_ll - want).abs() < 1e-3,
+            "{} vs {want}",
+            full.gold_ll
+        );
+        assert_eq!(full.correct.is_some(), question);
+        for r in &records[1..] {
+            assert!(r.kl >= -1e-6 && (0.0..=1.0).contains(&r.top1), "{r:?}");
+            assert!(r.gold_ll.is_finite() && r.gold_ll <= 0.0);
+            match (r.policy.as_str(), r.share) {
+                ("sepllm", Some(s)) => assert!(r.kv_entries >= budget_entries(s, 40)),
+                ("anchor", None) => assert!(r.kv_entries < 40),
+                (_, Some(s)) => assert_eq!(r.kv_entries, budget_entries(s, 40), "{r:?}"),
+                _ => panic!("unexpected cell {r:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_budget_as_large_as_the_context_changes_nothing() {
+    let p = prepared(true);
+    let model = tiny_model();
+    let cells: Vec<Cell> = ["tova", "snapkv", "knorm", "h2o", "streaming"]
+        .iter()
+        .map(|name| Cell {
+            policy: PolicyConfig::with_budget(name, Budget::Entries(100)).unwrap(),
+            share: Some(1.0),
+        })
+        .collect();
+    let records = run_item(&model.llama, &model.tokenizer, &p, &cells, &config()).unwrap();
+    for r in &records {
+        assert_eq!(r.kv_entries, 40);
+        assert!(r.kl.abs() < 1e-5 && r.top1 == 1.0, "{r:?}");
+        assert!((r.gold_ll - records[0].gold_ll).abs() < 1e-4, "{r:?}");
+        assert_eq!(r.generated, records[0].generated, "{}", r.policy);
+    }
+}

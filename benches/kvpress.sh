@@ -6,12 +6,21 @@
 #
 #   benches/kvpress.sh setup                # create the venv, pip-install the pinned versions (idempotent)
 #   benches/kvpress.sh bench [ARGS...]      # run benches/kvpress_bench.py (JSON lines on stdout, logs on stderr)
+#   benches/kvpress.sh eval [ARGS...]       # run benches/kvpress_eval.py (quality: JSON lines on stdout, logs on stderr)
 #   benches/kvpress.sh python               # print the venv's python path
 #
 # bench ARGS (see benches/kvpress_bench.py --help):
 #   --prompt-file FILE   (default $ANLLM_HOME/corpus/bench-prompt.txt, from scripts/fetch-corpus.sh)
 #   --depths 1024,4096   --decode-tokens 64   --repeat 3   --threads 2   [--presses none,knorm,streaming_llm]
 #   [--model GGUF]       (default $MODEL or $ANLLM_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf)
+#
+# eval ARGS (see benches/kvpress_eval.py --help): per item of a tokenized JSON-lines file (written by
+# anllm), full-cache reference vs each press / ratio: answer log-likelihood, top-1 agreement, KL to the
+# full cache, greedy passkey-style accuracy, kv entries / bytes, decode rate; then per-(task, length,
+# press, ratio) summary lines.
+#   --items FILE.jsonl   --ratios 0.9,0.75,0.5   --presses none,streaming_llm,snapkv,snapkv_qa,tova,knorm
+#   --threads 2   [--limit N]   [--max-new-tokens 16]   [--model GGUF]
+#   --make-demo-items OUT [--demo-length 300] [--demo-count 3] [--demo-template chat|plain]  # synthetic passkey file
 #
 # Cost: the registry's torch wheel for Linux x86_64 is the CUDA build; it pulls the nvidia-* / cuda-*
 # packages (the CUDA libraries must be present for `import torch`, even on CPU) — several GB of
@@ -165,9 +174,19 @@ bench() {
   exec "$PY" "$HERE/kvpress_bench.py" "$@"
 }
 
+# (not named `eval`: that is a shell builtin)
+run_eval() {
+  setup
+  warn_if_busy
+  torch_env "$@"
+  export KVPRESS_VERSION="$KVPRESS_VER"
+  exec "$PY" "$HERE/kvpress_eval.py" "$@"
+}
+
 case "${1:-}" in
   setup) setup ;;
   bench) shift; bench "$@" ;;
+  eval) shift; run_eval "$@" ;;
   python) echo "$PY" ;;
-  *) die "usage: $0 setup | bench [--prompt-file F --depths D,.. --decode-tokens N --repeat R --threads T] | python" ;;
+  *) die "usage: $0 setup | bench [--prompt-file F --depths D,.. --decode-tokens N --repeat R --threads T] | eval [--items F.jsonl --ratios R,.. --presses P,.. --threads T --limit N --max-new-tokens N | --make-demo-items OUT] | python" ;;
 esac

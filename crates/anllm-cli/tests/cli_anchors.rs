@@ -148,3 +148,48 @@ fn cli_causal_rule_with_anchors_scores_causally_and_sepllm_keeps_separators() {
         ids.len() - 1
     );
 }
+
+/// `--kv-policy NAME --kv-budget B`: a share keeps ⌈B × tokens seen⌉ entries (hand-derived
+/// from the stream length the binary reports), entries keep that many; misuse fails cleanly.
+#[test]
+fn cli_kv_budget_gives_a_bare_policy_its_budget_and_rejects_misuse() {
+    let (_tmp, dir) = hf_model(&TinySpec::gqa());
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "score",
+            "-m",
+            s(&dir),
+            "--context",
+            "ab cd ef gh ij kl mn op",
+        ];
+        args.extend(["--continuation", " qr", "--chunk-size", "4", "--json"]);
+        args.extend(extra);
+        anllm(&args)
+    };
+    for (policy, budget) in [
+        ("snapkv", "0.25"),
+        ("knorm", "0.5"),
+        ("tova", "5"),
+        ("h2o", "6"),
+    ] {
+        let out = last_json(&run(&["--kv-policy", policy, "--kv-budget", budget]));
+        let seen = out["cache"]["tokens_seen"].as_f64().unwrap();
+        let b: f64 = budget.parse().unwrap();
+        let want = if b < 1.0 { (b * seen).ceil() } else { b };
+        assert_eq!(
+            out["cache"]["entries"].as_f64(),
+            Some(want),
+            "{policy}: {out}"
+        );
+    }
+    for (extra, needle) in [
+        (&["--kv-budget", "0.5"][..], "--kv-policy"),
+        (&["--kv-policy", "h2o:8,2", "--kv-budget", "4"], "bare"),
+        (&["--kv-policy", "streaming", "--kv-budget", "0.5"], "share"),
+        (&["--kv-policy", "full", "--kv-budget", "8"], "no budget"),
+        (&["--kv-policy", "knorm", "--kv-budget", "1.5"], "kv_budget"),
+        (&["--kv-policy", "snapkv"], "kv_policy"),
+    ] {
+        assert_clean_failure(&run(extra), needle);
+    }
+}

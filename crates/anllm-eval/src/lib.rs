@@ -6,10 +6,12 @@
 //! * [`prompt`]: few-shot prompts and their tokens (`<AC>` after demonstrations for AC);
 //! * [`scoring`]: non-caching and shared-context scoring of one item's choices;
 //! * [`qa`]: a task run, its records and summary; [`report`]: the Table-1-shaped markdown;
+//! * [`kv`]: seeded long-context tasks for comparing KV policies (passkey, multi-key, variable tracking, agreement on real text);
 //! * [`metrics`]: accuracy, C⇓ and T⇑ arithmetic; [`ppl`]: perplexity.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod data;
+pub mod kv;
 pub mod load;
 pub mod metrics;
 pub mod mt;

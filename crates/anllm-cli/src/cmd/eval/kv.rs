@@ -17,6 +17,18 @@ use super::progress::Progress;
 use crate::config;
 use crate::kv_args::KvArgs;
 
+/// Policies `--policies` accepts.
+const KNOWN: [&str; 8] = [
+    "full",
+    "anchor",
+    "streaming",
+    "sepllm",
+    "h2o",
+    "tova",
+    "snapkv",
+    "knorm",
+];
+
 /// Runs the subcommand.
 pub fn run_kv(args: KvArgs) -> Result<()> {
     let tasks = parse_list(&args.tasks, |s| {
@@ -30,7 +42,10 @@ pub fn run_kv(args: KvArgs) -> Result<()> {
         Ok(x) if x > 0.0 && x < 1.0 => Ok(x),
         _ => bail!("--budgets: `{s}` is not a share strictly between 0 and 1"),
     })?;
-    let policies = parse_list(&args.policies, |s| Ok(s.to_string()))?;
+    let policies = parse_list(&args.policies, |s| match KNOWN.contains(&s) {
+        true => Ok(s.to_string()),
+        false => bail!("--policies: `{s}`; known: {}", KNOWN.join(", ")),
+    })?;
     if args.items == 0 {
         bail!("--items must be at least 1");
     }

@@ -1,0 +1,107 @@
+//! `anllm eval kv` on the fetched default model (fails, does not skip, when it is missing): a
+//! 256-token passkey the full cache answers, every budgeted cell holding its budget, the
+//! records, plots and exported token ids written, bad flags refused.
+
+mod common;
+
+use anllm::testutil::{asset, default_model};
+use common::{anllm, assert_clean_failure, last_json, s};
+use serde_json::Value;
+
+#[test]
+fn eval_kv_on_the_default_model_writes_records_plots_and_items() {
+    let model = default_model();
+    assert!(
+        model.exists(),
+        "missing {}: run scripts/fetch-assets.sh",
+        model.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let (records, items, plot) = (
+        tmp.path().join("r.jsonl"),
+        tmp.path().join("items.jsonl"),
+        tmp.path().join("kv"),
+    );
+    let out = anllm(&[
+        "eval",
+        "kv",
+        "-m",
+        s(&model),
+        "--threads",
+        "2",
+        "--tasks",
+        "passkey,agreement",
+        "--lengths",
+        "256",
+        "--items",
+        "1",
+        "--policies",
+        "streaming,snapkv",
+        "--budgets",
+        "0.5",
+        "--max-new-tokens",
+        "8",
+        "--json",
+        "--text",
+        s(&asset("corpus/heldout.txt")),
+        "-o",
+        s(&records),
+        "--plot",
+        s(&plot),
+        "--export-items",
+        s(&items),
+    ]);
+    let summary = last_json(&out);
+    let rows = summary["summary"].as_array().unwrap();
+    assert_eq!(rows.len(), 2 * 3, "{summary}");
+    let full_passkey = rows
+        .iter()
+        .find(|r| r["task"] == "passkey" && r["policy"] == "full")
+        .unwrap();
+    assert_eq!(full_passkey["accuracy"], 1.0, "{full_passkey}");
+    let lines: Vec<Value> = std::fs::read_to_string(&records)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 6);
+    for r in &lines {
+        let context = r["context"].as_u64().unwrap() as f64;
+        assert!(
+            (240.0..=256.0).contains(&context) || r["task"] == "passkey",
+            "{r}"
+        );
+        match r["share"].as_f64() {
+            Some(share) => {
+                let budget = (share * context).round();
+                assert_eq!(r["kv_entries"].as_f64(), Some(budget), "{r}");
+            }
+            None => assert_eq!(r["kv_entries"].as_f64(), Some(context)),
+        }
+    }
+    let exported = std::fs::read_to_string(&items).unwrap();
+    for line in exported.lines() {
+        let item: Value = serde_json::from_str(line).unwrap();
+        assert!(!item["context_ids"].as_array().unwrap().is_empty());
+        assert!(!item["answer_ids"].as_array().unwrap().is_empty());
+    }
+    for task in ["passkey", "agreement"] {
+        assert!(tmp.path().join(format!("kv-{task}.png")).exists());
+    }
+}
+
+#[test]
+fn eval_kv_refuses_bad_flags() {
+    let model = default_model();
+    for (extra, needle) in [
+        (&["--budgets", "1.5"][..], "--budgets"),
+        (&["--tasks", "nope"], "nope"),
+        (&["--policies", "nope"], "nope"),
+        (&["--items", "0"], "--items"),
+        (&["--lengths", "16", "--tasks", "passkey"], "64"),
+    ] {
+        let mut args = vec!["eval", "kv", "-m", s(&model), "--export-only"];
+        args.extend_from_slice(extra);
+        assert_clean_failure(&anllm(&args), needle);
+    }
+}

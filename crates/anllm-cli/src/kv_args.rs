@@ -47,6 +47,11 @@ pub struct KvArgs {
     /// Prompt tokens per step of the `anchor` policy's prefill.
     #[arg(long, default_value_t = 512)]
     pub chunk_size: usize,
+    /// Prefill every cell's context in chunks of N tokens under its own policy, evicting after
+    /// each chunk (the memory bound holds during the prefill too; one prefill per cell), instead
+    /// of kvpress's one-shot compression after a full prefill.
+    #[arg(long, value_name = "N")]
+    pub chunked: Option<usize>,
     /// Write one JSON record per item and cell to this JSONL file.
     #[arg(long, short = 'o')]
     pub output: Option<PathBuf>,
@@ -57,6 +62,10 @@ pub struct KvArgs {
     /// Write the items as token ids (JSONL, what benches/kvpress.sh eval reads).
     #[arg(long, value_name = "FILE.jsonl")]
     pub export_items: Option<PathBuf>,
+    /// Summarize (table, plots, --json) the records of an earlier run, complete or not; run
+    /// nothing.
+    #[arg(long, value_name = "RECORDS.jsonl", conflicts_with_all = ["output", "export_only"])]
+    pub summarize: Option<PathBuf>,
     /// Only generate (and export) the items; run nothing.
     #[arg(long)]
     pub export_only: bool,

@@ -187,9 +187,12 @@ fn cli_kv_budget_gives_a_bare_policy_its_budget_and_rejects_misuse() {
         (&["--kv-policy", "h2o:8,2", "--kv-budget", "4"], "bare"),
         (&["--kv-policy", "streaming", "--kv-budget", "0.5"], "share"),
         (&["--kv-policy", "full", "--kv-budget", "8"], "no budget"),
-        (&["--kv-policy", "knorm", "--kv-budget", "1.5"], "kv_budget"),
         (&["--kv-policy", "snapkv"], "kv_policy"),
     ] {
         assert_clean_failure(&run(extra), needle);
     }
+    // A malformed budget is a bad flag value: clap's usage error (exit 2), with our reason.
+    let out = run(&["--kv-policy", "knorm", "--kv-budget", "1.5"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kv_budget"));
 }

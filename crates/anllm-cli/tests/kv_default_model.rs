@@ -88,6 +88,15 @@ fn eval_kv_on_the_default_model_writes_records_plots_and_items() {
     for task in ["passkey", "agreement"] {
         assert!(tmp.path().join(format!("kv-{task}.png")).exists());
     }
+    // The records alone give the same summary back.
+    let again = last_json(&anllm(&[
+        "eval",
+        "kv",
+        "--summarize",
+        s(&records),
+        "--json",
+    ]));
+    assert_eq!(again["summary"], summary["summary"]);
 }
 
 #[test]

@@ -48,6 +48,7 @@ fn config() -> KvRunConfig {
         anchored: SessionConfig::anchored(tiny_anchors(), 16),
         max_new_tokens: 4,
         stop: Vec::new(),
+        chunked: None,
     }
 }
 
@@ -135,5 +136,40 @@ fn a_budget_as_large_as_the_context_changes_nothing() {
         assert!(r.kl.abs() < 1e-5 && r.top1 == 1.0, "{r:?}");
         assert!((r.gold_ll - records[0].gold_ll).abs() < 1e-4, "{r:?}");
         assert_eq!(r.generated, records[0].generated, "{}", r.policy);
+    }
+}
+
+#[test]
+fn a_chunked_prefill_holds_the_budget_during_the_prefill() {
+    let p = prepared(true);
+    let model = tiny_model();
+    let budget = budget_entries(0.25, 40);
+    let cells: Vec<Cell> = ["streaming", "tova", "knorm", "snapkv"]
+        .iter()
+        .map(|name| Cell {
+            policy: PolicyConfig::with_budget(name, Budget::Entries(budget)).unwrap(),
+            share: Some(0.25),
+        })
+        .collect();
+    let chunked = KvRunConfig {
+        chunked: Some(8),
+        ..config()
+    };
+    let one_shot = run_item(&model.llama, &model.tokenizer, &p, &cells, &config()).unwrap();
+    let records = run_item(&model.llama, &model.tokenizer, &p, &cells, &chunked).unwrap();
+    assert_eq!(records.len(), one_shot.len());
+    // The full cell is the same run either way.
+    assert_eq!(records[0].gold_ll, one_shot[0].gold_ll);
+    let step = 8.max(p.question_ids.len() + p.answer_ids.len() - 1);
+    for (r, o) in records[1..].iter().zip(&one_shot[1..]) {
+        assert_eq!(r.kv_entries, budget, "{r:?}");
+        // Chunked: never more than the budget plus one step, the prefill included.
+        assert!(r.kv_peak_entries <= budget + step, "{r:?}");
+        // One-shot reports the peak after the compression only (the prefill held all 40).
+        assert!(o.kv_peak_entries <= budget + step, "{o:?}");
+        // Sinks and the newest entries do not depend on how the prompt was cut.
+        if r.policy == "streaming" {
+            assert_eq!(r.kv_entries, o.kv_entries);
+        }
     }
 }

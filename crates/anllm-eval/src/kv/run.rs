@@ -58,6 +58,10 @@ pub struct KvRunConfig {
     pub max_new_tokens: usize,
     /// Tokens that end generation.
     pub stop: Vec<TokenId>,
+    /// `Some(c)`: every budgeted cell prefills its own context in chunks of `c` tokens under
+    /// its policy, evicting after every chunk (memory bounded during the prefill too; one
+    /// prefill per cell) instead of the one-shot compression.
+    pub chunked: Option<usize>,
 }
 
 /// What one cell measured on one item.
@@ -79,7 +83,8 @@ pub struct CellRecord {
     pub context: usize,
     /// Entries held after the context was compressed.
     pub kv_entries: usize,
-    /// Most entries held at once after the compression (the question step included).
+    /// Most entries held at once after the compression (the question step included); with a
+    /// chunked prefill, at any time.
     pub kv_peak_entries: usize,
     /// Bytes of `kv_peak_entries` entries.
     pub kv_peak_bytes: usize,
@@ -261,6 +266,52 @@ fn argmax(row: &[f32]) -> usize {
         .unwrap_or(0)
 }
 
+/// The session of a cell with its context compressed (a fork of the shared prefill, or its own
+/// chunked prefill), and the logits of the context's last row.
+fn cell_session(
+    model: &Arc<Llama>,
+    p: &Prepared,
+    cell: &Cell,
+    kind: Prefill,
+    base: &Base,
+    cfg: &KvRunConfig,
+) -> anllm::Result<(Session, Tensor)> {
+    match (cfg.chunked, kind) {
+        (_, Prefill::Anchored) => Ok((base.session.fork()?, base.last_logits.clone())),
+        (_, _) if cell.policy == PolicyConfig::Full => {
+            Ok((base.session.fork()?, base.last_logits.clone()))
+        }
+        (Some(chunk), _) => prefill_chunked(model, p, cell.policy, chunk, cfg),
+        (None, _) => {
+            let mut s = base
+                .session
+                .fork_with_policy(cell.policy.build(), cell.policy)?;
+            s.compress(base.stats.as_ref())?;
+            Ok((s, base.last_logits.clone()))
+        }
+    }
+}
+
+/// A session of `policy` that prefilled the context in chunks of `chunk`, evicting after each,
+/// and the last context row's logits.
+fn prefill_chunked(
+    model: &Arc<Llama>,
+    p: &Prepared,
+    policy: PolicyConfig,
+    chunk: usize,
+    cfg: &KvRunConfig,
+) -> anllm::Result<(Session, Tensor)> {
+    let n = p.context_ids.len();
+    let sc = SessionConfig {
+        anchors: cfg.separators.clone(),
+        ..SessionConfig::causal(chunk.max(1))
+    }
+    .with_policy(policy);
+    let mut s = Session::new(Arc::clone(model), sc, n + p.question_ids.len())?;
+    let last = s.prefill(&p.context_ids, n - 1)?;
+    Ok((s, last))
+}
+
 /// Runs one item under every cell; the first record is always the full cache's.
 pub fn run_item(
     model: &Arc<Llama>,
@@ -285,25 +336,25 @@ pub fn run_item(
     for cell in
         std::iter::once(&full).chain(cells.iter().filter(|c| c.policy != PolicyConfig::Full))
     {
-        let kind = prefill_kind(&cell.policy);
+        // A chunked run prefills each budgeted cell itself: no observed prefill to share.
+        let kind = match (cfg.chunked, prefill_kind(&cell.policy)) {
+            (Some(_), Prefill::Observed(_)) => Prefill::Plain,
+            (_, kind) => kind,
+        };
         if !bases.iter().any(|(k, _)| *k == kind) {
             bases.push((kind, prefill(model, p, kind, cfg)?));
         }
         let base = bases.iter().find(|(k, _)| *k == kind).map(|(_, b)| b);
         let Some(base) = base else { continue };
-        let mut s = match kind {
-            Prefill::Anchored => base.session.fork()?,
-            _ => {
-                let mut s = base
-                    .session
-                    .fork_with_policy(cell.policy.build(), cell.policy)?;
-                s.compress(base.stats.as_ref())?;
-                s
-            }
-        };
+        let (mut s, last) = cell_session(model, p, cell, kind, base, cfg)?;
         let kv_entries = s.cache().len();
+        let prefill_peak = match cfg.chunked {
+            Some(_) => s.stats().peak_entries,
+            None => 0,
+        };
         let mut tf = s.fork()?;
-        let (rows, held) = answer_rows(&mut tf, p, &base.last_logits)?;
+        let (rows, held) = answer_rows(&mut tf, p, &last)?;
+        let held = held.max(prefill_peak);
         let (gold_ll, top1, kl) = compare(&rows, &ref_rows, &p.answer_ids)?;
         let (generated, correct, rate) = match p.question_ids.is_empty() {
             true => (String::new(), None, None),

@@ -49,6 +49,12 @@ pub fn run_kv(args: KvArgs) -> Result<()> {
     if args.items == 0 {
         bail!("--items must be at least 1");
     }
+    if args.chunked == Some(0) {
+        bail!("--chunked must be at least 1");
+    }
+    if let Some(path) = &args.summarize {
+        return report(&args, &read_records(path)?);
+    }
     config::set_threads(args.common.threads)?;
     let model = config::load(&args.common)?;
     let items = prepare_all(&args, &model, &tasks, &lengths)?;
@@ -94,7 +100,12 @@ pub fn run_kv(args: KvArgs) -> Result<()> {
         progress.inc();
     }
     progress.finish();
-    let summary = kv_report::summarize(&records);
+    report(&args, &records)
+}
+
+/// The table on stdout, the plots, and the JSON summary.
+fn report(args: &KvArgs, records: &[CellRecord]) -> Result<()> {
+    let summary = kv_report::summarize(records);
     println!("{}", kv_report::table(&summary));
     if let Some(prefix) = &args.plot {
         for path in kv_report::plots(prefix, &summary)? {
@@ -105,6 +116,24 @@ pub fn run_kv(args: KvArgs) -> Result<()> {
         println!("{}", serde_json::json!({ "summary": summary }));
     }
     Ok(())
+}
+
+fn read_records(path: &Path) -> Result<Vec<CellRecord>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let records = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .with_context(|| format!("{}:{}: not a kv record", path.display(), i + 1))
+        })
+        .collect::<Result<Vec<CellRecord>>>()?;
+    if records.is_empty() {
+        bail!("{} holds no records", path.display());
+    }
+    Ok(records)
 }
 
 fn parse_list<T>(text: &str, parse: impl Fn(&str) -> Result<T>) -> Result<Vec<T>> {
@@ -170,6 +199,7 @@ fn run_config(args: &KvArgs, model: &LoadedModel) -> Result<KvRunConfig> {
         anchored: SessionConfig::anchored(anchors, args.chunk_size),
         max_new_tokens: args.max_new_tokens,
         stop,
+        chunked: args.chunked,
     })
 }
 

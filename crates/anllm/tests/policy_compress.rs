@@ -14,12 +14,15 @@ fn prompt() -> Vec<TokenId> {
     (0..24u32).map(|i| 20 + (i * 53) % 300).collect()
 }
 
+/// The attention statistics and key norms a step showed its policy.
+type Seen = (AttentionStats, Vec<f32>);
+
 /// Keeps everything and records the statistics and key norms of the last step.
 #[derive(Debug, Clone, Default)]
 struct Record {
     rows: Option<usize>,
     norms: bool,
-    last: Arc<Mutex<Option<(AttentionStats, Vec<f32>)>>>,
+    last: Arc<Mutex<Option<Seen>>>,
 }
 
 impl KvPolicy for Record {
@@ -52,7 +55,7 @@ fn session(policy: Box<dyn KvPolicy>, chunk: usize) -> Session {
     Session::with_policy(llama, SessionConfig::causal(chunk), policy, 32).unwrap()
 }
 
-fn recorded(r: &Record) -> (AttentionStats, Vec<f32>) {
+fn recorded(r: &Record) -> Seen {
     r.last.lock().unwrap().clone().unwrap()
 }
 

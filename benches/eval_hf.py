@@ -35,7 +35,7 @@ import math
 import os
 import sys
 
-from peer_common import DIGIT_PRE, argmax
+from peer_common import DIGIT_PRE, argmax, gguf_tokenizer_meta
 import time
 
 PROG = "eval_hf"
@@ -79,27 +79,6 @@ def parse_args():
     if a.limit is not None and a.limit < 1:
         p.error("--limit must be >= 1")
     return a
-
-
-
-
-
-def gguf_tokenizer_meta(path):
-    """(tokenizer.ggml.pre, tokenizer.ggml.eos_token_id) from the GGUF header (None where absent)."""
-    try:
-        import gguf
-    except ImportError:
-        return None, None
-    reader = gguf.GGUFReader(path)
-    out = []
-    for key in ("tokenizer.ggml.pre", "tokenizer.ggml.eos_token_id"):
-        field = reader.fields.get(key)
-        if field is None:
-            out.append(None)
-            continue
-        val = field.parts[field.data[0]]
-        out.append(bytes(val).decode("utf-8") if key.endswith(".pre") else int(val[0]))
-    return tuple(out)
 
 
 def load_records(path, limit):

@@ -90,6 +90,8 @@ import os
 import sys
 import time
 
+from peer_common import DIGIT_PRE, gguf_tokenizer_meta
+
 T_START = time.perf_counter()
 PROG = "kvpress_eval"
 
@@ -103,8 +105,6 @@ PRESSES = {
     "knorm": ("KnormPress", False),
 }
 METRICS = ("gold_ll", "nll", "top1", "kl", "correct", "kv_entries", "kv_bytes", "decode_tok_s")
-# tokenizer.ggml.pre values whose pre-tokenizer splits every digit off (see benches/peer_common.py)
-DIGIT_PRE = {"smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva-7b"}
 
 
 def log(msg):
@@ -202,24 +202,6 @@ def load_items(path, limit):
     if not items:
         die(f"{path}: no items")
     return items
-
-
-def gguf_tokenizer_meta(path):
-    """(tokenizer.ggml.pre, tokenizer.ggml.eos_token_id) from the GGUF header (None where absent)."""
-    try:
-        import gguf
-    except ImportError:
-        return None, None
-    reader = gguf.GGUFReader(path)
-    out = []
-    for key in ("tokenizer.ggml.pre", "tokenizer.ggml.eos_token_id"):
-        field = reader.fields.get(key)
-        if field is None:
-            out.append(None)
-            continue
-        val = field.parts[field.data[0]]
-        out.append(bytes(val).decode("utf-8") if key.endswith(".pre") else int(val[0]))
-    return tuple(out)
 
 
 def load_tokenizer(model_path):

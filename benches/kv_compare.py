@@ -75,10 +75,12 @@ def main():
         pairs = cells[key]
         o = [x for x, _ in pairs if x is not None]
         t = [y for _, y in pairs]
-        acc = lambda rs: mean([None if r.get("correct") is None else float(r["correct"]) for r in rs])
+        # Accuracy only where anllm generated (items with a question; kvpress always generates).
+        asked = [(x, y) for x, y in pairs if x is not None and x.get("correct") is not None]
+        acc = lambda rs: mean([float(r["correct"]) for r in rs])
         diff = mean([abs(x["nll"] - y["nll"]) for x, y in pairs if x is not None])
         print(f"| {key[0]} | {key[1]} | {key[2]} | {fmt(key[3] if key[3] else 1.0, 2)} | {len(t)} | "
-              f"{fmt(acc(o), 2)} / {fmt(acc(t), 2)} | "
+              f"{fmt(acc([x for x, _ in asked]), 2)} / {fmt(acc([y for _, y in asked]), 2)} | "
               f"{fmt(mean([r['nll'] for r in o]))} / {fmt(mean([r['nll'] for r in t]))} | {fmt(diff)} | "
               f"{fmt(mean([r['top1'] for r in o]), 2)} / {fmt(mean([r['top1'] for r in t]), 2)} | "
               f"{fmt(mean([r['kl'] for r in o]))} / {fmt(mean([r['kl'] for r in t]))} | "

@@ -73,7 +73,7 @@ impl KvPolicy for H2o {
             })
             .collect();
         let budget = self.budget.entries(obs.cells.next_pos().0 as usize);
-        let recent = self.recent.min(budget - 1);
+        let recent = self.recent.min(budget.saturating_sub(1));
         let eviction = match n > budget {
             true => {
                 let candidates = n.saturating_sub(recent);

@@ -57,7 +57,7 @@ impl KvPolicy for SnapKv {
         if n <= budget {
             return Eviction::default();
         }
-        let window = self.window.min(budget - 1);
+        let window = self.window.min(budget.saturating_sub(1));
         let mut mass = obs.attention.map(|a| a.total()).unwrap_or_default();
         mass.resize(n, 0.0);
         let scores = pool(&mass[..n - window]);

@@ -324,10 +324,9 @@ pub fn run_item(
         return Err(anllm::Error::config("kv item", "empty context or answer"));
     }
     let n = p.context_ids.len();
-    let plain = prefill(model, p, Prefill::Plain, cfg)?;
-    let mut reference = plain.session.fork()?;
-    let (ref_rows, _) = answer_rows(&mut reference, p, &plain.last_logits)?;
-    let mut bases: Vec<(Prefill, Base)> = vec![(Prefill::Plain, plain)];
+    let mut bases: Vec<(Prefill, Base)> = Vec::new();
+    // The full cell runs first: its answer rows are every other cell's reference.
+    let mut reference: Option<Tensor> = None;
     let full = Cell {
         policy: PolicyConfig::Full,
         share: None,
@@ -341,11 +340,14 @@ pub fn run_item(
             (Some(_), Prefill::Observed(_)) => Prefill::Plain,
             (_, kind) => kind,
         };
-        if !bases.iter().any(|(k, _)| *k == kind) {
-            bases.push((kind, prefill(model, p, kind, cfg)?));
-        }
-        let base = bases.iter().find(|(k, _)| *k == kind).map(|(_, b)| b);
-        let Some(base) = base else { continue };
+        let at = match bases.iter().position(|(k, _)| *k == kind) {
+            Some(at) => at,
+            None => {
+                bases.push((kind, prefill(model, p, kind, cfg)?));
+                bases.len() - 1
+            }
+        };
+        let base = &bases[at].1;
         let (mut s, last) = cell_session(model, p, cell, kind, base, cfg)?;
         let kv_entries = s.cache().len();
         let prefill_peak = match cfg.chunked {
@@ -355,7 +357,8 @@ pub fn run_item(
         let mut tf = s.fork()?;
         let (rows, held) = answer_rows(&mut tf, p, &last)?;
         let held = held.max(prefill_peak);
-        let (gold_ll, top1, kl) = compare(&rows, &ref_rows, &p.answer_ids)?;
+        let ref_rows = reference.get_or_insert_with(|| rows.clone());
+        let (gold_ll, top1, kl) = compare(&rows, ref_rows, &p.answer_ids)?;
         let (generated, correct, rate) = match p.question_ids.is_empty() {
             true => (String::new(), None, None),
             false => {

@@ -43,6 +43,11 @@ impl Budget {
         }
     }
 
+    /// Entries allowed for a cache whose stream has reached `cells.next_pos()`.
+    pub fn entries_for(self, cells: &crate::cache::Cells) -> usize {
+        self.entries(cells.next_pos().0 as usize)
+    }
+
     /// The fixed bound, if the budget is a number of entries.
     pub fn fixed(self) -> Option<usize> {
         match self {

@@ -72,7 +72,7 @@ impl KvPolicy for H2o {
                 before + mass.get(slot).copied().unwrap_or(0.0)
             })
             .collect();
-        let budget = self.budget.entries(obs.cells.next_pos().0 as usize);
+        let budget = self.budget.entries_for(obs.cells);
         let recent = self.recent.min(budget.saturating_sub(1));
         let eviction = match n > budget {
             true => {

@@ -12,7 +12,7 @@
 //! and plans after every step (a decode step's own entry may be dropped at once). No window and
 //! no sinks, as in kvpress. Pinned entries are not protected.
 
-use super::{Budget, Eviction, KvPolicy, Observation, lowest};
+use super::{Budget, Eviction, KvPolicy, Observation, keep_best};
 
 /// Keeps the `budget` entries with the smallest key norms.
 #[derive(Debug, Clone, Copy)]
@@ -34,19 +34,11 @@ impl KvPolicy for Knorm {
     }
 
     fn plan(&mut self, obs: &Observation<'_>) -> Eviction {
-        let n = obs.cells.len();
-        let budget = self.budget.entries(obs.cells.next_pos().0 as usize);
-        if n <= budget {
-            return Eviction::default();
-        }
-        let mut scores: Vec<f32> = obs
-            .key_norms
-            .unwrap_or_default()
-            .iter()
-            .map(|x| -x)
-            .collect();
-        scores.resize(n, 0.0);
-        Eviction::from_slots(lowest(&scores, n - budget))
+        let budget = self.budget.entries_for(obs.cells);
+        keep_best(obs.cells.len(), budget, || {
+            let norms = obs.key_norms.unwrap_or_default();
+            norms.iter().map(|x| -x).collect()
+        })
     }
 
     fn fork(&self) -> Box<dyn KvPolicy> {

@@ -305,6 +305,17 @@ fn check_budget(budget: Budget) -> Result<()> {
     }
 }
 
+/// Drops the lowest-scored entries of a cache of `n` holding more than `budget`: `scores` (called
+/// only then) gives one score per slot, missing slots scoring 0.
+pub(crate) fn keep_best(n: usize, budget: usize, scores: impl FnOnce() -> Vec<f32>) -> Eviction {
+    if n <= budget {
+        return Eviction::default();
+    }
+    let mut scores = scores();
+    scores.resize(n, 0.0);
+    Eviction::from_slots(lowest(&scores, n - budget))
+}
+
 /// The `count` slots of `scores` with the lowest score, ties broken toward the lower (older)
 /// slot; NaN scores count as highest.
 pub(crate) fn lowest(scores: &[f32], count: usize) -> Vec<usize> {

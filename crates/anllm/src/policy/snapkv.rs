@@ -14,7 +14,7 @@
 //! compressed chunk by chunk (one prefill step gives kvpress's one-shot protocol), and a
 //! decode step (one query) scores with that query alone. Pinned entries are not protected.
 
-use super::{Budget, Eviction, KvPolicy, Observation, lowest};
+use super::{Budget, Eviction, KvPolicy, Observation, keep_best};
 
 /// Width of the average pool over the scores (kvpress's `kernel_size`).
 pub const POOL: usize = 5;
@@ -53,15 +53,14 @@ impl KvPolicy for SnapKv {
 
     fn plan(&mut self, obs: &Observation<'_>) -> Eviction {
         let n = obs.cells.len();
-        let budget = self.budget.entries(obs.cells.next_pos().0 as usize);
-        if n <= budget {
-            return Eviction::default();
-        }
-        let window = self.window.min(budget.saturating_sub(1));
-        let mut mass = obs.attention.map(|a| a.total()).unwrap_or_default();
-        mass.resize(n, 0.0);
-        let scores = pool(&mass[..n - window]);
-        Eviction::from_slots(lowest(&scores, n - budget))
+        let budget = self.budget.entries_for(obs.cells);
+        let window = self.window.min(budget.saturating_sub(1)).min(n);
+        // The window's own entries are kept: only the slots before it are scored.
+        keep_best(n - window, budget - window.min(budget), || {
+            let mut mass = obs.attention.map(|a| a.total()).unwrap_or_default();
+            mass.resize(n, 0.0);
+            pool(&mass[..n - window])
+        })
     }
 
     fn fork(&self) -> Box<dyn KvPolicy> {

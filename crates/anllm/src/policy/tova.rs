@@ -12,7 +12,7 @@
 //! scored by the mass summed over layers. Pinned entries are not protected (as in
 //! [`StreamingLlm`](super::StreamingLlm)).
 
-use super::{Budget, Eviction, KvPolicy, Observation, lowest};
+use super::{Budget, Eviction, KvPolicy, Observation, keep_best};
 
 /// Keeps the `budget` entries the step's queries attend to most.
 #[derive(Debug, Clone, Copy)]
@@ -34,14 +34,10 @@ impl KvPolicy for Tova {
     }
 
     fn plan(&mut self, obs: &Observation<'_>) -> Eviction {
-        let n = obs.cells.len();
-        let budget = self.budget.entries(obs.cells.next_pos().0 as usize);
-        if n <= budget {
-            return Eviction::default();
-        }
-        let mut scores = obs.attention.map(|a| a.total()).unwrap_or_default();
-        scores.resize(n, 0.0);
-        Eviction::from_slots(lowest(&scores, n - budget))
+        let budget = self.budget.entries_for(obs.cells);
+        keep_best(obs.cells.len(), budget, || {
+            obs.attention.map(|a| a.total()).unwrap_or_default()
+        })
     }
 
     fn fork(&self) -> Box<dyn KvPolicy> {

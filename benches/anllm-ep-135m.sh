@@ -5,6 +5,7 @@
 # (transcripts, then training up to --minutes of training wall time, then the evaluation).
 #
 #   benches/anllm-ep-135m.sh [--minutes M] [--out DIR] [--prompts N]
+#   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1
 #
 # Steps:
 #   1. prompts (benches/anllm-ep-135m/prompts.py): templates x topics and instructions about
@@ -41,8 +42,11 @@ MODEL="$H/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 for f in "$MODEL" "$H/corpus/train.txt" "$H/corpus/heldout.txt" /usr/share/common-licenses/GPL-3; do
   [[ -f "$f" ]] || { echo "missing $f: run scripts/fetch-assets.sh" >&2; exit 1; }
 done
-cargo build --profile ci -p anllm-cli >&2
-ANLLM=target/ci/anllm
+# ANLLM=path/to/anllm runs a copy (a long run is then safe from rebuilds of target/ci).
+if [[ -z "${ANLLM:-}" ]]; then
+  cargo build --profile ci -p anllm-cli >&2
+  ANLLM=target/ci/anllm
+fi
 THREADS="${THREADS:-$(nproc)}"
 mkdir -p "$OUT"
 log() { echo "anllm-ep-135m: $*" >&2; }
@@ -73,16 +77,28 @@ RUN="$OUT/run"
 TRAIN=(train --data "$OUT/chat.jsonl" "$OUT/corpus-slice.txt" --eval-data "$H/corpus/heldout.txt"
   --anchors ep --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 1e-4 --warmup 10
   --save-every 30 --eval-every 10 --eval-rows 4 --steps 100000 --threads "$THREADS" --out "$RUN")
-# Wall seconds of the training invocations so far (each adds its own on exit).
-done_s=$(cat "$OUT/train_wall_s" 2>/dev/null || echo 0)
+# Training seconds so far: the step time the newest checkpoint records (`elapsed_s`), so a run
+# that was killed resumes with the budget its saved steps used (the steps after the last
+# checkpoint are trained again and counted once).
+done_s=$(python3 - "$RUN" <<'PY'
+import json, pathlib, sys
+run = pathlib.Path(sys.argv[1])
+try:
+    name = json.loads((run / "latest.json").read_text())["checkpoint"]
+    print(int(json.loads((run / name / "trainer_state.json").read_text())["elapsed_s"]))
+except FileNotFoundError:
+    print(0)
+PY
+)
 left=$(python3 -c "print(round(max(0.0, $MINUTES - $done_s / 60), 2))")
 if python3 -c "import sys; sys.exit(0 if $left > 0.5 else 1)"; then
   resume=(); [[ -f "$RUN/latest.json" ]] && resume=(--resume)
   log "training for $left more minutes into $RUN"
-  t0=$(date +%s)
   "$ANLLM" "${TRAIN[@]}" "${resume[@]}" --max-minutes "$left" >&2
-  echo $((done_s + $(date +%s) - t0)) > "$OUT/train_wall_s"
 fi
+
+# TRAIN_ONLY=1 stops here (to continue the training in a later invocation before evaluating).
+[[ "${TRAIN_ONLY:-0}" == 1 ]] && { log "TRAIN_ONLY=1: evaluation skipped"; exit 0; }
 
 # 5. Evaluation.
 last=$(ls -d "$RUN"/checkpoint-* | sort | tail -1)

@@ -48,10 +48,7 @@ def main():
     json.dump(curves, open(os.path.join(out, "curves.json"), "w"), indent=1)
     name = os.path.basename(last)
     state = json.load(open(os.path.join(last, "trainer_state.json")))
-    try:
-        wall = float(open(os.path.join(out, "train_wall_s")).read())
-    except (OSError, ValueError):
-        wall = state["elapsed_s"]
+    wall = state["elapsed_s"]  # training step time, summed over resumed invocations
     res = {}
     for text, suffix in (("heldout", ""), ("gpl3", "_gpl3")):
         b_full, b_anc = ppl(out, "base", text, "none"), ppl(out, "base", text, "ep")

@@ -45,6 +45,15 @@ pub enum DtypeArg {
     F32,
 }
 
+/// Element type of the KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KvDtypeArg {
+    /// Half the memory and the bytes read per decode step; values rounded to f16 once.
+    F16,
+    /// Exact: what the equivalence tests and the HF goldens use.
+    F32,
+}
+
 /// Flags every command shares.
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
@@ -54,6 +63,9 @@ pub struct CommonArgs {
     /// Weight precision in memory.
     #[arg(long, value_enum, default_value_t = DtypeArg::Auto)]
     pub dtype: DtypeArg,
+    /// Element type of the KV cache [default: f16 for quantized weights, f32 otherwise].
+    #[arg(long, value_enum)]
+    pub kv_dtype: Option<KvDtypeArg>,
     /// CPU threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,

@@ -1,17 +1,19 @@
 //! Turning flags into validated runtime values: the model path, dtype, threads.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
 
 use anllm::tokenizer::Tokenizer;
 use anllm::{
-    AnchorSet, AnchorSpec, KeepWarm, LoadedModel, MaskRule, PolicyConfig, PositionMode,
+    AnchorSet, AnchorSpec, KeepWarm, KvDtype, LoadedModel, MaskRule, PolicyConfig, PositionMode,
     SessionConfig, WeightDtype, load_model,
 };
+use anllm::loader::ModelInfo;
 
-use crate::args::{CommonArgs, DtypeArg, MaskRuleArg, PositionModeArg, SessionArgs};
+use crate::args::{CommonArgs, DtypeArg, KvDtypeArg, MaskRuleArg, PositionModeArg, SessionArgs};
 
 /// File name of the default model inside `$ANLLM_HOME/models`.
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -67,8 +69,22 @@ pub fn load(common: &CommonArgs) -> Result<LoadedModel> {
         DtypeArg::Auto => WeightDtype::Auto,
         DtypeArg::F32 => WeightDtype::F32,
     };
-    load_model(&path, dtype, &Device::Cpu)
-        .with_context(|| format!("loading model {}", path.display()))
+    let mut model = load_model(&path, dtype, &Device::Cpu)
+        .with_context(|| format!("loading model {}", path.display()))?;
+    let kv = kv_dtype(common.kv_dtype, common.dtype, &model.info);
+    model.llama = Arc::new(model.llama.as_ref().clone().with_kv_dtype(kv));
+    Ok(model)
+}
+
+/// `--kv-dtype`, or its default: f16 when the weights stay quantized (their rounding is
+/// already far above f16's), f32 for dense weights and `--dtype f32`.
+fn kv_dtype(flag: Option<KvDtypeArg>, dtype: DtypeArg, info: &ModelInfo) -> KvDtype {
+    match (flag, dtype) {
+        (Some(KvDtypeArg::F16), _) => KvDtype::F16,
+        (Some(KvDtypeArg::F32), _) => KvDtype::F32,
+        (None, DtypeArg::Auto) if info.is_quantized() => KvDtype::F16,
+        (None, _) => KvDtype::F32,
+    }
 }
 
 /// The session of `generate`/`score`: anchors resolved against `tokenizer`, the rule and policy
@@ -140,11 +156,12 @@ fn parse_pin(text: &str) -> Result<std::ops::Range<u32>> {
 pub fn cache_line(c: &anllm::CacheStats) -> String {
     let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
     format!(
-        "tokens processed: {} | KV cache: {} entries now, {} peak | KV bytes: {:.2} MiB now, \
-         {:.2} MiB peak (full cache: {:.2} MiB) | C⇓ = {:.1}%",
+        "tokens processed: {} | KV cache: {} entries now, {} peak | KV bytes ({}): {:.2} MiB \
+         now, {:.2} MiB peak (full cache: {:.2} MiB) | C⇓ = {:.1}%",
         c.tokens_seen,
         c.entries,
         c.peak_entries,
+        c.kv_dtype.name(),
         mib(c.kv_bytes),
         mib(c.peak_kv_bytes),
         mib(c.full_kv_bytes),

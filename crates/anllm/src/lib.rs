@@ -77,7 +77,7 @@ pub mod weights;
 pub mod testutil;
 
 pub use anchor::{AnchorSet, AnchorSpec};
-pub use cache::{Cell, KvCache};
+pub use cache::{Cell, KvCache, KvDtype};
 pub use config::LlamaConfig;
 pub use error::{Error, Result};
 pub use generate::{Flow, GenerateRequest, GenerationStats, StopReason, TokenSink, generate};

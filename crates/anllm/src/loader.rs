@@ -38,6 +38,15 @@ pub struct ModelInfo {
     pub rope_style: &'static str,
 }
 
+impl ModelInfo {
+    /// Whether weights are held quantized in memory (a GGUF with quantized tensors, loaded
+    /// without dequantizing).
+    pub fn is_quantized(&self) -> bool {
+        self.compute.starts_with("quantized")
+            && (self.storage.iter()).any(|(_, t)| !matches!(t.as_str(), "F32" | "F16" | "BF16"))
+    }
+}
+
 /// Loads the model at `path` (GGUF file or HF directory).
 pub fn load_model(path: &Path, dtype: WeightDtype, device: &Device) -> Result<LoadedModel> {
     let format = detect_format(path)?;

@@ -1,18 +1,25 @@
 //! The core equivalence (spec §10.5): chunked prefill plus decode with anchor pruning gives the
 //! logits of one masked full-sequence forward, and the final cache holds exactly the anchors,
 //! the pinned tokens and the open segment. Property-tested on a tiny seeded GQA model over
-//! random token streams with random anchors, pads and pins, for chunkings {1, 2, 3, 5, all}.
+//! random token streams with random anchors, pads and pins, for chunkings {1, 2, 3, 5, all},
+//! with an f32 and an f16 cache.
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use anllm::policy::PolicyConfig;
 use anllm::testutil::{ANCHOR, PAD, max_abs_diff, tiny_anchors, tiny_model};
-use anllm::{MaskRule, OutputRows, Pos, Role, Session, SessionConfig, TokenId};
+use anllm::{KvDtype, Llama, MaskRule, OutputRows, Pos, Role, Session, SessionConfig, TokenId};
 use proptest::prelude::*;
 
 /// f32 tolerance of the issue.
 const TOL: f32 = 1e-4;
+/// With an f16 cache both sides store rounded K/V, but the f32 reassociation noise between a
+/// chunked and a one-shot forward (about 1e-6) can flip the f16 rounding of a key or value by
+/// one ulp (2^-11 relative) a few layers later; measured 1.2e-4 on 4.5-sized logits. The
+/// tolerance is ten times the f32 one: still far below the cache's own rounding effect on
+/// logits, which this test does not measure (the HF golden test does).
+const TOL_F16: f32 = 1e-3;
 
 /// A random stream: mostly ordinary ids, some anchors, a few pads.
 fn stream() -> impl Strategy<Value = Vec<TokenId>> {
@@ -24,14 +31,19 @@ fn stream() -> impl Strategy<Value = Vec<TokenId>> {
     prop::collection::vec(token, 2..48)
 }
 
+/// The tiny model with `kv` caches.
+fn model(kv: KvDtype) -> Arc<Llama> {
+    Arc::new(tiny_model().llama.as_ref().clone().with_kv_dtype(kv))
+}
+
 /// Logits of every position of `tokens`: one masked full-sequence forward, nothing dropped.
-fn masked_full(tokens: &[TokenId], pins: &[Range<u32>]) -> Vec<Vec<f32>> {
+fn masked_full(tokens: &[TokenId], pins: &[Range<u32>], kv: KvDtype) -> Vec<Vec<f32>> {
     let cfg = SessionConfig {
         policy: PolicyConfig::Full,
         pins: pins.to_vec(),
         ..SessionConfig::anchored(tiny_anchors(), tokens.len())
     };
-    let mut session = Session::new(Arc::clone(&tiny_model().llama), cfg, tokens.len()).unwrap();
+    let mut session = Session::new(model(kv), cfg, tokens.len()).unwrap();
     session.prefill(tokens, 0).unwrap().to_vec2().unwrap()
 }
 
@@ -42,12 +54,13 @@ fn pruned(
     prefill: usize,
     chunk: usize,
     pins: &[Range<u32>],
+    kv: KvDtype,
 ) -> (Vec<Vec<f32>>, Session) {
     let cfg = SessionConfig {
         pins: pins.to_vec(),
         ..SessionConfig::anchored(tiny_anchors(), chunk)
     };
-    let mut session = Session::new(Arc::clone(&tiny_model().llama), cfg, 4).unwrap();
+    let mut session = Session::new(model(kv), cfg, 4).unwrap();
     let mut rows = session
         .prefill(&tokens[..prefill], 0)
         .unwrap()
@@ -83,7 +96,13 @@ fn expected_kept(tokens: &[TokenId], pins: &[Range<u32>]) -> Vec<Pos> {
 }
 
 /// Compares the non-pad rows (a pad row attends to nothing; its output is not defined).
-fn assert_rows_match(tokens: &[TokenId], got: &[Vec<f32>], want: &[Vec<f32>], what: &str) {
+fn assert_rows_match(
+    tokens: &[TokenId],
+    got: &[Vec<f32>],
+    want: &[Vec<f32>],
+    tol: f32,
+    what: &str,
+) {
     let keep = |rows: &[Vec<f32>]| -> Vec<Vec<f32>> {
         (rows.iter().zip(tokens))
             .filter(|&(_, &t)| t != PAD)
@@ -92,18 +111,19 @@ fn assert_rows_match(tokens: &[TokenId], got: &[Vec<f32>], want: &[Vec<f32>], wh
     };
     let diff = max_abs_diff(&keep(got), &keep(want));
     assert!(
-        diff <= TOL,
-        "{what}: max |Δ| = {diff} > {TOL} for {tokens:?}"
+        diff <= tol,
+        "{what}: max |Δ| = {diff} > {tol} for {tokens:?}"
     );
 }
 
-fn check(tokens: &[TokenId], prefill_frac: f64, pins: &[Range<u32>]) {
-    let reference = masked_full(tokens, pins);
+fn check(tokens: &[TokenId], prefill_frac: f64, pins: &[Range<u32>], kv: KvDtype) {
+    let reference = masked_full(tokens, pins, kv);
     let prefill = ((tokens.len() as f64 * prefill_frac) as usize).clamp(1, tokens.len());
     for chunk in [1, 2, 3, 5, tokens.len()] {
-        let (rows, session) = pruned(tokens, prefill, chunk, pins);
-        let what = format!("chunk {chunk}, prefill {prefill}, pins {pins:?}");
-        assert_rows_match(tokens, &rows, &reference, &what);
+        let (rows, session) = pruned(tokens, prefill, chunk, pins, kv);
+        let what = format!("{kv:?} cache, chunk {chunk}, prefill {prefill}, pins {pins:?}");
+        let tol = if kv == KvDtype::F16 { TOL_F16 } else { TOL };
+        assert_rows_match(tokens, &rows, &reference, tol, &what);
         let kept: Vec<Pos> = session.cache().cells().iter().map(|(_, c)| c.pos).collect();
         assert_eq!(kept, expected_kept(tokens, pins), "{what}: final cache");
     }
@@ -114,7 +134,15 @@ proptest! {
 
     #[test]
     fn pruned_cache_equals_masked_full_forward(tokens in stream(), frac in 0.0f64..1.0) {
-        check(&tokens, frac, &[]);
+        check(&tokens, frac, &[], KvDtype::F32);
+    }
+
+    #[test]
+    fn pruned_f16_cache_equals_masked_full_forward_on_f16(
+        tokens in stream(),
+        frac in 0.0f64..1.0,
+    ) {
+        check(&tokens, frac, &[], KvDtype::F16);
     }
 
     #[test]
@@ -124,7 +152,7 @@ proptest! {
         pin in (0u32..40, 1u32..12),
     ) {
         let pins: Vec<Range<u32>> = std::iter::once(pin.0..pin.0 + pin.1).collect();
-        check(&tokens, frac, &pins);
+        check(&tokens, frac, &pins, KvDtype::F32);
     }
 }
 
@@ -147,3 +175,4 @@ fn causal_rule_with_full_policy_equals_plain_causal_forward() {
     };
     assert!(max_abs_diff(&plain, &masked) <= TOL);
 }
+

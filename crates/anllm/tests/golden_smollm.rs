@@ -2,7 +2,7 @@
 //! on token ids directly so that the model is tested independently of the tokenizer.
 
 use anllm::weights::{WeightDtype, WeightSource, read_config};
-use anllm::{ForwardInput, Llama, OutputRows, Pos};
+use anllm::{ForwardInput, KvDtype, Llama, OutputRows, Pos};
 use candle_core::{D, Device};
 
 fn load(dtype: WeightDtype) -> Llama {
@@ -82,6 +82,17 @@ fn smollm_f32_greedy_matches_hf_transformers() {
     assert_eq!(got, ids(&case["new_ids"]));
 }
 
+/// An f16 cache rounds every key and value once (about 3 significant digits); on the f32
+/// weights the greedy text must still be HF's, token for token.
+#[test]
+fn smollm_f32_weights_f16_kv_greedy_matches_hf_transformers() {
+    let gold = anllm::testutil::golden("smollm2-hf.json");
+    let case = &gold["greedy"][0];
+    let model = load(WeightDtype::F32).with_kv_dtype(KvDtype::F16);
+    let got = greedy(&model, &ids(&case["prompt_ids"]), 16);
+    assert_eq!(got, ids(&case["new_ids"]));
+}
+
 #[test]
 fn smollm_quantized_greedy_starts_with_paris() {
     let gold = anllm::testutil::golden("smollm2-hf.json");
@@ -98,8 +109,16 @@ fn smollm_quantized_greedy_starts_with_paris() {
 #[test]
 fn smollm_loglik_matches_hf_transformers() {
     let gold = anllm::testutil::golden("smollm2-hf.json");
-    for (dtype, tol) in [(WeightDtype::F32, 1e-3f32), (WeightDtype::Auto, 0.05)] {
-        let model = load(dtype);
+    // f16 KV on f32 weights: the rounding of K/V (relative 2^-11) moves a summed
+    // log-probability by a few 1e-3 at most; the quantized weights' own 0.05 covers it there.
+    let runs = [
+        (WeightDtype::F32, KvDtype::F32, 1e-3f32),
+        (WeightDtype::F32, KvDtype::F16, 1e-2),
+        (WeightDtype::Auto, KvDtype::F32, 0.05),
+        (WeightDtype::Auto, KvDtype::F16, 0.05),
+    ];
+    for (dtype, kv, tol) in runs {
+        let model = load(dtype).with_kv_dtype(kv);
         for case in gold["loglik"].as_array().unwrap() {
             let (sum, is_greedy) = loglik(
                 &model,
@@ -107,10 +126,10 @@ fn smollm_loglik_matches_hf_transformers() {
                 &ids(&case["continuation_ids"]),
             );
             let want = case["sum_logprob"].as_f64().unwrap() as f32;
-            eprintln!("{dtype:?} {}: got {sum}, want {want}", case["continuation"]);
+            eprintln!("{dtype:?} {kv:?} {}: got {sum}, want {want}", case["continuation"]);
             assert!(
                 (sum - want).abs() <= tol,
-                "{dtype:?} {case}: got {sum}, want {want}"
+                "{dtype:?} {kv:?} {case}: got {sum}, want {want}"
             );
             assert_eq!(is_greedy, case["is_greedy"].as_bool().unwrap());
         }

@@ -1,12 +1,14 @@
 //! Sessions saved to disk and restored (what a server does across restarts): the restored
 //! session holds the same cells, history, pending token and statistics, and continues with
-//! bit-identical logits to the session that never stopped; a restore onto another model, a
+//! bit-identical logits to the session that never stopped (f32 and f16 caches); a restore onto another model, a
 //! damaged file or a missing directory is an error, not a panic.
 
 use std::sync::Arc;
 
 use anllm::testutil::{ANCHOR, HfLayout, TinySpec, tiny_anchors, tiny_model, write_hf_dir};
-use anllm::{KeepWarm, OutputRows, PolicyConfig, Session, SessionConfig, TokenId, WeightDtype};
+use anllm::{
+    KeepWarm, KvDtype, OutputRows, PolicyConfig, Session, SessionConfig, TokenId, WeightDtype,
+};
 use candle_core::Device;
 
 fn stream(n: u32, seed: u32) -> Vec<TokenId> {
@@ -36,8 +38,11 @@ fn configs() -> Vec<SessionConfig> {
 
 #[test]
 fn a_restored_session_continues_exactly_like_the_one_that_never_stopped() {
-    let model = &tiny_model().llama;
-    for cfg in configs() {
+    let f16 = Arc::new(tiny_model().llama.as_ref().clone().with_kv_dtype(KvDtype::F16));
+    for (model, cfg) in (configs().into_iter())
+        .map(|c| (&tiny_model().llama, c))
+        .chain(std::iter::once((&f16, SessionConfig::causal(5))))
+    {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("session");
         let mut live = Session::new(Arc::clone(model), cfg.clone(), 16).unwrap();

@@ -51,6 +51,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
     let common = CommonArgs {
         model: args.model.clone(),
         dtype: crate::args::DtypeArg::F32,
+        kv_dtype: None,
         threads: None,
         json: false,
     };

@@ -33,6 +33,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
         },
         "chat_template": tok.chat_template().is_some(),
         "kv_bytes_per_token": model.llama.new_cache(1)?.bytes_per_entry(),
+        "kv_dtype": model.llama.kv_dtype().name(),
     });
     if args.common.json {
         println!("{json}");
@@ -81,6 +82,10 @@ pub fn run(args: InspectArgs) -> Result<()> {
             "no"
         }
     );
-    println!("KV bytes/token:{}", json["kv_bytes_per_token"]);
+    println!(
+        "KV bytes/token:{} ({})",
+        json["kv_bytes_per_token"],
+        model.llama.kv_dtype().name()
+    );
     Ok(())
 }

@@ -14,10 +14,58 @@ pub(crate) use store::LayerStore;
 
 use cells::CellsMark;
 
-use candle_core::Device;
+use candle_core::{DType, Device};
 
 use crate::config::LlamaConfig;
 use crate::{Pos, Result};
+
+/// Element type of the cached keys and values.
+///
+/// f16 halves the cache's memory and the bytes a decode step reads at depth; keys and values are
+/// rounded once when stored (about 3 significant digits), and attention still computes in f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KvDtype {
+    /// 4 bytes per value: exact against the uncached forward.
+    #[default]
+    F32,
+    /// 2 bytes per value (IEEE half).
+    F16,
+}
+
+impl KvDtype {
+    /// The candle dtype.
+    pub fn dtype(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::F16 => DType::F16,
+        }
+    }
+
+    /// Bytes per stored value.
+    pub fn size(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 => 2,
+        }
+    }
+
+    /// The name used by `--kv-dtype`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+        }
+    }
+
+    /// F16 for a half-precision tensor, F32 otherwise.
+    pub(crate) fn of(dtype: DType) -> Self {
+        match dtype {
+            DType::F16 => Self::F16,
+            _ => Self::F32,
+        }
+    }
+}
 
 /// The cache of one session: cells plus one K/V store per layer.
 #[derive(Debug)]
@@ -29,18 +77,35 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// An empty cache for `cfg` with room for `capacity` entries before the first growth.
+    /// An empty f32 cache for `cfg` with room for `capacity` entries before the first growth.
     pub fn new(cfg: &LlamaConfig, capacity: usize, device: &Device) -> Result<Self> {
+        Self::with_dtype(cfg, capacity, KvDtype::F32, device)
+    }
+
+    /// An empty cache of `dtype` entries for `cfg` with room for `capacity` of them.
+    pub fn with_dtype(
+        cfg: &LlamaConfig,
+        capacity: usize,
+        dtype: KvDtype,
+        device: &Device,
+    ) -> Result<Self> {
         let (heads, dim) = (cfg.kv_heads(), cfg.head_dim());
         let layers = (0..cfg.num_hidden_layers)
-            .map(|_| LayerStore::new(heads, dim, capacity, device))
+            .map(|_| LayerStore::new(heads, dim, capacity, dtype, device))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             cells: Cells::default(),
             layers,
-            bytes_per_entry: cfg.num_hidden_layers * 2 * heads * dim * std::mem::size_of::<f32>(),
+            bytes_per_entry: cfg.num_hidden_layers * 2 * heads * dim * dtype.size(),
             peak_entries: 0,
         })
+    }
+
+    /// The element type of the stored keys and values.
+    pub fn dtype(&self) -> KvDtype {
+        self.layers
+            .first()
+            .map_or(KvDtype::F32, |l| KvDtype::of(l.dtype()))
     }
 
     /// A copy with its own K/V memory, to branch a stream (e.g. score several continuations
@@ -63,9 +128,10 @@ impl KvCache {
         cells: Cells,
         layers: &[(candle_core::Tensor, candle_core::Tensor)],
         peak_entries: usize,
+        dtype: KvDtype,
         device: &Device,
     ) -> Result<Self> {
-        let mut cache = Self::new(cfg, cells.len(), device)?;
+        let mut cache = Self::with_dtype(cfg, cells.len(), dtype, device)?;
         let want = [cfg.kv_heads(), cells.len(), cfg.head_dim()];
         if layers.len() != cfg.num_hidden_layers {
             return Err(crate::Error::Shape {
@@ -95,7 +161,7 @@ impl KvCache {
     }
 
     /// Per layer, views of the held keys and values `[kv_heads, len, head_dim]` (RoPE
-    /// applied to the keys), slot `i` belonging to cell `i`.
+    /// applied to the keys, in the cache's dtype), slot `i` belonging to cell `i`.
     pub fn layer_views(&self) -> Result<Vec<(candle_core::Tensor, candle_core::Tensor)>> {
         self.layers.iter().map(LayerStore::view).collect()
     }
@@ -111,6 +177,7 @@ impl KvCache {
         let mut heads = 0usize;
         for layer in &self.layers {
             let (k, _) = layer.view()?; // [kv_heads, n, head_dim]
+            let k = k.to_dtype(DType::F32)?;
             let norms: Vec<Vec<f32>> = k.sqr()?.sum(2)?.sqrt()?.to_vec2()?;
             for head in &norms {
                 heads += 1;

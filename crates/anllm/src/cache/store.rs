@@ -1,8 +1,10 @@
 //! Per-layer K/V tensors with amortized growth: appending writes into preallocated capacity
-//! (`slice_set`), so a decode step copies only the new entry, not the whole cache.
+//! (`slice_set`), so a decode step copies only the new entry, not the whole cache. Entries are
+//! stored as f32 or f16 ([`KvDtype`]); appends convert.
 
 use candle_core::{DType, Device, Tensor};
 
+use super::KvDtype;
 use crate::Result;
 
 /// Keys and values of one layer.
@@ -14,9 +16,15 @@ pub struct LayerStore {
 }
 
 impl LayerStore {
-    /// An empty store with room for `capacity` entries.
-    pub fn new(kv_heads: usize, head_dim: usize, capacity: usize, device: &Device) -> Result<Self> {
-        let k = Tensor::zeros((kv_heads, capacity.max(1), head_dim), DType::F32, device)?;
+    /// An empty store of `dtype` entries with room for `capacity` of them.
+    pub fn new(
+        kv_heads: usize,
+        head_dim: usize,
+        capacity: usize,
+        dtype: KvDtype,
+        device: &Device,
+    ) -> Result<Self> {
+        let k = Tensor::zeros((kv_heads, capacity.max(1), head_dim), dtype.dtype(), device)?;
         Ok(Self {
             v: k.zeros_like()?,
             k,
@@ -34,14 +42,21 @@ impl LayerStore {
         self.k.dim(1).unwrap_or(0)
     }
 
-    /// Appends k, v: [kv_heads, t, head_dim]; grows capacity by doubling when needed.
+    /// The stored element type.
+    pub fn dtype(&self) -> DType {
+        self.k.dtype()
+    }
+
+    /// Appends k, v: [kv_heads, t, head_dim] of any float dtype (converted to the store's);
+    /// grows capacity by doubling when needed.
     pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<()> {
         let t = k.dim(1)?;
         if self.len + t > self.capacity() {
             self.grow((self.len + t).max(2 * self.capacity()))?;
         }
-        self.k.slice_set(&k.contiguous()?, 1, self.len)?;
-        self.v.slice_set(&v.contiguous()?, 1, self.len)?;
+        let dtype = self.dtype();
+        self.k.slice_set(&k.to_dtype(dtype)?.contiguous()?, 1, self.len)?;
+        self.v.slice_set(&v.to_dtype(dtype)?.contiguous()?, 1, self.len)?;
         self.len += t;
         Ok(())
     }
@@ -55,12 +70,18 @@ impl LayerStore {
         })
     }
 
-    /// Views of the held keys and values: [kv_heads, len, head_dim] each.
+    /// Views of the held keys and values: [kv_heads, len, head_dim] each, in the store's dtype.
     pub fn view(&self) -> Result<(Tensor, Tensor)> {
         Ok((
             self.k.narrow(1, 0, self.len)?,
             self.v.narrow(1, 0, self.len)?,
         ))
+    }
+
+    /// The held keys and values as f32 (a view for an f32 store, a converted copy for f16).
+    pub fn view_f32(&self) -> Result<(Tensor, Tensor)> {
+        let (k, v) = self.view()?;
+        Ok((k.to_dtype(DType::F32)?, v.to_dtype(DType::F32)?))
     }
 
     /// The whole preallocated tensors `[kv_heads, capacity, head_dim]` (entries `0..len` valid),
@@ -119,7 +140,8 @@ impl LayerStore {
 
     fn grow(&mut self, capacity: usize) -> Result<()> {
         let (heads, _, dim) = self.k.dims3()?;
-        let mut bigger = Self::new(heads, dim, capacity, self.k.device())?;
+        let dtype = KvDtype::of(self.dtype());
+        let mut bigger = Self::new(heads, dim, capacity, dtype, self.k.device())?;
         let (k, v) = self.view()?;
         if self.len > 0 {
             bigger.append(&k, &v)?;

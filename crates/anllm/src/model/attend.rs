@@ -5,12 +5,10 @@
 //! keys it spends its time in packing and a 6-wide micro-kernel. This path reads each key and
 //! value once per step, which is what bounds decode at depth.
 
-#![allow(unsafe_code)] // std::arch via #[target_feature], guarded by runtime detection.
-
 use candle_core::{CpuStorage, Device, Storage, Tensor};
 use rayon::prelude::*;
 
-use super::quant::has_avx2;
+use super::kv_elem::KvElem;
 use crate::cache::LayerStore;
 use crate::{Error, Result};
 
@@ -31,43 +29,79 @@ pub fn attend(q: &Tensor, store: &LayerStore, mask: Option<&Tensor>, t: usize) -
     let (k_all, v_all) = store.raw();
     let (k_guard, k_layout) = k_all.storage_and_layout();
     let (v_guard, v_layout) = v_all.storage_and_layout();
-    let (Storage::Cpu(CpuStorage::F32(ks)), Storage::Cpu(CpuStorage::F32(vs))) =
-        (&*k_guard, &*v_guard)
-    else {
-        return Err(Error::unsupported(
-            "CPU attention on a non-f32 or non-CPU cache",
-        ));
+    let (k0, v0) = (k_layout.start_offset(), v_layout.start_offset());
+    let shape = Shape {
+        kv_heads,
+        rows,
+        hd,
+        n,
+        cap,
+        t,
     };
-    let ks = &ks[k_layout.start_offset()..];
-    let vs = &vs[v_layout.start_offset()..];
-    let scale = 1.0 / (hd as f32).sqrt();
-    // Split every head's keys into spans so that all threads have work even with fewer KV
-    // heads than threads (flash-decoding); spans are merged with their softmax statistics.
-    let target_tasks = 4 * rayon::current_num_threads();
-    let span = n.div_ceil(target_tasks.div_ceil(kv_heads)).max(MIN_SPAN);
-    let spans = n.div_ceil(span);
-    let partials: Vec<Partial> = (0..kv_heads * spans)
-        .into_par_iter()
-        .map(|task| {
-            let (h, s) = (task / spans, task % spans);
-            let keys = s * span..n.min((s + 1) * span);
-            let head = Head {
-                q: &qs[h * rows * hd..][..rows * hd],
-                k: &ks[h * cap * hd..][keys.start * hd..keys.end * hd],
-                v: &vs[h * cap * hd..][keys.start * hd..keys.end * hd],
-                hd,
-                n,
-                first: keys.start,
-            };
-            head.run(mask.as_deref(), t, scale)
-        })
-        .collect();
+    let mask = mask.as_deref();
+    let partials = match (&*k_guard, &*v_guard) {
+        (Storage::Cpu(CpuStorage::F32(ks)), Storage::Cpu(CpuStorage::F32(vs))) => {
+            partials(&qs, &ks[k0..], &vs[v0..], mask, &shape)
+        }
+        (Storage::Cpu(CpuStorage::F16(ks)), Storage::Cpu(CpuStorage::F16(vs))) => {
+            partials(&qs, &ks[k0..], &vs[v0..], mask, &shape)
+        }
+        _ => {
+            return Err(Error::unsupported(
+                "CPU attention on a cache that is not f32 or f16 on the CPU",
+            ));
+        }
+    };
     drop((k_guard, v_guard));
+    let spans = partials.len() / kv_heads;
     let mut out = vec![0f32; kv_heads * rows * hd];
     for (h, dst) in out.chunks_exact_mut(rows * hd).enumerate() {
         merge(&partials[h * spans..(h + 1) * spans], hd, dst);
     }
     Ok(Tensor::from_vec(out, (kv_heads, rows, hd), &Device::Cpu)?)
+}
+
+/// Sizes of one call: the cache's heads are `cap` slots apart, `n` of them valid.
+struct Shape {
+    kv_heads: usize,
+    rows: usize,
+    hd: usize,
+    n: usize,
+    cap: usize,
+    t: usize,
+}
+
+/// The softmax statistics of every (KV head, span of keys) task, head-major.
+fn partials<E: KvElem>(
+    qs: &[f32],
+    ks: &[E],
+    vs: &[E],
+    mask: Option<&[f32]>,
+    s: &Shape,
+) -> Vec<Partial> {
+    let scale = 1.0 / (s.hd as f32).sqrt();
+    // Split every head's keys into spans so that all threads have work even with fewer KV
+    // heads than threads (flash-decoding); spans are merged with their softmax statistics.
+    let target_tasks = 4 * rayon::current_num_threads();
+    let span = s.n.div_ceil(target_tasks.div_ceil(s.kv_heads)).max(MIN_SPAN);
+    let spans = s.n.div_ceil(span);
+    let (hd, rows, cap) = (s.hd, s.rows, s.cap);
+    (0..s.kv_heads * spans)
+        .into_par_iter()
+        .map(|task| {
+            let (h, sp) = (task / spans, task % spans);
+            let keys = sp * span..s.n.min((sp + 1) * span);
+            let head = Head {
+                q: &qs[h * rows * hd..][..rows * hd],
+                k: &ks[h * cap * hd..][keys.start * hd..keys.end * hd],
+                v: &vs[h * cap * hd..][keys.start * hd..keys.end * hd],
+                hd,
+                n: s.n,
+                first: keys.start,
+            };
+            head.run(mask, s.t, scale)
+        })
+        .collect()
 }
 
 /// Fewest keys per task.
@@ -95,23 +129,23 @@ fn merge(parts: &[Partial], hd: usize, dst: &mut [f32]) {
         for p in parts {
             let w = (p.max[r] - max).exp();
             total += w * p.sum[r];
-            axpy(w, &p.acc[r * hd..(r + 1) * hd], out);
+            f32::axpy(w, &p.acc[r * hd..(r + 1) * hd], out);
         }
         let inv = 1.0 / total;
         out.iter_mut().for_each(|x| *x *= inv);
     }
 }
 
-struct Head<'a> {
+struct Head<'a, E> {
     q: &'a [f32], // [rows, hd]
-    k: &'a [f32], // [span, hd]
-    v: &'a [f32], // [span, hd]
+    k: &'a [E],   // [span, hd]
+    v: &'a [E],   // [span, hd]
     hd: usize,
     n: usize,
     first: usize, // cache slot of the span's first key
 }
 
-impl Head<'_> {
+impl<E: KvElem> Head<'_, E> {
     fn run(&self, mask: Option<&[f32]>, t: usize, scale: f32) -> Partial {
         let rows = self.q.len() / self.hd;
         let span = self.k.len() / self.hd;
@@ -119,7 +153,7 @@ impl Head<'_> {
         for (j, key) in self.k.chunks_exact(self.hd).enumerate() {
             for (r, q) in self.q.chunks_exact(self.hd).enumerate() {
                 let bias = mask.map_or(0.0, |m| m[(r % t) * self.n + self.first + j]);
-                scores[r * span + j] = dot(q, key) * scale + bias;
+                scores[r * span + j] = E::dot(q, key) * scale + bias;
             }
         }
         let mut max = vec![f32::NEG_INFINITY; rows];
@@ -132,7 +166,7 @@ impl Head<'_> {
             for (r, out) in acc.chunks_exact_mut(self.hd).enumerate() {
                 let p = scores[r * span + j];
                 if p != 0.0 {
-                    axpy(p, value, out);
+                    E::axpy(p, value, out);
                 }
             }
         }
@@ -155,56 +189,10 @@ fn exp_shifted(row: &mut [f32]) -> (f32, f32) {
     (max, sum)
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: AVX2 and FMA were detected at run time.
-        return unsafe { simd::dot(a, b) };
-    }
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: AVX2 and FMA were detected at run time.
-        return unsafe { simd::axpy(alpha, x, y) };
-    }
-    y.iter_mut().zip(x).for_each(|(y, x)| *y += alpha * x);
-}
-
-#[cfg(target_arch = "x86_64")]
-mod simd {
-    /// Same code as the scalar versions, compiled with AVX2/FMA so LLVM vectorizes it 8-wide.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let mut acc = [0f32; 8];
-        let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-        let tail: f32 = ca
-            .remainder()
-            .iter()
-            .zip(cb.remainder())
-            .map(|(x, y)| x * y)
-            .sum();
-        for (x, y) in ca.zip(cb) {
-            for i in 0..8 {
-                acc[i] = x[i].mul_add(y[i], acc[i]);
-            }
-        }
-        acc.iter().sum::<f32>() + tail
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-        for (y, x) in y.iter_mut().zip(x) {
-            *y = alpha.mul_add(*x, *y);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::KvDtype;
 
     /// Deterministic values in [-1, 1).
     fn values(n: usize, seed: u32) -> Vec<f32> {
@@ -216,25 +204,73 @@ mod tests {
             .collect()
     }
 
+    /// Softmax attention in f64 over the K/V the store holds (read back, so f16 rounding is
+    /// in both sides), for row `r` of head `h`.
+    fn reference(q: &[f32], k: &[f32], v: &[f32], bias: &[f32], hd: usize) -> Vec<f64> {
+        let scale = 1.0 / (hd as f64).sqrt();
+        let scores: Vec<f64> = (k.chunks_exact(hd).zip(bias))
+            .map(|(key, b)| {
+                let dot: f64 = q.iter().zip(key).map(|(x, y)| f64::from(*x * *y)).sum();
+                dot * scale + f64::from(*b)
+            })
+            .collect();
+        let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let w: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+        let total: f64 = w.iter().sum();
+        (0..hd)
+            .map(|d| (w.iter().zip(v.chunks_exact(hd)))
+                .map(|(w, val)| w * f64::from(val[d]))
+                .sum::<f64>()
+                / total)
+            .collect()
+    }
+
     #[test]
-    fn dot_and_axpy_match_the_scalar_reference_at_every_tail_length() {
-        for n in [0, 1, 7, 8, 9, 16, 63, 64, 65] {
-            let (a, b) = (values(n, 1), values(n, 2));
-            let scalar: f64 = a
-                .iter()
-                .zip(&b)
-                .map(|(x, y)| f64::from(*x) * f64::from(*y))
-                .sum();
-            // f32 accumulation in a different order: a few ulps of the sum of |products|.
-            assert!(
-                (f64::from(dot(&a, &b)) - scalar).abs() < 1e-5 * (n as f64 + 1.0),
-                "n={n}"
-            );
-            let mut y = b.clone();
-            axpy(0.37, &a, &mut y);
-            for i in 0..n {
-                let want = 0.37f32.mul_add(a[i], b[i]);
-                assert!((y[i] - want).abs() <= 1e-6, "n={n} i={i}");
+    fn attend_matches_a_scalar_softmax_on_f32_and_f16_caches() {
+        let (kv_heads, hd, n, t, groups) = (2, 16, 150, 3, 2);
+        let dev = Device::Cpu;
+        for dtype in [KvDtype::F32, KvDtype::F16] {
+            let mut store = LayerStore::new(kv_heads, hd, 8, dtype, &dev).unwrap();
+            let k = Tensor::from_vec(values(kv_heads * n * hd, 1), (kv_heads, n, hd), &dev);
+            let v = Tensor::from_vec(values(kv_heads * n * hd, 2), (kv_heads, n, hd), &dev);
+            store.append(&k.unwrap(), &v.unwrap()).unwrap();
+            let rows = groups * t;
+            let q = values(kv_heads * rows * hd, 3);
+            // Row i sees keys 0..n - t + i + 1 (causal), with a bias on every 7th key.
+            let mask: Vec<f32> = (0..t * n)
+                .map(|x| match (x / n, x % n) {
+                    (i, j) if j > n - t + i => f32::NEG_INFINITY,
+                    (_, j) if j % 7 == 0 => -1.5,
+                    _ => 0.0,
+                })
+                .collect();
+            let qt = Tensor::from_vec(q.clone(), (kv_heads, rows, hd), &dev).unwrap();
+            let mt = Tensor::from_vec(mask.clone(), (t, n), &dev).unwrap();
+            let got: Vec<f32> = attend(&qt, &store, Some(&mt), t)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let (ks, vs) = store.view_f32().unwrap();
+            let ks: Vec<f32> = ks.flatten_all().unwrap().to_vec1().unwrap();
+            let vs: Vec<f32> = vs.flatten_all().unwrap().to_vec1().unwrap();
+            for h in 0..kv_heads {
+                for r in 0..rows {
+                    let at = (h * rows + r) * hd;
+                    let want = reference(
+                        &q[at..at + hd],
+                        &ks[h * n * hd..(h + 1) * n * hd],
+                        &vs[h * n * hd..(h + 1) * n * hd],
+                        &mask[(r % t) * n..(r % t + 1) * n],
+                        hd,
+                    );
+                    for (d, w) in want.iter().enumerate() {
+                        let g = f64::from(got[at + d]);
+                        // f32 accumulation of 150 terms in [-1, 1] against an f64 sum.
+                        assert!((g - w).abs() < 1e-5, "{dtype:?} h{h} r{r} d{d}: {g} vs {w}");
+                    }
+                }
             }
         }
     }

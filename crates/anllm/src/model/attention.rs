@@ -155,7 +155,7 @@ impl Attention {
         t: usize,
     ) -> Result<(Tensor, Tensor)> {
         let (hd, groups) = (self.head_dim, self.heads / self.kv_heads);
-        let (k_all, v_all) = store.view()?; // [kv_heads, n, hd]
+        let (k_all, v_all) = store.view_f32()?; // [kv_heads, n, hd]
         let n = k_all.dim(1)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let mut scores = (q.matmul(&k_all.t()?)? * scale)?; // [kv_heads, groups * t, n]

@@ -6,6 +6,7 @@
 
 mod attend;
 mod attention;
+mod kv_elem;
 mod batch;
 mod linear;
 mod mlp;
@@ -21,7 +22,7 @@ use candle_core::{Device, Tensor};
 
 use linear::Linear;
 
-use crate::cache::{Cell, KvCache};
+use crate::cache::{Cell, KvCache, KvDtype};
 use crate::config::LlamaConfig;
 use crate::config::RopeStyle;
 use crate::mask::Mask;
@@ -104,6 +105,7 @@ pub struct Llama {
     lm_head: Arc<Linear>, // [vocab, hidden]
     rope: RopeTable,
     device: Device,
+    kv_dtype: KvDtype,
     #[cfg(any(test, feature = "testutil"))]
     fault: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -178,9 +180,21 @@ impl Llama {
             layers: layers.into(),
             lm_head: Arc::new(lm_head),
             device: device.clone(),
+            kv_dtype: KvDtype::F32,
             #[cfg(any(test, feature = "testutil"))]
             fault: Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX)),
         })
+    }
+
+    /// The same model, whose new caches store keys and values as `dtype` (f32 by default).
+    pub fn with_kv_dtype(mut self, dtype: KvDtype) -> Self {
+        self.kv_dtype = dtype;
+        self
+    }
+
+    /// The element type of the caches [`Llama::new_cache`] makes.
+    pub fn kv_dtype(&self) -> KvDtype {
+        self.kv_dtype
     }
 
     /// The hyper-parameters.
@@ -198,9 +212,9 @@ impl Llama {
         self.rope.style()
     }
 
-    /// A fresh cache sized for this model.
+    /// A fresh cache sized for this model, of [`Llama::kv_dtype`] entries.
     pub fn new_cache(&self, capacity: usize) -> Result<KvCache> {
-        KvCache::new(&self.cfg, capacity, &self.device)
+        KvCache::with_dtype(&self.cfg, capacity, self.kv_dtype, &self.device)
     }
 
     /// Runs `input` after the entries already in `cache`, appends the new K/V and cells, and

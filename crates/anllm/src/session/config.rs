@@ -94,6 +94,8 @@ pub struct CacheStats {
     pub full_kv_bytes: usize,
     /// Bytes of K/V memory allocated now (the stores grow by doubling and never shrink).
     pub allocated_kv_bytes: usize,
+    /// Element type of the stored keys and values.
+    pub kv_dtype: crate::cache::KvDtype,
     /// C⇓ = 1 − entries / tokens_seen: the share of a full cache not kept.
     pub reduction: f64,
 }
@@ -112,6 +114,7 @@ impl CacheStats {
             peak_kv_bytes: cache.peak_entries() * per,
             full_kv_bytes: seen * per,
             allocated_kv_bytes: cache.capacity() * per,
+            kv_dtype: cache.dtype(),
             reduction: match seen {
                 0 => 0.0,
                 _ => 1.0 - entries as f64 / seen as f64,

@@ -172,6 +172,7 @@ impl Session {
             cells,
             &layers,
             snap.peak_entries,
+            model.kv_dtype(),
             model.device(),
         )?;
         let policy = cfg.policy.build();

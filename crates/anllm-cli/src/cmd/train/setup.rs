@@ -47,6 +47,7 @@ pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
         false => Some(resolve_model(&crate::args::CommonArgs {
             model: args.model.clone(),
             dtype: crate::args::DtypeArg::F32,
+            kv_dtype: None,
             threads: None,
             json: false,
         })?),

@@ -72,12 +72,12 @@ fn oracle_greedy(model: &LoadedModel, prompt: &[TokenId], n: usize) -> Vec<Token
 
 /// Checks `generate --json` output against the oracle: the text of `n` greedy tokens after
 /// `prompt`, exactly `n` tokens generated, and the statistics of a full cache holding every
-/// token but the last generated one (which is never fed back), each entry the f32 K and V of
-/// every layer as `spec` sizes them.
+/// token but the last generated one (which is never fed back), each entry the K and V of every
+/// layer as `spec` sizes them, in `kv_dtype` ("f32" or "f16").
 fn assert_generate_matches_oracle(
     json: &Value,
     (model_path, spec): (&Path, &TinySpec),
-    prompt: &str,
+    (prompt, kv_dtype): (&str, &str),
     n: usize,
 ) {
     let model = load(model_path);
@@ -92,7 +92,11 @@ fn assert_generate_matches_oracle(
     assert_eq!(stats["generated_tokens"], n, "{json}");
     assert_eq!(stats["prompt_tokens"], prompt.len(), "{json}");
     assert_eq!(stats["stop_reason"], "length", "{json}");
-    let per_entry = spec.layers * 2 * spec.kv_heads * spec.head_dim() * size_of::<f32>();
+    let elem = match kv_dtype {
+        "f16" => size_of::<u16>(),
+        _ => size_of::<f32>(),
+    };
+    let per_entry = spec.layers * 2 * spec.kv_heads * spec.head_dim() * elem;
     let seen = prompt.len() + n - 1;
     let cache = &stats["cache"];
     assert_eq!(cache["tokens_seen"], seen, "{json}");
@@ -102,6 +106,7 @@ fn assert_generate_matches_oracle(
     assert_eq!(cache["peak_kv_bytes"], seen * per_entry, "{json}");
     assert_eq!(cache["full_kv_bytes"], seen * per_entry, "{json}");
     assert_eq!(cache["reduction"], 0.0, "{json}");
+    assert_eq!(cache["kv_dtype"], kv_dtype, "{json}");
 }
 
 /// Each `continuation` token's log-probability after `context`, from the log-softmax of one full
@@ -143,7 +148,8 @@ fn cli_generate_json_matches_library_greedy_and_cache_stats() {
         "--json",
     ];
     let json = last_json(&anllm(&args));
-    assert_generate_matches_oracle(&json, (&dir, &spec), "hello world", 5);
+    // Dense weights: an f32 cache by default.
+    assert_generate_matches_oracle(&json, (&dir, &spec), ("hello world", "f32"), 5);
 }
 
 #[test]
@@ -162,8 +168,10 @@ fn cli_generate_on_q8_gguf_matches_library_greedy() {
         "3",
         "--json",
     ]);
-    // The default temperature is 0: greedy, on the file's quantized weights (dtype auto).
-    assert_generate_matches_oracle(&last_json(&out), (&path, &spec), "hello world", 3);
+    // The default temperature is 0: greedy, on the file's quantized weights (dtype auto), with
+    // the default f16 cache of a quantized model.
+    let json = last_json(&out);
+    assert_generate_matches_oracle(&json, (&path, &spec), ("hello world", "f16"), 3);
     let inspect = last_json(&anllm(&["inspect", "-m", s(&path), "--json"]));
     assert_eq!(inspect["format"], "gguf");
     assert_eq!(inspect["storage"]["q_proj"], "Q8_0");

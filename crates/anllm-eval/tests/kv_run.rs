@@ -1,6 +1,6 @@
 //! `anllm eval kv`'s cell runner on the tiny seeded model: the full cell against one plain
 //! causal forward (no session, no policy), every budgeted cell holding its budget after the
-//! compression, and a budget as large as the context changing nothing.
+//! compression, a budget as large as the context changing nothing, and query-aware cells.
 
 use std::sync::Arc;
 
@@ -77,12 +77,14 @@ fn cells() -> Vec<Cell> {
             cells.push(Cell {
                 policy: PolicyConfig::with_budget(name, budget).unwrap(),
                 share: Some(share),
+                query_aware: false,
             });
         }
     }
     cells.push(Cell {
         policy: PolicyConfig::Anchor,
         share: None,
+        query_aware: false,
     });
     cells
 }
@@ -128,6 +130,7 @@ fn a_budget_as_large_as_the_context_changes_nothing() {
         .map(|name| Cell {
             policy: PolicyConfig::with_budget(name, Budget::Entries(100)).unwrap(),
             share: Some(1.0),
+            query_aware: false,
         })
         .collect();
     let records = run_item(&model.llama, &model.tokenizer, &p, &cells, &config()).unwrap();
@@ -149,6 +152,7 @@ fn a_chunked_prefill_holds_the_budget_during_the_prefill() {
         .map(|name| Cell {
             policy: PolicyConfig::with_budget(name, Budget::Entries(budget)).unwrap(),
             share: Some(0.25),
+            query_aware: false,
         })
         .collect();
     let chunked = KvRunConfig {
@@ -172,4 +176,34 @@ fn a_chunked_prefill_holds_the_budget_during_the_prefill() {
             assert_eq!(r.kv_entries, o.kv_entries);
         }
     }
+}
+
+/// A query-aware cell compresses the context and the question to a share of both. The first
+/// answer token is predicted by the question's last row, computed before the compression, so
+/// it is the full cache's; with a budget that keeps everything, every row is.
+#[test]
+fn a_query_aware_cell_compresses_the_question_with_the_context() {
+    let p = prepared(true);
+    let model = tiny_model();
+    let compressed = p.context_ids.len() + p.question_ids.len();
+    let cell = |name: &str, budget: usize, share: f64| Cell {
+        policy: PolicyConfig::with_budget(name, Budget::Entries(budget)).unwrap(),
+        share: Some(share),
+        query_aware: true,
+    };
+    let small = budget_entries(0.25, compressed);
+    let cells = vec![cell("snapkv", small, 0.25), cell("tova", 100, 1.0)];
+    let records = run_item(&model.llama, &model.tokenizer, &p, &cells, &config()).unwrap();
+    let (full, snap, all) = (&records[0], &records[1], &records[2]);
+    assert_eq!((snap.policy.as_str(), snap.query_aware), ("snapkv+q", true));
+    assert_eq!((snap.context, snap.kv_entries), (compressed, small));
+    // The question is not run after the compression: the peak is the budget plus the answer
+    // step, never the question.
+    assert_eq!(snap.kv_peak_entries, small + p.answer_ids.len() - 1);
+    assert!(snap.correct.is_some(), "the item has a question: it is answered");
+    assert_eq!(all.kv_entries, compressed);
+    assert!(all.kl.abs() < 1e-5 && all.top1 == 1.0, "{all:?}");
+    assert!((all.gold_ll - full.gold_ll).abs() < 1e-4, "{all:?}");
+    assert_eq!(all.generated, full.generated);
+    assert_eq!(all.kv_peak_entries, compressed + p.answer_ids.len() - 1);
 }

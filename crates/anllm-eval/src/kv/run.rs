@@ -13,6 +13,9 @@
 //! `streaming`, `knorm` and `sepllm` at every budget; each attention-scored policy (`h2o`,
 //! `tova`, `snapkv`) needs the statistics of its own query rows, so it gets one prefill that
 //! every budget of it shares; `anchor` prefills with its own mask in chunks.
+//!
+//! A query-aware cell (`snapkv+q`, kvpress's SnapKV with the question in its window) compresses
+//! the context and the question together, to a share of both; the answer follows.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -45,6 +48,19 @@ pub struct Cell {
     pub policy: PolicyConfig,
     /// Budget as a share of the context (`None`: the policy's own rule, `full` and `anchor`).
     pub share: Option<f64>,
+    /// The question is prefilled and compressed with the context (query-aware), and the share
+    /// counts both.
+    pub query_aware: bool,
+}
+
+impl Cell {
+    /// The policy's name, `+q` when query-aware.
+    pub fn label(&self) -> String {
+        match self.query_aware {
+            true => format!("{}+q", self.policy.name()),
+            false => self.policy.name().to_string(),
+        }
+    }
 }
 
 /// Settings of a run.
@@ -73,14 +89,17 @@ pub struct CellRecord {
     pub length: usize,
     /// Item index.
     pub id: usize,
-    /// Policy name.
+    /// Policy name (`+q`: query-aware).
     pub policy: String,
     /// The policy's configuration.
     pub config: PolicyConfig,
     /// Budget as a share of the context, if the cell has one.
     pub share: Option<f64>,
-    /// Context tokens.
+    /// Tokens compressed: the context (and the question, when query-aware).
     pub context: usize,
+    /// Whether the question was compressed with the context.
+    #[serde(default)]
+    pub query_aware: bool,
     /// Entries held after the context was compressed.
     pub kv_entries: usize,
     /// Most entries held at once after the compression (the question step included); with a
@@ -217,10 +236,14 @@ fn answer_rows(s: &mut Session, p: &Prepared, last: &Tensor) -> anllm::Result<(T
 fn generate(
     s: &mut Session,
     p: &Prepared,
+    last: &Tensor,
     cfg: &KvRunConfig,
     tokenizer: &anllm::Tokenizer,
 ) -> anllm::Result<(String, f64)> {
-    let mut logits = s.forward(&p.question_ids, OutputRows::Last)?;
+    let mut logits = match p.question_ids.is_empty() {
+        true => last.clone(), // query-aware: the question is already in the cache
+        false => s.forward(&p.question_ids, OutputRows::Last)?,
+    };
     let mut out: Vec<TokenId> = Vec::new();
     let start = Instant::now();
     for _ in 0..cfg.max_new_tokens {
@@ -323,13 +346,21 @@ pub fn run_item(
     if p.context_ids.is_empty() || p.answer_ids.is_empty() {
         return Err(anllm::Error::config("kv item", "empty context or answer"));
     }
-    let n = p.context_ids.len();
-    let mut bases: Vec<(Prefill, Base)> = Vec::new();
+    let asks = !p.question_ids.is_empty();
+    // The query-aware form: the question joins the compressed part.
+    let with_question = Prepared {
+        item: p.item.clone(),
+        context_ids: [p.context_ids.as_slice(), &p.question_ids].concat(),
+        question_ids: Vec::new(),
+        answer_ids: p.answer_ids.clone(),
+    };
+    let mut bases: Vec<((Prefill, bool), Base)> = Vec::new();
     // The full cell runs first: its answer rows are every other cell's reference.
     let mut reference: Option<Tensor> = None;
     let full = Cell {
         policy: PolicyConfig::Full,
         share: None,
+        query_aware: false,
     };
     let mut out = Vec::new();
     for cell in
@@ -340,10 +371,15 @@ pub fn run_item(
             (Some(_), Prefill::Observed(_)) => Prefill::Plain,
             (_, kind) => kind,
         };
-        let at = match bases.iter().position(|(k, _)| *k == kind) {
+        let p = match cell.query_aware {
+            true => &with_question,
+            false => p,
+        };
+        let key = (kind, cell.query_aware);
+        let at = match bases.iter().position(|(k, _)| *k == key) {
             Some(at) => at,
             None => {
-                bases.push((kind, prefill(model, p, kind, cfg)?));
+                bases.push((key, prefill(model, p, kind, cfg)?));
                 bases.len() - 1
             }
         };
@@ -359,10 +395,10 @@ pub fn run_item(
         let held = held.max(prefill_peak);
         let ref_rows = reference.get_or_insert_with(|| rows.clone());
         let (gold_ll, top1, kl) = compare(&rows, ref_rows, &p.answer_ids)?;
-        let (generated, correct, rate) = match p.question_ids.is_empty() {
-            true => (String::new(), None, None),
-            false => {
-                let (text, rate) = generate(&mut s, p, cfg, tokenizer)?;
+        let (generated, correct, rate) = match asks {
+            false => (String::new(), None, None),
+            true => {
+                let (text, rate) = generate(&mut s, p, &last, cfg, tokenizer)?;
                 let hit = text.contains(p.item.answer.trim());
                 (text, Some(hit), Some(rate))
             }
@@ -371,10 +407,11 @@ pub fn run_item(
             task: p.item.task.name().to_string(),
             length: p.item.length,
             id: p.item.id,
-            policy: cell.policy.name().to_string(),
+            policy: cell.label(),
             config: cell.policy,
             share: cell.share,
-            context: n,
+            context: p.context_ids.len(),
+            query_aware: cell.query_aware,
             kv_entries,
             kv_peak_entries: held,
             kv_peak_bytes: held * s.cache().bytes_per_entry(),

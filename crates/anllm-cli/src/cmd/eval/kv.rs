@@ -42,9 +42,16 @@ pub fn run_kv(args: KvArgs) -> Result<()> {
         Ok(x) if x > 0.0 && x < 1.0 => Ok(x),
         _ => bail!("--budgets: `{s}` is not a share strictly between 0 and 1"),
     })?;
-    let policies = parse_list(&args.policies, |s| match KNOWN.contains(&s) {
-        true => Ok(s.to_string()),
-        false => bail!("--policies: `{s}`; known: {}", KNOWN.join(", ")),
+    let policies = parse_list(&args.policies, |s| {
+        let (name, aware) = split_query_aware(s);
+        match (KNOWN.contains(&name), aware && matches!(name, "full" | "anchor")) {
+            (true, false) => Ok(s.to_string()),
+            (true, true) => bail!("--policies: `{s}`: `+q` goes with a budgeted policy"),
+            (false, _) => bail!(
+                "--policies: `{s}`; known: {} (a budgeted one with `+q`: query-aware)",
+                KNOWN.join(", ")
+            ),
+        }
     })?;
     if args.items == 0 {
         bail!("--items must be at least 1");
@@ -81,7 +88,7 @@ pub fn run_kv(args: KvArgs) -> Result<()> {
     let mut progress = Progress::new("kv items", items.len() as u64);
     let mut records: Vec<CellRecord> = Vec::new();
     for p in &items {
-        let cells = cells_for(&policies, &shares, p.context_ids.len())?;
+        let cells = cells_for(&policies, &shares, p)?;
         let got = run_item(&model.llama, &model.tokenizer, p, &cells, &cfg).with_context(|| {
             format!(
                 "{} item {} at {}",
@@ -153,22 +160,38 @@ fn total_len(p: &Prepared, args: &KvArgs) -> usize {
     p.context_ids.len() + p.question_ids.len() + p.answer_ids.len() + args.max_new_tokens
 }
 
-/// The cells of one item: each policy at each budget (resolved against its context length).
-fn cells_for(policies: &[String], shares: &[f64], context: usize) -> Result<Vec<Cell>> {
+/// `snapkv+q` → (`snapkv`, true): the query-aware form of a policy.
+fn split_query_aware(name: &str) -> (&str, bool) {
+    match name.strip_suffix("+q") {
+        Some(base) => (base, true),
+        None => (name, false),
+    }
+}
+
+/// The cells of one item: each policy at each budget, resolved against the tokens it
+/// compresses (the context, plus the question when query-aware).
+fn cells_for(policies: &[String], shares: &[f64], p: &Prepared) -> Result<Vec<Cell>> {
     let mut cells = Vec::new();
-    for name in policies {
-        match name.as_str() {
+    for spec in policies {
+        let (name, query_aware) = split_query_aware(spec);
+        let compressed = match query_aware {
+            true => p.context_ids.len() + p.question_ids.len(),
+            false => p.context_ids.len(),
+        };
+        match name {
             "full" => {}
             "anchor" => cells.push(Cell {
                 policy: PolicyConfig::Anchor,
                 share: None,
+                query_aware: false,
             }),
             _ => {
                 for &share in shares {
-                    let budget = Budget::Entries(budget_entries(share, context));
+                    let budget = Budget::Entries(budget_entries(share, compressed));
                     cells.push(Cell {
                         policy: PolicyConfig::with_budget(name, budget)?,
                         share: Some(share),
+                        query_aware,
                     });
                 }
             }

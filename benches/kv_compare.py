@@ -4,7 +4,7 @@
     python3 benches/kv_compare.py --anllm records.jsonl --kvpress kvpress.jsonl
 
 Only items present in both files count (matched by task, length, id). Policies are paired by name
-(kvpress `streaming_llm` = anllm `streaming`; `snapkv_qa` has no anllm twin and is shown alone),
+(kvpress `streaming_llm` = anllm `streaming`, kvpress `snapkv_qa` = anllm `snapkv+q`),
 budgets by share kept = 1 - kvpress ratio. Prints one markdown row per (task, length, policy, kept)
 with the item count, then for each engine: accuracy, mean gold NLL, top-1 and KL against its own
 full cache, KV entries kept and decode tok/s; and the mean |difference| of the per-item gold NLL.
@@ -18,7 +18,7 @@ import math
 import sys
 
 PAIR = {"streaming_llm": "streaming", "snapkv": "snapkv", "tova": "tova", "knorm": "knorm",
-        "none": "full", "snapkv_qa": "snapkv_qa"}
+        "none": "full", "snapkv_qa": "snapkv+q"}
 
 
 def load(path, peer):

@@ -239,6 +239,10 @@ pub struct BenchArgs {
     /// Also run llama.cpp's llama-bench (benches/llamacpp.sh) on the same file in the same run.
     #[arg(long)]
     pub llamacpp: bool,
+    /// Also measure the streaming-read bandwidth of the threads and the share of it each
+    /// decode test reaches (weights + KV bytes per token × tok/s).
+    #[arg(long)]
+    pub bandwidth: bool,
     /// Path of the llama.cpp peer script.
     #[arg(long, default_value = "benches/llamacpp.sh")]
     pub llamacpp_script: PathBuf,

@@ -73,6 +73,11 @@ impl Attention {
         Ok((self.output(&out)?, mass))
     }
 
+    /// Bytes of the weights in memory.
+    pub fn bytes(&self) -> usize {
+        self.qkv_proj.bytes() + self.o_proj.bytes()
+    }
+
     /// The q, k, v projections of every row: x [t, hidden] -> ([t, heads * hd], [t, kv_heads *
     /// hd], [t, kv_heads * hd]). Rows of several sequences may be stacked (batched decode).
     pub fn project(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {

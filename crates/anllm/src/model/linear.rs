@@ -40,6 +40,16 @@ impl Linear {
         Self::from_weight(src.linear(name, out_dim, in_dim)?, &device)
     }
 
+    /// Bytes of the weight in memory (what a decode step reads of it).
+    pub fn bytes(&self) -> usize {
+        let dense = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
+        match self {
+            Linear::Candle(QMatMul::Tensor(t) | QMatMul::TensorF16(t)) => dense(t),
+            Linear::Candle(QMatMul::QTensor(q)) => q.storage_size_in_bytes(),
+            Linear::Quant(q) => q.bytes(),
+        }
+    }
+
     /// x: [t, in] -> [t, out]
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
@@ -86,6 +96,11 @@ impl Projections {
             parts,
             widths,
         })
+    }
+
+    /// Bytes of the weights in memory.
+    pub fn bytes(&self) -> usize {
+        self.fused.iter().chain(&self.parts).map(Linear::bytes).sum()
     }
 
     /// x: [t, in] -> one [t, width_i] per projection.

@@ -30,6 +30,11 @@ impl Mlp {
         })
     }
 
+    /// Bytes of the weights in memory.
+    pub fn bytes(&self) -> usize {
+        self.gate_up_proj.bytes() + self.down_proj.bytes()
+    }
+
     /// x: [t, hidden] -> [t, hidden]
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         // INVARIANT: `load` builds `gate_up_proj` from exactly two projections (gate, up), and

@@ -192,6 +192,22 @@ impl Llama {
         self
     }
 
+    /// Bytes of weights one decode step reads: every layer's projections and norms, the final
+    /// norm, the LM head, and one row of the embedding table (the denominator of the
+    /// memory-bandwidth share `anllm bench --bandwidth` reports; the KV read comes on top).
+    pub fn decode_weight_bytes(&self) -> usize {
+        let layers: usize = (self.layers.iter())
+            .map(|l| {
+                l.self_attn.bytes()
+                    + l.mlp.bytes()
+                    + l.input_layernorm.bytes()
+                    + l.post_attention_layernorm.bytes()
+            })
+            .sum();
+        let row = self.embed_tokens.dim(1).unwrap_or(0) * self.embed_tokens.dtype().size_in_bytes();
+        layers + self.norm.bytes() + self.lm_head.bytes() + row
+    }
+
     /// The element type of the caches [`Llama::new_cache`] makes.
     pub fn kv_dtype(&self) -> KvDtype {
         self.kv_dtype

@@ -21,6 +21,11 @@ impl RmsNorm {
         })
     }
 
+    /// Bytes of the scale.
+    pub fn bytes(&self) -> usize {
+        self.weight.elem_count() * self.weight.dtype().size_in_bytes()
+    }
+
     /// x: [t, hidden] -> [t, hidden]
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(candle_nn::ops::rms_norm(

@@ -2,6 +2,7 @@
 //! min/median over repetitions, for the full cache and (with `--anchors`) the anchor-pruned
 //! cache, optionally beside llama.cpp's llama-bench and NVIDIA kvpress in the same run.
 
+mod bandwidth;
 mod peers;
 mod report;
 
@@ -132,9 +133,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let tokens = tokens(&args, &model, need)?;
     let sessions = sessions(&args, &model)?;
     eprintln!(
-        "bench: {} ({}), threads {:?}, {} tokens from {}",
+        "bench: {} ({}, {} KV), threads {:?}, {} tokens from {}",
         path.display(),
         model.info.compute,
+        llama.kv_dtype().name(),
         args.common.threads,
         tokens.len(),
         args.prompt_file
@@ -176,7 +178,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
             .context("--kvpress needs --prompt-file (the same text for both runtimes)")?;
         rows.extend(peers::kvpress_rows(&peers::kvpress(&args, file)?));
     }
-    report::print(&rows, args.common.threads, args.common.json);
+    let bandwidth = args
+        .bandwidth
+        .then(|| bandwidth::Bandwidth::measure(llama.decode_weight_bytes()));
+    report::print(&rows, args.common.threads, args.common.json, bandwidth.as_ref());
     Ok(())
 }
 

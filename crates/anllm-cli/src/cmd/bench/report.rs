@@ -93,7 +93,12 @@ fn best_of(rows: &[Measured], test: &str, family: &str) -> Option<(f64, String)>
 }
 
 /// Prints the markdown table (and JSON with `--json`).
-pub fn print(rows: &[Measured], threads: Option<usize>, as_json: bool) {
+pub fn print(
+    rows: &[Measured],
+    threads: Option<usize>,
+    as_json: bool,
+    bandwidth: Option<&super::bandwidth::Bandwidth>,
+) {
     println!(
         "| test | runtime | KV entries end / peak | KV MiB end / peak | C⇓ at peak | min tok/s | \
          median tok/s | ÷ anllm full | ÷ llama.cpp FA off |"
@@ -123,10 +128,11 @@ pub fn print(rows: &[Measured], threads: Option<usize>, as_json: bool) {
             "llamacpp_best": best_of(rows, &m.test, "llama.cpp").map(|b| json!({"median": b.0, "runtime": b.1})),
         }));
     }
+    let bandwidth = bandwidth.map(|b| b.print(rows));
     if as_json {
         println!(
             "{}",
-            json!({ "threads": threads, "results": Value::Array(out) })
+            json!({ "threads": threads, "results": Value::Array(out), "bandwidth": bandwidth })
         );
     }
 }

@@ -103,6 +103,14 @@ impl QuantMatrix {
         }))
     }
 
+    /// Bytes of the blocks in memory (what a matrix-vector product reads).
+    pub fn bytes(&self) -> usize {
+        match &self.blocks {
+            Blocks::Q4_1 { scales, nibbles } => scales.len() * 4 + nibbles.len() * 16,
+            Blocks::Q8_0 { scales, quants } => scales.len() * 4 + quants.len() * 32,
+        }
+    }
+
     /// Stacks matrices of the same type and input width along the output axis (fused QKV).
     pub fn concat(parts: &[&QuantMatrix]) -> Option<QuantMatrix> {
         let first = parts.first()?;

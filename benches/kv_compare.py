@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Side by side: anllm eval kv records and benches/kvpress.sh eval rows on the same items.
 
-    python3 benches/kv_compare.py --anllm records.jsonl --kvpress kvpress.jsonl
+    python3 benches/kv_compare.py --anllm records.jsonl --kvpress kvpress.jsonl [--pair tova=tova_layer]
 
 Only items present in both files count (matched by task, length, id). Policies are paired by name
 (kvpress `streaming_llm` = anllm `streaming`, kvpress `snapkv_qa` = anllm `snapkv+q`),
@@ -57,7 +57,14 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--anllm", required=True)
     p.add_argument("--kvpress", required=True)
+    p.add_argument("--pair", action="append", default=[], metavar="PRESS=POLICY",
+                   help="compare kvpress PRESS with anllm POLICY (e.g. tova=tova_layer)")
     a = p.parse_args()
+    for spec in a.pair:
+        press, _, policy = spec.partition("=")
+        if not policy:
+            sys.exit(f"kv_compare: --pair {spec!r}: expected PRESS=POLICY")
+        PAIR[press] = policy
     ours, theirs = load(a.anllm, False), load(a.kvpress, True)
     items = {k[:3] for k in theirs} & {k[:3] for k in ours}
     if not items:

@@ -110,7 +110,8 @@ pub struct SessionArgs {
     /// KV policy: full (everything), anchor (anchors, pinned tokens and the open segment),
     /// streaming:SINKS,WINDOW (StreamingLLM), h2o:BUDGET,RECENT (H2O: heavy hitters by
     /// accumulated attention plus the last RECENT), tova:BUDGET (TOVA: what the last query
-    /// attends to most), snapkv:BUDGET,WINDOW (SnapKV: attention of the last WINDOW queries,
+    /// attends to most), tova_layer:BUDGET (TOVA with a set per layer, as kvpress),
+    /// snapkv:BUDGET,WINDOW (SnapKV: attention of the last WINDOW queries,
     /// pooled, plus that window), knorm:BUDGET (smallest key norms) or sepllm:SINKS,WINDOW
     /// (SepLLM: sinks, separators = the anchors, and a recent window); or a bare name with
     /// --kv-budget [default: anchor when anchors are on, else full].

@@ -21,7 +21,8 @@ pub struct KvArgs {
     /// Items per task and length.
     #[arg(long, default_value_t = 20)]
     pub items: usize,
-    /// Policies: full, streaming, sepllm, h2o, tova, snapkv, knorm, anchor (comma-separated;
+    /// Policies: full, streaming, sepllm, h2o, tova, tova_layer (a set per layer), snapkv,
+    /// knorm, anchor (comma-separated;
     /// the full cache is always run, as the reference). `NAME+q` (e.g. snapkv+q): query-aware,
     /// the question is compressed with the context (kvpress's SnapKV with the question).
     #[arg(long, default_value = "streaming,sepllm,h2o,tova,snapkv,knorm")]

@@ -32,12 +32,23 @@ fn check_step(session: &Session, bound: Bound, logits: &[f32], step: usize) {
         .check_invariants()
         .unwrap_or_else(|e| panic!("step {step}: {e}"));
     assert!(cache.is_consistent(), "step {step}: layers out of step");
+    // Per layer: a per-layer policy (tova_layer) bounds each layer's store, and the cells are
+    // then the union of what the layers hold; for the others every layer holds every cell.
+    let layers = session.model().config().num_hidden_layers;
     if let Some(max) = bound(cells.next_pos().0 as usize) {
-        assert!(cache.len() <= max, "step {step}: {} > {max}", cache.len());
+        for l in 0..layers {
+            let n = cache.layer_len(l);
+            assert!(n <= max, "step {step}: layer {l} holds {n} > {max}");
+        }
     }
     assert!(logits.iter().all(|x| x.is_finite()), "step {step}: logits");
     let stats = session.stats();
-    assert_eq!(stats.entries, cache.len());
+    let held: usize = (0..layers).map(|l| cache.layer_len(l)).sum();
+    assert_eq!(stats.entries, held.div_ceil(layers));
+    assert_eq!(stats.kv_bytes, held * cache.bytes_per_entry() / layers);
+    if !cache.is_ragged() {
+        assert_eq!(stats.entries, cache.len());
+    }
     assert!(stats.peak_entries >= stats.entries);
     assert_eq!(stats.tokens_seen, cells.next_pos().0 as usize);
 }
@@ -119,6 +130,15 @@ fn every_builtin_policy_keeps_the_session_invariants_and_its_bound() {
             PolicyConfig::Tova { budget } | PolicyConfig::Knorm { budget } => {
                 assert_eq!(kept.len(), budget.entries(n), "{policy:?}")
             }
+            // Every layer holds exactly `budget` entries; the cells are their union.
+            PolicyConfig::TovaLayer { budget } => {
+                let cache = session.cache();
+                let layers = session.model().config().num_hidden_layers;
+                for l in 0..layers {
+                    assert_eq!(cache.layer_len(l), budget.entries(n), "{policy:?}");
+                }
+                assert!(kept.len() >= budget.entries(n));
+            }
             // Exactly `budget` entries, the newest `window` of the stream among them.
             PolicyConfig::Snapkv { budget, window } => {
                 let budget = budget.entries(n);
@@ -159,7 +179,8 @@ fn every_builtin_policy_keeps_its_bound_under_the_causal_rule_with_separators() 
             ..SessionConfig::causal(6).with_policy(policy)
         };
         let session = Session::new(Arc::clone(&tiny_model().llama), cfg, 8).unwrap();
-        let kept = run_matrix_row(session, &bound).cache().cells().len();
+        // Entries held per layer (the mean over layers; the cell count for shared policies).
+        let kept = run_matrix_row(session, &bound).stats().entries;
         if let Some(max) = bound(stream().len()) {
             assert_eq!(kept, max, "{policy:?}");
         }

@@ -220,7 +220,7 @@ fn answer_rows(s: &mut Session, p: &Prepared, last: &Tensor) -> anllm::Result<(T
     let a = &p.answer_ids;
     let q = &p.question_ids;
     let tokens = [q.as_slice(), &a[..a.len() - 1]].concat();
-    let held = s.cache().len() + tokens.len();
+    let held = s.cache().held_entries() + tokens.len();
     let logits = match (q.is_empty(), tokens.is_empty()) {
         (_, true) => last.clone(),
         (false, false) => s.forward(&tokens, OutputRows::From(q.len() - 1))?,
@@ -385,7 +385,7 @@ pub fn run_item(
         };
         let base = &bases[at].1;
         let (mut s, last) = cell_session(model, p, cell, kind, base, cfg)?;
-        let kv_entries = s.cache().len();
+        let kv_entries = s.cache().held_entries(); // per layer, mean over layers
         let prefill_peak = match cfg.chunked {
             Some(_) => s.stats().peak_entries,
             None => 0,

@@ -1,11 +1,14 @@
 //! The KV cache: per-entry metadata ([`Cells`]) kept apart from the per-layer K/V tensors.
 //!
 //! Invariant: every layer store holds exactly `cells.len()` entries, in slot order, and slot `i`
-//! of every layer belongs to cell `i`. Only [`KvCache::apply`] drops entries, and only what a
-//! policy planned ([`Eviction`]).
+//! of every layer belongs to cell `i` — unless a per-layer plan made the layers hold different
+//! entries ([`KvCache::apply_layers`], `layers.rs`): then layer `l` holds the cells
+//! `layer_slots()[l]`, in order. Only [`KvCache::apply`] and [`KvCache::apply_layers`] drop
+//! entries, and only what a policy planned ([`Eviction`]).
 
 mod cells;
 mod eviction;
+mod layers;
 mod store;
 
 pub use cells::{Cell, Cells};
@@ -72,6 +75,7 @@ impl KvDtype {
 pub struct KvCache {
     cells: Cells,
     layers: Vec<LayerStore>,
+    held: Option<Vec<Vec<u32>>>, // per layer, the cells it holds; None: all of them
     bytes_per_entry: usize,
     peak_entries: usize,
 }
@@ -96,6 +100,7 @@ impl KvCache {
         Ok(Self {
             cells: Cells::default(),
             layers,
+            held: None,
             bytes_per_entry: cfg.num_hidden_layers * 2 * heads * dim * dtype.size(),
             peak_entries: 0,
         })
@@ -116,6 +121,7 @@ impl KvCache {
             layers: (self.layers.iter())
                 .map(LayerStore::deep_copy)
                 .collect::<Result<_>>()?,
+            held: self.held.clone(),
             bytes_per_entry: self.bytes_per_entry,
             peak_entries: self.peak_entries,
         })
@@ -162,7 +168,13 @@ impl KvCache {
 
     /// Per layer, views of the held keys and values `[kv_heads, len, head_dim]` (RoPE
     /// applied to the keys, in the cache's dtype), slot `i` belonging to cell `i`.
+    /// Fails when the layers hold different entries.
     pub fn layer_views(&self) -> Result<Vec<(candle_core::Tensor, candle_core::Tensor)>> {
+        if self.is_ragged() {
+            return Err(crate::Error::unsupported(
+                "the K/V of a cache whose layers hold different entries (per-layer policy)",
+            ));
+        }
         self.layers.iter().map(LayerStore::view).collect()
     }
 
@@ -171,27 +183,29 @@ impl KvCache {
     pub fn key_norms(&self) -> Result<Vec<f32>> {
         let n = self.len();
         let mut total = vec![0.0f32; n];
+        let mut heads = vec![0usize; n];
         if n == 0 {
             return Ok(total);
         }
-        let mut heads = 0usize;
-        for layer in &self.layers {
-            let (k, _) = layer.view()?; // [kv_heads, n, head_dim]
+        for (l, layer) in self.layers.iter().enumerate() {
+            let (k, _) = layer.view()?; // [kv_heads, n_l, head_dim]
             let k = k.to_dtype(DType::F32)?;
             let norms: Vec<Vec<f32>> = k.sqr()?.sum(2)?.sqrt()?.to_vec2()?;
             for head in &norms {
-                heads += 1;
-                for (t, x) in total.iter_mut().zip(head) {
-                    *t += x;
+                for (i, x) in head.iter().enumerate() {
+                    let cell = self.held.as_ref().map_or(i, |h| h[l][i] as usize);
+                    total[cell] += x;
+                    heads[cell] += 1;
                 }
             }
         }
-        let heads = heads.max(1) as f32;
-        total.iter_mut().for_each(|t| *t /= heads);
+        for (t, h) in total.iter_mut().zip(heads) {
+            *t /= h.max(1) as f32;
+        }
         Ok(total)
     }
 
-    /// Number of cached entries.
+    /// Number of cells (entries held by at least one layer).
     pub fn len(&self) -> usize {
         self.cells.len()
     }
@@ -234,8 +248,9 @@ impl KvCache {
     /// Records the cells of entries the model just appended to every layer.
     pub(crate) fn push_cells(&mut self, new: &[Cell]) {
         self.cells.extend(new);
-        self.peak_entries = self.peak_entries.max(self.cells.len());
-        debug_assert!(self.layers.iter().all(|l| l.len() == self.cells.len()));
+        self.extend_held(new.len());
+        self.peak_entries = self.peak_entries.max(self.held_entries());
+        debug_assert!(self.is_consistent());
     }
 
     /// The state to come back to if the next step fails ([`KvCache::rollback`]).
@@ -243,6 +258,7 @@ impl KvCache {
         CacheMark {
             cells: self.cells.mark(),
             peak_entries: self.peak_entries,
+            layer_lens: self.held.as_ref().map(|h| h.iter().map(Vec::len).collect()),
         }
     }
 
@@ -251,8 +267,9 @@ impl KvCache {
     pub(crate) fn rollback(&mut self, mark: CacheMark) {
         self.cells.rollback(mark.cells);
         let len = self.cells.len();
-        for layer in &mut self.layers {
-            layer.truncate(len.min(layer.len()));
+        for (l, layer) in self.layers.iter_mut().enumerate() {
+            let keep = mark.layer_lens.as_ref().map_or(len, |lens| lens[l]);
+            layer.truncate(keep.min(layer.len()));
         }
         self.peak_entries = mark.peak_entries;
     }
@@ -264,7 +281,10 @@ impl KvCache {
 
     /// Whether every layer holds exactly one entry per cell.
     pub fn is_consistent(&self) -> bool {
-        self.layers.iter().all(|l| l.len() == self.cells.len())
+        match &self.held {
+            None => self.layers.iter().all(|l| l.len() == self.cells.len()),
+            Some(h) => (self.layers.iter().zip(h)).all(|(l, s)| l.len() == s.len()),
+        }
     }
 
     /// Drops the planned entries from the cells and every layer.
@@ -276,6 +296,9 @@ impl KvCache {
         let Some(&first) = slots.first() else {
             return Ok(());
         };
+        if self.is_ragged() {
+            return self.apply_shared_to_layers(eviction);
+        }
         let mut drop = slots.iter().peekable();
         let keep: Vec<u32> = (first..self.len())
             .filter(|slot| drop.next_if_eq(&slot).is_none())
@@ -299,6 +322,7 @@ impl KvCache {
     /// Drops every entry and resets the stream and the peak.
     pub fn clear(&mut self) {
         self.cells = Cells::default();
+        self.held = None;
         self.peak_entries = 0;
         for layer in &mut self.layers {
             layer.truncate(0);
@@ -307,8 +331,9 @@ impl KvCache {
 }
 
 /// The state of a [`KvCache`] before a step.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct CacheMark {
     cells: CellsMark,
     peak_entries: usize,
+    layer_lens: Option<Vec<usize>>, // per layer, when ragged
 }

@@ -53,11 +53,18 @@ impl Llama {
                     return Err(Error::unsupported("a batched step returns last rows only"));
                 }
                 let (cos, sin) = self.rope.gather(it.input.positions)?;
+                let mask = self.additive_mask(it.input.visibility, it.cache.len(), t)?;
+                if it.cache.is_ragged() && mask.is_some() {
+                    return Err(Error::unsupported(
+                        "a batched step with a mask on a cache whose layers hold different \
+                         entries (per-layer policy)",
+                    ));
+                }
                 Ok(Part {
                     rows: t,
                     cos,
                     sin,
-                    mask: self.additive_mask(it.input.visibility, it.cache.len(), t)?,
+                    mask,
                 })
             })
             .collect()

@@ -303,14 +303,15 @@ impl Llama {
         let mut x = self.embed_tokens.index_select(&ids, 0)?; // [t, hidden]
         let (cos, sin) = self.rope.gather(input.positions)?;
         let mask = self.additive_mask(input.visibility, cache.len(), t)?;
-        let step = StepContext {
-            rope: &self.rope,
-            cos: &cos,
-            sin: &sin,
-            mask: mask.as_ref(),
-            observe: stats.as_ref().map(|s| s.queries()),
-        };
         for (i, layer) in self.layers.iter().enumerate() {
+            let own = self.layer_mask(mask.as_ref(), cache, i, t)?;
+            let step = StepContext {
+                rope: &self.rope,
+                cos: &cos,
+                sin: &sin,
+                mask: own.as_ref().or(mask.as_ref()),
+                observe: stats.as_ref().map(|s| s.queries()),
+            };
             let h = layer.input_layernorm.forward(&x)?;
             let (h, mass) = layer.self_attn.forward(&h, cache.layer_mut(i), &step)?;
             self.check_fault(i)?;
@@ -343,6 +344,24 @@ impl Llama {
             Visibility::Causal => Some(Mask::causal(cached, t).to_additive(&self.device)?),
             Visibility::Mask(m) => Some(m.to_additive(&self.device)?),
         })
+    }
+
+    /// When the layers hold different entries, layer `i`'s columns of the step's mask: the
+    /// cells it holds, then the new tokens (`None` for a shared cache or no mask).
+    fn layer_mask(
+        &self,
+        shared: Option<&Tensor>,
+        cache: &KvCache,
+        i: usize,
+        t: usize,
+    ) -> Result<Option<Tensor>> {
+        let (Some(held), Some(mask)) = (cache.layer_slots(), shared) else {
+            return Ok(None);
+        };
+        let n = cache.len() as u32;
+        let cols: Vec<u32> = held[i].iter().copied().chain(n..n + t as u32).collect();
+        let cols = Tensor::from_slice(&cols, cols.len(), &self.device)?;
+        Ok(Some(mask.index_select(&cols, 1)?))
     }
 
     /// Records the step's cells once every layer has its K/V.

@@ -137,6 +137,7 @@ mod tests {
             appended: n - appended..n,
             attention: Some(&stats),
             key_norms: None,
+            layer_slots: None,
         });
         plan.slots().to_vec()
     }

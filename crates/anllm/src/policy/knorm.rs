@@ -73,6 +73,7 @@ mod tests {
             appended: 5..6,
             attention: None,
             key_norms: Some(&norms),
+            layer_slots: None,
         };
         // Budget 3 keeps the three smallest (slots 1, 3, 5); of the tied 5s the older goes first.
         assert_eq!(

@@ -21,6 +21,7 @@ mod sepllm;
 mod snapkv;
 mod streaming;
 mod tova;
+mod tova_layer;
 
 use std::ops::Range;
 
@@ -33,6 +34,7 @@ pub use sepllm::SepLlm;
 pub use snapkv::SnapKv;
 pub use streaming::StreamingLlm;
 pub use tova::Tova;
+pub use tova_layer::TovaLayer;
 
 use crate::cache::Cells;
 pub use crate::cache::Eviction;
@@ -52,6 +54,10 @@ pub struct Observation<'a> {
     /// Per slot, the L2 norm of the cached key averaged over layers and KV heads; `Some` when
     /// the policy [needs it](KvPolicy::needs_key_norms).
     pub key_norms: Option<&'a [f32]>,
+    /// Per layer, the cells it holds, when a per-layer plan made the layers differ
+    /// ([`KvCache::layer_slots`](crate::KvCache::layer_slots)); the attention mass of layer
+    /// `l` is then over those entries, in that order.
+    pub layer_slots: Option<&'a [Vec<u32>]>,
 }
 
 /// Decides what the cache keeps.
@@ -65,6 +71,14 @@ pub trait KvPolicy: Send + std::fmt::Debug {
     /// Called after every forward step, before anything is dropped; returns what to drop.
     /// The cache applies it; a policy never mutates the cache.
     fn plan(&mut self, obs: &Observation<'_>) -> Eviction;
+
+    /// A plan per layer (cells to drop from each layer's store), for policies that keep a
+    /// set per layer; `None` (the default): [`plan`](KvPolicy::plan)'s one set for all
+    /// layers. A session applies this one when it returns `Some`.
+    fn plan_layers(&mut self, obs: &Observation<'_>) -> Option<Vec<Eviction>> {
+        let _ = obs;
+        None
+    }
 
     /// A copy of this policy in its current state, for a forked session.
     fn fork(&self) -> Box<dyn KvPolicy>;
@@ -140,6 +154,11 @@ pub enum PolicyConfig {
         /// Most entries kept.
         budget: Budget,
     },
+    /// [`TovaLayer`]: TOVA with one set per layer (kvpress's granularity).
+    TovaLayer {
+        /// Most entries kept per layer.
+        budget: Budget,
+    },
     /// [`SnapKv`]: attention of the step's last `window` queries, pooled, plus the window.
     Snapkv {
         /// Most entries kept.
@@ -170,6 +189,7 @@ impl PolicyConfig {
             Self::Streaming { sinks, window } => Box::new(StreamingLlm::new(sinks, window)),
             Self::H2o { budget, recent } => Box::new(H2o::new(budget, recent)),
             Self::Tova { budget } => Box::new(Tova::new(budget)),
+            Self::TovaLayer { budget } => Box::new(TovaLayer::new(budget)),
             Self::Sepllm { sinks, window } => Box::new(SepLlm::new(sinks, window)),
             Self::Snapkv { budget, window } => Box::new(SnapKv::new(budget, window)),
             Self::Knorm { budget } => Box::new(Knorm::new(budget)),
@@ -184,6 +204,7 @@ impl PolicyConfig {
             Self::Streaming { .. } => "streaming",
             Self::H2o { .. } => "h2o",
             Self::Tova { .. } => "tova",
+            Self::TovaLayer { .. } => "tova_layer",
             Self::Sepllm { .. } => "sepllm",
             Self::Snapkv { .. } => "snapkv",
             Self::Knorm { .. } => "knorm",
@@ -225,6 +246,15 @@ impl PolicyConfig {
             Self::Tova {
                 budget: Budget::SharePpm(100_000),
             },
+            Self::TovaLayer {
+                budget: Budget::Entries(6),
+            },
+            Self::TovaLayer {
+                budget: Budget::Entries(1),
+            },
+            Self::TovaLayer {
+                budget: Budget::SharePpm(250_000),
+            },
             Self::Snapkv {
                 budget: Budget::Entries(12),
                 window: 4,
@@ -264,6 +294,7 @@ impl PolicyConfig {
         match *self {
             Self::H2o { budget, .. }
             | Self::Tova { budget }
+            | Self::TovaLayer { budget }
             | Self::Snapkv { budget, .. }
             | Self::Knorm { budget } => check_budget(budget)?,
             _ => {}
@@ -356,6 +387,7 @@ pub(crate) mod tests {
             appended: cells.len() - appended..cells.len(),
             attention: None,
             key_norms: None,
+            layer_slots: None,
         }
     }
 

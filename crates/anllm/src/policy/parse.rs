@@ -15,6 +15,7 @@ impl std::str::FromStr for PolicyConfig {
     type Err = Error;
 
     /// `full`, `anchor`, `streaming:SINKS,WINDOW`, `h2o:BUDGET,RECENT`, `tova:BUDGET`,
+    /// `tova_layer:BUDGET`,
     /// `sepllm:SINKS,WINDOW`, `snapkv:BUDGET,WINDOW` or `knorm:BUDGET`; a BUDGET is entries
     /// (`512`) or a share of the tokens seen (`0.25`).
     fn from_str(s: &str) -> Result<Self> {
@@ -47,6 +48,9 @@ impl std::str::FromStr for PolicyConfig {
             Some(("tova", args)) => Self::Tova {
                 budget: budget(args)?,
             },
+            Some(("tova_layer", args)) => Self::TovaLayer {
+                budget: budget(args)?,
+            },
             Some(("sepllm", args)) => {
                 let (a, b) = pair(args, "sepllm:SINKS,WINDOW")?;
                 Self::Sepllm {
@@ -67,7 +71,8 @@ impl std::str::FromStr for PolicyConfig {
             _ => {
                 return Err(bad(
                     "expected full, anchor, streaming:SINKS,WINDOW, h2o:BUDGET,RECENT, \
-                     tova:BUDGET, sepllm:SINKS,WINDOW, snapkv:BUDGET,WINDOW or knorm:BUDGET \
+                     tova:BUDGET, tova_layer:BUDGET, sepllm:SINKS,WINDOW, snapkv:BUDGET,WINDOW \
+                     or knorm:BUDGET \
                      (or a bare name with --kv-budget)",
                 ));
             }
@@ -111,6 +116,7 @@ impl PolicyConfig {
                 recent: budget.fixed().map_or(DEFAULT_H2O_RECENT, |n| n / 2),
             },
             "tova" => Self::Tova { budget },
+            "tova_layer" => Self::TovaLayer { budget },
             "snapkv" => Self::Snapkv {
                 budget,
                 window: match budget.fixed() {
@@ -129,8 +135,8 @@ impl PolicyConfig {
                 return Err(Error::config(
                     "kv_policy",
                     format!(
-                        "`{other}`: expected streaming, sepllm, h2o, tova, snapkv or knorm \
-                         with a budget"
+                        "`{other}`: expected streaming, sepllm, h2o, tova, tova_layer, snapkv \
+                         or knorm with a budget"
                     ),
                 ));
             }

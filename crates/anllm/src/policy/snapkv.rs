@@ -110,6 +110,7 @@ mod tests {
             appended: 8..10,
             attention: Some(&stats),
             key_norms: None,
+            layer_slots: None,
         };
         // Pooled over slots 0..8 (hand-derived, ÷5): 2 2 2 2 0.8 0.8 0.8 0.8. Budget 5 = the
         // window plus 3: drop the four 0.8s (the peak at slot 6 among them) and the oldest 2;

@@ -80,6 +80,7 @@ mod tests {
             appended: 5..6,
             attention: Some(&stats),
             key_norms: None,
+            layer_slots: None,
         };
         assert_eq!(Tova::new(Budget::Entries(3)).plan(&obs).slots(), &[0, 2, 3]);
         // Within budget: nothing; a budget of 1 keeps the single heaviest entry.

@@ -105,12 +105,13 @@ impl CacheStats {
     pub fn of(cache: &KvCache) -> Self {
         let per = cache.bytes_per_entry();
         let seen = cache.next_pos().0 as usize;
-        let entries = cache.len();
+        // Per-layer policies: entries are the mean over layers, bytes what the layers hold.
+        let entries = cache.held_entries();
         Self {
             tokens_seen: seen,
             entries,
             peak_entries: cache.peak_entries(),
-            kv_bytes: entries * per,
+            kv_bytes: cache.held_bytes(),
             peak_kv_bytes: cache.peak_entries() * per,
             full_kv_bytes: seen * per,
             allocated_kv_bytes: cache.capacity() * per,

@@ -61,6 +61,7 @@ pub fn kept_entries(cfg: &SessionConfig, tokens: &[TokenId]) -> Result<usize> {
             appended: n - new.len()..n,
             attention: None,
             key_norms: None,
+            layer_slots: None,
         });
         cells.remove(eviction.slots());
     }

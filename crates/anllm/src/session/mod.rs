@@ -315,13 +315,21 @@ impl Session {
             false => None,
         };
         let n = self.cache.len();
-        let eviction = self.policy.plan(&Observation {
+        let obs = Observation {
             cells: self.cache.cells(),
             appended: n - appended.min(n)..n,
             attention,
             key_norms: norms.as_deref(),
-        });
-        if let Err(e) = self.cache.apply(&eviction) {
+            layer_slots: self.cache.layer_slots(),
+        };
+        let applied = match self.policy.plan_layers(&obs) {
+            Some(per_layer) => self.cache.apply_layers(&per_layer),
+            None => {
+                let eviction = self.policy.plan(&obs);
+                self.cache.apply(&eviction)
+            }
+        };
+        if let Err(e) = applied {
             self.poisoned = true;
             return Err(e);
         }

@@ -18,13 +18,14 @@ use crate::config;
 use crate::kv_args::KvArgs;
 
 /// Policies `--policies` accepts.
-const KNOWN: [&str; 8] = [
+const KNOWN: [&str; 9] = [
     "full",
     "anchor",
     "streaming",
     "sepllm",
     "h2o",
     "tova",
+    "tova_layer",
     "snapkv",
     "knorm",
 ];

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
 
+use anllm::loader::ModelInfo;
 use anllm::tokenizer::Tokenizer;
 use anllm::{
     AnchorSet, AnchorSpec, KeepWarm, KvDtype, LoadedModel, MaskRule, PolicyConfig, PositionMode,
     SessionConfig, WeightDtype, load_model,
 };
-use anllm::loader::ModelInfo;
 
 use crate::args::{CommonArgs, DtypeArg, KvDtypeArg, MaskRuleArg, PositionModeArg, SessionArgs};
 

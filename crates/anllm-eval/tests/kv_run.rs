@@ -200,7 +200,10 @@ fn a_query_aware_cell_compresses_the_question_with_the_context() {
     // The question is not run after the compression: the peak is the budget plus the answer
     // step, never the question.
     assert_eq!(snap.kv_peak_entries, small + p.answer_ids.len() - 1);
-    assert!(snap.correct.is_some(), "the item has a question: it is answered");
+    assert!(
+        snap.correct.is_some(),
+        "the item has a question: it is answered"
+    );
     assert_eq!(all.kv_entries, compressed);
     assert!(all.kl.abs() < 1e-5 && all.top1 == 1.0, "{all:?}");
     assert!((all.gold_ll - full.gold_ll).abs() < 1e-4, "{all:?}");

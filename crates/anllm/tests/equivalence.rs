@@ -175,4 +175,3 @@ fn causal_rule_with_full_policy_equals_plain_causal_forward() {
     };
     assert!(max_abs_diff(&plain, &masked) <= TOL);
 }
-

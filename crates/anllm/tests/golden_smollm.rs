@@ -126,7 +126,10 @@ fn smollm_loglik_matches_hf_transformers() {
                 &ids(&case["continuation_ids"]),
             );
             let want = case["sum_logprob"].as_f64().unwrap() as f32;
-            eprintln!("{dtype:?} {kv:?} {}: got {sum}, want {want}", case["continuation"]);
+            eprintln!(
+                "{dtype:?} {kv:?} {}: got {sum}, want {want}",
+                case["continuation"]
+            );
             assert!(
                 (sum - want).abs() <= tol,
                 "{dtype:?} {kv:?} {case}: got {sum}, want {want}"

@@ -22,11 +22,21 @@ fn run(model: Arc<Llama>, cfg: SessionConfig, budget: usize) -> (Session, Vec<Ve
     let tokens = stream(36);
     let mut rows = Vec::new();
     for chunk in tokens[..24].chunks(5) {
-        rows.extend(s.forward(chunk, OutputRows::All).unwrap().to_vec2::<f32>().unwrap());
+        rows.extend(
+            s.forward(chunk, OutputRows::All)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap(),
+        );
         check(&s, budget);
     }
     for &t in &tokens[24..] {
-        rows.extend(s.forward(&[t], OutputRows::Last).unwrap().to_vec2::<f32>().unwrap());
+        rows.extend(
+            s.forward(&[t], OutputRows::Last)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap(),
+        );
         check(&s, budget);
     }
     (s, rows)
@@ -37,7 +47,11 @@ fn check(s: &Session, budget: usize) {
     assert!(c.is_consistent());
     let layers = s.model().config().num_hidden_layers;
     for l in 0..layers {
-        assert!(c.layer_len(l) <= budget, "layer {l}: {} > {budget}", c.layer_len(l));
+        assert!(
+            c.layer_len(l) <= budget,
+            "layer {l}: {} > {budget}",
+            c.layer_len(l)
+        );
     }
     // Bytes are what the layers hold, not cells × a full entry.
     let held: usize = (0..layers).map(|l| c.layer_len(l)).sum();
@@ -53,7 +67,10 @@ fn per_layer_tova_keeps_every_layer_within_budget_and_layers_differ() {
     };
     let model = Arc::clone(&tiny_model().llama);
     let (s, _) = run(model, SessionConfig::causal(5).with_policy(policy), budget);
-    let held = s.cache().layer_slots().expect("two layers that keep different entries");
+    let held = s
+        .cache()
+        .layer_slots()
+        .expect("two layers that keep different entries");
     assert_ne!(held[0], held[1]);
     // The cells are the union of what the layers hold.
     let union: std::collections::BTreeSet<u32> = held.iter().flatten().copied().collect();
@@ -78,7 +95,9 @@ fn on_a_one_layer_model_per_layer_tova_is_tova() {
         ..TinySpec::gqa()
     };
     write_hf_dir(dir.path(), &spec, HfLayout::Safetensors).unwrap();
-    let model = load_model(dir.path(), WeightDtype::F32, &Device::Cpu).unwrap().llama;
+    let model = load_model(dir.path(), WeightDtype::F32, &Device::Cpu)
+        .unwrap()
+        .llama;
     let budget = 5;
     let run_with = |policy| {
         let cfg = SessionConfig::causal(5).with_policy(policy);

@@ -38,7 +38,13 @@ fn configs() -> Vec<SessionConfig> {
 
 #[test]
 fn a_restored_session_continues_exactly_like_the_one_that_never_stopped() {
-    let f16 = Arc::new(tiny_model().llama.as_ref().clone().with_kv_dtype(KvDtype::F16));
+    let f16 = Arc::new(
+        tiny_model()
+            .llama
+            .as_ref()
+            .clone()
+            .with_kv_dtype(KvDtype::F16),
+    );
     for (model, cfg) in (configs().into_iter())
         .map(|c| (&tiny_model().llama, c))
         .chain(std::iter::once((&f16, SessionConfig::causal(5))))

@@ -30,7 +30,11 @@ impl KvCache {
     pub fn held_entries(&self) -> usize {
         match &self.held {
             None => self.cells.len(),
-            Some(h) => h.iter().map(Vec::len).sum::<usize>().div_ceil(h.len().max(1)),
+            Some(h) => h
+                .iter()
+                .map(Vec::len)
+                .sum::<usize>()
+                .div_ceil(h.len().max(1)),
         }
     }
 
@@ -59,8 +63,8 @@ impl KvCache {
             return Ok(());
         }
         let n = self.cells.len();
-        let mut held = (self.held.take())
-            .unwrap_or_else(|| vec![(0..n as u32).collect(); self.layers.len()]);
+        let mut held =
+            (self.held.take()).unwrap_or_else(|| vec![(0..n as u32).collect(); self.layers.len()]);
         for ((store, slots), eviction) in self.layers.iter_mut().zip(&mut held).zip(per_layer) {
             let mut drop = eviction.slots().iter().map(|&s| s as u32).peekable();
             let mut keep: Vec<u32> = Vec::with_capacity(slots.len());

@@ -55,8 +55,10 @@ impl LayerStore {
             self.grow((self.len + t).max(2 * self.capacity()))?;
         }
         let dtype = self.dtype();
-        self.k.slice_set(&k.to_dtype(dtype)?.contiguous()?, 1, self.len)?;
-        self.v.slice_set(&v.to_dtype(dtype)?.contiguous()?, 1, self.len)?;
+        self.k
+            .slice_set(&k.to_dtype(dtype)?.contiguous()?, 1, self.len)?;
+        self.v
+            .slice_set(&v.to_dtype(dtype)?.contiguous()?, 1, self.len)?;
         self.len += t;
         Ok(())
     }

@@ -83,7 +83,9 @@ fn partials<E: KvElem>(
     // Split every head's keys into spans so that all threads have work even with fewer KV
     // heads than threads (flash-decoding); spans are merged with their softmax statistics.
     let target_tasks = 4 * rayon::current_num_threads();
-    let span = s.n.div_ceil(target_tasks.div_ceil(s.kv_heads)).max(MIN_SPAN);
+    let span =
+        s.n.div_ceil(target_tasks.div_ceil(s.kv_heads))
+            .max(MIN_SPAN);
     let spans = s.n.div_ceil(span);
     let (hd, rows, cap) = (s.hd, s.rows, s.cap);
     (0..s.kv_heads * spans)
@@ -218,10 +220,12 @@ mod tests {
         let w: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
         let total: f64 = w.iter().sum();
         (0..hd)
-            .map(|d| (w.iter().zip(v.chunks_exact(hd)))
-                .map(|(w, val)| w * f64::from(val[d]))
-                .sum::<f64>()
-                / total)
+            .map(|d| {
+                (w.iter().zip(v.chunks_exact(hd)))
+                    .map(|(w, val)| w * f64::from(val[d]))
+                    .sum::<f64>()
+                    / total
+            })
             .collect()
     }
 

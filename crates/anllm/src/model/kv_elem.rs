@@ -163,7 +163,10 @@ mod tests {
 
     /// Σ a·b in f64: the scalar reference.
     fn reference(a: &[f32], b: impl Iterator<Item = f32>) -> f64 {
-        a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(y)).sum()
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(*x) * f64::from(y))
+            .sum()
     }
 
     #[test]

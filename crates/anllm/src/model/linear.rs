@@ -100,7 +100,11 @@ impl Projections {
 
     /// Bytes of the weights in memory.
     pub fn bytes(&self) -> usize {
-        self.fused.iter().chain(&self.parts).map(Linear::bytes).sum()
+        self.fused
+            .iter()
+            .chain(&self.parts)
+            .map(Linear::bytes)
+            .sum()
     }
 
     /// x: [t, in] -> one [t, width_i] per projection.

@@ -6,8 +6,8 @@
 
 mod attend;
 mod attention;
-mod kv_elem;
 mod batch;
+mod kv_elem;
 mod linear;
 mod mlp;
 mod norm;

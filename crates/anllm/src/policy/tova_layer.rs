@@ -93,7 +93,9 @@ mod tests {
             key_norms: None,
             layer_slots: None,
         };
-        let plans = TovaLayer::new(Budget::Entries(2)).plan_layers(&obs).unwrap();
+        let plans = TovaLayer::new(Budget::Entries(2))
+            .plan_layers(&obs)
+            .unwrap();
         assert_eq!(plans[0].slots(), &[0, 2, 4]);
         // Ties (slots 2 and 3, 0.1 each) drop the older.
         assert_eq!(plans[1].slots(), &[1, 2, 3]);
@@ -108,7 +110,9 @@ mod tests {
             layer_slots: Some(&held),
             ..obs
         };
-        let plans = TovaLayer::new(Budget::Entries(2)).plan_layers(&obs).unwrap();
+        let plans = TovaLayer::new(Budget::Entries(2))
+            .plan_layers(&obs)
+            .unwrap();
         assert_eq!(plans[0].slots(), &[4]);
         assert_eq!(plans[1].slots(), &[4]);
     }

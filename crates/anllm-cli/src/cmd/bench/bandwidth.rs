@@ -28,7 +28,10 @@ impl Bandwidth {
     pub fn measure(weight_bytes: usize) -> Self {
         let words = BUFFER_BYTES / 8;
         // Written in parallel so the pages are spread as the readers will touch them.
-        let buf: Vec<u64> = (0..words as u64).into_par_iter().map(|i| i ^ 0x5a).collect();
+        let buf: Vec<u64> = (0..words as u64)
+            .into_par_iter()
+            .map(|i| i ^ 0x5a)
+            .collect();
         let samples = (0..PASSES)
             .map(|_| {
                 let start = Instant::now();
@@ -67,7 +70,9 @@ impl Bandwidth {
             BUFFER_BYTES >> 20,
             self.best()
         );
-        println!("| test | runtime | MB read per token | median tok/s | GB/s | share of best read |");
+        println!(
+            "| test | runtime | MB read per token | median tok/s | GB/s | share of best read |"
+        );
         println!("|---|---|---:|---:|---:|---:|");
         let mut out = Vec::new();
         for m in rows.iter().filter(|m| m.test.starts_with("tg")) {
@@ -84,8 +89,10 @@ impl Bandwidth {
                 m.median(),
                 100.0 * share
             );
-            out.push(json!({"test": m.test, "runtime": m.runtime, "bytes_per_token": bytes,
-                "gb_per_s": gbps, "share": share}));
+            out.push(
+                json!({"test": m.test, "runtime": m.runtime, "bytes_per_token": bytes,
+                "gb_per_s": gbps, "share": share}),
+            );
         }
         json!({"read_gb_per_s": self.samples, "best": self.best(), "median": median,
             "weight_bytes": self.weight_bytes, "decode": out})

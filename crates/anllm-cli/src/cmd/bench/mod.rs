@@ -181,7 +181,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let bandwidth = args
         .bandwidth
         .then(|| bandwidth::Bandwidth::measure(llama.decode_weight_bytes()));
-    report::print(&rows, args.common.threads, args.common.json, bandwidth.as_ref());
+    report::print(
+        &rows,
+        args.common.threads,
+        args.common.json,
+        bandwidth.as_ref(),
+    );
     Ok(())
 }
 

@@ -45,7 +45,10 @@ pub fn run_kv(args: KvArgs) -> Result<()> {
     })?;
     let policies = parse_list(&args.policies, |s| {
         let (name, aware) = split_query_aware(s);
-        match (KNOWN.contains(&name), aware && matches!(name, "full" | "anchor")) {
+        match (
+            KNOWN.contains(&name),
+            aware && matches!(name, "full" | "anchor"),
+        ) {
             (true, false) => Ok(s.to_string()),
             (true, true) => bail!("--policies: `{s}`: `+q` goes with a budgeted policy"),
             (false, _) => bail!(

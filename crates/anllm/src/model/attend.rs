@@ -195,16 +195,7 @@ fn exp_shifted(row: &mut [f32]) -> (f32, f32) {
 mod tests {
     use super::*;
     use crate::cache::KvDtype;
-
-    /// Deterministic values in [-1, 1).
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        (0..n as u32)
-            .map(|i| {
-                ((i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) % 2000) as f32 / 1000.0
-                    - 1.0
-            })
-            .collect()
-    }
+    use crate::model::kv_elem::tests::values;
 
     /// Softmax attention in f64 over the K/V the store holds (read back, so f16 rounding is
     /// in both sides), for row `r` of head `h`.

@@ -28,12 +28,9 @@ impl KvPolicy for TovaLayer {
     }
 
     /// The shared-set fallback (what a caller that does not apply per-layer plans gets):
-    /// TOVA over the mass summed over layers.
+    /// [`Tova`](super::Tova) over the mass summed over layers.
     fn plan(&mut self, obs: &Observation<'_>) -> Eviction {
-        let budget = self.budget.entries_for(obs.cells);
-        keep_best(obs.cells.len(), budget, || {
-            obs.attention.map(|a| a.total()).unwrap_or_default()
-        })
+        super::Tova::new(self.budget).plan(obs)
     }
 
     fn plan_layers(&mut self, obs: &Observation<'_>) -> Option<Vec<Eviction>> {

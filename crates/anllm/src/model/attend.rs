@@ -152,10 +152,21 @@ impl<E: KvElem> Head<'_, E> {
         let rows = self.q.len() / self.hd;
         let span = self.k.len() / self.hd;
         let mut scores = vec![0f32; rows * span];
-        for (j, key) in self.k.chunks_exact(self.hd).enumerate() {
-            for (r, q) in self.q.chunks_exact(self.hd).enumerate() {
+        // Eight keys at a time (independent accumulators), the last few one by one.
+        let full = span - span % 8;
+        let mut eight = [0f32; 8];
+        for (r, q) in self.q.chunks_exact(self.hd).enumerate() {
+            let row = &mut scores[r * span..(r + 1) * span];
+            for j in (0..full).step_by(8) {
+                E::dot8(q, &self.k[j * self.hd..(j + 8) * self.hd], &mut eight);
+                row[j..j + 8].copy_from_slice(&eight);
+            }
+            for (j, key) in self.k.chunks_exact(self.hd).enumerate().skip(full) {
+                row[j] = E::dot(q, key);
+            }
+            for (j, x) in row.iter_mut().enumerate() {
                 let bias = mask.map_or(0.0, |m| m[(r % t) * self.n + self.first + j]);
-                scores[r * span + j] = E::dot(q, key) * scale + bias;
+                *x = *x * scale + bias;
             }
         }
         let mut max = vec![f32::NEG_INFINITY; rows];
@@ -164,13 +175,8 @@ impl<E: KvElem> Head<'_, E> {
             (*m, *l) = exp_shifted(row);
         }
         let mut acc = vec![0f32; rows * self.hd];
-        for (j, value) in self.v.chunks_exact(self.hd).enumerate() {
-            for (r, out) in acc.chunks_exact_mut(self.hd).enumerate() {
-                let p = scores[r * span + j];
-                if p != 0.0 {
-                    E::axpy(p, value, out);
-                }
-            }
+        for (r, out) in acc.chunks_exact_mut(self.hd).enumerate() {
+            E::weighted_sum(&scores[r * span..(r + 1) * span], self.v, out);
         }
         Partial { max, sum, acc }
     }

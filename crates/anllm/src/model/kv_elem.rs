@@ -14,9 +14,51 @@ pub(crate) trait KvElem: Copy + Send + Sync {
     fn dot(q: &[f32], k: &[Self]) -> f32;
     /// y[i] += alpha·x[i].
     fn axpy(alpha: f32, x: &[Self], y: &mut [f32]);
+
+    /// The dot products of `q` (`hd` values) with 8 consecutive keys `k` (`8 × hd`): eight
+    /// independent accumulators, so no FMA waits on the previous one (one key at a time is a
+    /// chain of `hd / 8` dependent FMAs).
+    fn dot8(q: &[f32], k: &[Self], out: &mut [f32; 8]) {
+        let hd = q.len();
+        for (o, key) in out.iter_mut().zip(k.chunks_exact(hd)) {
+            *o = Self::dot(q, key);
+        }
+    }
+
+    /// `out += Σ_j p[j]·v[j]` over the values `v` (`p.len() × hd`, `hd = out.len()`), with
+    /// `out` held in registers across the keys where the SIMD version applies.
+    fn weighted_sum(p: &[f32], v: &[Self], out: &mut [f32]) {
+        for (&w, value) in p.iter().zip(v.chunks_exact(out.len())) {
+            if w != 0.0 {
+                Self::axpy(w, value, out);
+            }
+        }
+    }
 }
 
 impl KvElem for f32 {
+    fn weighted_sum(p: &[f32], v: &[f32], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() && out.len() % 8 == 0 && v.len() >= p.len() * out.len() {
+            // SAFETY: AVX2 and FMA were detected; the lengths are checked.
+            return unsafe { simd::weighted_sum_f32(p, v, out) };
+        }
+        for (&w, value) in p.iter().zip(v.chunks_exact(out.len())) {
+            Self::axpy(w, value, out);
+        }
+    }
+
+    fn dot8(q: &[f32], k: &[f32], out: &mut [f32; 8]) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() && q.len() % 8 == 0 && k.len() >= 8 * q.len() {
+            // SAFETY: AVX2 and FMA were detected; the lengths are checked.
+            return unsafe { simd::dot8_f32(q, k, out) };
+        }
+        for (o, key) in out.iter_mut().zip(k.chunks_exact(q.len())) {
+            *o = Self::dot(q, key);
+        }
+    }
+
     fn dot(a: &[f32], b: &[f32]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         if has_avx2() {
@@ -37,6 +79,28 @@ impl KvElem for f32 {
 }
 
 impl KvElem for f16 {
+    fn weighted_sum(p: &[f32], v: &[f16], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() && out.len() % 8 == 0 && v.len() >= p.len() * out.len() {
+            // SAFETY: AVX2, FMA and F16C were detected; the lengths are checked.
+            return unsafe { simd::weighted_sum_f16(p, v, out) };
+        }
+        for (&w, value) in p.iter().zip(v.chunks_exact(out.len())) {
+            Self::axpy(w, value, out);
+        }
+    }
+
+    fn dot8(q: &[f32], k: &[f16], out: &mut [f32; 8]) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2() && q.len() % 8 == 0 && k.len() >= 8 * q.len() {
+            // SAFETY: AVX2, FMA and F16C were detected; the lengths are checked.
+            return unsafe { simd::dot8_f16(q, k, out) };
+        }
+        for (o, key) in out.iter_mut().zip(k.chunks_exact(q.len())) {
+            *o = Self::dot(q, key);
+        }
+    }
+
     fn dot(a: &[f32], b: &[f16]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         if has_avx2() {
@@ -89,6 +153,74 @@ mod simd {
             *y = alpha.mul_add(*x, *y);
         }
     }
+
+    /// `out[j] = q · k[j·hd..(j+1)·hd]` for 8 keys, `hd = q.len()` a multiple of 8: one
+    /// accumulator per key, reduced together by a tree of `hadd`s. `$load` reads 8 keys'
+    /// values at a pointer as f32.
+    macro_rules! dot8 {
+        ($name:ident, $elem:ty, $p:ident => $load:expr) => {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            pub unsafe fn $name(q: &[f32], k: &[$elem], out: &mut [f32; 8]) {
+                let hd = q.len();
+                debug_assert!(hd % 8 == 0 && k.len() >= 8 * hd);
+                let mut acc = [_mm256_setzero_ps(); 8];
+                for d in (0..hd).step_by(8) {
+                    // SAFETY: d + 8 <= hd and (j + 1)·hd <= k.len(): in bounds.
+                    let qv = unsafe { _mm256_loadu_ps(q.as_ptr().add(d)) };
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        let $p = unsafe { k.as_ptr().add(j * hd + d) };
+                        let kv = unsafe { $load };
+                        *a = _mm256_fmadd_ps(qv, kv, *a);
+                    }
+                }
+                // [A01 A23 B01 B23 | A45 A67 B45 B67] … → low halves + high halves per key.
+                let ab = _mm256_hadd_ps(acc[0], acc[1]);
+                let cd = _mm256_hadd_ps(acc[2], acc[3]);
+                let ef = _mm256_hadd_ps(acc[4], acc[5]);
+                let gh = _mm256_hadd_ps(acc[6], acc[7]);
+                let abcd = _mm256_hadd_ps(ab, cd);
+                let efgh = _mm256_hadd_ps(ef, gh);
+                let lo = _mm256_permute2f128_ps(abcd, efgh, 0x20);
+                let hi = _mm256_permute2f128_ps(abcd, efgh, 0x31);
+                // SAFETY: `out` holds 8 f32; unaligned store.
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr(), _mm256_add_ps(lo, hi)) };
+            }
+        };
+    }
+    /// `out += Σ_j p[j]·v[j]`, `out.len()` a multiple of 8: 64 columns at a time in 8
+    /// register accumulators, one pass over the keys per 64 columns.
+    macro_rules! weighted_sum {
+        ($name:ident, $elem:ty, $p:ident => $load:expr) => {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            pub unsafe fn $name(p: &[f32], v: &[$elem], out: &mut [f32]) {
+                let hd = out.len();
+                debug_assert!(hd % 8 == 0 && v.len() >= p.len() * hd);
+                for c0 in (0..hd).step_by(64) {
+                    let vecs = (hd - c0).min(64) / 8;
+                    let mut acc = [_mm256_setzero_ps(); 8];
+                    for (j, &w) in p.iter().enumerate() {
+                        let wv = _mm256_set1_ps(w);
+                        for (c, a) in acc.iter_mut().enumerate().take(vecs) {
+                            // SAFETY: j < p.len() and c0 + 8c + 8 <= hd: in bounds.
+                            let $p = unsafe { v.as_ptr().add(j * hd + c0 + 8 * c) };
+                            *a = _mm256_fmadd_ps(wv, unsafe { $load }, *a);
+                        }
+                    }
+                    for (c, a) in acc.iter().enumerate().take(vecs) {
+                        // SAFETY: c0 + 8c + 8 <= hd = out.len().
+                        unsafe {
+                            let o = out.as_mut_ptr().add(c0 + 8 * c);
+                            _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), *a));
+                        }
+                    }
+                }
+            }
+        };
+    }
+    weighted_sum!(weighted_sum_f32, f32, p => _mm256_loadu_ps(p));
+    weighted_sum!(weighted_sum_f16, f16, p => _mm256_cvtph_ps(_mm_loadu_si128(p.cast::<__m128i>())));
+    dot8!(dot8_f32, f32, p => _mm256_loadu_ps(p));
+    dot8!(dot8_f16, f16, p => _mm256_cvtph_ps(_mm_loadu_si128(p.cast::<__m128i>())));
 
     /// Eight halves widened to f32 (`vcvtph2ps`).
     #[target_feature(enable = "avx2,f16c")]
@@ -182,6 +314,56 @@ pub(crate) mod tests {
             for i in 0..n {
                 let want = 0.37f32.mul_add(a[i], b[i]);
                 assert!((y[i] - want).abs() <= 1e-6, "n={n} i={i}");
+            }
+        }
+    }
+
+    #[test]
+    fn dot8_equals_eight_scalar_dots_for_f32_and_f16_keys() {
+        for hd in [8, 16, 64, 12] {
+            let q = values(hd, 5);
+            let k = values(8 * hd, 6);
+            let kh: Vec<f16> = k.iter().map(|&x| f16::from_f32(x)).collect();
+            let (mut got, mut got_h) = ([0f32; 8], [0f32; 8]);
+            <f32 as KvElem>::dot8(&q, &k, &mut got);
+            <f16 as KvElem>::dot8(&q, &kh, &mut got_h);
+            for j in 0..8 {
+                let want = reference(&q, k[j * hd..(j + 1) * hd].iter().copied());
+                let want_h = reference(&q, kh[j * hd..(j + 1) * hd].iter().map(|x| x.to_f32()));
+                assert!(
+                    (f64::from(got[j]) - want).abs() < 1e-5 * hd as f64,
+                    "hd {hd} key {j}"
+                );
+                assert!(
+                    (f64::from(got_h[j]) - want_h).abs() < 1e-5 * hd as f64,
+                    "hd {hd} key {j}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn weighted_sum_equals_the_scalar_sum_for_f32_and_f16_values() {
+        for (hd, keys) in [(64, 37), (8, 5), (128, 9), (72, 3), (12, 4)] {
+            let p = values(keys, 7);
+            let v = values(keys * hd, 8);
+            let vh: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+            let start = values(hd, 9);
+            let (mut got, mut got_h) = (start.clone(), start.clone());
+            <f32 as KvElem>::weighted_sum(&p, &v, &mut got);
+            <f16 as KvElem>::weighted_sum(&p, &vh, &mut got_h);
+            for d in 0..hd {
+                let want = f64::from(start[d]) + reference(&p, (0..keys).map(|j| v[j * hd + d]));
+                let want_h =
+                    f64::from(start[d]) + reference(&p, (0..keys).map(|j| vh[j * hd + d].to_f32()));
+                assert!(
+                    (f64::from(got[d]) - want).abs() < 1e-5 * keys as f64,
+                    "hd {hd} d {d}"
+                );
+                assert!(
+                    (f64::from(got_h[d]) - want_h).abs() < 1e-5 * keys as f64,
+                    "hd {hd} d {d}"
+                );
             }
         }
     }

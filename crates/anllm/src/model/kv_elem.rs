@@ -39,7 +39,7 @@ pub(crate) trait KvElem: Copy + Send + Sync {
 impl KvElem for f32 {
     fn weighted_sum(p: &[f32], v: &[f32], out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if has_avx2() && out.len() % 8 == 0 && v.len() >= p.len() * out.len() {
+        if has_avx2() && out.len().is_multiple_of(8) && v.len() >= p.len() * out.len() {
             // SAFETY: AVX2 and FMA were detected; the lengths are checked.
             return unsafe { simd::weighted_sum_f32(p, v, out) };
         }
@@ -50,7 +50,7 @@ impl KvElem for f32 {
 
     fn dot8(q: &[f32], k: &[f32], out: &mut [f32; 8]) {
         #[cfg(target_arch = "x86_64")]
-        if has_avx2() && q.len() % 8 == 0 && k.len() >= 8 * q.len() {
+        if has_avx2() && q.len().is_multiple_of(8) && k.len() >= 8 * q.len() {
             // SAFETY: AVX2 and FMA were detected; the lengths are checked.
             return unsafe { simd::dot8_f32(q, k, out) };
         }
@@ -81,7 +81,7 @@ impl KvElem for f32 {
 impl KvElem for f16 {
     fn weighted_sum(p: &[f32], v: &[f16], out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if has_avx2() && out.len() % 8 == 0 && v.len() >= p.len() * out.len() {
+        if has_avx2() && out.len().is_multiple_of(8) && v.len() >= p.len() * out.len() {
             // SAFETY: AVX2, FMA and F16C were detected; the lengths are checked.
             return unsafe { simd::weighted_sum_f16(p, v, out) };
         }
@@ -92,7 +92,7 @@ impl KvElem for f16 {
 
     fn dot8(q: &[f32], k: &[f16], out: &mut [f32; 8]) {
         #[cfg(target_arch = "x86_64")]
-        if has_avx2() && q.len() % 8 == 0 && k.len() >= 8 * q.len() {
+        if has_avx2() && q.len().is_multiple_of(8) && k.len() >= 8 * q.len() {
             // SAFETY: AVX2, FMA and F16C were detected; the lengths are checked.
             return unsafe { simd::dot8_f16(q, k, out) };
         }
@@ -162,7 +162,7 @@ mod simd {
             #[target_feature(enable = "avx2,fma,f16c")]
             pub unsafe fn $name(q: &[f32], k: &[$elem], out: &mut [f32; 8]) {
                 let hd = q.len();
-                debug_assert!(hd % 8 == 0 && k.len() >= 8 * hd);
+                debug_assert!(hd.is_multiple_of(8) && k.len() >= 8 * hd);
                 let mut acc = [_mm256_setzero_ps(); 8];
                 for d in (0..hd).step_by(8) {
                     // SAFETY: d + 8 <= hd and (j + 1)·hd <= k.len(): in bounds.
@@ -194,7 +194,7 @@ mod simd {
             #[target_feature(enable = "avx2,fma,f16c")]
             pub unsafe fn $name(p: &[f32], v: &[$elem], out: &mut [f32]) {
                 let hd = out.len();
-                debug_assert!(hd % 8 == 0 && v.len() >= p.len() * hd);
+                debug_assert!(hd.is_multiple_of(8) && v.len() >= p.len() * hd);
                 for c0 in (0..hd).step_by(64) {
                     let vecs = (hd - c0).min(64) / 8;
                     let mut acc = [_mm256_setzero_ps(); 8];

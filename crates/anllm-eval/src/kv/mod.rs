@@ -17,6 +17,7 @@
 //! seeded from (`seed`, task, length, item index), so items do not depend on generation order.
 //! [`write_jsonl`] and [`read_jsonl`] store them one JSON object a line.
 
+mod metrics;
 pub mod run;
 mod tasks;
 #[cfg(test)]

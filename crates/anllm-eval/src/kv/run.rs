@@ -26,6 +26,7 @@ use candle_core::Tensor;
 use serde::Serialize;
 
 use super::KvItem;
+use super::metrics::compare;
 
 /// An item rendered to token ids (the file `benches/kvpress_eval.py` reads).
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -260,33 +261,6 @@ fn generate(
     let secs = start.elapsed().as_secs_f64();
     let rate = (out.len().saturating_sub(1)) as f64 / secs.max(1e-9);
     Ok((tokenizer.decode(&out, true)?, rate))
-}
-
-/// Teacher-forced metrics of `rows` against the full cache's `reference` (log-softmax rows).
-fn compare(
-    rows: &Tensor,
-    reference: &Tensor,
-    answer: &[TokenId],
-) -> anllm::Result<(f64, f64, f64)> {
-    let (x, r): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (rows.to_vec2()?, reference.to_vec2()?);
-    let (mut ll, mut agree, mut kl) = (0.0f64, 0usize, 0.0f64);
-    for ((x, r), &gold) in x.iter().zip(&r).zip(answer) {
-        ll += f64::from(x[gold as usize]);
-        agree += usize::from(argmax(x) == argmax(r));
-        kl += r
-            .iter()
-            .zip(x)
-            .map(|(&lr, &lx)| f64::from(lr.exp()) * f64::from(lr - lx))
-            .sum::<f64>();
-    }
-    let n = answer.len().max(1) as f64;
-    Ok((ll, agree as f64 / n, kl / n))
-}
-
-fn argmax(row: &[f32]) -> usize {
-    (0..row.len())
-        .max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a)))
-        .unwrap_or(0)
 }
 
 /// The session of a cell with its context compressed (a fork of the shared prefill, or its own

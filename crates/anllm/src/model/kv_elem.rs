@@ -19,19 +19,28 @@ pub(crate) trait KvElem: Copy + Send + Sync {
     /// independent accumulators, so no FMA waits on the previous one (one key at a time is a
     /// chain of `hd / 8` dependent FMAs).
     fn dot8(q: &[f32], k: &[Self], out: &mut [f32; 8]) {
-        let hd = q.len();
-        for (o, key) in out.iter_mut().zip(k.chunks_exact(hd)) {
-            *o = Self::dot(q, key);
-        }
+        dot8_each(q, k, out);
     }
 
     /// `out += Σ_j p[j]·v[j]` over the values `v` (`p.len() × hd`, `hd = out.len()`), with
     /// `out` held in registers across the keys where the SIMD version applies.
     fn weighted_sum(p: &[f32], v: &[Self], out: &mut [f32]) {
-        for (&w, value) in p.iter().zip(v.chunks_exact(out.len())) {
-            if w != 0.0 {
-                Self::axpy(w, value, out);
-            }
+        weighted_sum_each(p, v, out);
+    }
+}
+
+/// [`KvElem::dot8`] as 8 calls of [`KvElem::dot`] (the portable path).
+fn dot8_each<E: KvElem>(q: &[f32], k: &[E], out: &mut [f32; 8]) {
+    for (o, key) in out.iter_mut().zip(k.chunks_exact(q.len())) {
+        *o = E::dot(q, key);
+    }
+}
+
+/// [`KvElem::weighted_sum`] as one [`KvElem::axpy`] per key (the portable path).
+fn weighted_sum_each<E: KvElem>(p: &[f32], v: &[E], out: &mut [f32]) {
+    for (&w, value) in p.iter().zip(v.chunks_exact(out.len())) {
+        if w != 0.0 {
+            E::axpy(w, value, out);
         }
     }
 }
@@ -43,9 +52,7 @@ impl KvElem for f32 {
             // SAFETY: AVX2 and FMA were detected; the lengths are checked.
             return unsafe { simd::weighted_sum_f32(p, v, out) };
         }
-        for (&w, value) in p.iter().zip(v.chunks_exact(out.len())) {
-            Self::axpy(w, value, out);
-        }
+        weighted_sum_each(p, v, out);
     }
 
     fn dot8(q: &[f32], k: &[f32], out: &mut [f32; 8]) {
@@ -54,9 +61,7 @@ impl KvElem for f32 {
             // SAFETY: AVX2 and FMA were detected; the lengths are checked.
             return unsafe { simd::dot8_f32(q, k, out) };
         }
-        for (o, key) in out.iter_mut().zip(k.chunks_exact(q.len())) {
-            *o = Self::dot(q, key);
-        }
+        dot8_each(q, k, out);
     }
 
     fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -85,9 +90,7 @@ impl KvElem for f16 {
             // SAFETY: AVX2, FMA and F16C were detected; the lengths are checked.
             return unsafe { simd::weighted_sum_f16(p, v, out) };
         }
-        for (&w, value) in p.iter().zip(v.chunks_exact(out.len())) {
-            Self::axpy(w, value, out);
-        }
+        weighted_sum_each(p, v, out);
     }
 
     fn dot8(q: &[f32], k: &[f16], out: &mut [f32; 8]) {
@@ -96,9 +99,7 @@ impl KvElem for f16 {
             // SAFETY: AVX2, FMA and F16C were detected; the lengths are checked.
             return unsafe { simd::dot8_f16(q, k, out) };
         }
-        for (o, key) in out.iter_mut().zip(k.chunks_exact(q.len())) {
-            *o = Self::dot(q, key);
-        }
+        dot8_each(q, k, out);
     }
 
     fn dot(a: &[f32], b: &[f16]) -> f32 {

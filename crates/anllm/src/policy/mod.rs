@@ -21,7 +21,6 @@ mod sepllm;
 mod snapkv;
 mod streaming;
 mod tova;
-mod tova_layer;
 
 use std::ops::Range;
 
@@ -34,7 +33,6 @@ pub use sepllm::SepLlm;
 pub use snapkv::SnapKv;
 pub use streaming::StreamingLlm;
 pub use tova::Tova;
-pub use tova_layer::TovaLayer;
 
 use crate::cache::Cells;
 pub use crate::cache::Eviction;
@@ -154,7 +152,7 @@ pub enum PolicyConfig {
         /// Most entries kept.
         budget: Budget,
     },
-    /// [`TovaLayer`]: TOVA with one set per layer (kvpress's granularity).
+    /// [`Tova::per_layer`]: TOVA with one set per layer (kvpress's granularity).
     TovaLayer {
         /// Most entries kept per layer.
         budget: Budget,
@@ -189,7 +187,7 @@ impl PolicyConfig {
             Self::Streaming { sinks, window } => Box::new(StreamingLlm::new(sinks, window)),
             Self::H2o { budget, recent } => Box::new(H2o::new(budget, recent)),
             Self::Tova { budget } => Box::new(Tova::new(budget)),
-            Self::TovaLayer { budget } => Box::new(TovaLayer::new(budget)),
+            Self::TovaLayer { budget } => Box::new(Tova::per_layer(budget)),
             Self::Sepllm { sinks, window } => Box::new(SepLlm::new(sinks, window)),
             Self::Snapkv { budget, window } => Box::new(SnapKv::new(budget, window)),
             Self::Knorm { budget } => Box::new(Knorm::new(budget)),

@@ -7,30 +7,64 @@
 //! kvpress's `TOVAPress`), summed over layers and heads; ties drop the older entry. An entry
 //! appended by this step can be dropped at once, as in the paper.
 //!
-//! Deviations: the paper averages over the heads of each layer and keeps one set per layer
-//! (kvpress: one set for all heads of a layer); this policy keeps one set for the whole model,
-//! scored by the mass summed over layers. Pinned entries are not protected (as in
-//! [`StreamingLlm`](super::StreamingLlm)).
+//! Granularity: the paper and kvpress's `TOVAPress` keep one set per layer (scored over that
+//! layer's heads). `tova` keeps one set for the whole model, scored by the mass summed over
+//! layers; `tova_layer` ([`Tova::per_layer`]) keeps one set per layer through
+//! [`KvPolicy::plan_layers`]: layers then hold different entries, an entry's K/V is freed in a
+//! layer as soon as that layer drops it, and the cell goes when no layer holds it. Pinned
+//! entries are not protected (as in [`StreamingLlm`](super::StreamingLlm)).
 
 use super::{Budget, Eviction, KvPolicy, Observation, keep_best};
 
-/// Keeps the `budget` entries the step's queries attend to most.
+/// Keeps the `budget` entries the step's queries attend to most (per layer with `per_layer`).
 #[derive(Debug, Clone, Copy)]
 pub struct Tova {
     budget: Budget,
+    per_layer: bool,
 }
 
 impl Tova {
-    /// A policy keeping at most `budget` entries (callers validate `budget ≥ 1` through
-    /// [`PolicyConfig::validate`](super::PolicyConfig::validate)).
+    /// A policy keeping at most `budget` entries, one set for the model (callers validate
+    /// `budget ≥ 1` through [`PolicyConfig::validate`](super::PolicyConfig::validate)).
     pub fn new(budget: Budget) -> Self {
-        Self { budget }
+        Self {
+            budget,
+            per_layer: false,
+        }
+    }
+
+    /// `tova_layer`: at most `budget` entries in every layer, each layer its own set.
+    pub fn per_layer(budget: Budget) -> Self {
+        Self {
+            budget,
+            per_layer: true,
+        }
     }
 }
 
 impl KvPolicy for Tova {
     fn name(&self) -> &'static str {
-        "tova"
+        match self.per_layer {
+            true => "tova_layer",
+            false => "tova",
+        }
+    }
+
+    /// Per layer: each layer keeps what its own last query attends to most (`None` for the
+    /// shared set, or without statistics).
+    fn plan_layers(&mut self, obs: &Observation<'_>) -> Option<Vec<Eviction>> {
+        let attention = obs.attention.filter(|_| self.per_layer)?;
+        let budget = self.budget.entries_for(obs.cells);
+        let plans = (0..attention.num_layers())
+            .map(|l| {
+                let mass = attention.layer(l).unwrap_or_default();
+                let cell = |i: usize| obs.layer_slots.map_or(i, |h| h[l][i] as usize);
+                let held = obs.layer_slots.map_or(obs.cells.len(), |h| h[l].len());
+                let drop = keep_best(held, budget, || mass.to_vec());
+                Eviction::from_slots(drop.slots().iter().map(|&i| cell(i)))
+            })
+            .collect();
+        Some(plans)
     }
 
     fn plan(&mut self, obs: &Observation<'_>) -> Eviction {
@@ -98,5 +132,43 @@ mod tests {
             ..obs
         };
         assert_eq!(Tova::new(Budget::Entries(4)).plan(&obs).slots(), &[2, 3]);
+    }
+
+    #[test]
+    fn each_layer_keeps_what_its_own_query_attends_to_most() {
+        let c = cells(&[(0, Role::Token, false); 5]);
+        // Layer 0 prefers slots 1 and 3, layer 1 slots 0 and 4 (hand-derived), budget 2.
+        let mut stats = AttentionStats::new(1, 1);
+        stats.push_layer(vec![0.1, 0.4, 0.0, 0.3, 0.2]);
+        stats.push_layer(vec![0.5, 0.0, 0.1, 0.1, 0.3]);
+        let obs = Observation {
+            cells: &c,
+            appended: 4..5,
+            attention: Some(&stats),
+            key_norms: None,
+            layer_slots: None,
+        };
+        let plans = Tova::per_layer(Budget::Entries(2))
+            .plan_layers(&obs)
+            .unwrap();
+        assert_eq!(plans[0].slots(), &[0, 2, 4]);
+        // Ties (slots 2 and 3, 0.1 each) drop the older.
+        assert_eq!(plans[1].slots(), &[1, 2, 3]);
+        // Layers that already hold different cells: layer 0 holds cells 1, 3, 4, layer 1
+        // holds 0, 2, 4; the mass is over each layer's own entries.
+        let held = vec![vec![1, 3, 4], vec![0, 2, 4]];
+        let mut stats = AttentionStats::new(1, 1);
+        stats.push_layer(vec![0.2, 0.7, 0.1]);
+        stats.push_layer(vec![0.6, 0.3, 0.1]);
+        let obs = Observation {
+            attention: Some(&stats),
+            layer_slots: Some(&held),
+            ..obs
+        };
+        let plans = Tova::per_layer(Budget::Entries(2))
+            .plan_layers(&obs)
+            .unwrap();
+        assert_eq!(plans[0].slots(), &[4]);
+        assert_eq!(plans[1].slots(), &[4]);
     }
 }

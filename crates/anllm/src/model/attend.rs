@@ -12,39 +12,47 @@ use super::kv_elem::KvElem;
 use crate::cache::LayerStore;
 use crate::{Error, Result};
 
-/// Most new rows for which this path is used.
+/// Most new rows per query head for the decode path (more take the tiled path).
 pub const MAX_ROWS: usize = 16;
 
 /// q: [kv_heads, groups * t, hd] (row = g * t + i), mask: additive [t, n] or None.
-/// Returns [kv_heads, groups * t, hd].
+/// Returns [kv_heads, groups * t, hd]. Up to [`MAX_ROWS`] new rows take the decode path (key
+/// spans in parallel, merged); more take the tiled path ([`super::tiled`]).
 pub fn attend(q: &Tensor, store: &LayerStore, mask: Option<&Tensor>, t: usize) -> Result<Tensor> {
     let (kv_heads, rows, hd) = q.dims3()?;
-    let n = store.len();
-    let cap = store.capacity();
     let qs: Vec<f32> = q.contiguous()?.flatten_all()?.to_vec1()?;
-    let mask: Option<Vec<f32>> = match mask {
-        Some(m) => Some(m.flatten_all()?.to_vec1()?),
+    let shape = Shape {
+        kv_heads,
+        rows,
+        hd,
+        n: store.len(),
+        cap: store.capacity(),
+        t,
+    };
+    // The mask is read in place (a prefill chunk's is t × n floats, and every layer reads it).
+    let mask = mask.map(Tensor::contiguous).transpose()?;
+    let mask_guard = mask.as_ref().map(Tensor::storage_and_layout);
+    let mask: Option<&[f32]> = match &mask_guard {
+        Some((guard, layout)) => match &**guard {
+            Storage::Cpu(CpuStorage::F32(m)) => Some(&m[layout.start_offset()..][..t * shape.n]),
+            _ => {
+                return Err(Error::unsupported(
+                    "an attention mask that is not f32 on the CPU",
+                ));
+            }
+        },
         None => None,
     };
     let (k_all, v_all) = store.raw();
     let (k_guard, k_layout) = k_all.storage_and_layout();
     let (v_guard, v_layout) = v_all.storage_and_layout();
     let (k0, v0) = (k_layout.start_offset(), v_layout.start_offset());
-    let shape = Shape {
-        kv_heads,
-        rows,
-        hd,
-        n,
-        cap,
-        t,
-    };
-    let mask = mask.as_deref();
-    let partials = match (&*k_guard, &*v_guard) {
+    let out = match (&*k_guard, &*v_guard) {
         (Storage::Cpu(CpuStorage::F32(ks)), Storage::Cpu(CpuStorage::F32(vs))) => {
-            partials(&qs, &ks[k0..], &vs[v0..], mask, &shape)
+            run(&qs, &ks[k0..], &vs[v0..], mask, &shape)
         }
         (Storage::Cpu(CpuStorage::F16(ks)), Storage::Cpu(CpuStorage::F16(vs))) => {
-            partials(&qs, &ks[k0..], &vs[v0..], mask, &shape)
+            run(&qs, &ks[k0..], &vs[v0..], mask, &shape)
         }
         _ => {
             return Err(Error::unsupported(
@@ -52,23 +60,33 @@ pub fn attend(q: &Tensor, store: &LayerStore, mask: Option<&Tensor>, t: usize) -
             ));
         }
     };
-    drop((k_guard, v_guard));
-    let spans = partials.len() / kv_heads;
-    let mut out = vec![0f32; kv_heads * rows * hd];
-    for (h, dst) in out.chunks_exact_mut(rows * hd).enumerate() {
-        merge(&partials[h * spans..(h + 1) * spans], hd, dst);
-    }
+    drop((k_guard, v_guard, mask_guard));
     Ok(Tensor::from_vec(out, (kv_heads, rows, hd), &Device::Cpu)?)
 }
 
-/// Sizes of one call: the cache's heads are `cap` slots apart, `n` of them valid.
-struct Shape {
-    kv_heads: usize,
-    rows: usize,
-    hd: usize,
-    n: usize,
-    cap: usize,
-    t: usize,
+/// The decode path for a few rows, the tiled path for more.
+fn run<E: KvElem>(qs: &[f32], ks: &[E], vs: &[E], mask: Option<&[f32]>, s: &Shape) -> Vec<f32> {
+    if s.t > MAX_ROWS {
+        return super::tiled::attend(qs, ks, vs, mask, s);
+    }
+    let partials = partials(qs, ks, vs, mask, s);
+    let spans = partials.len() / s.kv_heads;
+    let mut out = vec![0f32; s.kv_heads * s.rows * s.hd];
+    for (h, dst) in out.chunks_exact_mut(s.rows * s.hd).enumerate() {
+        merge(&partials[h * spans..(h + 1) * spans], s.hd, dst);
+    }
+    out
+}
+
+/// Sizes of one call: the cache's heads are `cap` slots apart, `n` of them valid; `t` new
+/// rows per query head (`rows = groups · t`).
+pub(super) struct Shape {
+    pub kv_heads: usize,
+    pub rows: usize,
+    pub hd: usize,
+    pub n: usize,
+    pub cap: usize,
+    pub t: usize,
 }
 
 /// The softmax statistics of every (KV head, span of keys) task, head-major.
@@ -226,9 +244,8 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn attend_matches_a_scalar_softmax_on_f32_and_f16_caches() {
-        let (kv_heads, hd, n, t, groups) = (2, 16, 150, 3, 2);
+    /// `attend` against [`reference`] for every row of every head, on f32 and f16 caches.
+    fn check(kv_heads: usize, hd: usize, n: usize, t: usize, groups: usize, mask: &[f32]) {
         let dev = Device::Cpu;
         for dtype in [KvDtype::F32, KvDtype::F16] {
             let mut store = LayerStore::new(kv_heads, hd, 8, dtype, &dev).unwrap();
@@ -237,16 +254,8 @@ mod tests {
             store.append(&k.unwrap(), &v.unwrap()).unwrap();
             let rows = groups * t;
             let q = values(kv_heads * rows * hd, 3);
-            // Row i sees keys 0..n - t + i + 1 (causal), with a bias on every 7th key.
-            let mask: Vec<f32> = (0..t * n)
-                .map(|x| match (x / n, x % n) {
-                    (i, j) if j > n - t + i => f32::NEG_INFINITY,
-                    (_, j) if j % 7 == 0 => -1.5,
-                    _ => 0.0,
-                })
-                .collect();
             let qt = Tensor::from_vec(q.clone(), (kv_heads, rows, hd), &dev).unwrap();
-            let mt = Tensor::from_vec(mask.clone(), (t, n), &dev).unwrap();
+            let mt = Tensor::from_vec(mask.to_vec(), (t, n), &dev).unwrap();
             let got: Vec<f32> = attend(&qt, &store, Some(&mt), t)
                 .unwrap()
                 .flatten_all()
@@ -259,20 +268,66 @@ mod tests {
             for h in 0..kv_heads {
                 for r in 0..rows {
                     let at = (h * rows + r) * hd;
-                    let want = reference(
-                        &q[at..at + hd],
-                        &ks[h * n * hd..(h + 1) * n * hd],
-                        &vs[h * n * hd..(h + 1) * n * hd],
-                        &mask[(r % t) * n..(r % t + 1) * n],
-                        hd,
-                    );
+                    let bias = &mask[(r % t) * n..(r % t + 1) * n];
+                    let want = match bias.iter().all(|b| *b == f32::NEG_INFINITY) {
+                        true => vec![0.0; hd], // a row that sees nothing gives zeros
+                        false => reference(
+                            &q[at..at + hd],
+                            &ks[h * n * hd..(h + 1) * n * hd],
+                            &vs[h * n * hd..(h + 1) * n * hd],
+                            bias,
+                            hd,
+                        ),
+                    };
                     for (d, w) in want.iter().enumerate() {
                         let g = f64::from(got[at + d]);
-                        // f32 accumulation of 150 terms in [-1, 1] against an f64 sum.
+                        // f32 accumulation of ≤ 300 terms in [-1, 1] against an f64 sum.
                         assert!((g - w).abs() < 1e-5, "{dtype:?} h{h} r{r} d{d}: {g} vs {w}");
                     }
                 }
             }
         }
+    }
+
+    #[test]
+    fn attend_matches_a_scalar_softmax_on_f32_and_f16_caches() {
+        let (n, t) = (150, 3);
+        // Row i sees keys 0..n - t + i + 1 (causal), with a bias on every 7th key.
+        let mask: Vec<f32> = (0..t * n)
+            .map(|x| match (x / n, x % n) {
+                (i, j) if j > n - t + i => f32::NEG_INFINITY,
+                (_, j) if j % 7 == 0 => -1.5,
+                _ => 0.0,
+            })
+            .collect();
+        check(2, 16, n, t, 2, &mask);
+    }
+
+    /// The tiled prefill path (more than `MAX_ROWS` rows) under a hand-built anchor mask: 200
+    /// cached keys of which every 25th is an anchor, then 40 new rows in segments of 10 whose
+    /// last token is an anchor; row i sees the cached anchors, the new anchors of earlier
+    /// segments and its own segment up to itself. Whole 64-key tiles are invisible to most
+    /// rows (skipped), one row sees nothing (zeros), and a bias hits some visible keys.
+    #[test]
+    fn tiled_attention_matches_a_scalar_softmax_under_an_anchor_mask() {
+        let (cached, t, seg) = (200, 40, 10);
+        let n = cached + t;
+        let visible = |i: usize, j: usize| match j < cached {
+            true => j % 25 == 24,
+            false => {
+                let (own, key) = ((i / seg), (j - cached) / seg);
+                (key < own && (j - cached) % seg == seg - 1) || (key == own && j - cached <= i)
+            }
+        };
+        let mask: Vec<f32> = (0..t * n)
+            .map(|x| match (x / n, x % n) {
+                (17, _) => f32::NEG_INFINITY,
+                (i, j) if !visible(i, j) => f32::NEG_INFINITY,
+                (_, j) if j % 3 == 0 => -0.75,
+                _ => 0.0,
+            })
+            .collect();
+        assert!(t > MAX_ROWS);
+        check(2, 64, n, t, 3, &mask);
     }
 }

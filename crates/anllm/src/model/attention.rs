@@ -124,8 +124,7 @@ impl Attention {
         let k = step.rope.apply(&k, step.cos, step.sin)?;
         store.append(&k.squeeze(0)?, &v.squeeze(0)?)?;
         let q = q.reshape((self.kv_heads, groups * t, hd))?;
-        let (out, mass) = if t <= attend::MAX_ROWS && q.device().is_cpu() && step.observe.is_none()
-        {
+        let (out, mass) = if q.device().is_cpu() && step.observe.is_none() {
             (attend::attend(&q, store, step.mask, t)?, None)
         } else {
             let (out, probs) = self.attend_gemm(&q, store, step.mask, t)?;
@@ -150,7 +149,7 @@ impl Attention {
         Ok((out, mass))
     }
 
-    /// Batched-GEMM attention (prefill chunks, non-CPU devices, observed steps).
+    /// Batched-GEMM attention (non-CPU devices, and steps whose attention a policy observes).
     /// q: [kv_heads, groups * t, hd] -> ([kv_heads, groups * t, hd], probs [kv_heads, groups * t, n])
     fn attend_gemm(
         &self,

@@ -15,6 +15,7 @@ mod norm;
 mod quant;
 mod rope;
 mod stats;
+mod tiled;
 
 use std::sync::Arc;
 

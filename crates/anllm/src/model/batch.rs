@@ -77,8 +77,7 @@ impl Llama {
             .flat_map(|it| it.input.tokens)
             .copied()
             .collect();
-        let ids = Tensor::from_slice(&ids, ids.len(), &self.device)?;
-        let mut x = self.embed_tokens.index_select(&ids, 0)?; // [rows, hidden]
+        let mut x = self.embed_tokens.lookup(&ids, &self.device)?; // [rows, hidden]
         for (i, layer) in self.layers.iter().enumerate() {
             let h = layer.input_layernorm.forward(&x)?;
             let (q, k, v) = layer.self_attn.project(&h)?;

@@ -8,6 +8,7 @@ mod attend;
 mod attention;
 mod batch;
 mod checks;
+mod embedding;
 mod kv_elem;
 mod linear;
 mod mlp;
@@ -35,6 +36,7 @@ pub(crate) use attend::MAX_ROWS;
 pub use batch::BatchItem;
 
 use attention::{Attention, StepContext};
+use embedding::Embedding;
 use mlp::Mlp;
 use norm::RmsNorm;
 pub use rope::RopeTable;
@@ -101,7 +103,7 @@ struct Layer {
 #[derive(Clone)]
 pub struct Llama {
     cfg: LlamaConfig,
-    embed_tokens: Tensor, // [vocab, hidden]
+    embed_tokens: Embedding, // [vocab, hidden]
     layers: Arc<[Layer]>,
     norm: RmsNorm,
     lm_head: Arc<Linear>, // [vocab, hidden]
@@ -135,8 +137,8 @@ impl Llama {
     /// Loads every weight of `cfg` from `src`.
     pub fn load(src: &mut WeightSource, cfg: &LlamaConfig, device: &Device) -> Result<Self> {
         cfg.validate()?;
-        let (v, d, eps) = (cfg.vocab_size, cfg.hidden_size, cfg.rms_norm_eps);
-        let embed_tokens = src.tensor("model.embed_tokens.weight", &[v, d])?;
+        let (d, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+        let (embed_tokens, lm_head) = Self::load_embedding(src, cfg)?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{i}");
@@ -157,16 +159,6 @@ impl Llama {
                 mlp: Mlp::load(src, &format!("{p}.mlp"), cfg)?,
             });
         }
-        let lm_head = if cfg.tie_word_embeddings {
-            // The tied head runs on f32 activations (Q8_0 kernel or the f32 table), so the
-            // logits match a dequantized model; quantizing activations here cost 0.06 nats.
-            match Linear::load(src, "model.embed_tokens.weight", v, d)? {
-                Linear::Quant(q) => Linear::Quant(q),
-                Linear::Candle(_) => Linear::Candle(QMatMul::Tensor(embed_tokens.clone())),
-            }
-        } else {
-            Linear::load(src, "lm_head.weight", v, d)?
-        };
         let style = src.rope_style();
         Ok(Self {
             norm: RmsNorm::load(src, "model.norm.weight", d, eps)?,
@@ -180,7 +172,7 @@ impl Llama {
             cfg: cfg.clone(),
             embed_tokens,
             layers: layers.into(),
-            lm_head: Arc::new(lm_head),
+            lm_head,
             device: device.clone(),
             kv_dtype: KvDtype::F32,
             #[cfg(any(test, feature = "testutil"))]
@@ -192,6 +184,35 @@ impl Llama {
     pub fn with_kv_dtype(mut self, dtype: KvDtype) -> Self {
         self.kv_dtype = dtype;
         self
+    }
+
+    /// The embedding table and the LM head. A tied head on our quantized kernels serves both
+    /// (rows dequantized at lookup); otherwise the table is read as a dense tensor, and a tied
+    /// dense head shares its storage.
+    fn load_embedding(
+        src: &mut WeightSource,
+        cfg: &LlamaConfig,
+    ) -> Result<(Embedding, Arc<Linear>)> {
+        let (v, d) = (cfg.vocab_size, cfg.hidden_size);
+        let name = "model.embed_tokens.weight";
+        if !cfg.tie_word_embeddings {
+            let table = src.tensor(name, &[v, d])?;
+            let head = Linear::load(src, "lm_head.weight", v, d)?;
+            return Ok((Embedding::Dense(table), Arc::new(head)));
+        }
+        // The tied head runs on f32 activations (Q8_0 kernel or the f32 table), so the logits
+        // match a dequantized model; quantizing activations here cost 0.06 nats.
+        match Linear::load(src, name, v, d)? {
+            Linear::Quant(q) => {
+                let head = Arc::new(Linear::Quant(q));
+                Ok((Embedding::Tied(Arc::clone(&head)), head))
+            }
+            Linear::Candle(_) => {
+                let table = src.tensor(name, &[v, d])?;
+                let head = Linear::Candle(QMatMul::Tensor(table.clone()));
+                Ok((Embedding::Dense(table), Arc::new(head)))
+            }
+        }
     }
 
     /// Bytes of weights one decode step reads: every layer's projections and norms, the final
@@ -206,8 +227,7 @@ impl Llama {
                     + l.post_attention_layernorm.bytes()
             })
             .sum();
-        let row = self.embed_tokens.dim(1).unwrap_or(0) * self.embed_tokens.dtype().size_in_bytes();
-        layers + self.norm.bytes() + self.lm_head.bytes() + row
+        layers + self.norm.bytes() + self.lm_head.bytes() + self.embed_tokens.row_bytes()
     }
 
     /// The element type of the caches [`Llama::new_cache`] makes.
@@ -301,8 +321,7 @@ impl Llama {
         mut stats: Option<&mut AttentionStats>,
     ) -> Result<Tensor> {
         let t = self.check_input(input, cache)?;
-        let ids = Tensor::from_slice(input.tokens, t, &self.device)?;
-        let mut x = self.embed_tokens.index_select(&ids, 0)?; // [t, hidden]
+        let mut x = self.embed_tokens.lookup(input.tokens, &self.device)?; // [t, hidden]
         let (cos, sin) = self.rope.gather(input.positions)?;
         let mask = self.additive_mask(input.visibility, cache.len(), t)?;
         for (i, layer) in self.layers.iter().enumerate() {

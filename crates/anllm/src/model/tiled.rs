@@ -131,7 +131,11 @@ fn online_softmax<E: KvElem>(
     }
     let mut total = 0.0;
     for x in row.iter_mut() {
-        *x = (*x - new_max).exp();
+        // A masked key is 0 without libm's slow path for exp(−∞).
+        *x = match *x == f32::NEG_INFINITY {
+            true => 0.0,
+            false => (*x - new_max).exp(),
+        };
         total += *x;
     }
     *sum += total;

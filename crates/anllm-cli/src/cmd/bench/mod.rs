@@ -89,7 +89,8 @@ fn time_prefill(
 }
 
 /// Decode `n` tokens (teacher-forced, one step each) after `depth` prefilled ones; the prefill
-/// is done once and each repetition continues from a copy of its cache.
+/// is done once and each repetition continues from a copy of its cache, the last one from the
+/// cache itself (so a single repetition holds one cache, as llama-bench does).
 fn time_decode(
     model: &Arc<Llama>,
     cfg: &SessionConfig,
@@ -103,8 +104,12 @@ fn time_decode(
     }
     let mut samples = Vec::new();
     let mut stats = base.stats();
-    for _ in 0..repeat {
-        let mut session = base.fork()?;
+    let mut base = Some(base);
+    for rep in 0..repeat {
+        let mut session = match (rep + 1 == repeat, &base) {
+            (false, Some(b)) => b.fork()?,
+            _ => base.take().context("bench: the prefilled session (internal)")?,
+        };
         let start = Instant::now();
         for &token in &tokens[depth..depth + n] {
             session.forward(std::slice::from_ref(&token), OutputRows::Last)?;

@@ -111,6 +111,11 @@ impl QuantMatrix {
         }
     }
 
+    /// Rows of the matrix (outputs).
+    pub fn out_dim(&self) -> usize {
+        self.out_dim
+    }
+
     /// Stacks matrices of the same type and input width along the output axis (fused QKV).
     pub fn concat(parts: &[&QuantMatrix]) -> Option<QuantMatrix> {
         let first = parts.first()?;
@@ -156,25 +161,51 @@ impl QuantMatrix {
         let mut w = vec![0f32; self.out_dim * self.in_dim];
         w.par_chunks_mut(BLOCK)
             .enumerate()
-            .for_each(|(b, dst)| match &self.blocks {
-                Blocks::Q4_1 { scales, nibbles } => {
-                    let ([d, m], q) = (scales[b].map(f16::to_f32), &nibbles[b]);
-                    for j in 0..16 {
-                        dst[j] = d * f32::from(q[j] & 0x0F) + m;
-                        dst[j + 16] = d * f32::from(q[j] >> 4) + m;
-                    }
-                }
-                Blocks::Q8_0 { scales, quants } => {
-                    for (o, &q) in dst.iter_mut().zip(&quants[b]) {
-                        *o = scales[b] * f32::from(q);
-                    }
-                }
-            });
+            .for_each(|(b, dst)| self.dequantize_block(b, dst));
         Ok(Tensor::from_vec(
             w,
             (self.out_dim, self.in_dim),
             &Device::Cpu,
         )?)
+    }
+
+    /// Rows `ids` of the weights as f32 `[ids.len(), in]` (an embedding lookup in a tied
+    /// table); an id past the rows is an error.
+    pub fn dequantize_rows(&self, ids: &[u32]) -> Result<Tensor> {
+        let per_row = self.in_dim / BLOCK;
+        let mut w = vec![0f32; ids.len() * self.in_dim];
+        for (&id, dst) in ids.iter().zip(w.chunks_exact_mut(self.in_dim)) {
+            let row = id as usize;
+            if row >= self.out_dim {
+                return Err(Error::Shape {
+                    op: "quantized row lookup".into(),
+                    expected: format!("row < {}", self.out_dim),
+                    got: row.to_string(),
+                });
+            }
+            for (j, block) in dst.chunks_exact_mut(BLOCK).enumerate() {
+                self.dequantize_block(row * per_row + j, block);
+            }
+        }
+        Ok(Tensor::from_vec(w, (ids.len(), self.in_dim), &Device::Cpu)?)
+    }
+
+    /// Block `b` (row-major, `in / 32` per row) as 32 f32 values.
+    fn dequantize_block(&self, b: usize, dst: &mut [f32]) {
+        match &self.blocks {
+            Blocks::Q4_1 { scales, nibbles } => {
+                let ([d, m], q) = (scales[b].map(f16::to_f32), &nibbles[b]);
+                for j in 0..16 {
+                    dst[j] = d * f32::from(q[j] & 0x0F) + m;
+                    dst[j + 16] = d * f32::from(q[j] >> 4) + m;
+                }
+            }
+            Blocks::Q8_0 { scales, quants } => {
+                for (o, &q) in dst.iter_mut().zip(&quants[b]) {
+                    *o = scales[b] * f32::from(q);
+                }
+            }
+        }
     }
 
     /// x: [t, in] -> [t, out] (f32, CPU). Many rows (prefill) go through a dequantized f32

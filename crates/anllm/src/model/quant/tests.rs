@@ -264,3 +264,24 @@ fn forward_with_1_to_9_rows_matches_references() {
         }
     }
 }
+
+/// The embedding lookup of a tied quantized head: rows equal candle's own dequantization of
+/// the same blocks (the oracle), in the order asked, repeats included; a row past the matrix
+/// is an error.
+#[test]
+fn dequantized_rows_equal_candles_dequantization() {
+    let (out, inp) = (7, 96);
+    let w = random(out * inp, 11);
+    for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
+        let wt = Tensor::from_vec(w.clone(), (out, inp), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&wt, dtype).unwrap();
+        let want: Vec<Vec<f32>> = q.dequantize(&Device::Cpu).unwrap().to_vec2().unwrap();
+        let m = QuantMatrix::from_qtensor(&q).unwrap().unwrap();
+        let ids = [6u32, 0, 3, 3];
+        let got: Vec<Vec<f32>> = m.dequantize_rows(&ids).unwrap().to_vec2().unwrap();
+        for (row, &id) in got.iter().zip(&ids) {
+            assert_eq!(row, &want[id as usize], "{dtype:?} row {id}");
+        }
+        assert!(m.dequantize_rows(&[7]).is_err());
+    }
+}

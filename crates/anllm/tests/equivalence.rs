@@ -8,9 +8,12 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use anllm::policy::{Budget, PolicyConfig};
+use anllm::policy::PolicyConfig;
 use anllm::testutil::{ANCHOR, PAD, max_abs_diff, tiny_anchors, tiny_model};
-use anllm::{KvDtype, Llama, MaskRule, OutputRows, Pos, Role, Session, SessionConfig, TokenId};
+use anllm::{
+    AttentionStats, ForwardInput, KvDtype, Llama, MaskRule, OutputRows, Pos, Role, Session,
+    SessionConfig, TokenId,
+};
 use proptest::prelude::*;
 
 /// f32 tolerance of the issue.
@@ -50,17 +53,20 @@ fn masked_full(tokens: &[TokenId], pins: &[Range<u32>], kv: KvDtype) -> Vec<Vec<
     session.prefill(tokens, 0).unwrap().to_vec2().unwrap()
 }
 
-/// The same forward through the dense path: a policy that observes attention runs the
-/// batched-GEMM grid (scores `[heads, t, n]` + the additive mask + softmax); with a budget above
-/// the stream's length it evicts nothing.
+/// The same forward through the dense path: the batched-GEMM grid (scores `[heads, t, n]` +
+/// the additive mask + softmax), which the CPU kernels replace.
 fn masked_full_dense(tokens: &[TokenId], kv: KvDtype) -> Vec<Vec<f32>> {
-    let cfg = SessionConfig {
-        policy: PolicyConfig::Tova {
-            budget: Budget::Entries(tokens.len() + 1),
+    let cfg = SessionConfig::anchored(tiny_anchors(), tokens.len());
+    let dense = Arc::new(model(kv).as_ref().clone().with_dense_attention());
+    let mut session = Session::new(
+        dense,
+        SessionConfig {
+            policy: PolicyConfig::Full,
+            ..cfg
         },
-        ..SessionConfig::anchored(tiny_anchors(), tokens.len())
-    };
-    let mut session = Session::new(model(kv), cfg, tokens.len()).unwrap();
+        tokens.len(),
+    )
+    .unwrap();
     session.prefill(tokens, 0).unwrap().to_vec2().unwrap()
 }
 
@@ -211,4 +217,47 @@ fn causal_rule_with_full_policy_equals_plain_causal_forward() {
         s.prefill(&tokens, 0).unwrap().to_vec2::<f32>().unwrap()
     };
     assert!(max_abs_diff(&plain, &masked) <= TOL);
+}
+
+/// The attention mass that H2O, TOVA and SnapKV score by, from the CPU kernels (one pass per
+/// observed row) against the dense probability grid: a 30-row prefill (tiled path) observing
+/// its last 5 rows, then two decode steps (decode path) observing their row, on f32 and f16
+/// caches. Each layer's mass sums to rows × heads, so the same tolerance as the logits holds.
+#[test]
+fn observed_attention_mass_equals_the_dense_grid() {
+    let tokens: Vec<TokenId> = (0..32).map(|i| 20 + (i * 53) % 350).collect();
+    for kv in [KvDtype::F32, KvDtype::F16] {
+        let kernel = model(kv);
+        let dense = Arc::new(model(kv).as_ref().clone().with_dense_attention());
+        let run = |llama: &Llama| -> Vec<AttentionStats> {
+            let mut cache = llama.new_cache(32).unwrap();
+            let steps: [(usize, usize, usize); 3] = [(0, 30, 5), (30, 31, 1), (31, 32, 1)];
+            steps
+                .iter()
+                .map(|&(from, to, rows)| {
+                    let pos: Vec<Pos> = (from..to).map(|p| Pos(p as u32)).collect();
+                    let input = ForwardInput::causal(&tokens[from..to], &pos, OutputRows::Last);
+                    llama
+                        .forward_observed(&input, &mut cache, Some(rows))
+                        .unwrap()
+                        .1
+                })
+                .collect()
+        };
+        for (step, (got, want)) in run(&kernel).iter().zip(run(&dense)).enumerate() {
+            assert_eq!(got.num_layers(), want.num_layers());
+            for l in 0..want.num_layers() {
+                let (g, w) = (got.layer(l).unwrap(), want.layer(l).unwrap());
+                let diff = g
+                    .iter()
+                    .zip(w)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f32::max);
+                assert!(
+                    diff <= TOL,
+                    "{kv:?} step {step} layer {l}: max |Δ| = {diff}"
+                );
+            }
+        }
+    }
 }

@@ -16,9 +16,16 @@ use crate::{Error, Result};
 pub const MAX_ROWS: usize = 16;
 
 /// q: [kv_heads, groups * t, hd] (row = g * t + i), mask: additive [t, n] or None.
-/// Returns [kv_heads, groups * t, hd]. Up to [`MAX_ROWS`] new rows take the decode path (key
-/// spans in parallel, merged); more take the tiled path ([`super::tiled`]).
-pub fn attend(q: &Tensor, store: &LayerStore, mask: Option<&Tensor>, t: usize) -> Result<Tensor> {
+/// Returns [kv_heads, groups * t, hd], and with `observe: Some(r)` the attention mass per key
+/// of the last `r` rows of every head ([`super::mass`]). Up to [`MAX_ROWS`] new rows take the
+/// decode path (key spans in parallel, merged); more take the tiled path ([`super::tiled`]).
+pub fn attend(
+    q: &Tensor,
+    store: &LayerStore,
+    mask: Option<&Tensor>,
+    t: usize,
+    observe: Option<usize>,
+) -> Result<(Tensor, Option<Vec<f32>>)> {
     let (kv_heads, rows, hd) = q.dims3()?;
     let qs: Vec<f32> = q.contiguous()?.flatten_all()?.to_vec1()?;
     let shape = Shape {
@@ -47,13 +54,15 @@ pub fn attend(q: &Tensor, store: &LayerStore, mask: Option<&Tensor>, t: usize) -
     let (k_guard, k_layout) = k_all.storage_and_layout();
     let (v_guard, v_layout) = v_all.storage_and_layout();
     let (k0, v0) = (k_layout.start_offset(), v_layout.start_offset());
-    let out = match (&*k_guard, &*v_guard) {
-        (Storage::Cpu(CpuStorage::F32(ks)), Storage::Cpu(CpuStorage::F32(vs))) => {
-            run(&qs, &ks[k0..], &vs[v0..], mask, &shape)
-        }
-        (Storage::Cpu(CpuStorage::F16(ks)), Storage::Cpu(CpuStorage::F16(vs))) => {
-            run(&qs, &ks[k0..], &vs[v0..], mask, &shape)
-        }
+    let (out, mass) = match (&*k_guard, &*v_guard) {
+        (Storage::Cpu(CpuStorage::F32(ks)), Storage::Cpu(CpuStorage::F32(vs))) => (
+            run(&qs, &ks[k0..], &vs[v0..], mask, &shape),
+            observe.map(|r| super::mass::mass(&qs, &ks[k0..], mask, &shape, r)),
+        ),
+        (Storage::Cpu(CpuStorage::F16(ks)), Storage::Cpu(CpuStorage::F16(vs))) => (
+            run(&qs, &ks[k0..], &vs[v0..], mask, &shape),
+            observe.map(|r| super::mass::mass(&qs, &ks[k0..], mask, &shape, r)),
+        ),
         _ => {
             return Err(Error::unsupported(
                 "CPU attention on a cache that is not f32 or f16 on the CPU",
@@ -61,7 +70,8 @@ pub fn attend(q: &Tensor, store: &LayerStore, mask: Option<&Tensor>, t: usize) -
         }
     };
     drop((k_guard, v_guard, mask_guard));
-    Ok(Tensor::from_vec(out, (kv_heads, rows, hd), &Device::Cpu)?)
+    let out = Tensor::from_vec(out, (kv_heads, rows, hd), &Device::Cpu)?;
+    Ok((out, mass))
 }
 
 /// The decode path for a few rows, the tiled path for more.
@@ -221,9 +231,9 @@ mod tests {
     use crate::cache::KvDtype;
     use crate::model::kv_elem::tests::values;
 
-    /// Softmax attention in f64 over the K/V the store holds (read back, so f16 rounding is
-    /// in both sides), for row `r` of head `h`.
-    fn reference(q: &[f32], k: &[f32], v: &[f32], bias: &[f32], hd: usize) -> Vec<f64> {
+    /// Softmax probabilities in f64 of one query row over keys `k` with additive `bias`;
+    /// all zeros when every key is masked.
+    fn probabilities(q: &[f32], k: &[f32], bias: &[f32], hd: usize) -> Vec<f64> {
         let scale = 1.0 / (hd as f64).sqrt();
         let scores: Vec<f64> = (k.chunks_exact(hd).zip(bias))
             .map(|(key, b)| {
@@ -232,20 +242,34 @@ mod tests {
             })
             .collect();
         let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if max == f64::NEG_INFINITY {
+            return vec![0.0; scores.len()];
+        }
         let w: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
         let total: f64 = w.iter().sum();
+        w.iter().map(|w| w / total).collect()
+    }
+
+    /// Softmax attention in f64 over the K/V the store holds (read back, so f16 rounding is
+    /// in both sides), for one query row.
+    fn reference(q: &[f32], k: &[f32], v: &[f32], bias: &[f32], hd: usize) -> Vec<f64> {
+        let p = probabilities(q, k, bias, hd);
         (0..hd)
             .map(|d| {
-                (w.iter().zip(v.chunks_exact(hd)))
+                (p.iter().zip(v.chunks_exact(hd)))
                     .map(|(w, val)| w * f64::from(val[d]))
-                    .sum::<f64>()
-                    / total
+                    .sum()
             })
             .collect()
     }
 
     /// `attend` against [`reference`] for every row of every head, on f32 and f16 caches.
-    fn check(kv_heads: usize, hd: usize, n: usize, t: usize, groups: usize, mask: &[f32]) {
+    /// With `observe`, also the mass of the last `observe` rows against the f64 softmax.
+    fn check(
+        (kv_heads, hd, n, t, groups): (usize, usize, usize, usize, usize),
+        mask: &[f32],
+        observe: Option<usize>,
+    ) {
         let dev = Device::Cpu;
         for dtype in [KvDtype::F32, KvDtype::F16] {
             let mut store = LayerStore::new(kv_heads, hd, 8, dtype, &dev).unwrap();
@@ -256,12 +280,9 @@ mod tests {
             let q = values(kv_heads * rows * hd, 3);
             let qt = Tensor::from_vec(q.clone(), (kv_heads, rows, hd), &dev).unwrap();
             let mt = Tensor::from_vec(mask.to_vec(), (t, n), &dev).unwrap();
-            let got: Vec<f32> = attend(&qt, &store, Some(&mt), t)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let (got, mass) = attend(&qt, &store, Some(&mt), t, observe).unwrap();
+            let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
+            let mut want_mass = vec![0f64; n];
             let (ks, vs) = store.view_f32().unwrap();
             let ks: Vec<f32> = ks.flatten_all().unwrap().to_vec1().unwrap();
             let vs: Vec<f32> = vs.flatten_all().unwrap().to_vec1().unwrap();
@@ -269,22 +290,32 @@ mod tests {
                 for r in 0..rows {
                     let at = (h * rows + r) * hd;
                     let bias = &mask[(r % t) * n..(r % t + 1) * n];
+                    let k = &ks[h * n * hd..(h + 1) * n * hd];
                     let want = match bias.iter().all(|b| *b == f32::NEG_INFINITY) {
                         true => vec![0.0; hd], // a row that sees nothing gives zeros
-                        false => reference(
-                            &q[at..at + hd],
-                            &ks[h * n * hd..(h + 1) * n * hd],
-                            &vs[h * n * hd..(h + 1) * n * hd],
-                            bias,
-                            hd,
-                        ),
+                        false => {
+                            let v = &vs[h * n * hd..(h + 1) * n * hd];
+                            reference(&q[at..at + hd], k, v, bias, hd)
+                        }
                     };
+                    if observe.is_some_and(|o| r % t >= t - o.min(t)) {
+                        let p = probabilities(&q[at..at + hd], k, bias, hd);
+                        want_mass.iter_mut().zip(p).for_each(|(m, p)| *m += p);
+                    }
                     for (d, w) in want.iter().enumerate() {
                         let g = f64::from(got[at + d]);
                         // f32 accumulation of ≤ 300 terms in [-1, 1] against an f64 sum.
                         assert!((g - w).abs() < 1e-5, "{dtype:?} h{h} r{r} d{d}: {g} vs {w}");
                     }
                 }
+            }
+            assert_eq!(mass.is_some(), observe.is_some());
+            for (j, (g, w)) in mass.unwrap_or_default().iter().zip(&want_mass).enumerate() {
+                // A sum of at most 36 probabilities, each within f32 rounding of the f64 one.
+                assert!(
+                    (f64::from(*g) - w).abs() < 1e-5,
+                    "{dtype:?} mass {j}: {g} vs {w}"
+                );
             }
         }
     }
@@ -300,7 +331,8 @@ mod tests {
                 _ => 0.0,
             })
             .collect();
-        check(2, 16, n, t, 2, &mask);
+        check((2, 16, n, t, 2), &mask, None);
+        check((2, 16, n, t, 2), &mask, Some(2));
     }
 
     /// The tiled prefill path (more than `MAX_ROWS` rows) under a hand-built anchor mask: 200
@@ -328,6 +360,7 @@ mod tests {
             })
             .collect();
         assert!(t > MAX_ROWS);
-        check(2, 64, n, t, 3, &mask);
+        check((2, 64, n, t, 3), &mask, None);
+        check((2, 64, n, t, 3), &mask, Some(6));
     }
 }

@@ -37,6 +37,8 @@ pub struct StepContext<'a> {
     /// `Some(r)`: return the attention mass per key ([`super::AttentionStats`]) of the step's
     /// last `r` query rows (all rows when `r` is at least the step's length).
     pub observe: Option<usize>,
+    /// Run the dense batched-GEMM grid even on CPU (the kernels' oracle in tests).
+    pub dense: bool,
 }
 
 impl Attention {
@@ -124,8 +126,8 @@ impl Attention {
         let k = step.rope.apply(&k, step.cos, step.sin)?;
         store.append(&k.squeeze(0)?, &v.squeeze(0)?)?;
         let q = q.reshape((self.kv_heads, groups * t, hd))?;
-        let (out, mass) = if q.device().is_cpu() && step.observe.is_none() {
-            (attend::attend(&q, store, step.mask, t)?, None)
+        let (out, mass) = if q.device().is_cpu() && !step.dense {
+            attend::attend(&q, store, step.mask, t, step.observe)?
         } else {
             let (out, probs) = self.attend_gemm(&q, store, step.mask, t)?;
             let mass = match step.observe {
@@ -149,7 +151,7 @@ impl Attention {
         Ok((out, mass))
     }
 
-    /// Batched-GEMM attention (non-CPU devices, and steps whose attention a policy observes).
+    /// Batched-GEMM attention (non-CPU devices; the CPU kernels' oracle in tests).
     /// q: [kv_heads, groups * t, hd] -> ([kv_heads, groups * t, hd], probs [kv_heads, groups * t, n])
     fn attend_gemm(
         &self,

@@ -91,6 +91,7 @@ impl Llama {
                     sin: &part.sin,
                     mask: part.mask.as_ref(),
                     observe: None,
+                    dense: self.dense_attention(),
                 };
                 let store = it.cache.layer_mut(i);
                 let (out, _) = (layer.self_attn).attend_rows(

@@ -11,6 +11,7 @@ mod checks;
 mod embedding;
 mod kv_elem;
 mod linear;
+mod mass;
 mod mlp;
 mod norm;
 mod quant;
@@ -112,6 +113,8 @@ pub struct Llama {
     kv_dtype: KvDtype,
     #[cfg(any(test, feature = "testutil"))]
     fault: Arc<std::sync::atomic::AtomicUsize>,
+    #[cfg(any(test, feature = "testutil"))]
+    dense_attention: bool,
 }
 
 // A server hands one model to many tasks: keep it shareable (checked at compile time).
@@ -177,6 +180,8 @@ impl Llama {
             kv_dtype: KvDtype::F32,
             #[cfg(any(test, feature = "testutil"))]
             fault: Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX)),
+            #[cfg(any(test, feature = "testutil"))]
+            dense_attention: false,
         })
     }
 
@@ -262,8 +267,8 @@ impl Llama {
     }
 
     /// [`forward`](Self::forward), also returning the attention mass of the step's last `rows`
-    /// queries (all of them for `None`) over every cached key, per layer (a dense attention
-    /// pass: slower on long caches).
+    /// queries (all of them for `None`) over every cached key, per layer (on CPU one extra pass
+    /// over the keys per observed row; elsewhere the dense probability grid).
     pub fn forward_observed(
         &self,
         input: &ForwardInput,
@@ -314,6 +319,24 @@ impl Llama {
         Ok(())
     }
 
+    /// The same model, whose attention always runs the dense batched-GEMM grid (the CPU
+    /// kernels' oracle in tests).
+    #[cfg(any(test, feature = "testutil"))]
+    pub fn with_dense_attention(mut self) -> Self {
+        self.dense_attention = true;
+        self
+    }
+
+    #[cfg(any(test, feature = "testutil"))]
+    fn dense_attention(&self) -> bool {
+        self.dense_attention
+    }
+
+    #[cfg(not(any(test, feature = "testutil")))]
+    fn dense_attention(&self) -> bool {
+        false
+    }
+
     fn forward_step(
         &self,
         input: &ForwardInput,
@@ -332,6 +355,7 @@ impl Llama {
                 sin: &sin,
                 mask: own.as_ref().or(mask.as_ref()),
                 observe: stats.as_ref().map(|s| s.queries()),
+                dense: self.dense_attention(),
             };
             let h = layer.input_layernorm.forward(&x)?;
             let (h, mass) = layer.self_attn.forward(&h, cache.layer_mut(i), &step)?;

@@ -96,7 +96,7 @@ impl<E: KvElem> Block<'_, E> {
 }
 
 /// `row[j] = q · k_j` for the tile's keys: eight at a time, the last few one by one.
-fn dots<E: KvElem>(q: &[f32], k: &[E], row: &mut [f32]) {
+pub(super) fn dots<E: KvElem>(q: &[f32], k: &[E], row: &mut [f32]) {
     let hd = q.len();
     let full = row.len() - row.len() % 8;
     let mut eight = [0f32; 8];

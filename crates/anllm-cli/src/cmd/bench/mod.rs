@@ -108,7 +108,9 @@ fn time_decode(
     for rep in 0..repeat {
         let mut session = match (rep + 1 == repeat, &base) {
             (false, Some(b)) => b.fork()?,
-            _ => base.take().context("bench: the prefilled session (internal)")?,
+            _ => base
+                .take()
+                .context("bench: the prefilled session (internal)")?,
         };
         let start = Instant::now();
         for &token in &tokens[depth..depth + n] {

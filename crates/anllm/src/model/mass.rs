@@ -1,0 +1,71 @@
+//! The attention mass each cached key receives from a step's last query rows (what H2O, TOVA
+//! and SnapKV score by), on CPU without the dense probability grid: per observed row one pass
+//! over the keys, a softmax, and a sum into the key's mass.
+
+use rayon::prelude::*;
+
+use super::attend::Shape;
+use super::kv_elem::KvElem;
+use super::tiled::dots;
+
+/// Σ over KV heads, query heads of the group and the last `observe` rows (at least one, at
+/// most `t`) of the softmax probability of every key: `[n]`. Rows as in
+/// [`super::attend::attend`]; a row that sees no key adds nothing.
+pub(super) fn mass<E: KvElem>(
+    qs: &[f32],
+    ks: &[E],
+    mask: Option<&[f32]>,
+    s: &Shape,
+    observe: usize,
+) -> Vec<f32> {
+    let (hd, n, t) = (s.hd, s.n, s.t);
+    let observed = observe.clamp(1, t);
+    let groups = s.rows / t;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let per_head: Vec<Vec<f32>> = (0..s.kv_heads)
+        .into_par_iter()
+        .map(|h| {
+            let k = &ks[h * s.cap * hd..][..n * hd];
+            let mut mass = vec![0f32; n];
+            let mut row = vec![0f32; n];
+            for g in 0..groups {
+                for i in t - observed..t {
+                    let q = &qs[(h * s.rows + g * t + i) * hd..][..hd];
+                    dots::<E>(q, k, &mut row);
+                    match mask {
+                        Some(m) => (row.iter_mut().zip(&m[i * n..(i + 1) * n]))
+                            .for_each(|(x, b)| *x = *x * scale + b),
+                        None => row.iter_mut().for_each(|x| *x *= scale),
+                    }
+                    add_softmax(&mut row, &mut mass);
+                }
+            }
+            mass
+        })
+        .collect();
+    let mut total = vec![0f32; n];
+    for head in per_head {
+        total.iter_mut().zip(head).for_each(|(t, m)| *t += m);
+    }
+    total
+}
+
+/// `mass += softmax(row)` (`row` consumed); nothing when every score is −∞.
+fn add_softmax(row: &mut [f32], mass: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return;
+    }
+    let mut sum = 0.0;
+    for x in row.iter_mut() {
+        *x = match *x == f32::NEG_INFINITY {
+            true => 0.0,
+            false => (*x - max).exp(),
+        };
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    mass.iter_mut()
+        .zip(row.iter())
+        .for_each(|(m, p)| *m += p * inv);
+}

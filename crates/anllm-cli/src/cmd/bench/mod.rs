@@ -200,7 +200,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
 fn run_llamacpp(args: &BenchArgs, model: &std::path::Path) -> Result<Vec<Measured>> {
     let r = args.repeat.to_string();
     let depths: Vec<String> = args.depths.iter().map(|d| d.to_string()).collect();
-    let fa = if args.anchors == "none" { "0,1" } else { "0" };
+    // Both flash-attention settings: the ratios are against llama.cpp's best.
+    let fa = "0,1";
     let pp = [
         "-p",
         &args.prompt_tokens.to_string(),

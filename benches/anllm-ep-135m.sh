@@ -18,7 +18,7 @@
 #   5. perplexity (window 512, the first 2,048 tokens) of the base and trained models, full
 #      attention and anchor-pruned cache, on the corpus's held-out split and on text from a
 #      source absent from the training data (the GNU GPL v3, /usr/share/common-licenses/GPL-3 of
-#      Debian's base system); curves over every checkpoint; the chat probes (chat.py); the
+#      Debian's base system); curves over every checkpoint (OUT/curves.png); the chat probes (chat.py); the
 #      trained model exported as a Q8_0 GGUF. With QA=1 also the QA table (0- and 5-shot, the
 #      first 100 items per task, anchor-pruned cache) of the trained model.
 # The last line of stdout is one JSON object with the results.
@@ -127,4 +127,20 @@ if [[ "${QA:-0}" == 1 ]]; then
       --anchors ep --mode cache --speedup-items 20 --threads "$THREADS" --output "$f.json" > "$f.md"
   done
 fi
-python3 benches/anllm-ep-135m/report.py "$OUT" "$last"
+python3 benches/anllm-ep-135m/report.py "$OUT" "$last" > "$OUT/result.json"
+# The perplexity curves against tokens trained (the base model is the point at 0 tokens).
+python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+curves = json.load(open(f"{out}/curves.json"))
+base = json.loads(open(f"{out}/result.json").read().strip().splitlines()[-1])
+row0 = {"tokens": 0}
+for text, suffix in (("heldout", ""), ("gpl3", "_gpl3")):
+    row0[f"ppl_full_{text}"] = base[f"ppl_full_base{suffix}"]
+    row0[f"ppl_anchor_{text}"] = base[f"ppl_anchor_base{suffix}"]
+json.dump([row0] + curves, open(f"{out}/curves-with-base.json", "w"), indent=1)
+PY
+"$ANLLM" plot --json "$OUT/curves-with-base.json" --x tokens --log-y -o "$OUT/curves.png" \
+  --title "AnLLM-EP-135M: perplexity (window 512) against tokens trained" --y-label perplexity \
+  --y "ppl_full_heldout=held-out full,ppl_anchor_heldout=held-out anchors (pruned),ppl_full_gpl3=GPL v3 full,ppl_anchor_gpl3=GPL v3 anchors (pruned)" >&2
+cat "$OUT/result.json"

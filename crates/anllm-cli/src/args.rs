@@ -33,6 +33,8 @@ pub enum Command {
     /// Serve the model over an OpenAI-compatible HTTP API, with conversations kept in
     /// anchor-compressed sessions (in RAM and, with --session-dir, on disk).
     Serve(Box<crate::cmd::serve::ServeArgs>),
+    /// Draw fields of JSON records as a PNG line chart (e.g. perplexity against tokens).
+    Plot(crate::cmd::plot::PlotArgs),
 }
 
 /// How weights are held in memory.

@@ -37,6 +37,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => cmd::train::run(*a),
         Command::Export(a) => cmd::export::run(a),
         Command::Serve(a) => cmd::serve::run(*a),
+        Command::Plot(a) => cmd::plot::run(a),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod eval;
 pub mod export;
 pub mod generate;
 pub mod inspect;
+pub mod plot;
 pub mod score;
 pub mod serve;
 pub mod train;

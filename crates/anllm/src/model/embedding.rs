@@ -4,9 +4,12 @@
 
 use std::sync::Arc;
 
+use candle_core::quantized::QMatMul;
 use candle_core::{Device, Tensor};
 
 use super::linear::Linear;
+use crate::config::LlamaConfig;
+use crate::weights::WeightSource;
 use crate::{Error, Result};
 
 /// Where the embedding rows come from.
@@ -19,6 +22,35 @@ pub(crate) enum Embedding {
 }
 
 impl Embedding {
+    /// The embedding table and the LM head. A tied head on our quantized kernels serves both
+    /// (rows dequantized at lookup); otherwise the table is read as a dense tensor, and a tied
+    /// dense head shares its storage.
+    pub fn load_with_head(
+        src: &mut WeightSource,
+        cfg: &LlamaConfig,
+    ) -> Result<(Embedding, Arc<Linear>)> {
+        let (v, d) = (cfg.vocab_size, cfg.hidden_size);
+        let name = "model.embed_tokens.weight";
+        if !cfg.tie_word_embeddings {
+            let table = src.tensor(name, &[v, d])?;
+            let head = Linear::load(src, "lm_head.weight", v, d)?;
+            return Ok((Embedding::Dense(table), Arc::new(head)));
+        }
+        // The tied head runs on f32 activations (Q8_0 kernel or the f32 table), so the logits
+        // match a dequantized model; quantizing activations here cost 0.06 nats.
+        match Linear::load(src, name, v, d)? {
+            Linear::Quant(q) => {
+                let head = Arc::new(Linear::Quant(q));
+                Ok((Embedding::Tied(Arc::clone(&head)), head))
+            }
+            Linear::Candle(_) => {
+                let table = src.tensor(name, &[v, d])?;
+                let head = Linear::Candle(QMatMul::Tensor(table.clone()));
+                Ok((Embedding::Dense(table), Arc::new(head)))
+            }
+        }
+    }
+
     /// The rows of `ids`: `[ids.len(), hidden]`.
     pub fn lookup(&self, ids: &[u32], device: &Device) -> Result<Tensor> {
         match self {

@@ -21,7 +21,6 @@ mod tiled;
 
 use std::sync::Arc;
 
-use candle_core::quantized::QMatMul;
 use candle_core::{Device, Tensor};
 
 use linear::Linear;
@@ -141,7 +140,7 @@ impl Llama {
     pub fn load(src: &mut WeightSource, cfg: &LlamaConfig, device: &Device) -> Result<Self> {
         cfg.validate()?;
         let (d, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
-        let (embed_tokens, lm_head) = Self::load_embedding(src, cfg)?;
+        let (embed_tokens, lm_head) = Embedding::load_with_head(src, cfg)?;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{i}");
@@ -189,35 +188,6 @@ impl Llama {
     pub fn with_kv_dtype(mut self, dtype: KvDtype) -> Self {
         self.kv_dtype = dtype;
         self
-    }
-
-    /// The embedding table and the LM head. A tied head on our quantized kernels serves both
-    /// (rows dequantized at lookup); otherwise the table is read as a dense tensor, and a tied
-    /// dense head shares its storage.
-    fn load_embedding(
-        src: &mut WeightSource,
-        cfg: &LlamaConfig,
-    ) -> Result<(Embedding, Arc<Linear>)> {
-        let (v, d) = (cfg.vocab_size, cfg.hidden_size);
-        let name = "model.embed_tokens.weight";
-        if !cfg.tie_word_embeddings {
-            let table = src.tensor(name, &[v, d])?;
-            let head = Linear::load(src, "lm_head.weight", v, d)?;
-            return Ok((Embedding::Dense(table), Arc::new(head)));
-        }
-        // The tied head runs on f32 activations (Q8_0 kernel or the f32 table), so the logits
-        // match a dequantized model; quantizing activations here cost 0.06 nats.
-        match Linear::load(src, name, v, d)? {
-            Linear::Quant(q) => {
-                let head = Arc::new(Linear::Quant(q));
-                Ok((Embedding::Tied(Arc::clone(&head)), head))
-            }
-            Linear::Candle(_) => {
-                let table = src.tensor(name, &[v, d])?;
-                let head = Linear::Candle(QMatMul::Tensor(table.clone()));
-                Ok((Embedding::Dense(table), Arc::new(head)))
-            }
-        }
     }
 
     /// Bytes of weights one decode step reads: every layer's projections and norms, the final

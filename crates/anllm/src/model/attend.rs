@@ -180,22 +180,16 @@ impl<E: KvElem> Head<'_, E> {
         let rows = self.q.len() / self.hd;
         let span = self.k.len() / self.hd;
         let mut scores = vec![0f32; rows * span];
-        // Eight keys at a time (independent accumulators), the last few one by one.
-        let full = span - span % 8;
-        let mut eight = [0f32; 8];
         for (r, q) in self.q.chunks_exact(self.hd).enumerate() {
-            let row = &mut scores[r * span..(r + 1) * span];
-            for j in (0..full).step_by(8) {
-                E::dot8(q, &self.k[j * self.hd..(j + 8) * self.hd], &mut eight);
-                row[j..j + 8].copy_from_slice(&eight);
-            }
-            for (j, key) in self.k.chunks_exact(self.hd).enumerate().skip(full) {
-                row[j] = E::dot(q, key);
-            }
-            for (j, x) in row.iter_mut().enumerate() {
-                let bias = mask.map_or(0.0, |m| m[(r % t) * self.n + self.first + j]);
-                *x = *x * scale + bias;
-            }
+            let at = (r % t) * self.n + self.first;
+            let bias = mask.map(|m| &m[at..at + span]);
+            scores_into::<E>(
+                q,
+                self.k,
+                bias,
+                scale,
+                &mut scores[r * span..(r + 1) * span],
+            );
         }
         let mut max = vec![f32::NEG_INFINITY; rows];
         let mut sum = vec![0f32; rows];
@@ -210,19 +204,54 @@ impl<E: KvElem> Head<'_, E> {
     }
 }
 
-/// Replaces `row` by exp(row − max) and returns (max, Σ); all zeros when fully masked.
-fn exp_shifted(row: &mut [f32]) -> (f32, f32) {
+/// Replaces `row` by exp(row − max) and returns (max, Σ); all zeros when fully masked. A
+/// masked score (−∞) becomes 0 without libm's slow path for exp(−∞).
+pub(super) fn exp_shifted(row: &mut [f32]) -> (f32, f32) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
         row.fill(0.0);
         return (max, 0.0);
     }
+    (max, exp_sub(row, max))
+}
+
+/// Replaces `row` by exp(row − max) (a masked −∞ by 0) and returns the sum.
+pub(super) fn exp_sub(row: &mut [f32], max: f32) -> f32 {
     let mut sum = 0.0;
     for x in row.iter_mut() {
-        *x = (*x - max).exp();
+        *x = match *x == f32::NEG_INFINITY {
+            true => 0.0,
+            false => (*x - max).exp(),
+        };
         sum += *x;
     }
-    (max, sum)
+    sum
+}
+
+/// `row[j] = scale · (q · k_j) + bias[j]` for the keys `k` (`row.len() × hd`): eight keys per
+/// pass (independent accumulators), the last few one by one. Shared by the decode, tiled and
+/// attention-mass passes.
+pub(super) fn scores_into<E: KvElem>(
+    q: &[f32],
+    k: &[E],
+    bias: Option<&[f32]>,
+    scale: f32,
+    row: &mut [f32],
+) {
+    let hd = q.len();
+    let full = row.len() - row.len() % 8;
+    let mut eight = [0f32; 8];
+    for j in (0..full).step_by(8) {
+        E::dot8(q, &k[j * hd..(j + 8) * hd], &mut eight);
+        row[j..j + 8].copy_from_slice(&eight);
+    }
+    for j in full..row.len() {
+        row[j] = E::dot(q, &k[j * hd..(j + 1) * hd]);
+    }
+    match bias {
+        Some(b) => (row.iter_mut().zip(b)).for_each(|(x, b)| *x = *x * scale + b),
+        None => row.iter_mut().for_each(|x| *x *= scale),
+    }
 }
 
 #[cfg(test)]

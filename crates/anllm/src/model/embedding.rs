@@ -9,7 +9,7 @@ use candle_core::{Device, Tensor};
 
 use super::linear::Linear;
 use crate::config::LlamaConfig;
-use crate::weights::WeightSource;
+use crate::weights::{LinearWeight, WeightSource};
 use crate::{Error, Result};
 
 /// Where the embedding rows come from.
@@ -38,11 +38,20 @@ impl Embedding {
         }
         // The tied head runs on f32 activations (Q8_0 kernel or the f32 table), so the logits
         // match a dequantized model; quantizing activations here cost 0.06 nats.
-        match Linear::load(src, name, v, d)? {
+        let device = src.device().clone();
+        let weight = match src.linear(name, v, d)? {
+            LinearWeight::Dense(table) => {
+                let head = Linear::Candle(QMatMul::Tensor(table.clone()));
+                return Ok((Embedding::Dense(table), Arc::new(head)));
+            }
+            quantized => quantized,
+        };
+        match Linear::from_weight(weight, &device)? {
             Linear::Quant(q) => {
                 let head = Arc::new(Linear::Quant(q));
                 Ok((Embedding::Tied(Arc::clone(&head)), head))
             }
+            // A quantized type without our kernel: the dequantized table serves both.
             Linear::Candle(_) => {
                 let table = src.tensor(name, &[v, d])?;
                 let head = Linear::Candle(QMatMul::Tensor(table.clone()));

@@ -4,9 +4,8 @@
 
 use rayon::prelude::*;
 
-use super::attend::Shape;
+use super::attend::{Shape, exp_shifted, scores_into};
 use super::kv_elem::KvElem;
-use super::tiled::dots;
 
 /// Σ over KV heads, query heads of the group and the last `observe` rows (at least one, at
 /// most `t`) of the softmax probability of every key: `[n]`. Rows as in
@@ -31,13 +30,13 @@ pub(super) fn mass<E: KvElem>(
             for g in 0..groups {
                 for i in t - observed..t {
                     let q = &qs[(h * s.rows + g * t + i) * hd..][..hd];
-                    dots::<E>(q, k, &mut row);
-                    match mask {
-                        Some(m) => (row.iter_mut().zip(&m[i * n..(i + 1) * n]))
-                            .for_each(|(x, b)| *x = *x * scale + b),
-                        None => row.iter_mut().for_each(|x| *x *= scale),
+                    let bias = mask.map(|m| &m[i * n..(i + 1) * n]);
+                    scores_into::<E>(q, k, bias, scale, &mut row);
+                    let (_, sum) = exp_shifted(&mut row);
+                    if sum > 0.0 {
+                        let inv = 1.0 / sum;
+                        mass.iter_mut().zip(&row).for_each(|(m, p)| *m += p * inv);
                     }
-                    add_softmax(&mut row, &mut mass);
                 }
             }
             mass
@@ -48,24 +47,4 @@ pub(super) fn mass<E: KvElem>(
         total.iter_mut().zip(head).for_each(|(t, m)| *t += m);
     }
     total
-}
-
-/// `mass += softmax(row)` (`row` consumed); nothing when every score is −∞.
-fn add_softmax(row: &mut [f32], mass: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY {
-        return;
-    }
-    let mut sum = 0.0;
-    for x in row.iter_mut() {
-        *x = match *x == f32::NEG_INFINITY {
-            true => 0.0,
-            false => (*x - max).exp(),
-        };
-        sum += *x;
-    }
-    let inv = 1.0 / sum;
-    mass.iter_mut()
-        .zip(row.iter())
-        .for_each(|(m, p)| *m += p * inv);
 }

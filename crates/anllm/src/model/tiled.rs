@@ -10,7 +10,7 @@
 
 use rayon::prelude::*;
 
-use super::attend::Shape;
+use super::attend::{Shape, exp_sub, scores_into};
 use super::kv_elem::KvElem;
 
 /// Query rows per task.
@@ -77,11 +77,7 @@ impl<E: KvElem> Block<'_, E> {
                     continue;
                 }
                 let row = &mut scores[..len];
-                dots::<E>(&q[r * hd..(r + 1) * hd], k, row);
-                match bias {
-                    Some(b) => row.iter_mut().zip(b).for_each(|(x, b)| *x = *x * scale + b),
-                    None => row.iter_mut().for_each(|x| *x *= scale),
-                }
+                scores_into::<E>(&q[r * hd..(r + 1) * hd], k, bias, scale, row);
                 let acc = &mut dst[r * hd..(r + 1) * hd];
                 online_softmax::<E>(row, v, (&mut max[r], &mut sum[r]), acc);
             }
@@ -92,20 +88,6 @@ impl<E: KvElem> Block<'_, E> {
                 acc.iter_mut().for_each(|x| *x *= inv);
             }
         }
-    }
-}
-
-/// `row[j] = q · k_j` for the tile's keys: eight at a time, the last few one by one.
-pub(super) fn dots<E: KvElem>(q: &[f32], k: &[E], row: &mut [f32]) {
-    let hd = q.len();
-    let full = row.len() - row.len() % 8;
-    let mut eight = [0f32; 8];
-    for j in (0..full).step_by(8) {
-        E::dot8(q, &k[j * hd..(j + 8) * hd], &mut eight);
-        row[j..j + 8].copy_from_slice(&eight);
-    }
-    for j in full..row.len() {
-        row[j] = E::dot(q, &k[j * hd..(j + 1) * hd]);
     }
 }
 
@@ -129,15 +111,6 @@ fn online_softmax<E: KvElem>(
         acc.iter_mut().for_each(|x| *x *= c);
         *max = new_max;
     }
-    let mut total = 0.0;
-    for x in row.iter_mut() {
-        // A masked key is 0 without libm's slow path for exp(−∞).
-        *x = match *x == f32::NEG_INFINITY {
-            true => 0.0,
-            false => (*x - new_max).exp(),
-        };
-        total += *x;
-    }
-    *sum += total;
+    *sum += exp_sub(row, new_max);
     E::weighted_sum(row, v, acc);
 }

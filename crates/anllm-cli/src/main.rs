@@ -1,6 +1,7 @@
 //! The `anllm` binary: `main` → `run` → one subcommand; exit 0 on success, 1 on error, 2 on
 //! bad flags (clap's own code).
 
+mod alloc;
 mod args;
 mod cmd;
 mod config;

@@ -71,6 +71,7 @@ pub mod session;
 mod threads;
 pub mod token;
 pub mod tokenizer;
+pub mod vexp;
 pub mod weights;
 
 #[cfg(any(test, feature = "testutil"))]

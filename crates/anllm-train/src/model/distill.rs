@@ -15,7 +15,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::fused::{Float, ROWS_PER_TASK, contiguous, max_of};
+use super::fused::{Float, ROWS_PER_TASK, contiguous, max_of, sum_exp_cols};
 use anllm::Result;
 
 /// `α · KL(p ‖ softmax) + (1 − α) · CE` of each column of `logits_t: [vocab, n]` against the
@@ -104,8 +104,8 @@ fn column_lse<T: Float>(x: &[T], n: usize) -> Vec<T> {
     let max = partial.into_iter().fold(vec![T::NEG_INF; n], |a, b| {
         a.into_iter().zip(b).map(|(a, b)| max_of(a, b)).collect()
     });
-    let sums = fold_cols::<T, 1>(x, x, n, |a, xv, _, _, j| a[0] += (xv - max[j]).exp());
-    max.iter().zip(sums).map(|(&m, s)| m + s[0].ln()).collect()
+    let sums = sum_exp_cols(x, &max);
+    max.iter().zip(sums).map(|(&m, s)| m + s.ln()).collect()
 }
 
 fn distill_fwd<T: Float>(
@@ -198,19 +198,22 @@ fn distill_bwd<T: Float>(
             x.par_chunks(n * ROWS_PER_TASK)
                 .zip(p.par_chunks(n * ROWS_PER_TASK)),
         )
-        .enumerate()
-        .for_each(|(block, (out, (xb, pb)))| {
+        .for_each(|(out, (xb, pb))| {
             let rows = out.chunks_mut(n).zip(xb.chunks(n).zip(pb.chunks(n)));
-            for (r, (o_row, (x_row, p_row))) in rows.enumerate() {
-                let v = (block * ROWS_PER_TASK + r) as u32;
-                for (j, (o, (&xv, &pv))) in
-                    o_row.iter_mut().zip(x_row.iter().zip(p_row)).enumerate()
-                {
-                    let hit = if targets[j] == v { b } else { T::ZERO };
-                    *o = g[j] * ((xv - lse[j]).exp() * w[j] - a * pv - hit);
+            for (o_row, (x_row, p_row)) in rows {
+                for ((o, &xv), &l) in o_row.iter_mut().zip(x_row).zip(&lse) {
+                    *o = xv - l;
+                }
+                T::exp_sub_sum(o_row, T::ZERO); // the student's softmax
+                for (j, (o, &pv)) in o_row.iter_mut().zip(p_row).enumerate() {
+                    *o = g[j] * (*o * w[j] - a * pv);
                 }
             }
         });
+    // The one-hot part of the cross-entropy: minus g·(1 − alpha) at each column's target.
+    for (j, &t) in targets.iter().enumerate() {
+        out[t as usize * n + j] -= g[j] * b;
+    }
     Ok((T::to_cpu_storage_owned(out), xl.shape().clone()))
 }
 

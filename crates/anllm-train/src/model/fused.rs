@@ -44,29 +44,36 @@ pub(super) const ROWS_PER_TASK: usize = 64;
 pub(super) trait Float: WithDType {
     const ZERO: Self;
     const NEG_INF: Self;
-    fn exp(self) -> Self;
     fn ln(self) -> Self;
+    /// Replaces each `x` by `exp(x − shift)` (−∞ by 0) and returns their sum: vectorized for
+    /// f32 ([`anllm::vexp`]), libm for f64.
+    fn exp_sub_sum(xs: &mut [Self], shift: Self) -> Self;
 }
 
 impl Float for f32 {
     const ZERO: Self = 0.0;
     const NEG_INF: Self = f32::NEG_INFINITY;
-    fn exp(self) -> Self {
-        f32::exp(self)
-    }
     fn ln(self) -> Self {
         f32::ln(self)
+    }
+    fn exp_sub_sum(xs: &mut [Self], shift: Self) -> Self {
+        anllm::vexp::exp_sub_sum(xs, shift)
     }
 }
 
 impl Float for f64 {
     const ZERO: Self = 0.0;
     const NEG_INF: Self = f64::NEG_INFINITY;
-    fn exp(self) -> Self {
-        f64::exp(self)
-    }
     fn ln(self) -> Self {
         f64::ln(self)
+    }
+    fn exp_sub_sum(xs: &mut [Self], shift: Self) -> Self {
+        xs.iter_mut()
+            .map(|x| {
+                *x = (*x - shift).exp();
+                *x
+            })
+            .sum()
     }
 }
 
@@ -97,11 +104,8 @@ fn softmax_rows<T: Float>(src: &[T], layout: &Layout) -> candle_core::Result<(Cp
         .for_each(|(src, dst)| {
             for (s, d) in src.chunks(n).zip(dst.chunks_mut(n)) {
                 let max = s.iter().copied().fold(T::NEG_INF, max_of);
-                let mut sum = T::ZERO;
-                for (x, y) in s.iter().zip(d.iter_mut()) {
-                    *y = (*x - max).exp();
-                    sum += *y;
-                }
+                d.copy_from_slice(s);
+                let sum = T::exp_sub_sum(d, max);
                 d.iter_mut().for_each(|y| *y /= sum);
             }
         });
@@ -180,6 +184,29 @@ fn reduce_cols<T: Float>(
     })
 }
 
+/// `Σ_v exp(x[v, j] − max[j])` of each column j of `src: [vocab, n]`, over blocks of rows
+/// combined in block order (deterministic); the exponentials run a row at a time, vectorized.
+pub(super) fn sum_exp_cols<T: Float>(src: &[T], max: &[T]) -> Vec<T> {
+    let n = max.len();
+    let partial: Vec<Vec<T>> = src
+        .par_chunks(n * ROWS_PER_TASK)
+        .map(|block| {
+            let (mut acc, mut tmp) = (vec![T::ZERO; n], vec![T::ZERO; n]);
+            for row in block.chunks(n) {
+                for ((t, &x), &m) in tmp.iter_mut().zip(row).zip(max) {
+                    *t = x - m;
+                }
+                T::exp_sub_sum(&mut tmp, T::ZERO);
+                acc.iter_mut().zip(&tmp).for_each(|(a, &t)| *a += t);
+            }
+            acc
+        })
+        .collect();
+    partial.into_iter().fold(vec![T::ZERO; n], |acc, p| {
+        acc.into_iter().zip(p).map(|(a, b)| a + b).collect()
+    })
+}
+
 fn cross_entropy_fwd<T: Float>(
     src: &[T],
     layout: &Layout,
@@ -188,13 +215,7 @@ fn cross_entropy_fwd<T: Float>(
     let src = contiguous(src, layout)?;
     let (_, n) = cols_dims(layout, targets)?;
     let max = reduce_cols(src, n, T::NEG_INF, |a, x, _| *a = max_of(*a, x), max_of);
-    let sum = reduce_cols(
-        src,
-        n,
-        T::ZERO,
-        |a, x, j| *a += (x - max[j]).exp(),
-        |a, b| a + b,
-    );
+    let sum = sum_exp_cols(src, &max);
     let ce: Vec<T> = (0..n)
         .map(|j| max[j] + sum[j].ln() - src[targets[j] as usize * n + j])
         .collect();
@@ -247,16 +268,19 @@ fn cross_entropy_bwd<T: Float>(
     let mut out = vec![T::ZERO; x.len()];
     out.par_chunks_mut(n * ROWS_PER_TASK)
         .zip(x.par_chunks(n * ROWS_PER_TASK))
-        .enumerate()
-        .for_each(|(block, (out, x))| {
-            for (r, (o_row, x_row)) in out.chunks_mut(n).zip(x.chunks(n)).enumerate() {
-                let v = (block * ROWS_PER_TASK + r) as u32;
-                for (j, (o, &xv)) in o_row.iter_mut().zip(x_row).enumerate() {
-                    let hit = if targets[j] == v { g[j] } else { T::ZERO };
-                    *o = (xv - lse[j]).exp() * g[j] - hit;
+        .for_each(|(out, x)| {
+            for (o_row, x_row) in out.chunks_mut(n).zip(x.chunks(n)) {
+                for ((o, &xv), &l) in o_row.iter_mut().zip(x_row).zip(&lse) {
+                    *o = xv - l;
                 }
+                T::exp_sub_sum(o_row, T::ZERO);
+                o_row.iter_mut().zip(g).for_each(|(o, &gj)| *o *= gj);
             }
         });
+    // The one-hot part: minus g at each column's target.
+    for (j, &t) in targets.iter().enumerate() {
+        out[t as usize * n + j] -= g[j];
+    }
     Ok((T::to_cpu_storage_owned(out), xl.shape().clone()))
 }
 

@@ -217,15 +217,7 @@ pub(super) fn exp_shifted(row: &mut [f32]) -> (f32, f32) {
 
 /// Replaces `row` by exp(row − max) (a masked −∞ by 0) and returns the sum.
 pub(super) fn exp_sub(row: &mut [f32], max: f32) -> f32 {
-    let mut sum = 0.0;
-    for x in row.iter_mut() {
-        *x = match *x == f32::NEG_INFINITY {
-            true => 0.0,
-            false => (*x - max).exp(),
-        };
-        sum += *x;
-    }
-    sum
+    crate::vexp::exp_sub_sum(row, max)
 }
 
 /// `row[j] = scale · (q · k_j) + bias[j]` for the keys `k` (`row.len() × hd`): eight keys per

@@ -22,6 +22,7 @@ use setup::Prepared;
 /// Runs `anllm train`.
 pub fn run(args: TrainArgs) -> Result<()> {
     set_threads(args.threads)?;
+    crate::alloc::keep_freed_memory();
     let started = Instant::now();
     let device = match args.device {
         DeviceArg::Cpu => Device::Cpu,

@@ -43,6 +43,7 @@ pub(super) const ROWS_PER_TASK: usize = 64;
 /// f32 / f64 arithmetic the kernels need beyond [`WithDType`].
 pub(super) trait Float: WithDType {
     const ZERO: Self;
+    const ONE: Self;
     const NEG_INF: Self;
     fn ln(self) -> Self;
     /// Replaces each `x` by `exp(x − shift)` (−∞ by 0) and returns their sum: vectorized for
@@ -52,6 +53,7 @@ pub(super) trait Float: WithDType {
 
 impl Float for f32 {
     const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
     const NEG_INF: Self = f32::NEG_INFINITY;
     fn ln(self) -> Self {
         f32::ln(self)
@@ -63,6 +65,7 @@ impl Float for f32 {
 
 impl Float for f64 {
     const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
     const NEG_INF: Self = f64::NEG_INFINITY;
     fn ln(self) -> Self {
         f64::ln(self)

@@ -22,6 +22,7 @@
 
 pub mod distill;
 pub mod fused;
+pub mod fused_layer;
 mod input;
 pub mod ops;
 pub mod params;
@@ -265,7 +266,7 @@ impl TrainModel {
         alpha: f64,
     ) -> Result<Tensor> {
         let sel = self.targeted(batch)?;
-        let x = ops::rms_norm(&sel.hidden, &self.norm, self.cfg.rms_norm_eps)?;
+        let x = ops::rms_norm(&sel.hidden, &self.norm, self.cfg.rms_norm_eps, self.kernels)?;
         let teacher_t = teacher_t.to_dtype(self.dtype)?.to_device(&self.device)?;
         let per = match self.kernels.resolve(&x) {
             Kernels::Fused => {
@@ -317,13 +318,13 @@ impl TrainModel {
         let cos = self.cos.index_select(&pos, 0)?.reshape((b, t, 1, hd))?;
         let sin = self.sin.index_select(&pos, 0)?.reshape((b, t, 1, hd))?;
         let mask = batch.mask.to_dtype(self.dtype)?;
-        let eps = self.cfg.rms_norm_eps;
+        let (eps, k) = (self.cfg.rms_norm_eps, self.kernels);
         for layer in &self.layers {
-            let h = ops::rms_norm(&x, &layer.input_layernorm, eps)?;
+            let h = ops::rms_norm(&x, &layer.input_layernorm, eps, k)?;
             let h = self.self_attn(&h, layer, (&cos, &sin), &mask, (b, t))?;
             x = (x + h)?;
-            let h = ops::rms_norm(&x, &layer.post_attention_layernorm, eps)?;
-            x = (&x + ops::mlp(&h, &layer.gate_proj, &layer.up_proj, &layer.down_proj)?)?;
+            let h = ops::rms_norm(&x, &layer.post_attention_layernorm, eps, k)?;
+            x = (&x + ops::mlp(&h, (&layer.gate_proj, &layer.up_proj, &layer.down_proj), k)?)?;
         }
         Ok(x)
     }
@@ -342,8 +343,18 @@ impl TrainModel {
         let (heads, kv_heads) = (self.cfg.num_attention_heads, self.cfg.kv_heads());
         // [b * t, h * hd] -> [b, t, h, hd]: a view; RoPE runs on it, then heads go first.
         let split = |y: Tensor, h: usize| y.reshape((b, t, h, hd));
-        let q = ops::rope(&split(ops::linear(x, &layer.q_proj)?, heads)?, cos, sin)?;
-        let k = ops::rope(&split(ops::linear(x, &layer.k_proj)?, kv_heads)?, cos, sin)?;
+        let q = ops::rope(
+            &split(ops::linear(x, &layer.q_proj)?, heads)?,
+            cos,
+            sin,
+            self.kernels,
+        )?;
+        let k = ops::rope(
+            &split(ops::linear(x, &layer.k_proj)?, kv_heads)?,
+            cos,
+            sin,
+            self.kernels,
+        )?;
         let v = split(ops::linear(x, &layer.v_proj)?, kv_heads)?;
         let out = ops::attention(
             &q.transpose(1, 2)?,
@@ -361,7 +372,7 @@ impl TrainModel {
     /// head's weight gradient `dlogitsᵀ·x` lands in its `[vocab, hidden]` layout directly
     /// (measured: accumulating the transposed gradient of `x·Wᵀ` took 30 ms instead of 10).
     fn head_loss(&self, x: &Tensor, targets: &Tensor) -> Result<Tensor> {
-        let x = ops::rms_norm(x, &self.norm, self.cfg.rms_norm_eps)?;
+        let x = ops::rms_norm(x, &self.norm, self.cfg.rms_norm_eps, self.kernels)?;
         match self.kernels.resolve(&x) {
             Kernels::Fused => {
                 let logits_t = self.lm_head.as_tensor().matmul(&x.t()?)?;
@@ -373,7 +384,7 @@ impl TrainModel {
 
     /// Final norm and LM head. x: [n, hidden] -> logits [n, vocab].
     fn head(&self, x: &Tensor) -> Result<Tensor> {
-        let x = ops::rms_norm(x, &self.norm, self.cfg.rms_norm_eps)?;
+        let x = ops::rms_norm(x, &self.norm, self.cfg.rms_norm_eps, self.kernels)?;
         ops::linear(&x, &self.lm_head)
     }
 }

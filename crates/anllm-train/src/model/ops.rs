@@ -9,6 +9,7 @@
 use candle_core::{D, DType, Tensor, Var};
 
 use super::fused::{self, Kernels};
+use super::fused_layer;
 use anllm::Result;
 
 /// `y = x·Wᵀ`. x: [n, in], w: [out, in] -> [n, out]. One 2-D matmul over every row of the
@@ -18,19 +19,27 @@ pub fn linear(x: &Tensor, w: &Var) -> Result<Tensor> {
 }
 
 /// RMSNorm `x / sqrt(mean(x²) + eps) · weight` over the last axis, computed in f32 for half
-/// types (as HF does). x: `[n, hidden]`, weight: `[hidden]`.
-pub fn rms_norm(x: &Tensor, weight: &Var, eps: f64) -> Result<Tensor> {
-    Ok(candle_nn::ops::rms_norm_slow(
-        x,
-        weight.as_tensor(),
-        eps as f32,
-    )?)
+/// types (as HF does). x: `[n, hidden]`, weight: `[hidden]`. `kernels` picks
+/// [`fused_layer::rms_norm`] or candle's composed `rms_norm_slow`.
+pub fn rms_norm(x: &Tensor, weight: &Var, eps: f64, kernels: Kernels) -> Result<Tensor> {
+    match kernels.resolve(x) {
+        Kernels::Fused => fused_layer::rms_norm(x, weight.as_tensor(), eps),
+        Kernels::Composed => Ok(candle_nn::ops::rms_norm_slow(
+            x,
+            weight.as_tensor(),
+            eps as f32,
+        )?),
+    }
 }
 
 /// HF (half-rotation) RoPE of `x: [b, t, heads, head_dim]` with `cos: [b, t, 1, head_dim]`
 /// (`[c, c]`) and `sin: [b, t, 1, head_dim]` (`[-s, s]`, the sign of `rotate_half` folded into
-/// the table): `x·cos + swap_halves(x)·sin`.
-pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+/// the table): `x·cos + swap_halves(x)·sin`. `kernels` picks [`fused_layer::rope`] or the
+/// composed ops below.
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, kernels: Kernels) -> Result<Tensor> {
+    if kernels.resolve(x) == Kernels::Fused {
+        return fused_layer::rope(x, cos, sin);
+    }
     let half = x.dim(D::Minus1)? / 2;
     let swapped = Tensor::cat(
         &[
@@ -79,9 +88,14 @@ pub fn softmax(x: &Tensor, kernels: Kernels) -> Result<Tensor> {
     }
 }
 
-/// SwiGLU `down(silu(gate(x)) · up(x))`. x: [n, hidden] -> [n, hidden].
-pub fn mlp(x: &Tensor, gate: &Var, up: &Var, down: &Var) -> Result<Tensor> {
-    let h = (linear(x, gate)?.silu()? * linear(x, up)?)?;
+/// SwiGLU `down(silu(gate(x)) · up(x))`. x: [n, hidden] -> [n, hidden]. `kernels` picks
+/// [`fused_layer::swiglu`] or candle's `silu` and product for the gate.
+pub fn mlp(x: &Tensor, (gate, up, down): (&Var, &Var, &Var), kernels: Kernels) -> Result<Tensor> {
+    let (g, u) = (linear(x, gate)?, linear(x, up)?);
+    let h = match kernels.resolve(x) {
+        Kernels::Fused => fused_layer::swiglu(&g, &u)?,
+        Kernels::Composed => (g.silu()? * u)?,
+    };
     linear(&h, down)
 }
 

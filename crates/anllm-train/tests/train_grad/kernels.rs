@@ -104,3 +104,99 @@ fn fused_and_composed_models_agree_on_loss_and_every_gradient() {
         }
     }
 }
+
+/// Value of `f(a, b)` and the gradients of `sum(f · r)` with respect to `a` and `b`.
+fn value_and_grads(
+    a: &Var,
+    b: &Var,
+    f: impl Fn(&Tensor, &Tensor) -> Tensor,
+) -> (Tensor, Tensor, Tensor) {
+    let y = f(a.as_tensor(), b.as_tensor());
+    let r = Tensor::from_vec(values(y.elem_count(), 0.5, 1.0), y.shape(), &Device::Cpu).unwrap();
+    let grads = (&y * r.to_dtype(y.dtype()).unwrap())
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let get = |v: &Var| grads.get(v.as_tensor()).unwrap().clone();
+    (y.detach(), get(a), get(b))
+}
+
+fn var(data: Vec<f64>, shape: &[usize], dtype: DType) -> Var {
+    let t = Tensor::from_vec(data, shape, &Device::Cpu).unwrap();
+    Var::from_tensor(&t.to_dtype(dtype).unwrap()).unwrap()
+}
+
+/// Each `got[i]` within `tol` of `want[i]`, relative to the largest magnitude of `want[i]`
+/// (at least 1): the weight gradients are sums over rows, of magnitude ~100 here.
+fn assert_close(got: &[Tensor], want: &[Tensor], tol: f64, what: &str) {
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let scale = max_diff(w, &w.zeros_like().unwrap()).max(1.0);
+        let rel = max_diff(g, w) / scale;
+        assert!(rel < tol, "{what}: output {i} differs by {rel} (relative)");
+    }
+}
+
+#[test]
+fn fused_rms_norm_matches_composed_values_and_both_gradients() {
+    let (n, h) = (70, 24); // more rows than one parallel block
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 2e-5)] {
+        let x = var(values(n * h, 0.2, 3.0), &[n, h], dtype);
+        let w = var(values(h, 0.7, 1.5), &[h], dtype);
+        let run = |k: Kernels| {
+            let (y, gx, gw) =
+                value_and_grads(&x, &w, |x, _| ops::rms_norm(x, &w, 1e-5, k).unwrap());
+            [y, gx, gw]
+        };
+        assert_close(
+            &run(Kernels::Fused),
+            &run(Kernels::Composed),
+            tol,
+            "rms-norm",
+        );
+    }
+}
+
+#[test]
+fn fused_rope_matches_composed_values_and_gradients() {
+    let (b, t, heads, hd) = (2, 5, 3, 8);
+    let angles: Vec<f64> = values(b * t * hd / 2, 0.9, 3.0);
+    // cos [c, c] and sin [-s, s] per position, as `params::rope_tables` lays them out.
+    let (mut cos, mut sin) = (vec![], vec![]);
+    for p in angles.chunks(hd / 2) {
+        cos.extend(p.iter().chain(p).map(|a| a.cos()));
+        sin.extend(p.iter().map(|a| -a.sin()).chain(p.iter().map(|a| a.sin())));
+    }
+    for (dtype, tol) in [(DType::F64, 1e-13), (DType::F32, 1e-5)] {
+        let table = |v: &Vec<f64>| {
+            let t = Tensor::from_vec(v.clone(), (b, t, 1, hd), &Device::Cpu).unwrap();
+            t.to_dtype(dtype).unwrap()
+        };
+        let (c, s) = (table(&cos), table(&sin));
+        let x = var(
+            values(b * t * heads * hd, 0.4, 2.0),
+            &[b, t, heads, hd],
+            dtype,
+        );
+        let run = |k: Kernels| {
+            let (y, g) = value_and_grad(&x, |x| ops::rope(x, &c, &s, k).unwrap());
+            [y, g]
+        };
+        assert_close(&run(Kernels::Fused), &run(Kernels::Composed), tol, "rope");
+    }
+}
+
+#[test]
+fn fused_swiglu_matches_composed_values_and_both_gradients() {
+    let (n, f) = (9, 501); // past one 4096-value chunk, and not a multiple of 8
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 2e-5)] {
+        let gate = var(values(n * f, 0.3, 6.0), &[n, f], dtype);
+        let up = var(values(n * f, 0.8, 2.0), &[n, f], dtype);
+        let (y, gg, gu) = value_and_grads(&gate, &up, |g, u| {
+            anllm_train::model::fused_layer::swiglu(g, u).unwrap()
+        });
+        let (yc, ggc, guc) = value_and_grads(&gate, &up, |g, u| (g.silu().unwrap() * u).unwrap());
+        assert_close(&[y, gg, gu], &[yc, ggc, guc], tol, "swiglu");
+    }
+}

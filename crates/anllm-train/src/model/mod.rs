@@ -22,6 +22,7 @@
 
 pub mod distill;
 pub mod fused;
+pub mod fused_attn;
 pub mod fused_layer;
 mod input;
 pub mod ops;

@@ -9,7 +9,7 @@
 use candle_core::{D, DType, Tensor, Var};
 
 use super::fused::{self, Kernels};
-use super::fused_layer;
+use super::{fused_attn, fused_layer};
 use anllm::Result;
 
 /// `y = x·Wᵀ`. x: [n, in], w: [out, in] -> [n, out]. One 2-D matmul over every row of the
@@ -58,7 +58,8 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, kernels: Kernels) -> Result<
 /// head_dim]. Query head `h` reads KV head `h / (heads / kv_heads)`, as HF's `repeat_kv`;
 /// instead of copying K/V per query head, the query heads of one group are stacked along the
 /// row axis, so one batched matmul per KV head serves the group. A blocked key gets a
-/// probability of exactly 0, hence exactly zero gradient. `kernels` picks the softmax.
+/// probability of exactly 0, hence exactly zero gradient. `kernels` picks
+/// [`fused_attn::masked_softmax`] or the composed scaling, mask add and softmax.
 pub fn attention(
     q: &Tensor,
     k: &Tensor,
@@ -69,13 +70,23 @@ pub fn attention(
     let (b, heads, t, hd) = q.dims4()?;
     let kv_heads = k.dim(1)?;
     let groups = heads / kv_heads.max(1);
-    let q =
-        (q.contiguous()? * (1.0 / (hd as f64).sqrt()))?.reshape((b, kv_heads, groups * t, hd))?;
-    let scores = q.matmul(&k.contiguous()?.t()?)?; // [b, kv_heads, groups * t, t]
-    let scores = scores
-        .reshape((b, kv_heads, groups, t, t))?
-        .broadcast_add(&mask.reshape((b, 1, 1, t, t))?)?;
-    let probs = softmax(&scores, kernels)?.reshape((b, kv_heads, groups * t, t))?;
+    let scale = 1.0 / (hd as f64).sqrt();
+    let probs = match kernels.resolve(q) {
+        // Scale, mask and softmax in one pass over the grid the matmul wrote.
+        Kernels::Fused => {
+            let q = q.contiguous()?.reshape((b, kv_heads, groups * t, hd))?;
+            let scores = q.matmul(&k.contiguous()?.t()?)?; // [b, kv_heads, groups * t, t]
+            fused_attn::masked_softmax(&scores, mask, scale)?
+        }
+        Kernels::Composed => {
+            let q = (q.contiguous()? * scale)?.reshape((b, kv_heads, groups * t, hd))?;
+            let scores = q.matmul(&k.contiguous()?.t()?)?;
+            let scores = scores
+                .reshape((b, kv_heads, groups, t, t))?
+                .broadcast_add(&mask.reshape((b, 1, 1, t, t))?)?;
+            softmax(&scores, kernels)?.reshape((b, kv_heads, groups * t, t))?
+        }
+    };
     Ok(probs.matmul(&v.contiguous()?)?.reshape((b, heads, t, hd))?)
 }
 

@@ -2,7 +2,7 @@
 //! the softmax, the cross-entropy and the whole model's loss.
 
 use anllm::testutil::TinySpec;
-use anllm_train::model::{Kernels, fused, ops};
+use anllm_train::model::{Kernels, fused, fused_attn, ops};
 use candle_core::{DType, Device, Tensor, Var};
 
 use super::{tiny, two_rows};
@@ -198,5 +198,49 @@ fn fused_swiglu_matches_composed_values_and_both_gradients() {
         });
         let (yc, ggc, guc) = value_and_grads(&gate, &up, |g, u| (g.silu().unwrap() * u).unwrap());
         assert_close(&[y, gg, gu], &[yc, ggc, guc], tol, "swiglu");
+    }
+}
+
+#[test]
+fn fused_masked_softmax_matches_composed_scale_mask_and_softmax() {
+    let (b, kv, groups, t) = (2, 2, 3, 5);
+    // Causal plus a few more blocked keys, different per batch item; the diagonal stays open.
+    let mask: Vec<f64> = (0..b * t * t)
+        .map(|i| {
+            let (item, q, key) = (i / (t * t), (i / t) % t, i % t);
+            let blocked = key > q || (key + item + 1 < q && (key + q) % 2 == 0);
+            if blocked {
+                f64::from(anllm::mask::BLOCKED)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let scale = 0.35;
+    for (dtype, tol) in [(DType::F64, 1e-13), (DType::F32, 1e-6)] {
+        let m = Tensor::from_vec(mask.clone(), (b, t, t), &Device::Cpu).unwrap();
+        let m = m.to_dtype(dtype).unwrap();
+        let s = var(
+            values(b * kv * groups * t * t, 0.6, 5.0),
+            &[b, kv, groups * t, t],
+            dtype,
+        );
+        let fused = value_and_grad(&s, |s| fused_attn::masked_softmax(s, &m, scale).unwrap());
+        let composed = value_and_grad(&s, |s| {
+            let x = (s * scale)
+                .unwrap()
+                .reshape((b, kv, groups, t, t))
+                .unwrap()
+                .broadcast_add(&m.reshape((b, 1, 1, t, t)).unwrap())
+                .unwrap();
+            let y = ops::softmax(&x, Kernels::Composed).unwrap();
+            y.reshape((b, kv, groups * t, t)).unwrap()
+        });
+        assert_close(
+            &[fused.0, fused.1],
+            &[composed.0, composed.1],
+            tol,
+            "masked softmax",
+        );
     }
 }

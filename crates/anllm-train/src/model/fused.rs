@@ -1,10 +1,11 @@
-//! Fused CPU kernels for the two widest tensors of a training step, each with an explicit
-//! backward: the attention softmax (`[b, heads, t, t]`) and the cross-entropy over the logits
-//! (`[vocab, n]`). candle's composed ops run every element through several single-threaded
-//! passes and allocate a zero gradient per op; these run one or two parallel passes.
+//! Fused CPU kernels with an explicit backward: a plain softmax over the last axis and the
+//! cross-entropy over the logits (`[vocab, n]`, the widest tensor of a training step), plus the
+//! [`Kernels`] switch and the f32/f64 helpers that [`fused_layer`](super::fused_layer) and
+//! [`fused_attn`](super::fused_attn) share. candle's composed ops run every element through
+//! several passes and allocate a zero gradient per op; these run one or two parallel passes.
 //!
-//! Unlike candle's own fused kernels (`softmax_last_dim`, `rms_norm`, `rope`), both ops here
-//! implement [`CustomOp1::bwd`] / a gradient op, so they never drop the gradient. They run on
+//! Unlike candle's own fused kernels (`softmax_last_dim`, `rms_norm`, `rope`), every op here
+//! implements [`CustomOp1::bwd`] / a gradient op, so it never drops the gradient. They run on
 //! the CPU in f32 and f64; elsewhere [`Kernels::resolve`] picks the composed ops.
 
 use std::sync::Arc;

@@ -13,12 +13,10 @@
 //! Speed (CPU, f32): every linear layer is one 2-D matmul over all `b * t` rows; attention is
 //! one batched matmul per KV head for scores and one for values (no K/V copy per query head);
 //! [`TrainModel::loss`] runs the final norm and the LM head only on rows whose target counts;
-//! on the CPU the attention softmax and the cross-entropy are [`fused`] kernels with their own
-//! backward. Measured on the shared 2-core VM (hidden 256, 4 layers, 4 heads, FFN 704, vocab
-//! 32000 tied, 1 × 255 tokens, f32, 2 threads; medians, the VM is noisy): loss forward 77 ms,
-//! backward 236 ms. The matmuls (most of them the LM head's) take most of the time; PyTorch
-//! is compared in `docs/benchmarks.md`.
-//! `model_timing_tiny_256` in `tests/train_grad/timing.rs` reproduces the numbers.
+//! on the CPU the cross-entropy ([`fused`]), the masked attention softmax ([`fused_attn`]),
+//! RMSNorm, RoPE and SwiGLU ([`fused_layer`]) are fused kernels with their own backward. The
+//! matmuls take most of the remaining time; PyTorch is compared in `docs/benchmarks.md`.
+//! `model_timing_tiny_256` in `tests/train_grad/timing.rs` times the forward and backward.
 
 pub mod distill;
 pub mod fused;

@@ -81,6 +81,19 @@ impl Float for f64 {
     }
 }
 
+/// Runs `$f` on the f32 or f64 slices of the CPU storages given (all of one dtype), else fails
+/// with `$name`.
+macro_rules! dispatch {
+    ($name:expr, ($($s:ident),+) => $f:expr) => {
+        match ($($s),+) {
+            ($(CpuStorage::F32($s)),+) => $f,
+            ($(CpuStorage::F64($s)),+) => $f,
+            _ => bail!("{}: f32 or f64 only", $name),
+        }
+    };
+}
+pub(super) use dispatch;
+
 pub(super) fn contiguous<'a, T>(src: &'a [T], layout: &Layout) -> candle_core::Result<&'a [T]> {
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&src[start..end]),

@@ -11,7 +11,7 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::fused::{Float, ROWS_PER_TASK, contiguous, max_of};
+use super::fused::{Float, ROWS_PER_TASK, contiguous, dispatch, max_of};
 use anllm::Result;
 
 /// `softmax(scale · scores + mask)` over the last axis. `scores: [b, kv_heads, groups · t, t]`
@@ -73,11 +73,7 @@ impl CustomOp2 for MaskedSoftmax {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, sl: &Layout, m: &CpuStorage, ml: &Layout) -> Out {
-        match (s, m) {
-            (CpuStorage::F32(s), CpuStorage::F32(m)) => softmax_fwd(s, sl, m, ml, self.scale),
-            (CpuStorage::F64(s), CpuStorage::F64(m)) => softmax_fwd(s, sl, m, ml, self.scale),
-            _ => bail!("anllm-masked-softmax: f32 or f64 scores and mask of one dtype"),
-        }
+        dispatch!(self.name(), (s, m) => softmax_fwd(s, sl, m, ml, self.scale))
     }
 
     /// `dscores = scale · y · (g − Σ g·y)`; the mask is a constant (no gradient).
@@ -129,10 +125,6 @@ impl CustomOp2 for MaskedSoftmaxGrad {
     }
 
     fn cpu_fwd(&self, y: &CpuStorage, yl: &Layout, g: &CpuStorage, gl: &Layout) -> Out {
-        match (y, g) {
-            (CpuStorage::F32(y), CpuStorage::F32(g)) => softmax_bwd(y, yl, g, gl, self.scale),
-            (CpuStorage::F64(y), CpuStorage::F64(g)) => softmax_bwd(y, yl, g, gl, self.scale),
-            _ => bail!("anllm-masked-softmax-grad: f32 or f64 only"),
-        }
+        dispatch!(self.name(), (y, g) => softmax_bwd(y, yl, g, gl, self.scale))
     }
 }

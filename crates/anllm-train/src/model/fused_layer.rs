@@ -14,19 +14,8 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::fused::{Float, ROWS_PER_TASK, contiguous};
+use super::fused::{Float, ROWS_PER_TASK, contiguous, dispatch};
 use anllm::Result;
-
-/// Runs `$f` on the f32 or f64 slices of the storages given, else fails with `$name`.
-macro_rules! dispatch {
-    ($name:expr, ($($s:ident),+) => $f:expr) => {
-        match ($($s),+) {
-            ($(CpuStorage::F32($s)),+) => $f,
-            ($(CpuStorage::F64($s)),+) => $f,
-            _ => bail!("{}: f32 or f64 only", $name),
-        }
-    };
-}
 
 /// RMSNorm of each row of `x: [n, hidden]` times `weight: [hidden]`.
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {

@@ -60,14 +60,7 @@ fn exp1(x: f32) -> f32 {
 
 /// Replaces each `x` by `exp(x)`.
 pub fn exp_in_place(xs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-        return unsafe { avx2::exp_sub_sum(xs, 0.0) }
-            .map(|_| ())
-            .unwrap_or(());
-    }
-    exp_sub_sum_portable(xs, 0.0);
+    exp_sub_sum(xs, 0.0);
 }
 
 /// Replaces each `x` by `exp(x − shift)` (a −∞ by exactly 0) and returns their sum.
@@ -75,9 +68,7 @@ pub fn exp_sub_sum(xs: &mut [f32], shift: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-        if let Some(sum) = unsafe { avx2::exp_sub_sum(xs, shift) } {
-            return sum;
-        }
+        return unsafe { avx2::exp_sub_sum(xs, shift) };
     }
     exp_sub_sum_portable(xs, shift)
 }
@@ -108,11 +99,10 @@ fn has_avx2_fma() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    /// The portable loop compiled with AVX2 + FMA, so LLVM vectorizes it 8-wide. `Option` only
-    /// to share one signature with both callers.
+    /// The portable loop compiled with AVX2 + FMA, so LLVM vectorizes it 8-wide.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn exp_sub_sum(xs: &mut [f32], shift: f32) -> Option<f32> {
-        Some(super::exp_sub_sum_portable(xs, shift))
+    pub unsafe fn exp_sub_sum(xs: &mut [f32], shift: f32) -> f32 {
+        super::exp_sub_sum_portable(xs, shift)
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::fused::{Float, ROWS_PER_TASK, contiguous, max_of, sum_exp_cols};
+use super::fused::{Float, ROWS_PER_TASK, column_lse, contiguous};
 use anllm::Result;
 
 /// `α · KL(p ‖ softmax) + (1 − α) · CE` of each column of `logits_t: [vocab, n]` against the
@@ -87,25 +87,6 @@ fn fold_cols<T: Float, const K: usize>(
         }
     }
     out
-}
-
-/// The log-normaliser of every column.
-fn column_lse<T: Float>(x: &[T], n: usize) -> Vec<T> {
-    let partial: Vec<Vec<T>> = x
-        .par_chunks(n * ROWS_PER_TASK)
-        .map(|block| {
-            let mut m = vec![T::NEG_INF; n];
-            for row in block.chunks(n) {
-                m.iter_mut().zip(row).for_each(|(m, &v)| *m = max_of(*m, v));
-            }
-            m
-        })
-        .collect();
-    let max = partial.into_iter().fold(vec![T::NEG_INF; n], |a, b| {
-        a.into_iter().zip(b).map(|(a, b)| max_of(a, b)).collect()
-    });
-    let sums = sum_exp_cols(x, &max);
-    max.iter().zip(sums).map(|(&m, s)| m + s.ln()).collect()
 }
 
 fn distill_fwd<T: Float>(

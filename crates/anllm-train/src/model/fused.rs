@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use candle_core::{
-    CpuStorage, CustomOp1, CustomOp3, D, DType, Layout, Shape, Tensor, WithDType, bail,
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, WithDType, bail,
 };
 use rayon::prelude::*;
 
@@ -85,9 +85,9 @@ impl Float for f64 {
 /// with `$name`.
 macro_rules! dispatch {
     ($name:expr, ($($s:ident),+) => $f:expr) => {
-        match ($($s),+) {
-            ($(CpuStorage::F32($s)),+) => $f,
-            ($(CpuStorage::F64($s)),+) => $f,
+        match ($($s,)+) {
+            ($(CpuStorage::F32($s),)+) => $f,
+            ($(CpuStorage::F64($s),)+) => $f,
             _ => bail!("{}: f32 or f64 only", $name),
         }
     };
@@ -116,17 +116,36 @@ fn softmax_rows<T: Float>(src: &[T], layout: &Layout) -> candle_core::Result<(Cp
     let src = contiguous(src, layout)?;
     let n = layout.dims().last().copied().unwrap_or(1).max(1);
     let mut dst = vec![T::ZERO; src.len()];
-    src.par_chunks(n * ROWS_PER_TASK)
-        .zip(dst.par_chunks_mut(n * ROWS_PER_TASK))
-        .for_each(|(src, dst)| {
-            for (s, d) in src.chunks(n).zip(dst.chunks_mut(n)) {
-                let max = s.iter().copied().fold(T::NEG_INF, max_of);
-                d.copy_from_slice(s);
-                let sum = T::exp_sub_sum(d, max);
-                d.iter_mut().for_each(|y| *y /= sum);
+    par_rows(src, n, &mut dst, |_, s, d| {
+        d.copy_from_slice(s);
+        softmax_in_place(d);
+    });
+    Ok((T::to_cpu_storage_owned(dst), layout.shape().clone()))
+}
+
+/// Replaces `row` by its softmax.
+pub(super) fn softmax_in_place<T: Float>(row: &mut [T]) {
+    let max = row.iter().copied().fold(T::NEG_INF, max_of);
+    let sum = T::exp_sub_sum(row, max);
+    row.iter_mut().for_each(|y| *y /= sum);
+}
+
+/// Rows of `x: [rows, h]` in parallel blocks of [`ROWS_PER_TASK`], `f(row index, x row, out
+/// row)` writing the same row of `out` (same shape).
+pub(super) fn par_rows<T: Float>(
+    x: &[T],
+    h: usize,
+    out: &mut [T],
+    f: impl Fn(usize, &[T], &mut [T]) + Sync,
+) {
+    out.par_chunks_mut(h * ROWS_PER_TASK)
+        .zip(x.par_chunks(h * ROWS_PER_TASK))
+        .enumerate()
+        .for_each(|(block, (o, x))| {
+            for (r, (o, x)) in o.chunks_mut(h).zip(x.chunks(h)).enumerate() {
+                f(block * ROWS_PER_TASK + r, x, o);
             }
         });
-    Ok((T::to_cpu_storage_owned(dst), layout.shape().clone()))
 }
 
 impl CustomOp1 for SoftmaxLast {
@@ -135,18 +154,13 @@ impl CustomOp1 for SoftmaxLast {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        match s {
-            CpuStorage::F32(v) => softmax_rows(v, l),
-            CpuStorage::F64(v) => softmax_rows(v, l),
-            _ => bail!("anllm-softmax-last: f32 or f64 only"),
-        }
+        dispatch!(self.name(), (s) => softmax_rows(s, l))
     }
 
     /// `dx = y · (g - Σ g·y)`: zero wherever `y` is (a blocked key).
     fn bwd(&self, _: &Tensor, y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let gy = (g * y)?;
-        let sum = gy.sum_keepdim(D::Minus1)?;
-        Ok(Some((gy - y.broadcast_mul(&sum)?)?))
+        let grad = SoftmaxGrad { scale: 1.0 };
+        Ok(Some(y.detach().apply_op2(&g.contiguous()?, grad)?))
     }
 }
 
@@ -176,23 +190,20 @@ fn cols_dims(layout: &Layout, targets: &[u32]) -> candle_core::Result<(usize, us
     Ok((vocab, n))
 }
 
-/// Column-wise reduction over blocks of rows, combined in block order (deterministic).
-fn reduce_cols<T: Float>(
-    src: &[T],
+/// Per-column accumulators of `x: [rows, n]`: `per_block` folds each block of rows into a
+/// fresh `[n]` (from `init`), and the blocks are merged in block order (deterministic).
+fn fold_row_blocks<T: Float>(
+    x: &[T],
     n: usize,
     init: T,
-    f: impl Fn(&mut T, T, usize) + Sync,
+    per_block: impl Fn(&mut [T], &[T]) + Sync,
     merge: impl Fn(T, T) -> T,
 ) -> Vec<T> {
-    let partial: Vec<Vec<T>> = src
+    let partial: Vec<Vec<T>> = x
         .par_chunks(n * ROWS_PER_TASK)
         .map(|block| {
             let mut acc = vec![init; n];
-            for row in block.chunks(n) {
-                for (j, (a, &x)) in acc.iter_mut().zip(row).enumerate() {
-                    f(a, x, j);
-                }
-            }
+            per_block(&mut acc, block);
             acc
         })
         .collect();
@@ -201,27 +212,35 @@ fn reduce_cols<T: Float>(
     })
 }
 
-/// `Σ_v exp(x[v, j] − max[j])` of each column j of `src: [vocab, n]`, over blocks of rows
-/// combined in block order (deterministic); the exponentials run a row at a time, vectorized.
-pub(super) fn sum_exp_cols<T: Float>(src: &[T], max: &[T]) -> Vec<T> {
-    let n = max.len();
-    let partial: Vec<Vec<T>> = src
-        .par_chunks(n * ROWS_PER_TASK)
-        .map(|block| {
-            let (mut acc, mut tmp) = (vec![T::ZERO; n], vec![T::ZERO; n]);
+/// `log Σ_v exp(x[v, j])` of each column j of `x: [vocab, n]`, shifted by the column maximum;
+/// the exponentials run a row at a time, vectorized.
+pub(super) fn column_lse<T: Float>(x: &[T], n: usize) -> Vec<T> {
+    let max = fold_row_blocks(
+        x,
+        n,
+        T::NEG_INF,
+        |m, block| {
             for row in block.chunks(n) {
-                for ((t, &x), &m) in tmp.iter_mut().zip(row).zip(max) {
-                    *t = x - m;
-                }
+                m.iter_mut().zip(row).for_each(|(m, &v)| *m = max_of(*m, v));
+            }
+        },
+        max_of,
+    );
+    let sum = fold_row_blocks(
+        x,
+        n,
+        T::ZERO,
+        |acc, block| {
+            let mut tmp = vec![T::ZERO; n];
+            for row in block.chunks(n) {
+                (tmp.iter_mut().zip(row).zip(&max)).for_each(|((t, &v), &m)| *t = v - m);
                 T::exp_sub_sum(&mut tmp, T::ZERO);
                 acc.iter_mut().zip(&tmp).for_each(|(a, &t)| *a += t);
             }
-            acc
-        })
-        .collect();
-    partial.into_iter().fold(vec![T::ZERO; n], |acc, p| {
-        acc.into_iter().zip(p).map(|(a, b)| a + b).collect()
-    })
+        },
+        |a, b| a + b,
+    );
+    max.iter().zip(sum).map(|(&m, s)| m + s.ln()).collect()
 }
 
 fn cross_entropy_fwd<T: Float>(
@@ -231,10 +250,9 @@ fn cross_entropy_fwd<T: Float>(
 ) -> candle_core::Result<(CpuStorage, Shape)> {
     let src = contiguous(src, layout)?;
     let (_, n) = cols_dims(layout, targets)?;
-    let max = reduce_cols(src, n, T::NEG_INF, |a, x, _| *a = max_of(*a, x), max_of);
-    let sum = sum_exp_cols(src, &max);
+    let lse = column_lse(src, n);
     let ce: Vec<T> = (0..n)
-        .map(|j| max[j] + sum[j].ln() - src[targets[j] as usize * n + j])
+        .map(|j| lse[j] - src[targets[j] as usize * n + j])
         .collect();
     Ok((T::to_cpu_storage_owned(ce), Shape::from(n)))
 }
@@ -245,11 +263,7 @@ impl CustomOp1 for CrossEntropyCols {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        match s {
-            CpuStorage::F32(v) => cross_entropy_fwd(v, l, &self.targets),
-            CpuStorage::F64(v) => cross_entropy_fwd(v, l, &self.targets),
-            _ => bail!("anllm-cross-entropy-cols: f32 or f64 only"),
-        }
+        dispatch!(self.name(), (s) => cross_entropy_fwd(s, l, &self.targets))
     }
 
     /// `dlogits[v, j] = g[j] · (softmax[v, j] - [v = target j])`, one fused pass.
@@ -316,14 +330,48 @@ impl CustomOp3 for CrossEntropyColsGrad {
         gl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let t = &self.targets;
-        match (x, ce, g) {
-            (CpuStorage::F32(x), CpuStorage::F32(ce), CpuStorage::F32(g)) => {
-                cross_entropy_bwd((x, xl), (ce, cel), (g, gl), t)
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(ce), CpuStorage::F64(g)) => {
-                cross_entropy_bwd((x, xl), (ce, cel), (g, gl), t)
-            }
-            _ => bail!("anllm-cross-entropy-cols-grad: f32 or f64 only"),
-        }
+        dispatch!(self.name(), (x, ce, g) => cross_entropy_bwd((x, xl), (ce, cel), (g, gl), t))
     }
 }
+
+/// The gradient of a softmax over the last axis, times `scale` (the backward of
+/// [`softmax_last`] with 1, and of [`fused_attn::masked_softmax`](super::fused_attn) with its
+/// score scale): `dx = scale · y · (g − Σ g·y)` from (y, g), one pass.
+pub(super) struct SoftmaxGrad {
+    pub(super) scale: f64,
+}
+
+fn softmax_grad<T: Float>(y: &[T], yl: &Layout, g: &[T], gl: &Layout, scale: f64) -> Out {
+    let (y, g) = (contiguous(y, yl)?, contiguous(g, gl)?);
+    let t = yl.dims().last().copied().unwrap_or(1).max(1);
+    let scale = T::from_f64(scale);
+    let mut dx = vec![T::ZERO; y.len()];
+    par_rows(y, t, &mut dx, |r, y, dx| {
+        let g = &g[r * t..(r + 1) * t];
+        let dot = y.iter().zip(g).fold(T::ZERO, |acc, (&y, &g)| acc + y * g);
+        for ((d, &y), &g) in dx.iter_mut().zip(y).zip(g) {
+            *d = scale * y * (g - dot);
+        }
+    });
+    Ok((T::to_cpu_storage_owned(dx), yl.shape().clone()))
+}
+
+impl CustomOp2 for SoftmaxGrad {
+    fn name(&self) -> &'static str {
+        "anllm-softmax-grad"
+    }
+
+    fn cpu_fwd(&self, y: &CpuStorage, yl: &Layout, g: &CpuStorage, gl: &Layout) -> Out {
+        if yl.shape() != gl.shape() {
+            bail!(
+                "softmax gradient: y {:?} against g {:?}",
+                yl.dims(),
+                gl.dims()
+            );
+        }
+        dispatch!(self.name(), (y, g) => softmax_grad(y, yl, g, gl, self.scale))
+    }
+}
+
+/// What a CPU kernel returns: its output storage and shape.
+pub(super) type Out = candle_core::Result<(CpuStorage, Shape)>;

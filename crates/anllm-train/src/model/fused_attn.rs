@@ -8,10 +8,9 @@
 //! widest tensor of a layer (2.4M values per layer for SmolLM2-135M at 512 tokens). Here: one
 //! pass forward, one backward, no gradient for the mask.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, bail};
-use rayon::prelude::*;
+use candle_core::{CpuStorage, CustomOp2, Layout, Tensor, bail};
 
-use super::fused::{Float, ROWS_PER_TASK, contiguous, dispatch, max_of};
+use super::fused::{Float, Out, SoftmaxGrad, contiguous, dispatch, par_rows, softmax_in_place};
 use anllm::Result;
 
 /// `softmax(scale · scores + mask)` over the last axis. `scores: [b, kv_heads, groups · t, t]`
@@ -46,26 +45,16 @@ fn softmax_fwd<T: Float>(s: &[T], sl: &Layout, m: &[T], ml: &Layout, scale: f64)
     let (t, per_item) = grid_dims(sl, ml)?;
     let scale = T::from_f64(scale);
     let mut y = vec![T::ZERO; s.len()];
-    y.par_chunks_mut(t * ROWS_PER_TASK)
-        .zip(s.par_chunks(t * ROWS_PER_TASK))
-        .enumerate()
-        .for_each(|(block, (y, s))| {
-            for (r, (y, s)) in y.chunks_mut(t).zip(s.chunks(t)).enumerate() {
-                let row = block * ROWS_PER_TASK + r;
-                let q = row % t;
-                let mask = &m[(row / per_item) * t * t + q * t..][..t];
-                for ((y, &s), &m) in y.iter_mut().zip(s).zip(mask) {
-                    *y = s * scale + m;
-                }
-                let max = y.iter().copied().fold(T::NEG_INF, max_of);
-                let sum = T::exp_sub_sum(y, max);
-                y.iter_mut().for_each(|v| *v /= sum);
-            }
-        });
+    par_rows(s, t, &mut y, |row, s, y| {
+        // Row `row` is query `row mod t` of batch item `row / per_item`.
+        let mask = &m[(row / per_item) * t * t + (row % t) * t..][..t];
+        for ((y, &s), &m) in y.iter_mut().zip(s).zip(mask) {
+            *y = s * scale + m;
+        }
+        softmax_in_place(y);
+    });
     Ok((T::to_cpu_storage_owned(y), sl.shape().clone()))
 }
-
-type Out = candle_core::Result<(CpuStorage, Shape)>;
 
 impl CustomOp2 for MaskedSoftmax {
     fn name(&self) -> &'static str {
@@ -84,47 +73,8 @@ impl CustomOp2 for MaskedSoftmax {
         y: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let op = MaskedSoftmaxGrad { scale: self.scale };
+        let op = SoftmaxGrad { scale: self.scale };
         let ds = y.detach().apply_op2(&g.contiguous()?, op)?;
         Ok((Some(ds), None))
-    }
-}
-
-/// The gradient of [`MaskedSoftmax`] from (probabilities, upstream gradient).
-struct MaskedSoftmaxGrad {
-    scale: f64,
-}
-
-fn softmax_bwd<T: Float>(y: &[T], yl: &Layout, g: &[T], gl: &Layout, scale: f64) -> Out {
-    let (y, g) = (contiguous(y, yl)?, contiguous(g, gl)?);
-    let t = *yl.dims().last().unwrap_or(&1);
-    let scale = T::from_f64(scale);
-    let mut ds = vec![T::ZERO; y.len()];
-    ds.par_chunks_mut(t * ROWS_PER_TASK)
-        .zip(
-            y.par_chunks(t * ROWS_PER_TASK)
-                .zip(g.par_chunks(t * ROWS_PER_TASK)),
-        )
-        .for_each(|(ds, (y, g))| {
-            for (ds, (y, g)) in ds.chunks_mut(t).zip(y.chunks(t).zip(g.chunks(t))) {
-                let mut dot = T::ZERO;
-                for (&y, &g) in y.iter().zip(g) {
-                    dot += y * g;
-                }
-                for ((d, &y), &g) in ds.iter_mut().zip(y).zip(g) {
-                    *d = scale * y * (g - dot);
-                }
-            }
-        });
-    Ok((T::to_cpu_storage_owned(ds), yl.shape().clone()))
-}
-
-impl CustomOp2 for MaskedSoftmaxGrad {
-    fn name(&self) -> &'static str {
-        "anllm-masked-softmax-grad"
-    }
-
-    fn cpu_fwd(&self, y: &CpuStorage, yl: &Layout, g: &CpuStorage, gl: &Layout) -> Out {
-        dispatch!(self.name(), (y, g) => softmax_bwd(y, yl, g, gl, self.scale))
     }
 }

@@ -14,7 +14,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::fused::{Float, ROWS_PER_TASK, contiguous, dispatch};
+use super::fused::{Float, Out, ROWS_PER_TASK, contiguous, dispatch, par_rows};
 use anllm::Result;
 
 /// RMSNorm of each row of `x: [n, hidden]` times `weight: [hidden]`.
@@ -34,18 +34,6 @@ fn inv_rms<T: Float>(row: &[T], eps: f64) -> T {
     T::from_f64(1.0 / (ss / row.len() as f64 + eps).sqrt())
 }
 
-/// Rows of `x: [n, h]` in parallel blocks, with `out` (same shape) written row by row.
-fn par_rows<T: Float>(x: &[T], h: usize, out: &mut [T], f: impl Fn(usize, &[T], &mut [T]) + Sync) {
-    out.par_chunks_mut(h * ROWS_PER_TASK)
-        .zip(x.par_chunks(h * ROWS_PER_TASK))
-        .enumerate()
-        .for_each(|(block, (o, x))| {
-            for (r, (o, x)) in o.chunks_mut(h).zip(x.chunks(h)).enumerate() {
-                f(block * ROWS_PER_TASK + r, x, o);
-            }
-        });
-}
-
 fn norm_fwd<T: Float>(x: &[T], xl: &Layout, w: &[T], wl: &Layout, eps: f64) -> Out {
     let (x, w) = (contiguous(x, xl)?, contiguous(w, wl)?);
     let h = w.len();
@@ -61,8 +49,6 @@ fn norm_fwd<T: Float>(x: &[T], xl: &Layout, w: &[T], wl: &Layout, eps: f64) -> O
     });
     Ok((T::to_cpu_storage_owned(y), xl.shape().clone()))
 }
-
-type Out = candle_core::Result<(CpuStorage, Shape)>;
 
 impl CustomOp2 for RmsNorm {
     fn name(&self) -> &'static str {
@@ -284,7 +270,7 @@ fn swiglu_pass<T: Float>(a: &[T], b: &[T], g: &[T], pass: SwiGluPass) -> Vec<T> 
     let mut out = vec![T::ZERO; n];
     let chunk = 4096;
     out.par_chunks_mut(chunk).enumerate().for_each(|(i, o)| {
-        let range = i * chunk..(i * chunk + o.len()).min(n);
+        let range = i * chunk..i * chunk + o.len();
         let (a, b) = (&a[range.clone()], &b[range.clone()]);
         sigmoid_into(a, o); // o = σ(gate)
         match pass {

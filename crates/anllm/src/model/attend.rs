@@ -205,19 +205,14 @@ impl<E: KvElem> Head<'_, E> {
 }
 
 /// Replaces `row` by exp(row − max) and returns (max, Σ); all zeros when fully masked. A
-/// masked score (−∞) becomes 0 without libm's slow path for exp(−∞).
+/// masked score (−∞) becomes exactly 0 ([`vexp`](crate::vexp)).
 pub(super) fn exp_shifted(row: &mut [f32]) -> (f32, f32) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     if max == f32::NEG_INFINITY {
         row.fill(0.0);
         return (max, 0.0);
     }
-    (max, exp_sub(row, max))
-}
-
-/// Replaces `row` by exp(row − max) (a masked −∞ by 0) and returns the sum.
-pub(super) fn exp_sub(row: &mut [f32], max: f32) -> f32 {
-    crate::vexp::exp_sub_sum(row, max)
+    (max, crate::vexp::exp_sub_sum(row, max))
 }
 
 /// `row[j] = scale · (q · k_j) + bias[j]` for the keys `k` (`row.len() × hd`): eight keys per

@@ -10,7 +10,7 @@
 
 use rayon::prelude::*;
 
-use super::attend::{Shape, exp_sub, scores_into};
+use super::attend::{Shape, scores_into};
 use super::kv_elem::KvElem;
 
 /// Query rows per task.
@@ -111,6 +111,6 @@ fn online_softmax<E: KvElem>(
         acc.iter_mut().for_each(|x| *x *= c);
         *max = new_max;
     }
-    *sum += exp_sub(row, new_max);
+    *sum += crate::vexp::exp_sub_sum(row, new_max);
     E::weighted_sum(row, v, acc);
 }

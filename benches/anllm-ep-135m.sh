@@ -4,7 +4,9 @@
 # scripts/fetch-assets.sh once). Resumable: run it again with the same --out and it continues
 # (transcripts, then training up to --minutes of training wall time, then the evaluation).
 #
-#   benches/anllm-ep-135m.sh [--minutes M] [--out DIR] [--prompts N]
+#   benches/anllm-ep-135m.sh [--minutes M] [--out DIR] [--prompts N] [--steps N]
+#   (--steps: the last step of the cosine learning-rate schedule, about what 150 quiet minutes
+#   train on 2 threads; the run ends at whichever of --steps and --minutes comes first)
 #   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1
 #
 # Steps:
@@ -28,12 +30,14 @@ cd "$(dirname "$0")/.."
 MINUTES=150
 OUT=runs/anllm-ep-135m
 PROMPTS=360
+STEPS=560
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --minutes) MINUTES="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --prompts) PROMPTS="$2"; shift 2 ;;
-    *) echo "usage: $0 [--minutes M] [--out DIR] [--prompts N]" >&2; exit 2 ;;
+    --steps) STEPS="$2"; shift 2 ;;
+    *) echo "usage: $0 [--minutes M] [--out DIR] [--prompts N] [--steps N]" >&2; exit 2 ;;
   esac
 done
 
@@ -57,18 +61,26 @@ log "transcripts: $OUT/chat.jsonl"
 "$ANLLM" generate --chat --prompts-file "$OUT/prompts.txt" --transcripts "$OUT/chat.jsonl" \
   --max-tokens 192 --temperature 0.6 --top-p 0.9 --seed 34 --threads "$THREADS" >&2
 # A seeded slice of the training corpus (about 1 MB), so that chat is about a third of the data.
+# Half of it is paragraphs whose sentences run 30 words or more on average (the older speeches):
+# long segments are what an anchor finds hardest to summarise.
 [[ -f "$OUT/corpus-slice.txt" ]] || python3 - "$H/corpus/train.txt" "$OUT/corpus-slice.txt" <<'PY'
-import random, sys
+import random, re, sys
 paras = [p.strip() for p in open(sys.argv[1], encoding="utf-8").read().split("\n\n") if p.strip()]
 random.Random(34).shuffle(paras)
-out, size = [], 0
-for p in paras:
-    if size > 1_000_000:
-        break
-    out.append(p); size += len(p)
+def words_per_sentence(p):
+    return len(p.split()) / max(1, sum(1 for s in re.split(r"[.!?]+", p) if s.strip()))
+long = [p for p in paras if words_per_sentence(p) >= 30]
+rest = [p for p in paras if words_per_sentence(p) < 30]
+out = []
+for pool, budget in ((long, 500_000), (rest, 500_000)):
+    size = 0
+    for p in pool:
+        if size > budget:
+            break
+        out.append(p); size += len(p)
+random.Random(35).shuffle(out)
 open(sys.argv[2], "w", encoding="utf-8").write("\n\n".join(out) + "\n")
 PY
-
 # 3. No scored evaluation item in the training data.
 "$ANLLM" eval overlap --data "$OUT/prompts.txt" "$OUT/chat.jsonl" "$OUT/corpus-slice.txt" >&2
 
@@ -76,7 +88,7 @@ PY
 RUN="$OUT/run"
 TRAIN=(train --data "$OUT/chat.jsonl" "$OUT/corpus-slice.txt" --eval-data "$H/corpus/heldout.txt"
   --anchors ep --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 1e-4 --warmup 10
-  --save-every 30 --eval-every 10 --eval-rows 4 --steps 100000 --threads "$THREADS" --out "$RUN")
+  --schedule cosine --min-lr-ratio 0.1 --save-every 30 --eval-every 10 --eval-rows 4 --steps "$STEPS" --threads "$THREADS" --out "$RUN")
 # Training seconds so far: the step time the newest checkpoint records (`elapsed_s`), so a run
 # that was killed resumes with the budget its saved steps used (the steps after the last
 # checkpoint are trained again and counted once).

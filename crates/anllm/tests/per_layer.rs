@@ -69,11 +69,15 @@ fn per_layer_tova_keeps_every_layer_within_budget_and_layers_differ() {
     let (s, _) = run(model, SessionConfig::causal(5).with_policy(policy), budget);
     let held = s
         .cache()
-        .layer_slots()
+        .lanes()
         .expect("two layers that keep different entries");
-    assert_ne!(held[0], held[1]);
+    assert_ne!(held.of(0, 0), held.of(1, 0));
+    // Per layer, every KV head holds the same cells.
+    for l in 0..2 {
+        assert_eq!(held.of(l, 0), held.of(l, 1));
+    }
     // The cells are the union of what the layers hold.
-    let union: std::collections::BTreeSet<u32> = held.iter().flatten().copied().collect();
+    let union: std::collections::BTreeSet<u32> = held.all().iter().flatten().copied().collect();
     assert_eq!(union.len(), s.cache().len());
 }
 

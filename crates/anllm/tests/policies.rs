@@ -32,7 +32,8 @@ fn check_step(session: &Session, bound: Bound, logits: &[f32], step: usize) {
         .check_invariants()
         .unwrap_or_else(|e| panic!("step {step}: {e}"));
     assert!(cache.is_consistent(), "step {step}: layers out of step");
-    // Per layer: a per-layer policy (tova_layer) bounds each layer's store, and the cells are
+    // Per layer: a per-layer or per-head policy (tova_layer, snapkv_head, knorm_head) bounds
+    // each layer's store (every KV head of it), and the cells are
     // then the union of what the layers hold; for the others every layer holds every cell.
     let layers = session.model().config().num_hidden_layers;
     if let Some(max) = bound(cells.next_pos().0 as usize) {
@@ -91,7 +92,15 @@ fn every_builtin_policy_keeps_the_session_invariants_and_its_bound() {
     for policy in PolicyConfig::examples() {
         let built = policy.build();
         let bound = |seen| built.max_entries_at(seen);
-        let session = Session::new(Arc::clone(&tiny_model().llama), config(policy), 8).unwrap();
+        // Per-head keeping needs causal attention: those run without the anchor grid.
+        let cfg = match policy.is_per_head() {
+            true => SessionConfig {
+                pins: std::iter::once(2..4).collect(),
+                ..SessionConfig::causal(6).with_policy(policy)
+            },
+            false => config(policy),
+        };
+        let session = Session::new(Arc::clone(&tiny_model().llama), cfg, 8).unwrap();
         let session = run_matrix_row(session, &bound);
         let n = stream().len();
         let kept = session.cache().cells();
@@ -130,8 +139,11 @@ fn every_builtin_policy_keeps_the_session_invariants_and_its_bound() {
             PolicyConfig::Tova { budget } | PolicyConfig::Knorm { budget } => {
                 assert_eq!(kept.len(), budget.entries(n), "{policy:?}")
             }
-            // Every layer holds exactly `budget` entries; the cells are their union.
-            PolicyConfig::TovaLayer { budget } => {
+            // Every layer (every KV head of it) holds exactly `budget` entries; the cells are
+            // their union.
+            PolicyConfig::TovaLayer { budget }
+            | PolicyConfig::SnapkvHead { budget, .. }
+            | PolicyConfig::KnormHead { budget } => {
                 let cache = session.cache();
                 let layers = session.model().config().num_hidden_layers;
                 for l in 0..layers {
@@ -178,6 +190,12 @@ fn every_builtin_policy_keeps_its_bound_under_the_causal_rule_with_separators() 
             rule: MaskRule::Causal,
             ..SessionConfig::causal(6).with_policy(policy)
         };
+        // Per-head keeping refuses an anchor set (its grid may hide pads from some heads'
+        // entries): a clear error, checked in tests/per_head.rs; the first matrix runs them.
+        if policy.is_per_head() {
+            assert!(Session::new(Arc::clone(&tiny_model().llama), cfg, 8).is_err());
+            continue;
+        }
         let session = Session::new(Arc::clone(&tiny_model().llama), cfg, 8).unwrap();
         // Entries held per layer (the mean over layers; the cell count for shared policies).
         let kept = run_matrix_row(session, &bound).stats().entries;

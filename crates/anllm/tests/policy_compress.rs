@@ -31,7 +31,10 @@ impl KvPolicy for Record {
     }
     fn plan(&mut self, obs: &Observation<'_>) -> Eviction {
         let stats = obs.attention.cloned().unwrap_or_default();
-        let norms = obs.key_norms.map(<[f32]>::to_vec).unwrap_or_default();
+        let norms = obs
+            .key_norms
+            .map(|k| k.per_cell().to_vec())
+            .unwrap_or_default();
         *self.last.lock().unwrap() = Some((stats, norms));
         Eviction::default()
     }

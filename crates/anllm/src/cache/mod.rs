@@ -1,18 +1,22 @@
 //! The KV cache: per-entry metadata ([`Cells`]) kept apart from the per-layer K/V tensors.
 //!
 //! Invariant: every layer store holds exactly `cells.len()` entries, in slot order, and slot `i`
-//! of every layer belongs to cell `i` — unless a per-layer plan made the layers hold different
-//! entries ([`KvCache::apply_layers`], `layers.rs`): then layer `l` holds the cells
-//! `layer_slots()[l]`, in order. Only [`KvCache::apply`] and [`KvCache::apply_layers`] drop
-//! entries, and only what a policy planned ([`Eviction`]).
+//! of every layer belongs to cell `i` — unless a per-layer or per-head plan made the layers
+//! (or heads) hold different entries ([`KvCache::apply_layers`], [`KvCache::apply_lanes`],
+//! `layers.rs`): then head `h` of layer `l` holds the cells `lanes().of(l, h)`, in order. Only
+//! [`KvCache::apply`], [`KvCache::apply_layers`] and [`KvCache::apply_lanes`] drop entries, and
+//! only what a policy planned ([`Eviction`]).
 
 mod cells;
 mod eviction;
 mod layers;
+mod norms;
 mod store;
 
 pub use cells::{Cell, Cells};
 pub use eviction::Eviction;
+pub use layers::{Lanes, LayerCells};
+pub use norms::KeyNorms;
 pub(crate) use store::LayerStore;
 
 use cells::CellsMark;
@@ -75,7 +79,8 @@ impl KvDtype {
 pub struct KvCache {
     cells: Cells,
     layers: Vec<LayerStore>,
-    held: Option<Vec<Vec<u32>>>, // per layer, the cells it holds; None: all of them
+    held: Option<Lanes>, // per layer and KV head, the cells it holds; None: all of them
+    kv_heads: usize,
     bytes_per_entry: usize,
     peak_entries: usize,
 }
@@ -101,6 +106,7 @@ impl KvCache {
             cells: Cells::default(),
             layers,
             held: None,
+            kv_heads: heads,
             bytes_per_entry: cfg.num_hidden_layers * 2 * heads * dim * dtype.size(),
             peak_entries: 0,
         })
@@ -122,6 +128,7 @@ impl KvCache {
                 .map(LayerStore::deep_copy)
                 .collect::<Result<_>>()?,
             held: self.held.clone(),
+            kv_heads: self.kv_heads,
             bytes_per_entry: self.bytes_per_entry,
             peak_entries: self.peak_entries,
         })
@@ -172,37 +179,11 @@ impl KvCache {
     pub fn layer_views(&self) -> Result<Vec<(candle_core::Tensor, candle_core::Tensor)>> {
         if self.is_ragged() {
             return Err(crate::Error::unsupported(
-                "the K/V of a cache whose layers hold different entries (per-layer policy)",
+                "the K/V of a cache whose layers hold different entries (per-layer or per-head \
+                 policy)",
             ));
         }
         self.layers.iter().map(LayerStore::view).collect()
-    }
-
-    /// Per slot, the L2 norm of the cached key averaged over layers and KV heads (what
-    /// [`KvPolicy::needs_key_norms`](crate::policy::KvPolicy::needs_key_norms) asks for).
-    pub fn key_norms(&self) -> Result<Vec<f32>> {
-        let n = self.len();
-        let mut total = vec![0.0f32; n];
-        let mut heads = vec![0usize; n];
-        if n == 0 {
-            return Ok(total);
-        }
-        for (l, layer) in self.layers.iter().enumerate() {
-            let (k, _) = layer.view()?; // [kv_heads, n_l, head_dim]
-            let k = k.to_dtype(DType::F32)?;
-            let norms: Vec<Vec<f32>> = k.sqr()?.sum(2)?.sqrt()?.to_vec2()?;
-            for head in &norms {
-                for (i, x) in head.iter().enumerate() {
-                    let cell = self.held.as_ref().map_or(i, |h| h[l][i] as usize);
-                    total[cell] += x;
-                    heads[cell] += 1;
-                }
-            }
-        }
-        for (t, h) in total.iter_mut().zip(heads) {
-            *t /= h.max(1) as f32;
-        }
-        Ok(total)
     }
 
     /// Number of cells (entries held by at least one layer).
@@ -258,7 +239,8 @@ impl KvCache {
         CacheMark {
             cells: self.cells.mark(),
             peak_entries: self.peak_entries,
-            layer_lens: self.held.as_ref().map(|h| h.iter().map(Vec::len).collect()),
+            layer_lens: (self.held.as_ref())
+                .map(|h| (0..h.layers()).map(|l| h.of(l, 0).len()).collect()),
         }
     }
 
@@ -283,7 +265,8 @@ impl KvCache {
     pub fn is_consistent(&self) -> bool {
         match &self.held {
             None => self.layers.iter().all(|l| l.len() == self.cells.len()),
-            Some(h) => (self.layers.iter().zip(h)).all(|(l, s)| l.len() == s.len()),
+            Some(h) => (self.layers.iter().enumerate())
+                .all(|(l, store)| (0..h.kv_heads()).all(|k| store.len() == h.of(l, k).len())),
         }
     }
 
@@ -297,7 +280,7 @@ impl KvCache {
             return Ok(());
         };
         if self.is_ragged() {
-            return self.apply_shared_to_layers(eviction);
+            return self.apply_shared_to_lanes(eviction);
         }
         let mut drop = slots.iter().peekable();
         let keep: Vec<u32> = (first..self.len())

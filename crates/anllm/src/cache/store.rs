@@ -132,6 +132,42 @@ impl LayerStore {
         Ok(())
     }
 
+    /// Keeps, in head `h`, only the entries `keep[h]` (ascending, the same count for every
+    /// head), moved down to start at slot 0: the heads then hold different entries. Only the
+    /// tail from the first entry any head moves is copied.
+    pub fn retain_heads(&mut self, keep: &[Vec<u32>]) -> Result<()> {
+        let (heads, _, _) = self.k.dims3()?;
+        let m = keep.first().map_or(0, Vec::len);
+        if keep.len() != heads || keep.iter().any(|k| k.len() != m) {
+            return Err(crate::Error::Shape {
+                op: "per-head retain".into(),
+                expected: format!("{heads} heads keeping {m} entries each"),
+                got: format!("{:?}", keep.iter().map(Vec::len).collect::<Vec<_>>()),
+            });
+        }
+        let first = (keep.iter())
+            .map(|k| (0..m).find(|&j| k[j] as usize != j).unwrap_or(m))
+            .min()
+            .unwrap_or(m);
+        if first < m {
+            let device = self.k.device().clone();
+            let gather = |x: &Tensor| -> Result<Tensor> {
+                let rows = (0..heads)
+                    .map(|h| {
+                        let idx = Tensor::from_slice(&keep[h][first..], m - first, &device)?;
+                        Ok(x.get(h)?.index_select(&idx, 0)?)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Tensor::stack(&rows, 0)?)
+            };
+            let (k, v) = (gather(&self.k)?, gather(&self.v)?);
+            self.k.slice_set(&k, 1, first)?;
+            self.v.slice_set(&v, 1, first)?;
+        }
+        self.len = m;
+        Ok(())
+    }
+
     /// Reallocates to `len + headroom` entries when the store reserves more than that.
     pub fn shrink_to_fit(&mut self, headroom: usize) -> Result<()> {
         match self.capacity() > self.len + headroom {
@@ -150,5 +186,55 @@ impl LayerStore {
         }
         *self = bigger;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store of 2 heads × 6 entries × 2 dims whose values name their head and entry.
+    fn store(dtype: KvDtype) -> LayerStore {
+        let mut s = LayerStore::new(2, 2, 4, dtype, &Device::Cpu).unwrap();
+        let k: Vec<f32> = (0..2)
+            .flat_map(|h| (0..6).flat_map(move |i| [h as f32, i as f32]))
+            .collect();
+        let k = Tensor::from_vec(k, (2, 6, 2), &Device::Cpu).unwrap();
+        s.append(&k, &(&k * 2.0).unwrap()).unwrap();
+        s
+    }
+
+    #[test]
+    fn retain_heads_keeps_each_heads_own_entries_in_order() {
+        for dtype in [KvDtype::F32, KvDtype::F16] {
+            let mut s = store(dtype);
+            // Head 0 keeps entries 0, 2, 5; head 1 keeps 0, 1, 4 (hand-chosen).
+            s.retain_heads(&[vec![0, 2, 5], vec![0, 1, 4]]).unwrap();
+            assert_eq!(s.len(), 3);
+            let (k, v) = s.view_f32().unwrap();
+            let want_k = [
+                [[0., 0.], [0., 2.], [0., 5.]],
+                [[1., 0.], [1., 1.], [1., 4.]],
+            ];
+            assert_eq!(
+                k.to_vec3::<f32>().unwrap(),
+                want_k.map(|h| h.to_vec()).to_vec()
+            );
+            let want_v = want_k.map(|h| h.map(|e| e.map(|x| 2.0 * x).to_vec()).to_vec());
+            assert_eq!(v.to_vec3::<f32>().unwrap(), want_v.to_vec());
+            // Appending after a per-head retain lands after the kept entries.
+            let new = Tensor::from_vec(vec![9f32, 9., 8., 8.], (2, 1, 2), &Device::Cpu).unwrap();
+            s.append(&new, &new).unwrap();
+            let (k, _) = s.view_f32().unwrap();
+            assert_eq!(k.to_vec3::<f32>().unwrap()[1][3], [8., 8.]);
+        }
+    }
+
+    #[test]
+    fn retain_heads_rejects_unequal_counts() {
+        let mut s = store(KvDtype::F32);
+        assert!(s.retain_heads(&[vec![0, 1], vec![0]]).is_err());
+        assert!(s.retain_heads(&[vec![0]]).is_err());
+        assert_eq!(s.len(), 6);
     }
 }

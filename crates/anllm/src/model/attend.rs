@@ -16,8 +16,8 @@ use crate::{Error, Result};
 pub const MAX_ROWS: usize = 16;
 
 /// q: [kv_heads, groups * t, hd] (row = g * t + i), mask: additive [t, n] or None.
-/// Returns [kv_heads, groups * t, hd], and with `observe: Some(r)` the attention mass per key
-/// of the last `r` rows of every head ([`super::mass`]). Up to [`MAX_ROWS`] new rows take the
+/// Returns [kv_heads, groups * t, hd], and with `observe: Some(r)` the attention mass per KV
+/// head and key of the last `r` rows ([`super::mass`]). Up to [`MAX_ROWS`] new rows take the
 /// decode path (key spans in parallel, merged); more take the tiled path ([`super::tiled`]).
 pub fn attend(
     q: &Tensor,
@@ -25,7 +25,7 @@ pub fn attend(
     mask: Option<&Tensor>,
     t: usize,
     observe: Option<usize>,
-) -> Result<(Tensor, Option<Vec<f32>>)> {
+) -> Result<(Tensor, Option<Vec<Vec<f32>>>)> {
     let (kv_heads, rows, hd) = q.dims3()?;
     let qs: Vec<f32> = q.contiguous()?.flatten_all()?.to_vec1()?;
     let shape = Shape {
@@ -298,7 +298,7 @@ mod tests {
             let mt = Tensor::from_vec(mask.to_vec(), (t, n), &dev).unwrap();
             let (got, mass) = attend(&qt, &store, Some(&mt), t, observe).unwrap();
             let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
-            let mut want_mass = vec![0f64; n];
+            let mut want_mass = vec![vec![0f64; n]; kv_heads];
             let (ks, vs) = store.view_f32().unwrap();
             let ks: Vec<f32> = ks.flatten_all().unwrap().to_vec1().unwrap();
             let vs: Vec<f32> = vs.flatten_all().unwrap().to_vec1().unwrap();
@@ -316,7 +316,7 @@ mod tests {
                     };
                     if observe.is_some_and(|o| r % t >= t - o.min(t)) {
                         let p = probabilities(&q[at..at + hd], k, bias, hd);
-                        want_mass.iter_mut().zip(p).for_each(|(m, p)| *m += p);
+                        want_mass[h].iter_mut().zip(p).for_each(|(m, p)| *m += p);
                     }
                     for (d, w) in want.iter().enumerate() {
                         let g = f64::from(got[at + d]);
@@ -326,12 +326,16 @@ mod tests {
                 }
             }
             assert_eq!(mass.is_some(), observe.is_some());
-            for (j, (g, w)) in mass.unwrap_or_default().iter().zip(&want_mass).enumerate() {
-                // A sum of at most 36 probabilities, each within f32 rounding of the f64 one.
-                assert!(
-                    (f64::from(*g) - w).abs() < 1e-5,
-                    "{dtype:?} mass {j}: {g} vs {w}"
-                );
+            let mass = mass.unwrap_or_default();
+            assert_eq!(mass.len(), if observe.is_some() { kv_heads } else { 0 });
+            for (h, (got, want)) in mass.iter().zip(&want_mass).enumerate() {
+                for (j, (g, w)) in got.iter().zip(want).enumerate() {
+                    // A sum of at most 36 probabilities, each within f32 rounding of the f64 one.
+                    assert!(
+                        (f64::from(*g) - w).abs() < 1e-5,
+                        "{dtype:?} mass h{h} {j}: {g} vs {w}"
+                    );
+                }
             }
         }
     }

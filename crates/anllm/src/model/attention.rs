@@ -63,13 +63,14 @@ impl Attention {
     }
 
     /// x: [t, hidden] -> [t, hidden]; appends this step's K/V to `store` first. With
-    /// `step.observe`, also the attention mass per cached key, summed over heads and rows.
+    /// `step.observe`, also the attention mass per KV head and entry, summed over the group's
+    /// query heads and the observed rows.
     pub fn forward(
         &self,
         x: &Tensor,
         store: &mut LayerStore,
         step: &StepContext,
-    ) -> Result<(Tensor, Option<Vec<f32>>)> {
+    ) -> Result<(Tensor, Option<Vec<Vec<f32>>>)> {
         let (q, k, v) = self.project(x)?;
         let (out, mass) = self.attend_rows(&q, &k, &v, store, step)?;
         Ok((self.output(&out)?, mass))
@@ -110,7 +111,7 @@ impl Attention {
         v: &Tensor,
         store: &mut LayerStore,
         step: &StepContext,
-    ) -> Result<(Tensor, Option<Vec<f32>>)> {
+    ) -> Result<(Tensor, Option<Vec<Vec<f32>>>)> {
         let t = q.dim(0)?;
         let (hd, groups) = (self.head_dim, self.heads / self.kv_heads);
         let split = |y: &Tensor, h: usize| -> Result<Tensor> {
@@ -131,14 +132,14 @@ impl Attention {
         } else {
             let (out, probs) = self.attend_gemm(&q, store, step.mask, t)?;
             let mass = match step.observe {
-                // [kv_heads, groups * t, n] -> the last `rows` of each head -> [n]
+                // [kv_heads, groups * t, n] -> the last `rows` of each head -> [kv_heads, n]
                 Some(rows) => {
                     let (rows, n) = (rows.clamp(1, t), probs.dim(2)?);
                     let tail =
                         probs
                             .reshape((self.kv_heads, groups, t, n))?
                             .narrow(2, t - rows, rows)?;
-                    Some(tail.sum((0, 1, 2))?.to_vec1()?)
+                    Some(tail.sum((1, 2))?.to_vec2()?)
                 }
                 None => None,
             };

@@ -7,8 +7,8 @@ use rayon::prelude::*;
 use super::attend::{Shape, exp_shifted, scores_into};
 use super::kv_elem::KvElem;
 
-/// Σ over KV heads, query heads of the group and the last `observe` rows (at least one, at
-/// most `t`) of the softmax probability of every key: `[n]`. Rows as in
+/// Per KV head, Σ over the query heads of its group and the last `observe` rows (at least
+/// one, at most `t`) of the softmax probability of every key: `[kv_heads][n]`. Rows as in
 /// [`super::attend::attend`]; a row that sees no key adds nothing.
 pub(super) fn mass<E: KvElem>(
     qs: &[f32],
@@ -16,12 +16,12 @@ pub(super) fn mass<E: KvElem>(
     mask: Option<&[f32]>,
     s: &Shape,
     observe: usize,
-) -> Vec<f32> {
+) -> Vec<Vec<f32>> {
     let (hd, n, t) = (s.hd, s.n, s.t);
     let observed = observe.clamp(1, t);
     let groups = s.rows / t;
     let scale = 1.0 / (hd as f32).sqrt();
-    let per_head: Vec<Vec<f32>> = (0..s.kv_heads)
+    (0..s.kv_heads)
         .into_par_iter()
         .map(|h| {
             let k = &ks[h * s.cap * hd..][..n * hd];
@@ -41,10 +41,5 @@ pub(super) fn mass<E: KvElem>(
             }
             mass
         })
-        .collect();
-    let mut total = vec![0f32; n];
-    for head in per_head {
-        total.iter_mut().zip(head).for_each(|(t, m)| *t += m);
-    }
-    total
+        .collect()
 }

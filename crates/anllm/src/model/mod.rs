@@ -25,7 +25,7 @@ use candle_core::{Device, Tensor};
 
 use linear::Linear;
 
-use crate::cache::{Cell, KvCache, KvDtype};
+use crate::cache::{Cell, KvCache, KvDtype, LayerCells};
 use crate::config::LlamaConfig;
 use crate::config::RopeStyle;
 use crate::mask::Mask;
@@ -318,7 +318,7 @@ impl Llama {
         let (cos, sin) = self.rope.gather(input.positions)?;
         let mask = self.additive_mask(input.visibility, cache.len(), t)?;
         for (i, layer) in self.layers.iter().enumerate() {
-            let own = self.layer_mask(mask.as_ref(), cache, i, t)?;
+            let own = self.layer_mask(mask.as_ref(), input.visibility, cache, i, t)?;
             let step = StepContext {
                 rope: &self.rope,
                 cos: &cos,
@@ -331,7 +331,10 @@ impl Llama {
             let (h, mass) = layer.self_attn.forward(&h, cache.layer_mut(i), &step)?;
             self.check_fault(i)?;
             if let (Some(stats), Some(mass)) = (stats.as_deref_mut(), mass) {
-                stats.push_layer(mass);
+                let lanes = cache.lanes();
+                let cells: Option<Vec<&[u32]>> =
+                    lanes.map(|h| (0..h.kv_heads()).map(|k| h.of(i, k)).collect());
+                stats.push_layer_heads(mass, cells.as_deref(), cache.len() + t);
             }
             x = (x + h)?;
             let h = layer.post_attention_layernorm.forward(&x)?;
@@ -362,19 +365,32 @@ impl Llama {
     }
 
     /// When the layers hold different entries, layer `i`'s columns of the step's mask: the
-    /// cells it holds, then the new tokens (`None` for a shared cache or no mask).
+    /// cells it holds, then the new tokens (`None` for a shared cache or no mask). Heads of
+    /// the layer that hold different cells need a causal step (every cached column visible,
+    /// so head 0's columns serve every head).
     fn layer_mask(
         &self,
         shared: Option<&Tensor>,
+        visibility: Visibility,
         cache: &KvCache,
         i: usize,
         t: usize,
     ) -> Result<Option<Tensor>> {
-        let (Some(held), Some(mask)) = (cache.layer_slots(), shared) else {
-            return Ok(None);
+        let (held, mask) = match (cache.layer_cells(i), shared) {
+            (_, None) | (LayerCells::All, _) => return Ok(None),
+            (LayerCells::Shared(held), Some(mask)) => (held, mask),
+            (LayerCells::PerHead(held), Some(mask)) => match visibility {
+                Visibility::Causal => (held, mask),
+                Visibility::Mask(_) => {
+                    return Err(crate::Error::unsupported(
+                        "a visibility grid (anchors) on a cache whose KV heads hold different \
+                         entries (per-head policy): per-head keeping needs causal attention",
+                    ));
+                }
+            },
         };
         let n = cache.len() as u32;
-        let cols: Vec<u32> = held[i].iter().copied().chain(n..n + t as u32).collect();
+        let cols: Vec<u32> = held.iter().copied().chain(n..n + t as u32).collect();
         let cols = Tensor::from_slice(&cols, cols.len(), &self.device)?;
         Ok(Some(mask.index_select(&cols, 1)?))
     }

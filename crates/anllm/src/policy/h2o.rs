@@ -137,7 +137,7 @@ mod tests {
             appended: n - appended..n,
             attention: Some(&stats),
             key_norms: None,
-            layer_slots: None,
+            lanes: None,
         });
         plan.slots().to_vec()
     }

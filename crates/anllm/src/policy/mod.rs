@@ -13,6 +13,7 @@
 
 mod anchor;
 mod budget;
+mod config;
 mod full;
 mod h2o;
 mod knorm;
@@ -26,6 +27,7 @@ use std::ops::Range;
 
 pub use anchor::AnchorPolicy;
 pub use budget::Budget;
+pub use config::PolicyConfig;
 pub use full::Full;
 pub use h2o::H2o;
 pub use knorm::Knorm;
@@ -34,10 +36,9 @@ pub use snapkv::SnapKv;
 pub use streaming::StreamingLlm;
 pub use tova::Tova;
 
-use crate::cache::Cells;
 pub use crate::cache::Eviction;
+use crate::cache::{Cells, KeyNorms, Lanes};
 use crate::model::AttentionStats;
-use crate::{Error, Result};
 
 /// What a policy sees after a step.
 #[derive(Debug, Clone)]
@@ -49,13 +50,45 @@ pub struct Observation<'a> {
     /// Attention mass of the step's queries (its last [`KvPolicy::attention_rows`] rows) over
     /// the cached keys, per layer; `Some` when the policy [needs it](KvPolicy::needs_attention).
     pub attention: Option<&'a AttentionStats>,
-    /// Per slot, the L2 norm of the cached key averaged over layers and KV heads; `Some` when
-    /// the policy [needs it](KvPolicy::needs_key_norms).
-    pub key_norms: Option<&'a [f32]>,
-    /// Per layer, the cells it holds, when a per-layer plan made the layers differ
-    /// ([`KvCache::layer_slots`](crate::KvCache::layer_slots)); the attention mass of layer
-    /// `l` is then over those entries, in that order.
-    pub layer_slots: Option<&'a [Vec<u32>]>,
+    /// The L2 norms of the cached keys, per cell and per lane; `Some` when the policy
+    /// [needs them](KvPolicy::needs_key_norms).
+    pub key_norms: Option<&'a KeyNorms>,
+    /// Per layer and KV head (lane), the cells it holds, when a per-layer or per-head plan
+    /// made them differ ([`KvCache::lanes`](crate::KvCache::lanes)); `None`: every lane holds
+    /// every cell. The per-head attention mass and key norms are over a lane's entries, in
+    /// this order.
+    pub lanes: Option<&'a Lanes>,
+}
+
+impl Observation<'_> {
+    /// The cells lane (`layer`, `head`) holds, ascending.
+    pub fn lane_cells(&self, layer: usize, head: usize) -> std::borrow::Cow<'_, [u32]> {
+        match self.lanes {
+            Some(lanes) => std::borrow::Cow::Borrowed(lanes.of(layer, head)),
+            None => std::borrow::Cow::Owned((0..self.cells.len() as u32).collect()),
+        }
+    }
+
+    /// One plan per lane (layer-major) for `layers` × `kv_heads` lanes: `drop(layer, head,
+    /// held)` names the entries to drop by their index among the `held` the lane holds.
+    pub fn lane_plans(
+        &self,
+        layers: usize,
+        kv_heads: usize,
+        mut drop: impl FnMut(usize, usize, usize) -> Eviction,
+    ) -> Vec<Eviction> {
+        let mut plans = Vec::with_capacity(layers * kv_heads);
+        for layer in 0..layers {
+            for head in 0..kv_heads {
+                let cells = self.lane_cells(layer, head);
+                let gone = drop(layer, head, cells.len());
+                plans.push(Eviction::from_slots(
+                    gone.slots().iter().map(|&i| cells[i] as usize),
+                ));
+            }
+        }
+        plans
+    }
 }
 
 /// Decides what the cache keeps.
@@ -74,6 +107,15 @@ pub trait KvPolicy: Send + std::fmt::Debug {
     /// set per layer; `None` (the default): [`plan`](KvPolicy::plan)'s one set for all
     /// layers. A session applies this one when it returns `Some`.
     fn plan_layers(&mut self, obs: &Observation<'_>) -> Option<Vec<Eviction>> {
+        let _ = obs;
+        None
+    }
+
+    /// A plan per layer and KV head (lane, layer-major: cells to drop from each), for
+    /// policies that keep a set per head; every head of a layer must keep equally many
+    /// entries. `None` (the default): [`plan_layers`](KvPolicy::plan_layers). A session
+    /// applies this one first when it returns `Some`.
+    fn plan_heads(&mut self, obs: &Observation<'_>) -> Option<Vec<Eviction>> {
         let _ = obs;
         None
     }
@@ -121,217 +163,6 @@ pub trait KvPolicy: Send + std::fmt::Debug {
 
     /// Forgets per-stream state when the session is reset.
     fn reset(&mut self) {}
-}
-
-/// The built-in policies by name, for configuration (serde: `{"kind": "streaming", "sinks":
-/// 4, "window": 256}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum PolicyConfig {
-    /// [`Full`]: keep everything.
-    #[default]
-    Full,
-    /// [`AnchorPolicy`]: anchors, pinned entries and the open segment (AnLLM).
-    Anchor,
-    /// [`StreamingLlm`]: the first `sinks` entries and the last `window` ones.
-    Streaming {
-        /// Attention-sink entries kept from the start of the stream.
-        sinks: usize,
-        /// Most recent entries kept.
-        window: usize,
-    },
-    /// [`H2o`]: heavy hitters by accumulated attention plus the most recent entries.
-    H2o {
-        /// Most entries kept.
-        budget: Budget,
-        /// Most recent entries always kept (less than `budget`).
-        recent: usize,
-    },
-    /// [`Tova`]: the entries the current query attends to most.
-    Tova {
-        /// Most entries kept.
-        budget: Budget,
-    },
-    /// [`Tova::per_layer`]: TOVA with one set per layer (kvpress's granularity).
-    TovaLayer {
-        /// Most entries kept per layer.
-        budget: Budget,
-    },
-    /// [`SnapKv`]: attention of the step's last `window` queries, pooled, plus the window.
-    Snapkv {
-        /// Most entries kept.
-        budget: Budget,
-        /// Observation window: the queries that score, and the newest entries always kept.
-        window: usize,
-    },
-    /// [`Knorm`]: the entries whose keys have the smallest L2 norm.
-    Knorm {
-        /// Most entries kept.
-        budget: Budget,
-    },
-    /// [`SepLlm`]: the first `sinks` entries, every separator (anchor) and the last `window`.
-    Sepllm {
-        /// Attention-sink entries kept from the start of the stream.
-        sinks: usize,
-        /// Most recent entries kept.
-        window: usize,
-    },
-}
-
-impl PolicyConfig {
-    /// The policy object.
-    pub fn build(&self) -> Box<dyn KvPolicy> {
-        match *self {
-            Self::Full => Box::new(Full),
-            Self::Anchor => Box::new(AnchorPolicy),
-            Self::Streaming { sinks, window } => Box::new(StreamingLlm::new(sinks, window)),
-            Self::H2o { budget, recent } => Box::new(H2o::new(budget, recent)),
-            Self::Tova { budget } => Box::new(Tova::new(budget)),
-            Self::TovaLayer { budget } => Box::new(Tova::per_layer(budget)),
-            Self::Sepllm { sinks, window } => Box::new(SepLlm::new(sinks, window)),
-            Self::Snapkv { budget, window } => Box::new(SnapKv::new(budget, window)),
-            Self::Knorm { budget } => Box::new(Knorm::new(budget)),
-        }
-    }
-
-    /// The policy's stable name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Full => "full",
-            Self::Anchor => "anchor",
-            Self::Streaming { .. } => "streaming",
-            Self::H2o { .. } => "h2o",
-            Self::Tova { .. } => "tova",
-            Self::TovaLayer { .. } => "tova_layer",
-            Self::Sepllm { .. } => "sepllm",
-            Self::Snapkv { .. } => "snapkv",
-            Self::Knorm { .. } => "knorm",
-        }
-    }
-
-    /// Every built-in policy with an easy and a hard setting: the session test matrix.
-    pub fn examples() -> Vec<Self> {
-        vec![
-            Self::Full,
-            Self::Anchor,
-            Self::Streaming {
-                sinks: 4,
-                window: 8,
-            },
-            Self::Streaming {
-                sinks: 0,
-                window: 1,
-            },
-            Self::H2o {
-                budget: Budget::Entries(12),
-                recent: 4,
-            },
-            // Smaller than a prefill chunk: the bound must hold within the prompt too.
-            Self::H2o {
-                budget: Budget::Entries(2),
-                recent: 1,
-            },
-            Self::H2o {
-                budget: Budget::SharePpm(250_000),
-                recent: 2,
-            },
-            Self::Tova {
-                budget: Budget::Entries(8),
-            },
-            Self::Tova {
-                budget: Budget::Entries(1),
-            },
-            Self::Tova {
-                budget: Budget::SharePpm(100_000),
-            },
-            Self::TovaLayer {
-                budget: Budget::Entries(6),
-            },
-            Self::TovaLayer {
-                budget: Budget::Entries(1),
-            },
-            Self::TovaLayer {
-                budget: Budget::SharePpm(250_000),
-            },
-            Self::Snapkv {
-                budget: Budget::Entries(12),
-                window: 4,
-            },
-            Self::Snapkv {
-                budget: Budget::Entries(2),
-                window: 1,
-            },
-            Self::Snapkv {
-                budget: Budget::SharePpm(500_000),
-                window: 3,
-            },
-            Self::Knorm {
-                budget: Budget::Entries(8),
-            },
-            Self::Knorm {
-                budget: Budget::SharePpm(250_000),
-            },
-            Self::Sepllm {
-                sinks: 4,
-                window: 8,
-            },
-            Self::Sepllm {
-                sinks: 0,
-                window: 1,
-            },
-        ]
-    }
-
-    /// Whether the policy needs anchors to do anything (it keeps whole segments).
-    pub fn is_anchor_based(&self) -> bool {
-        matches!(self, Self::Anchor)
-    }
-
-    /// Checks the parameters.
-    pub fn validate(&self) -> Result<()> {
-        match *self {
-            Self::H2o { budget, .. }
-            | Self::Tova { budget }
-            | Self::TovaLayer { budget }
-            | Self::Snapkv { budget, .. }
-            | Self::Knorm { budget } => check_budget(budget)?,
-            _ => {}
-        }
-        match *self {
-            Self::Streaming { window: 0, .. }
-            | Self::Sepllm { window: 0, .. }
-            | Self::Snapkv { window: 0, .. } => Err(Error::config(
-                "kv_policy.window",
-                "must be at least 1 (the newest entry)",
-            )),
-            Self::H2o {
-                budget: Budget::Entries(budget),
-                recent,
-            } if recent >= budget => Err(Error::config(
-                "kv_policy.recent",
-                format!("must be less than the budget ({budget}): {recent}"),
-            )),
-            Self::Snapkv {
-                budget: Budget::Entries(budget),
-                window,
-            } if window >= budget => Err(Error::config(
-                "kv_policy.window",
-                format!("must be less than the budget ({budget}): {window}"),
-            )),
-            _ => Ok(()),
-        }
-    }
-}
-
-fn check_budget(budget: Budget) -> Result<()> {
-    match budget {
-        Budget::Entries(0) => Err(Error::config("kv_policy.budget", "must be at least 1")),
-        Budget::SharePpm(ppm) if ppm == 0 || ppm >= 1_000_000 => Err(Error::config(
-            "kv_policy.budget",
-            "a share must lie strictly between 0 and 1",
-        )),
-        _ => Ok(()),
-    }
 }
 
 /// Drops the lowest-scored entries of a cache of `n` holding more than `budget`: `scores` (called
@@ -385,7 +216,7 @@ pub(crate) mod tests {
             appended: cells.len() - appended..cells.len(),
             attention: None,
             key_norms: None,
-            layer_slots: None,
+            lanes: None,
         }
     }
 

@@ -15,8 +15,8 @@ impl std::str::FromStr for PolicyConfig {
     type Err = Error;
 
     /// `full`, `anchor`, `streaming:SINKS,WINDOW`, `h2o:BUDGET,RECENT`, `tova:BUDGET`,
-    /// `tova_layer:BUDGET`,
-    /// `sepllm:SINKS,WINDOW`, `snapkv:BUDGET,WINDOW` or `knorm:BUDGET`; a BUDGET is entries
+    /// `tova_layer:BUDGET`, `sepllm:SINKS,WINDOW`, `snapkv:BUDGET,WINDOW`,
+    /// `snapkv_head:BUDGET,WINDOW`, `knorm:BUDGET` or `knorm_head:BUDGET`; a BUDGET is entries
     /// (`512`) or a share of the tokens seen (`0.25`).
     fn from_str(s: &str) -> Result<Self> {
         let bad = |reason: &str| Error::config("kv_policy", format!("`{s}`: {reason}"));
@@ -65,14 +65,24 @@ impl std::str::FromStr for PolicyConfig {
                     window: num(&b)?,
                 }
             }
+            Some(("snapkv_head", args)) => {
+                let (a, b) = pair(args, "snapkv_head:BUDGET,WINDOW")?;
+                Self::SnapkvHead {
+                    budget: budget(&a)?,
+                    window: num(&b)?,
+                }
+            }
             Some(("knorm", args)) => Self::Knorm {
+                budget: budget(args)?,
+            },
+            Some(("knorm_head", args)) => Self::KnormHead {
                 budget: budget(args)?,
             },
             _ => {
                 return Err(bad(
                     "expected full, anchor, streaming:SINKS,WINDOW, h2o:BUDGET,RECENT, \
-                     tova:BUDGET, tova_layer:BUDGET, sepllm:SINKS,WINDOW, snapkv:BUDGET,WINDOW \
-                     or knorm:BUDGET \
+                     tova:BUDGET, tova_layer:BUDGET, sepllm:SINKS,WINDOW, snapkv:BUDGET,WINDOW, \
+                     snapkv_head:BUDGET,WINDOW, knorm:BUDGET or knorm_head:BUDGET \
                      (or a bare name with --kv-budget)",
                 ));
             }
@@ -117,14 +127,18 @@ impl PolicyConfig {
             },
             "tova" => Self::Tova { budget },
             "tova_layer" => Self::TovaLayer { budget },
-            "snapkv" => Self::Snapkv {
-                budget,
-                window: match budget.fixed() {
+            "snapkv" | "snapkv_head" => {
+                let window = match budget.fixed() {
                     Some(n) => DEFAULT_SNAPKV_WINDOW.min(n.saturating_sub(1)).max(1),
                     None => DEFAULT_SNAPKV_WINDOW,
-                },
-            },
+                };
+                match name {
+                    "snapkv" => Self::Snapkv { budget, window },
+                    _ => Self::SnapkvHead { budget, window },
+                }
+            }
             "knorm" => Self::Knorm { budget },
+            "knorm_head" => Self::KnormHead { budget },
             "full" | "anchor" => {
                 return Err(Error::config(
                     "kv_budget",
@@ -135,8 +149,8 @@ impl PolicyConfig {
                 return Err(Error::config(
                     "kv_policy",
                     format!(
-                        "`{other}`: expected streaming, sepllm, h2o, tova, tova_layer, snapkv \
-                         or knorm with a budget"
+                        "`{other}`: expected streaming, sepllm, h2o, tova, tova_layer, snapkv, \
+                         snapkv_head, knorm or knorm_head with a budget"
                     ),
                 ));
             }

@@ -8,9 +8,14 @@
 //! 5): the window's own entries are always kept, the pool runs over the entries before the
 //! window only, zero-padded at both ends and divided by 5 everywhere; ties drop the older entry.
 //!
-//! Deviations: kvpress scores per layer and KV head (averaging a query group) and compresses
-//! once, after the whole prompt; this policy keeps one set for the whole model, scored by the
-//! mass summed over layers and heads, and plans after every step, so a chunked prefill is
+//! Granularity: kvpress scores and keeps per layer and KV head (averaging a query group).
+//! `snapkv` keeps one set for the whole model, scored by the mass summed over layers and heads;
+//! `snapkv_head` ([`SnapKv::per_head`]) keeps one set per layer and KV head through
+//! [`KvPolicy::plan_heads`], each scored by that head's mass (summed over its query group),
+//! as kvpress.
+//!
+//! Deviations: kvpress compresses once, after the whole prompt; this policy plans after every
+//! step, so a chunked prefill is
 //! compressed chunk by chunk (one prefill step gives kvpress's one-shot protocol), and a
 //! decode step (one query) scores with that query alone. Pinned entries are not protected.
 
@@ -24,13 +29,37 @@ pub const POOL: usize = 5;
 pub struct SnapKv {
     budget: Budget,
     window: usize,
+    per_head: bool,
 }
 
 impl SnapKv {
     /// A policy keeping at most `budget` entries with an observation window of `window`
     /// (callers validate through [`PolicyConfig::validate`](super::PolicyConfig::validate)).
     pub fn new(budget: Budget, window: usize) -> Self {
-        Self { budget, window }
+        Self {
+            budget,
+            window,
+            per_head: false,
+        }
+    }
+
+    /// `snapkv_head`: at most `budget` entries in every KV head of every layer, each its own set.
+    pub fn per_head(budget: Budget, window: usize) -> Self {
+        Self {
+            per_head: true,
+            ..Self::new(budget, window)
+        }
+    }
+
+    /// What to drop of `n` entries scored by `mass` (one per entry) to keep `budget`.
+    fn drop_of(&self, n: usize, budget: usize, mass: &[f32]) -> Eviction {
+        let window = self.window.min(budget.saturating_sub(1)).min(n);
+        // The window's own entries are kept: only the entries before it are scored.
+        keep_best(n - window, budget - window.min(budget), || {
+            let mut mass = mass.to_vec();
+            mass.resize(n, 0.0);
+            pool(&mass[..n - window])
+        })
     }
 }
 
@@ -48,19 +77,27 @@ fn pool(scores: &[f32]) -> Vec<f32> {
 
 impl KvPolicy for SnapKv {
     fn name(&self) -> &'static str {
-        "snapkv"
+        match self.per_head {
+            true => "snapkv_head",
+            false => "snapkv",
+        }
+    }
+
+    /// Per layer and KV head: each keeps what its own group's window attends to most (`None`
+    /// for the shared set, or without statistics).
+    fn plan_heads(&mut self, obs: &Observation<'_>) -> Option<Vec<Eviction>> {
+        let attention = obs.attention.filter(|_| self.per_head)?;
+        let budget = self.budget.entries_for(obs.cells);
+        let plans = obs.lane_plans(attention.num_layers(), attention.kv_heads(), |l, h, n| {
+            self.drop_of(n, budget, attention.head(l, h).unwrap_or_default())
+        });
+        Some(plans)
     }
 
     fn plan(&mut self, obs: &Observation<'_>) -> Eviction {
-        let n = obs.cells.len();
         let budget = self.budget.entries_for(obs.cells);
-        let window = self.window.min(budget.saturating_sub(1)).min(n);
-        // The window's own entries are kept: only the slots before it are scored.
-        keep_best(n - window, budget - window.min(budget), || {
-            let mut mass = obs.attention.map(|a| a.total()).unwrap_or_default();
-            mass.resize(n, 0.0);
-            pool(&mass[..n - window])
-        })
+        let mass = obs.attention.map(|a| a.total()).unwrap_or_default();
+        self.drop_of(obs.cells.len(), budget, &mass)
     }
 
     fn fork(&self) -> Box<dyn KvPolicy> {
@@ -110,7 +147,7 @@ mod tests {
             appended: 8..10,
             attention: Some(&stats),
             key_norms: None,
-            layer_slots: None,
+            lanes: None,
         };
         // Pooled over slots 0..8 (hand-derived, ÷5): 2 2 2 2 0.8 0.8 0.8 0.8. Budget 5 = the
         // window plus 3: drop the four 0.8s (the peak at slot 6 among them) and the oldest 2;

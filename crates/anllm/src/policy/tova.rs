@@ -55,15 +55,17 @@ impl KvPolicy for Tova {
     fn plan_layers(&mut self, obs: &Observation<'_>) -> Option<Vec<Eviction>> {
         let attention = obs.attention.filter(|_| self.per_layer)?;
         let budget = self.budget.entries_for(obs.cells);
-        let plans = (0..attention.num_layers())
-            .map(|l| {
-                let mass = attention.layer(l).unwrap_or_default();
-                let cell = |i: usize| obs.layer_slots.map_or(i, |h| h[l][i] as usize);
-                let held = obs.layer_slots.map_or(obs.cells.len(), |h| h[l].len());
-                let drop = keep_best(held, budget, || mass.to_vec());
-                Eviction::from_slots(drop.slots().iter().map(|&i| cell(i)))
+        // One lane per layer (its heads hold the same cells); the mass is per cell.
+        let plans = obs.lane_plans(attention.num_layers(), 1, |l, _, n| {
+            let mass = attention.layer(l).unwrap_or_default();
+            let cells = obs.lane_cells(l, 0);
+            keep_best(n, budget, || {
+                cells
+                    .iter()
+                    .map(|&c| mass.get(c as usize).copied().unwrap_or(0.0))
+                    .collect()
             })
-            .collect();
+        });
         Some(plans)
     }
 
@@ -98,6 +100,7 @@ impl KvPolicy for Tova {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::Lanes;
     use crate::model::AttentionStats;
     use crate::policy::tests::cells;
     use crate::token::Role;
@@ -114,7 +117,7 @@ mod tests {
             appended: 5..6,
             attention: Some(&stats),
             key_norms: None,
-            layer_slots: None,
+            lanes: None,
         };
         assert_eq!(Tova::new(Budget::Entries(3)).plan(&obs).slots(), &[0, 2, 3]);
         // Within budget: nothing; a budget of 1 keeps the single heaviest entry.
@@ -146,7 +149,7 @@ mod tests {
             appended: 4..5,
             attention: Some(&stats),
             key_norms: None,
-            layer_slots: None,
+            lanes: None,
         };
         let plans = Tova::per_layer(Budget::Entries(2))
             .plan_layers(&obs)
@@ -155,14 +158,14 @@ mod tests {
         // Ties (slots 2 and 3, 0.1 each) drop the older.
         assert_eq!(plans[1].slots(), &[1, 2, 3]);
         // Layers that already hold different cells: layer 0 holds cells 1, 3, 4, layer 1
-        // holds 0, 2, 4; the mass is over each layer's own entries.
-        let held = vec![vec![1, 3, 4], vec![0, 2, 4]];
+        // holds 0, 2, 4 (one KV head each); the mass is per cell, 0 where a layer holds none.
+        let held = Lanes::from_slots(1, vec![vec![1, 3, 4], vec![0, 2, 4]]);
         let mut stats = AttentionStats::new(1, 1);
-        stats.push_layer(vec![0.2, 0.7, 0.1]);
-        stats.push_layer(vec![0.6, 0.3, 0.1]);
+        stats.push_layer(vec![0.0, 0.2, 0.0, 0.7, 0.1]);
+        stats.push_layer(vec![0.6, 0.0, 0.3, 0.0, 0.1]);
         let obs = Observation {
             attention: Some(&stats),
-            layer_slots: Some(&held),
+            lanes: Some(&held),
             ..obs
         };
         let plans = Tova::per_layer(Budget::Entries(2))

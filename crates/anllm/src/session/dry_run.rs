@@ -61,7 +61,7 @@ pub fn kept_entries(cfg: &SessionConfig, tokens: &[TokenId]) -> Result<usize> {
             appended: n - new.len()..n,
             attention: None,
             key_norms: None,
-            layer_slots: None,
+            lanes: None,
         });
         cells.remove(eviction.slots());
     }

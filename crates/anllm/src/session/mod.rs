@@ -64,6 +64,18 @@ impl Session {
     /// `expected_tokens` tokens (as the policy hints).
     pub fn new(model: Arc<Llama>, cfg: SessionConfig, expected_tokens: usize) -> Result<Self> {
         cfg.policy.validate()?;
+        // The heads of a layer then hold different cells, and one visibility grid serves
+        // every head only when it shows every cached entry (no anchor grid, no hidden pads).
+        if cfg.policy.is_per_head() && !cfg.anchors.is_empty() {
+            return Err(Error::config(
+                "kv_policy",
+                format!(
+                    "`{}` keeps a set per KV head, which needs plain causal attention: not \
+                     with anchors (use a shared policy, or no --anchors)",
+                    cfg.policy.name()
+                ),
+            ));
+        }
         let policy = cfg.policy.build();
         Self::with_policy(model, cfg, policy, expected_tokens)
     }
@@ -319,15 +331,16 @@ impl Session {
             cells: self.cache.cells(),
             appended: n - appended.min(n)..n,
             attention,
-            key_norms: norms.as_deref(),
-            layer_slots: self.cache.layer_slots(),
+            key_norms: norms.as_ref(),
+            lanes: self.cache.lanes(),
         };
-        let applied = match self.policy.plan_layers(&obs) {
-            Some(per_layer) => self.cache.apply_layers(&per_layer),
-            None => {
-                let eviction = self.policy.plan(&obs);
-                self.cache.apply(&eviction)
-            }
+        let applied = if let Some(per_lane) = self.policy.plan_heads(&obs) {
+            self.cache.apply_lanes(&per_lane)
+        } else if let Some(per_layer) = self.policy.plan_layers(&obs) {
+            self.cache.apply_layers(&per_layer)
+        } else {
+            let eviction = self.policy.plan(&obs);
+            self.cache.apply(&eviction)
         };
         if let Err(e) = applied {
             self.poisoned = true;

@@ -1,0 +1,130 @@
+//! Per-head keeping (`snapkv_head`, `knorm_head`, kvpress's granularity): the KV heads of a
+//! layer end up holding different entries, every head stays within the budget after every
+//! step, the memory counted is what the heads hold, and on a model with one layer and one KV
+//! head each is exactly its shared-set twin (the oracle: with one lane, one set per lane is one
+//! set for the model).
+
+use std::sync::Arc;
+
+use anllm::cache::LayerCells;
+use anllm::policy::Budget;
+use anllm::testutil::{HfLayout, TinySpec, tiny_anchors, tiny_model, write_hf_dir};
+use anllm::{
+    Llama, OutputRows, PolicyConfig, Session, SessionConfig, TokenId, WeightDtype, load_model,
+};
+use candle_core::Device;
+
+fn stream(n: u32) -> Vec<TokenId> {
+    (0..n).map(|i| 20 + (i * 53 + 7) % 300).collect()
+}
+
+/// Prefills 24 tokens in chunks of 5, then decodes 12, checking the bound after every step.
+fn run(model: Arc<Llama>, policy: PolicyConfig, budget: usize) -> (Session, Vec<Vec<f32>>) {
+    let cfg = SessionConfig::causal(5).with_policy(policy);
+    let mut s = Session::new(model, cfg, 8).unwrap();
+    let tokens = stream(36);
+    let mut rows = Vec::new();
+    for chunk in tokens[..24].chunks(5) {
+        let logits = s.forward(chunk, OutputRows::All).unwrap();
+        rows.extend(logits.to_vec2::<f32>().unwrap());
+        check(&s, budget);
+    }
+    for &t in &tokens[24..] {
+        let logits = s.forward(&[t], OutputRows::Last).unwrap();
+        rows.extend(logits.to_vec2::<f32>().unwrap());
+        check(&s, budget);
+    }
+    (s, rows)
+}
+
+fn check(s: &Session, budget: usize) {
+    let c = s.cache();
+    assert!(c.is_consistent());
+    let layers = s.model().config().num_hidden_layers;
+    let kv_heads = s.model().config().kv_heads();
+    for l in 0..layers {
+        assert!(
+            c.layer_len(l) <= budget,
+            "layer {l}: {} > {budget}",
+            c.layer_len(l)
+        );
+        if let Some(lanes) = c.lanes() {
+            for h in 0..kv_heads {
+                assert_eq!(lanes.of(l, h).len(), c.layer_len(l), "lane {l}.{h}");
+            }
+        }
+    }
+    // Bytes are what the heads hold (every head of a layer holds the same count).
+    let held: usize = (0..layers).map(|l| c.layer_len(l)).sum();
+    assert_eq!(s.stats().kv_bytes, held * c.bytes_per_entry() / layers);
+    assert!(s.stats().entries <= budget);
+}
+
+fn policies(budget: usize) -> [(PolicyConfig, PolicyConfig); 2] {
+    let b = Budget::Entries(budget);
+    [
+        (
+            PolicyConfig::Snapkv {
+                budget: b,
+                window: 2,
+            },
+            PolicyConfig::SnapkvHead {
+                budget: b,
+                window: 2,
+            },
+        ),
+        (
+            PolicyConfig::Knorm { budget: b },
+            PolicyConfig::KnormHead { budget: b },
+        ),
+    ]
+}
+
+#[test]
+fn per_head_policies_keep_every_head_within_budget_and_heads_differ() {
+    let budget = 6;
+    for (_, policy) in policies(budget) {
+        let model = Arc::clone(&tiny_model().llama);
+        let (s, _) = run(model, policy, budget);
+        let c = s.cache();
+        let lanes = c.lanes().expect("heads that keep different entries");
+        assert_eq!(lanes.kv_heads(), 2);
+        let per_head = (0..2).any(|l| matches!(c.layer_cells(l), LayerCells::PerHead(_)));
+        assert!(per_head, "{policy:?}: no layer whose heads differ");
+        // The cells are the union of what the lanes hold.
+        let union: std::collections::BTreeSet<u32> =
+            lanes.all().iter().flatten().copied().collect();
+        assert_eq!(union.len(), c.len(), "{policy:?}");
+    }
+}
+
+#[test]
+fn on_a_one_lane_model_per_head_policies_are_the_shared_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = TinySpec {
+        layers: 1,
+        kv_heads: 1,
+        ..TinySpec::gqa()
+    };
+    write_hf_dir(dir.path(), &spec, HfLayout::Safetensors).unwrap();
+    let model = load_model(dir.path(), WeightDtype::F32, &Device::Cpu)
+        .unwrap()
+        .llama;
+    let budget = 5;
+    for (shared, per_head) in policies(budget) {
+        let (a, want) = run(Arc::clone(&model), shared, budget);
+        let (b, got) = run(Arc::clone(&model), per_head, budget);
+        assert_eq!(got, want, "{per_head:?}: logits differ");
+        assert_eq!(b.cache().cells(), a.cache().cells());
+        assert!(!b.cache().is_ragged());
+    }
+}
+
+#[test]
+fn a_per_head_policy_under_the_ansan_grid_is_a_clear_error() {
+    let cfg = SessionConfig::anchored(tiny_anchors(), 5).with_policy(PolicyConfig::KnormHead {
+        budget: Budget::Entries(4),
+    });
+    let err = Session::new(Arc::clone(&tiny_model().llama), cfg, 8).unwrap_err();
+    assert!(err.to_string().contains("per KV head"), "{err}");
+}

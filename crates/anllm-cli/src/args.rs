@@ -114,7 +114,8 @@ pub struct SessionArgs {
     /// accumulated attention plus the last RECENT), tova:BUDGET (TOVA: what the last query
     /// attends to most), tova_layer:BUDGET (TOVA with a set per layer, as kvpress),
     /// snapkv:BUDGET,WINDOW (SnapKV: attention of the last WINDOW queries,
-    /// pooled, plus that window), knorm:BUDGET (smallest key norms) or sepllm:SINKS,WINDOW
+    /// pooled, plus that window), knorm:BUDGET (smallest key norms), snapkv_head:BUDGET,WINDOW
+    /// and knorm_head:BUDGET (a set per layer and KV head, as kvpress) or sepllm:SINKS,WINDOW
     /// (SepLLM: sinks, separators = the anchors, and a recent window); or a bare name with
     /// --kv-budget [default: anchor when anchors are on, else full].
     #[arg(long)]

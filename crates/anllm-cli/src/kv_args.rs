@@ -22,7 +22,7 @@ pub struct KvArgs {
     #[arg(long, default_value_t = 20)]
     pub items: usize,
     /// Policies: full, streaming, sepllm, h2o, tova, tova_layer (a set per layer), snapkv,
-    /// knorm, anchor (comma-separated;
+    /// snapkv_head (a set per layer and KV head), knorm, knorm_head, anchor (comma-separated;
     /// the full cache is always run, as the reference). `NAME+q` (e.g. snapkv+q): query-aware,
     /// the question is compressed with the context (kvpress's SnapKV with the question).
     #[arg(long, default_value = "streaming,sepllm,h2o,tova,snapkv,knorm")]

@@ -1,10 +1,12 @@
 //! Sessions saved to disk and restored (what a server does across restarts): the restored
 //! session holds the same cells, history, pending token and statistics, and continues with
-//! bit-identical logits to the session that never stopped (f32 and f16 caches); a restore onto another model, a
+//! bit-identical logits to the session that never stopped (f32 and f16 caches, and caches whose
+//! layers or KV heads hold different entries); a restore onto another model, a
 //! damaged file or a missing directory is an error, not a panic.
 
 use std::sync::Arc;
 
+use anllm::policy::Budget;
 use anllm::testutil::{ANCHOR, HfLayout, TinySpec, tiny_anchors, tiny_model, write_hf_dir};
 use anllm::{
     KeepWarm, KvDtype, OutputRows, PolicyConfig, Session, SessionConfig, TokenId, WeightDtype,
@@ -33,6 +35,17 @@ fn configs() -> Vec<SessionConfig> {
             },
             ..SessionConfig::causal(3)
         },
+        // Layers, then KV heads, that hold different entries: the lanes are saved too.
+        SessionConfig::causal(5).with_policy(PolicyConfig::TovaLayer {
+            budget: Budget::Entries(6),
+        }),
+        SessionConfig::causal(5).with_policy(PolicyConfig::SnapkvHead {
+            budget: Budget::Entries(8),
+            window: 2,
+        }),
+        SessionConfig::causal(5).with_policy(PolicyConfig::KnormHead {
+            budget: Budget::Entries(7),
+        }),
     ]
 }
 
@@ -54,11 +67,14 @@ fn a_restored_session_continues_exactly_like_the_one_that_never_stopped() {
         let mut live = Session::new(Arc::clone(model), cfg.clone(), 16).unwrap();
         live.prefill(&stream(23, 1), 0).unwrap();
         live.accept(77); // a sampled token, not run yet
+        let ragged = ["tova_layer", "snapkv_head", "knorm_head"].contains(&cfg.policy.name());
+        assert_eq!(live.cache().is_ragged(), ragged, "{cfg:?}");
         live.save(&dir).unwrap();
         // Saving twice replaces the directory.
         live.save(&dir).unwrap();
         let mut back = Session::restore(Arc::clone(model), &dir, KeepWarm::Off).unwrap();
         assert_eq!(back.cache().cells(), live.cache().cells(), "{cfg:?}");
+        assert_eq!(back.cache().lanes(), live.cache().lanes(), "{cfg:?}");
         assert_eq!(back.tokens(), live.tokens());
         assert_eq!(back.pending(), live.pending());
         // Everything but the reserved capacity, a runtime detail (the restore reserves exactly).
@@ -73,6 +89,7 @@ fn a_restored_session_continues_exactly_like_the_one_that_never_stopped() {
                 (a.to_vec2().unwrap(), b.to_vec2().unwrap());
             assert_eq!(a, b, "{cfg:?}: logits differ after the restore");
             assert_eq!(back.cache().cells(), live.cache().cells());
+            assert_eq!(back.cache().lanes(), live.cache().lanes());
         }
     }
 }
@@ -166,4 +183,29 @@ fn a_shrunk_session_reserves_less_and_continues_identically() {
         );
         assert_eq!(a, b);
     }
+}
+
+#[test]
+fn damaged_lanes_are_an_error() {
+    let model = &tiny_model().llama;
+    let cfg = SessionConfig::causal(5).with_policy(PolicyConfig::KnormHead {
+        budget: Budget::Entries(7),
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("session");
+    let mut live = Session::new(Arc::clone(model), cfg, 16).unwrap();
+    live.prefill(&stream(23, 1), 0).unwrap();
+    live.save(&dir).unwrap();
+    let state = dir.join("session.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    // A cell past the end, then a lane shorter than its layer's other head.
+    json["lanes"][0][0] = 999.into();
+    std::fs::write(&state, json.to_string()).unwrap();
+    let err = Session::restore(Arc::clone(model), &dir, KeepWarm::Off).unwrap_err();
+    assert!(err.to_string().contains("lanes"), "{err}");
+    json["lanes"][0][0] = 0.into();
+    json["lanes"][1].as_array_mut().unwrap().pop();
+    std::fs::write(&state, json.to_string()).unwrap();
+    assert!(Session::restore(Arc::clone(model), &dir, KeepWarm::Off).is_err());
 }

@@ -45,6 +45,44 @@ impl Lanes {
         Self { kv_heads, slots }
     }
 
+    /// Checks the lanes of a cache of `layers` × `kv_heads` lanes over `cells` cells: each
+    /// ascending and within the cells, the heads of a layer holding equally many, and every
+    /// cell held by some lane.
+    pub(crate) fn check(
+        &self,
+        layers: usize,
+        kv_heads: usize,
+        cells: usize,
+    ) -> std::result::Result<(), String> {
+        if self.kv_heads != kv_heads || self.slots.len() != layers * kv_heads {
+            return Err(format!(
+                "{} lanes of {} heads for {layers} layers of {kv_heads} KV heads",
+                self.slots.len(),
+                self.kv_heads
+            ));
+        }
+        let mut used = vec![false; cells];
+        for (i, lane) in self.slots.iter().enumerate() {
+            if !lane.windows(2).all(|w| w[0] < w[1])
+                || lane.last().is_some_and(|&c| c as usize >= cells)
+            {
+                return Err(format!(
+                    "lane {i} is not ascending within the {cells} cells"
+                ));
+            }
+            if lane.len() != self.slots[i - i % kv_heads].len() {
+                return Err(format!(
+                    "lane {i}: the heads of its layer hold different counts"
+                ));
+            }
+            lane.iter().for_each(|&c| used[c as usize] = true);
+        }
+        match used.iter().all(|&u| u) {
+            true => Ok(()),
+            false => Err("a cell that no lane holds".into()),
+        }
+    }
+
     /// KV heads per layer.
     pub fn kv_heads(&self) -> usize {
         self.kv_heads

@@ -134,18 +134,19 @@ impl KvCache {
         })
     }
 
-    /// A cache rebuilt from its cells and, per layer, the K/V `[kv_heads, len, head_dim]` of
-    /// every cell (a restored session). Checks shapes and the cell invariants.
+    /// A cache rebuilt from its cells, its lanes when its layers or heads hold different
+    /// entries, and per layer the K/V `[kv_heads, len, head_dim]` of the entries the layer holds
+    /// (a restored session). Checks shapes, the lanes and the cell invariants.
     pub(crate) fn from_parts(
         cfg: &LlamaConfig,
         cells: Cells,
+        lanes: Option<Lanes>,
         layers: &[(candle_core::Tensor, candle_core::Tensor)],
         peak_entries: usize,
         dtype: KvDtype,
         device: &Device,
     ) -> Result<Self> {
         let mut cache = Self::with_dtype(cfg, cells.len(), dtype, device)?;
-        let want = [cfg.kv_heads(), cells.len(), cfg.head_dim()];
         if layers.len() != cfg.num_hidden_layers {
             return Err(crate::Error::Shape {
                 op: "restored cache layers".into(),
@@ -153,7 +154,14 @@ impl KvCache {
                 got: layers.len().to_string(),
             });
         }
-        for (store, (k, v)) in cache.layers.iter_mut().zip(layers) {
+        if let Some(lanes) = &lanes {
+            lanes
+                .check(cfg.num_hidden_layers, cfg.kv_heads(), cells.len())
+                .map_err(|e| crate::Error::config("session", format!("restored lanes: {e}")))?;
+        }
+        for (l, (store, (k, v))) in cache.layers.iter_mut().zip(layers).enumerate() {
+            let len = lanes.as_ref().map_or(cells.len(), |h| h.of(l, 0).len());
+            let want = [cfg.kv_heads(), len, cfg.head_dim()];
             if k.dims() != want || v.dims() != want {
                 return Err(crate::Error::Shape {
                     op: "restored K/V".into(),
@@ -169,8 +177,15 @@ impl KvCache {
             .check_invariants()
             .map_err(|e| crate::Error::config("session", format!("restored cells: {e}")))?;
         cache.cells = cells;
-        cache.peak_entries = peak_entries.max(cache.cells.len());
+        cache.held = lanes;
+        cache.peak_entries = peak_entries.max(cache.held_entries());
         Ok(cache)
+    }
+
+    /// Per layer, views of what its store holds `[kv_heads, len, head_dim]` (in the cache's
+    /// dtype; for a ragged cache, head `h`'s entries are the cells of `lanes().of(l, h)`).
+    pub fn store_views(&self) -> Result<Vec<(candle_core::Tensor, candle_core::Tensor)>> {
+        self.layers.iter().map(LayerStore::view).collect()
     }
 
     /// Per layer, views of the held keys and values `[kv_heads, len, head_dim]` (RoPE

@@ -4,8 +4,11 @@
 //!
 //! Layout of the directory: `session.json` (format version, the model's config, the session's
 //! config, cells, history, pending tokens, peak) and `kv.safetensors` (`k.{layer}` /
-//! `v.{layer}`, f32 `[kv_heads, entries, head_dim]`: only the kept entries, so an anchored
-//! session's file is as small as its pruned cache). Written whole into `DIR.tmp`, then the old
+//! `v.{layer}`, `[kv_heads, entries, head_dim]` in the cache's dtype: only the kept entries, so
+//! an anchored session's file is as small as its pruned cache). A session whose layers or KV
+//! heads hold different entries (`tova_layer`, `snapkv_head`, `knorm_head`) also saves its
+//! lanes: per layer and KV head, the cells that head holds; layer `l`'s tensors then hold
+//! that layer's entries. Written whole into `DIR.tmp`, then the old
 //! `DIR` is renamed to `DIR.old` and `DIR.tmp` to `DIR`: a crash never leaves a half-written
 //! `DIR` (between the two renames, the last complete state is `DIR.old`).
 //!
@@ -22,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Session, SessionConfig};
 use crate::anchor::AnchorSet;
-use crate::cache::{Cell, Cells, KvCache};
+use crate::cache::{Cell, Cells, KvCache, Lanes};
 use crate::config::LlamaConfig;
 use crate::mask::MaskRule;
 use crate::policy::PolicyConfig;
@@ -47,6 +50,9 @@ struct Snapshot {
     peak_entries: usize,
     history: Vec<TokenId>,
     pending: Vec<TokenId>,
+    /// Per layer and KV head (layer-major), the cells it holds, when they differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lanes: Option<Vec<Vec<u32>>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -88,9 +94,10 @@ impl Session {
             peak_entries: self.cache.peak_entries(),
             history: self.history.clone(),
             pending: self.pending.clone(),
+            lanes: self.cache.lanes().map(|l| l.all().to_vec()),
         };
         let mut tensors = HashMap::new();
-        for (i, (k, v)) in self.cache.layer_views()?.into_iter().enumerate() {
+        for (i, (k, v)) in self.cache.store_views()?.into_iter().enumerate() {
             tensors.insert(format!("k.{i}"), k.contiguous()?);
             tensors.insert(format!("v.{i}"), v.contiguous()?);
         }
@@ -167,9 +174,11 @@ impl Session {
                 Ok((take(format!("k.{i}"))?, take(format!("v.{i}"))?))
             })
             .collect::<Result<Vec<_>>>()?;
+        let lanes = (snap.lanes).map(|l| Lanes::from_slots(model.config().kv_heads(), l));
         let cache = KvCache::from_parts(
             model.config(),
             cells,
+            lanes,
             &layers,
             snap.peak_entries,
             model.kv_dtype(),

@@ -18,7 +18,7 @@ use crate::config;
 use crate::kv_args::KvArgs;
 
 /// Policies `--policies` accepts.
-const KNOWN: [&str; 9] = [
+const KNOWN: [&str; 11] = [
     "full",
     "anchor",
     "streaming",
@@ -27,7 +27,9 @@ const KNOWN: [&str; 9] = [
     "tova",
     "tova_layer",
     "snapkv",
+    "snapkv_head",
     "knorm",
+    "knorm_head",
 ];
 
 /// Runs the subcommand.

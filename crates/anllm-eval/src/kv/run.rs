@@ -120,8 +120,20 @@ pub struct CellRecord {
     pub generated: String,
     /// Whether the answer's text occurs in `generated` (`None` without generation).
     pub correct: Option<bool>,
+    /// Share of the answer's words (the variables of `vt`; the one key elsewhere) that occur
+    /// in `generated`: RULER's `string_match_all` (`None` without generation; absent from
+    /// records written before it existed).
+    #[serde(default)]
+    pub recall: Option<f64>,
     /// Decode steps per second of the generation (`None` without generation).
     pub decode_tok_s: Option<f64>,
+}
+
+/// Share of the words of `answer` that occur in `generated` (RULER's `string_match_all`).
+pub fn answer_recall(answer: &str, generated: &str) -> f64 {
+    let words: Vec<&str> = answer.split_whitespace().collect();
+    let found = words.iter().filter(|w| generated.contains(*w)).count();
+    found as f64 / words.len().max(1) as f64
 }
 
 /// Budget of `share` of a context of `n` tokens, in entries (at least 2).
@@ -369,12 +381,13 @@ pub fn run_item(
         let held = held.max(prefill_peak);
         let ref_rows = reference.get_or_insert_with(|| rows.clone());
         let (gold_ll, top1, kl) = compare(&rows, ref_rows, &p.answer_ids)?;
-        let (generated, correct, rate) = match asks {
-            false => (String::new(), None, None),
+        let (generated, correct, recall, rate) = match asks {
+            false => (String::new(), None, None, None),
             true => {
                 let (text, rate) = generate(&mut s, p, &last, cfg, tokenizer)?;
                 let hit = text.contains(p.item.answer.trim());
-                (text, Some(hit), Some(rate))
+                let recall = answer_recall(&p.item.answer, &text);
+                (text, Some(hit), Some(recall), Some(rate))
             }
         };
         out.push(CellRecord {
@@ -395,6 +408,7 @@ pub fn run_item(
             kl,
             generated,
             correct,
+            recall,
             decode_tok_s: rate,
         });
     }

@@ -339,3 +339,14 @@ fn boundaries_of_real_text() {
     assert_eq!(word_ends("ab  cd e", false), vec![2, 6]);
     assert_eq!(word_ends("ab  cd e", true), vec![2, 6, 8]);
 }
+
+#[test]
+fn answer_recall_is_the_share_of_answer_words_found() {
+    use super::run::answer_recall;
+    // Hand-derived, as RULER's string_match_all: 2 of the 3 variables are in the output.
+    let got = answer_recall(" ABCDE FGHIJ KLMNO", "VAR ABCDE = VAR KLMNO\n");
+    assert!((got - 2.0 / 3.0).abs() < 1e-12);
+    // One key: all or nothing.
+    assert_eq!(answer_recall(" 46380", "The pass key is 46380."), 1.0);
+    assert_eq!(answer_recall(" 46380", "The pass key is 4638."), 0.0);
+}

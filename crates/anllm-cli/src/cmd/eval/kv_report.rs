@@ -78,9 +78,11 @@ pub fn summarize(records: &[CellRecord]) -> Vec<Row> {
                 items: g.len(),
                 kv_kept: f(|r| r.kv_entries as f64 / r.context.max(1) as f64),
                 kv_peak_bytes: f(|r| r.kv_peak_bytes as f64),
+                // RULER's string_match_all where recorded (the share of the answer's words
+                // found: partial credit for vt's five variables), else all-or-nothing.
                 accuracy: mean(
                     g.iter()
-                        .filter_map(|r| r.correct.map(|c| f64::from(u8::from(c)))),
+                        .filter_map(|r| r.recall.or(r.correct.map(|c| f64::from(u8::from(c))))),
                 ),
                 nll: f(|r| r.nll),
                 top1: f(|r| r.top1),

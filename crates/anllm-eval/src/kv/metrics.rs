@@ -1,5 +1,5 @@
 //! Teacher-forced agreement of a cell with the full cache: gold log-likelihood, top-1
-//! agreement and KL(full ‖ cell) over the answer positions.
+//! agreement and KL(full ‖ cell) over the answer positions; and the recall of a greedy answer.
 
 use anllm::TokenId;
 use candle_core::Tensor;
@@ -29,4 +29,11 @@ fn argmax(row: &[f32]) -> usize {
     (0..row.len())
         .max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a)))
         .unwrap_or(0)
+}
+
+/// Share of the words of `answer` that occur in `generated` (RULER's `string_match_all`).
+pub fn answer_recall(answer: &str, generated: &str) -> f64 {
+    let words: Vec<&str> = answer.split_whitespace().collect();
+    let found = words.iter().filter(|w| generated.contains(*w)).count();
+    found as f64 / words.len().max(1) as f64
 }

@@ -26,7 +26,7 @@ use candle_core::Tensor;
 use serde::Serialize;
 
 use super::KvItem;
-use super::metrics::compare;
+use super::metrics::{answer_recall, compare};
 
 /// An item rendered to token ids (the file `benches/kvpress_eval.py` reads).
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -127,13 +127,6 @@ pub struct CellRecord {
     pub recall: Option<f64>,
     /// Decode steps per second of the generation (`None` without generation).
     pub decode_tok_s: Option<f64>,
-}
-
-/// Share of the words of `answer` that occur in `generated` (RULER's `string_match_all`).
-pub fn answer_recall(answer: &str, generated: &str) -> f64 {
-    let words: Vec<&str> = answer.split_whitespace().collect();
-    let found = words.iter().filter(|w| generated.contains(*w)).count();
-    found as f64 / words.len().max(1) as f64
 }
 
 /// Budget of `share` of a context of `n` tokens, in entries (at least 2).

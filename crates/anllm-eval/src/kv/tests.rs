@@ -342,7 +342,7 @@ fn boundaries_of_real_text() {
 
 #[test]
 fn answer_recall_is_the_share_of_answer_words_found() {
-    use super::run::answer_recall;
+    use super::metrics::answer_recall;
     // Hand-derived, as RULER's string_match_all: 2 of the 3 variables are in the output.
     let got = answer_recall(" ABCDE FGHIJ KLMNO", "VAR ABCDE = VAR KLMNO\n");
     assert!((got - 2.0 / 3.0).abs() < 1e-12);

@@ -17,6 +17,7 @@ mod norm;
 mod quant;
 mod rope;
 mod stats;
+mod step_mask;
 mod tiled;
 
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use candle_core::{Device, Tensor};
 
 use linear::Linear;
 
-use crate::cache::{Cell, KvCache, KvDtype, LayerCells};
+use crate::cache::{Cell, KvCache, KvDtype};
 use crate::config::LlamaConfig;
 use crate::config::RopeStyle;
 use crate::mask::Mask;
@@ -348,51 +349,6 @@ impl Llama {
         let logits = self.lm_head.forward(&self.norm.forward(&x)?)?;
         self.push_cells(input, cache);
         Ok(logits)
-    }
-
-    /// The additive mask `[t, cached + t]` of a step, or None when every row sees every key.
-    fn additive_mask(
-        &self,
-        visibility: Visibility,
-        cached: usize,
-        t: usize,
-    ) -> Result<Option<Tensor>> {
-        Ok(match visibility {
-            Visibility::Causal if t == 1 => None,
-            Visibility::Causal => Some(Mask::causal(cached, t).to_additive(&self.device)?),
-            Visibility::Mask(m) => Some(m.to_additive(&self.device)?),
-        })
-    }
-
-    /// When the layers hold different entries, layer `i`'s columns of the step's mask: the
-    /// cells it holds, then the new tokens (`None` for a shared cache or no mask). Heads of
-    /// the layer that hold different cells need a causal step (every cached column visible,
-    /// so head 0's columns serve every head).
-    fn layer_mask(
-        &self,
-        shared: Option<&Tensor>,
-        visibility: Visibility,
-        cache: &KvCache,
-        i: usize,
-        t: usize,
-    ) -> Result<Option<Tensor>> {
-        let (held, mask) = match (cache.layer_cells(i), shared) {
-            (_, None) | (LayerCells::All, _) => return Ok(None),
-            (LayerCells::Shared(held), Some(mask)) => (held, mask),
-            (LayerCells::PerHead(held), Some(mask)) => match visibility {
-                Visibility::Causal => (held, mask),
-                Visibility::Mask(_) => {
-                    return Err(crate::Error::unsupported(
-                        "a visibility grid (anchors) on a cache whose KV heads hold different \
-                         entries (per-head policy): per-head keeping needs causal attention",
-                    ));
-                }
-            },
-        };
-        let n = cache.len() as u32;
-        let cols: Vec<u32> = held.iter().copied().chain(n..n + t as u32).collect();
-        let cols = Tensor::from_slice(&cols, cols.len(), &self.device)?;
-        Ok(Some(mask.index_select(&cols, 1)?))
     }
 
     /// Records the step's cells once every layer has its K/V.

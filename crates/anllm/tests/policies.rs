@@ -191,7 +191,7 @@ fn every_builtin_policy_keeps_its_bound_under_the_causal_rule_with_separators() 
             ..SessionConfig::causal(6).with_policy(policy)
         };
         // Per-head keeping refuses an anchor set (its grid may hide pads from some heads'
-        // entries): a clear error, checked in tests/per_head.rs; the first matrix runs them.
+        // entries): a clear error, checked in tests/per_layer.rs; the first matrix runs them.
         if policy.is_per_head() {
             assert!(Session::new(Arc::clone(&tiny_model().llama), cfg, 8).is_err());
             continue;

@@ -5,8 +5,9 @@
 # (transcripts, then training up to --minutes of training wall time, then the evaluation).
 #
 #   benches/anllm-ep-135m.sh [--minutes M] [--out DIR] [--prompts N] [--steps N]
-#   (--steps: the last step of the cosine learning-rate schedule, about what 150 quiet minutes
-#   train on 2 threads; the run ends at whichever of --steps and --minutes comes first)
+#   (--steps: the last step of the cosine learning-rate schedule, 560 by default: about 110 quiet
+#   minutes of 2-thread training at 87 tok/s, more on a shared machine; the run ends at whichever
+#   of --steps and --minutes comes first)
 #   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1
 #
 # Steps:

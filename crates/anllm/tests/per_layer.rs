@@ -18,6 +18,21 @@ fn stream(n: u32) -> Vec<TokenId> {
     (0..n).map(|i| 20 + (i * 53 + 7) % 300).collect()
 }
 
+/// A seeded tiny GQA model of one layer with `kv_heads` KV heads, loaded from an HF directory.
+fn one_layer_model(kv_heads: Option<usize>) -> Arc<Llama> {
+    let dir = tempfile::tempdir().unwrap();
+    let gqa = TinySpec::gqa();
+    let spec = TinySpec {
+        layers: 1,
+        kv_heads: kv_heads.unwrap_or(gqa.kv_heads),
+        ..gqa
+    };
+    write_hf_dir(dir.path(), &spec, HfLayout::Safetensors).unwrap();
+    load_model(dir.path(), WeightDtype::F32, &Device::Cpu)
+        .unwrap()
+        .llama
+}
+
 /// Prefills 24 tokens in chunks of 5, then decodes 12, checking the bound after every step.
 fn run(model: Arc<Llama>, cfg: SessionConfig, budget: usize) -> (Session, Vec<Vec<f32>>) {
     let mut s = Session::new(model, cfg, 8).unwrap();
@@ -101,15 +116,7 @@ fn per_layer_tova_under_an_anchor_grid_narrows_the_grid_per_layer() {
 
 #[test]
 fn on_a_one_layer_model_per_layer_tova_is_tova() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = TinySpec {
-        layers: 1,
-        ..TinySpec::gqa()
-    };
-    write_hf_dir(dir.path(), &spec, HfLayout::Safetensors).unwrap();
-    let model = load_model(dir.path(), WeightDtype::F32, &Device::Cpu)
-        .unwrap()
-        .llama;
+    let model = one_layer_model(None);
     let budget = 5;
     let run_with = |policy| {
         let cfg = SessionConfig::causal(5).with_policy(policy);
@@ -163,16 +170,7 @@ fn per_head_policies_keep_every_head_within_budget_and_heads_differ() {
 
 #[test]
 fn on_a_one_lane_model_per_head_policies_are_the_shared_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = TinySpec {
-        layers: 1,
-        kv_heads: 1,
-        ..TinySpec::gqa()
-    };
-    write_hf_dir(dir.path(), &spec, HfLayout::Safetensors).unwrap();
-    let model = load_model(dir.path(), WeightDtype::F32, &Device::Cpu)
-        .unwrap()
-        .llama;
+    let model = one_layer_model(Some(1));
     let budget = 5;
     for (shared, per_head) in policies(budget) {
         let (a, want) = run(

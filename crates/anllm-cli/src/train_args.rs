@@ -121,7 +121,8 @@ pub struct TrainArgs {
     /// Epochs over the training data (converted to steps).
     #[arg(long)]
     pub epochs: Option<f64>,
-    /// Stop after this many minutes of training (then save), whatever --steps says.
+    /// Stop after this many minutes of training steps (then save), whatever --steps says: the
+    /// step time the checkpoints record as `elapsed_s`; loading, evaluations and saves do not count.
     #[arg(long)]
     pub max_minutes: Option<f64>,
     /// Save a checkpoint every N steps (and always at the end).

@@ -4,8 +4,6 @@
 mod log;
 mod setup;
 
-use std::time::Instant;
-
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
 
@@ -23,7 +21,6 @@ use setup::Prepared;
 pub fn run(args: TrainArgs) -> Result<()> {
     set_threads(args.threads)?;
     crate::alloc::keep_freed_memory();
-    let started = Instant::now();
     let device = match args.device {
         DeviceArg::Cpu => Device::Cpu,
         DeviceArg::Cuda(n) => Device::new_cuda(n)
@@ -45,8 +42,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut ctx = Loop {
         args: &args,
         tokenizer_files: &tokenizer_files,
+        resumed_s: state.elapsed_s,
         state,
-        started,
         unigram,
     };
     let mut batches = data.batches_from(ctx.state.data)?;
@@ -99,15 +96,19 @@ struct Loop<'a> {
     args: &'a TrainArgs,
     tokenizer_files: &'a [(String, Vec<u8>)],
     state: TrainerState,
-    started: Instant,
+    /// The step time (`elapsed_s`) the run had when this invocation began.
+    resumed_s: f64,
     unigram: Option<f64>,
 }
 
 impl Loop<'_> {
+    /// `--max-minutes` counts the step time of this invocation, the clock `elapsed_s` keeps
+    /// (setup, held-out evaluations and saves are not training), so a resumed run given the
+    /// minutes it has left ends where its budget does.
     fn time_up(&self) -> bool {
         self.args
             .max_minutes
-            .is_some_and(|m| self.started.elapsed().as_secs_f64() >= m * 60.0)
+            .is_some_and(|m| self.state.elapsed_s - self.resumed_s >= m * 60.0)
     }
 
     fn advance(&mut self, rec: &StepRecord) {

@@ -9,10 +9,16 @@
 //!   unpack each weight block once for up to four activation rows (Q4_1 ~2.2×, Q8_0 ~1.5×
 //!   cheaper per row than the single-row kernels, which one row keeps).
 //!
+//! * One row (decode) on a CPU with AVX-512 VNNI: `simd512.rs` (two blocks per register, one
+//!   `vpdpbusd` per pair, eight blocks' scales converted at once).
+//! * Every kernel prefetches its weight stream [`simd::PREFETCH_BYTES`] ahead: a decode step
+//!   reads each weight once, and without the hints the kernels waited on memory.
+//!
 //! Both fall back to portable scalar code without AVX2/FMA (`simd.rs`). Work is split over output rows
 //! with rayon (whose pool size the CLI's `--threads` sets).
 
 mod simd;
+mod simd512;
 mod simd_rows;
 #[cfg(test)]
 mod tests;
@@ -27,6 +33,7 @@ use crate::{Error, Result};
 pub(crate) use simd::has_avx2;
 use simd::{dot_q4_1_q8_1, dot_q8_0_f32};
 use simd_rows::{Q8_1Groups, dot_q4_1_q8_1_rows, dot_q8_0_f32_rows};
+use simd512::{Q8_1Wide, has_avx512};
 
 const BLOCK: usize = 32;
 /// From this many activation rows on, dequantize and use f32 GEMM.
@@ -233,9 +240,15 @@ impl QuantMatrix {
             Blocks::Q4_1 { scales, nibbles } => {
                 let acts: Vec<Q8_1Row> = xs.chunks_exact(in_dim).map(Q8_1Row::quantize).collect();
                 let groups = Q8_1Groups::new(&acts); // empty for one row
+                let wide = match &acts[..] {
+                    [a] if has_avx512() => Some(Q8_1Wide::new(a)),
+                    _ => None,
+                };
                 for_each_output_row(&mut cols, t, |row, dst| {
                     let (s, q) = (&scales[row * nb..][..nb], &nibbles[row * nb..][..nb]);
-                    if let [a] = &acts[..] {
+                    if let Some(a) = &wide {
+                        dst[0] = simd512::dot_q4_1_q8_1(s, q, a);
+                    } else if let [a] = &acts[..] {
                         dst[0] = dot_q4_1_q8_1(s, q, a);
                     } else {
                         dot_q4_1_q8_1_rows(s, q, &acts, &groups, dst);
@@ -243,9 +256,12 @@ impl QuantMatrix {
                 });
             }
             Blocks::Q8_0 { scales, quants } => {
+                let wide = t == 1 && has_avx512();
                 for_each_output_row(&mut cols, t, |row, dst| {
                     let (s, q) = (&scales[row * nb..][..nb], &quants[row * nb..][..nb]);
-                    if t == 1 {
+                    if wide {
+                        dst[0] = simd512::dot_q8_0_f32(s, q, &xs);
+                    } else if t == 1 {
                         dst[0] = dot_q8_0_f32(s, q, &xs);
                     } else {
                         dot_q8_0_f32_rows(s, q, &xs, dst);

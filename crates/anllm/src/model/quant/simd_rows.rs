@@ -134,8 +134,16 @@ mod avx2 {
 
     use half::f16;
 
-    use super::super::simd::hsum;
+    use super::super::simd::{PREFETCH_BYTES, hsum, prefetch};
     use super::{BLOCK, Q8_1Group};
+
+    /// Prefetches the weight stream of a Q4_1 row `PREFETCH_BYTES` of nibbles ahead of block
+    /// (s, q). Once per block (several rows share each block here, so the hint is cheap).
+    #[inline(always)]
+    fn prefetch_q4_1(s: &[f16; 2], q: &[u8; 16]) {
+        prefetch(q.as_ptr().wrapping_add(PREFETCH_BYTES));
+        prefetch(s.as_ptr().wrapping_add(PREFETCH_BYTES / 16 * 2));
+    }
 
     /// A block's scale d and min m (f16 → f32) and its 32 weights as unsigned bytes
     /// (elements 0..16 in the low 128-bit lane, 16..32 in the high one).
@@ -176,6 +184,7 @@ mod avx2 {
         let mut acc = _mm256_setzero_ps();
         let mut mins = _mm_setzero_ps();
         for (((s, q), sa), qa) in scales.iter().zip(nibbles).zip(&g.scales).zip(&g.quants) {
+            prefetch_q4_1(s, q);
             // SAFETY (all unsafe calls here): AVX2, FMA and F16C are enabled in this function;
             // sa is 12 floats, so loads of 0..8 and 8..12 are in bounds.
             let (dm, w) = unsafe { unpack_q4_1(s, q) };
@@ -213,6 +222,7 @@ mod avx2 {
         let mut acc = _mm256_setzero_ps();
         let mut mins = _mm_setzero_ps();
         for (((s, q), sa), qa) in scales.iter().zip(nibbles).zip(&g.scales).zip(&g.quants) {
+            prefetch_q4_1(s, q);
             // SAFETY (all unsafe calls here): as in dot_q4_1_q8_1_x4.
             let (dm, w) = unsafe { unpack_q4_1(s, q) };
             let p = unsafe { [pair_products(w, &qa[0]), pair_products(w, &qa[1])] };
@@ -248,6 +258,8 @@ mod avx2 {
         assert!(quants.len() == scales.len() && xs.len() == N * in_dim && out.len() == N);
         let mut acc = [_mm256_setzero_ps(); N];
         for (b, (d, q)) in scales.iter().zip(quants).enumerate() {
+            prefetch(q.as_ptr().wrapping_add(PREFETCH_BYTES));
+            prefetch(std::ptr::from_ref(d).wrapping_add(PREFETCH_BYTES / 32));
             // The block's 32 weights as f32, converted once for all N rows.
             let mut w = [_mm256_setzero_ps(); 4];
             for (k, w) in w.iter_mut().enumerate() {

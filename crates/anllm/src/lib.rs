@@ -64,6 +64,7 @@ pub mod loader;
 pub mod mask;
 pub mod model;
 pub mod policy;
+pub mod prefetch;
 pub mod sample;
 pub mod score;
 pub mod sentence;

@@ -11,12 +11,13 @@
 //!
 //! * One row (decode) on a CPU with AVX-512 VNNI: `simd512.rs` (two blocks per register, one
 //!   `vpdpbusd` per pair, eight blocks' scales converted at once).
-//! * Every kernel prefetches its weight stream [`simd::PREFETCH_BYTES`] ahead: a decode step
+//! * Every kernel prefetches its weight stream [`crate::prefetch::AHEAD`] bytes ahead: a decode step
 //!   reads each weight once, and without the hints the kernels waited on memory.
 //!
 //! Both fall back to portable scalar code without AVX2/FMA (`simd.rs`). Work is split over output rows
 //! with rayon (whose pool size the CLI's `--threads` sets).
 
+mod act;
 mod simd;
 mod simd512;
 mod simd_rows;
@@ -29,6 +30,7 @@ use half::f16;
 use rayon::prelude::*;
 
 use crate::{Error, Result};
+use act::Q8_1Row;
 
 pub(crate) use simd::has_avx2;
 use simd::{dot_q4_1_q8_1, dot_q8_0_f32};
@@ -230,7 +232,6 @@ impl QuantMatrix {
             return Ok(x.matmul(&self.dequantize()?.t()?)?);
         }
         let xs: Vec<f32> = x.contiguous()?.flatten_all()?.to_vec1()?;
-        let mut out = vec![0f32; t * self.out_dim];
         // out is [t, out_dim]; we compute column-major chunks [out_dim, t] then transpose.
         let mut cols = vec![0f32; self.out_dim * t];
         let nb = in_dim / BLOCK;
@@ -269,6 +270,10 @@ impl QuantMatrix {
                 });
             }
         }
+        if t == 1 {
+            return Ok(Tensor::from_vec(cols, (1, self.out_dim), &Device::Cpu)?);
+        }
+        let mut out = vec![0f32; t * self.out_dim];
         for (r, col) in cols.chunks_exact(t).enumerate() {
             for (ti, v) in col.iter().enumerate() {
                 out[ti * self.out_dim + r] = *v;
@@ -287,33 +292,4 @@ fn for_each_output_row(cols: &mut [f32], t: usize, f: impl Fn(usize, &mut [f32])
                 f(task * ROWS_PER_TASK + i, dst);
             }
         });
-}
-
-/// One activation row quantized per 32-block: scale d, d·Σq, and the signed bytes.
-struct Q8_1Row {
-    scales: Vec<[f32; 2]>,
-    quants: Vec<[i8; 32]>,
-}
-
-impl Q8_1Row {
-    fn quantize(x: &[f32]) -> Self {
-        let (scales, quants) = x
-            .chunks_exact(BLOCK)
-            .map(|b| {
-                let amax = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-                let d = amax / 127.0;
-                let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
-                let mut qs = [0i8; 32];
-                let mut sum = 0i32;
-                for (q, v) in qs.iter_mut().zip(b) {
-                    *q = (v * inv).round() as i8;
-                    sum += i32::from(*q);
-                }
-                // Scales rounded through f16 as ggml's block_q8_1 stores them.
-                let d16 = f16::from_f32(d).to_f32();
-                ([d16, f16::from_f32(d * sum as f32).to_f32()], qs)
-            })
-            .unzip();
-        Self { scales, quants }
-    }
 }

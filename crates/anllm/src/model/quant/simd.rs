@@ -68,24 +68,8 @@ pub(super) fn dot_q8_0_f32_scalar(scales: &[f32], quants: &[[i8; 32]], x: &[f32]
 pub(super) use avx2::hsum;
 
 /// How far ahead of a kernel its weight stream is prefetched, in bytes of quants (scales: the
-/// same number of blocks ahead). One decode step reads ~100 MB of weights once, row after row;
-/// the hardware prefetchers alone left the kernels waiting on memory at about half the
-/// bandwidth a core streams (`docs/benchmarks.md`: 1 thread, d0, 4096 against none: 63 → 137
-/// tok/s with the AVX-512 kernels).
-pub(super) const PREFETCH_BYTES: usize = 4096;
-
-/// Hints the cache to fetch the line at `p`: any address (a prefetch never faults), so callers
-/// form it with `wrapping_add` and may point past their slice.
-#[inline(always)]
-pub(super) fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch has no architectural effect and never faults.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
+/// same number of blocks ahead).
+pub(super) use crate::prefetch::{AHEAD as PREFETCH_BYTES, prefetch};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {

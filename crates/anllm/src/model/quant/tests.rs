@@ -394,3 +394,33 @@ fn single_row_kernels_equal_scalar_kernels_at_every_width() {
         }
     }
 }
+
+#[test]
+fn avx2_activation_quantizer_equals_scalar_exactly() {
+    use super::act::{avx2, quantize_block_scalar};
+    if !has_avx2() {
+        eprintln!("avx2_activation_quantizer_equals_scalar_exactly: no AVX2 on this CPU; not run");
+        return;
+    }
+    // Random blocks at several magnitudes, exact ties (x/d = k + 0.5: 63.5 → 64, 62.5 → 62),
+    // an all-zero block and one spike.
+    let mut blocks: Vec<[f32; 32]> = (0..64)
+        .map(|i| {
+            let v = random(32, 500 + i);
+            std::array::from_fn(|j| v[j] * 10f32.powi(i as i32 % 7 - 3))
+        })
+        .collect();
+    blocks.push(std::array::from_fn(|j| {
+        [127.0, 63.5, -62.5, 0.5, -1.5][j % 5]
+    }));
+    blocks.push([0.0; 32]);
+    blocks.push(std::array::from_fn(|j| if j == 17 { -3.0 } else { 1e-3 }));
+    for (i, b) in blocks.iter().enumerate() {
+        // SAFETY: AVX2 was detected above.
+        #[allow(unsafe_code)]
+        let got = unsafe { avx2::quantize_block(b) };
+        assert_eq!(got, quantize_block_scalar(b), "block {i}");
+    }
+    let ties = quantize_block_scalar(&blocks[64]).2;
+    assert_eq!(&ties[..5], &[127, 64, -62, 0, -2], "ties to even");
+}

@@ -129,6 +129,8 @@ mod simd {
 
     use half::f16;
 
+    use crate::prefetch::{AHEAD, prefetch};
+
     /// Same code as the scalar version, compiled with AVX2/FMA so LLVM vectorizes it 8-wide.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -164,6 +166,12 @@ mod simd {
             pub unsafe fn $name(q: &[f32], k: &[$elem], out: &mut [f32; 8]) {
                 let hd = q.len();
                 debug_assert!(hd.is_multiple_of(8) && k.len() >= 8 * hd);
+                // The keys are read once per step, in order: fetch those [`AHEAD`] bytes on.
+                let bytes = 8 * hd * std::mem::size_of::<$elem>();
+                let base = k.as_ptr().cast::<u8>().wrapping_add(AHEAD);
+                for off in (0..bytes).step_by(64) {
+                    prefetch(base.wrapping_add(off));
+                }
                 let mut acc = [_mm256_setzero_ps(); 8];
                 for d in (0..hd).step_by(8) {
                     // SAFETY: d + 8 <= hd and (j + 1)·hd <= k.len(): in bounds.
@@ -200,6 +208,14 @@ mod simd {
                     let vecs = (hd - c0).min(64) / 8;
                     let mut acc = [_mm256_setzero_ps(); 8];
                     for (j, &w) in p.iter().enumerate() {
+                        if c0 == 0 {
+                            // Each value row is read once per step: fetch [`AHEAD`] bytes on.
+                            let row = v.as_ptr().wrapping_add(j * hd).cast::<u8>();
+                            let bytes = hd * std::mem::size_of::<$elem>();
+                            for off in (0..bytes).step_by(64) {
+                                prefetch(row.wrapping_add(AHEAD + off));
+                            }
+                        }
                         let wv = _mm256_set1_ps(w);
                         for (c, a) in acc.iter_mut().enumerate().take(vecs) {
                             // SAFETY: j < p.len() and c0 + 8c + 8 <= hd: in bounds.

@@ -9,8 +9,9 @@
 //!   unpack each weight block once for up to four activation rows (Q4_1 ~2.2×, Q8_0 ~1.5×
 //!   cheaper per row than the single-row kernels, which one row keeps).
 //!
-//! * One row (decode) on a CPU with AVX-512 VNNI: `simd512.rs` (two blocks per register, one
-//!   `vpdpbusd` per pair, eight blocks' scales converted at once).
+//! * On a CPU with AVX-512 VNNI, every row count below `GEMM_MIN_ROWS`: `simd512.rs` (two
+//!   blocks per register, one `vpdpbusd` per pair and row, eight blocks' scales converted at
+//!   once, each weight block unpacked once for up to four rows).
 //! * Every kernel prefetches its weight stream [`crate::prefetch::AHEAD`] bytes ahead: a decode step
 //!   reads each weight once, and without the hints the kernels waited on memory.
 //!
@@ -23,6 +24,8 @@ mod simd512;
 mod simd_rows;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_wide;
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
@@ -240,28 +243,30 @@ impl QuantMatrix {
         match &self.blocks {
             Blocks::Q4_1 { scales, nibbles } => {
                 let acts: Vec<Q8_1Row> = xs.chunks_exact(in_dim).map(Q8_1Row::quantize).collect();
-                let groups = Q8_1Groups::new(&acts); // empty for one row
-                let wide = match &acts[..] {
-                    [a] if has_avx512() => Some(Q8_1Wide::new(a)),
-                    _ => None,
-                };
-                for_each_output_row(&mut cols, t, |row, dst| {
-                    let (s, q) = (&scales[row * nb..][..nb], &nibbles[row * nb..][..nb]);
-                    if let Some(a) = &wide {
-                        dst[0] = simd512::dot_q4_1_q8_1(s, q, a);
-                    } else if let [a] = &acts[..] {
-                        dst[0] = dot_q4_1_q8_1(s, q, a);
-                    } else {
-                        dot_q4_1_q8_1_rows(s, q, &acts, &groups, dst);
-                    }
-                });
+                if has_avx512() {
+                    let wide: Vec<Q8_1Wide> = acts.iter().map(Q8_1Wide::new).collect();
+                    for_each_output_row(&mut cols, t, |row, dst| {
+                        let (s, q) = (&scales[row * nb..][..nb], &nibbles[row * nb..][..nb]);
+                        simd512::dot_q4_1_q8_1_rows(s, q, &wide, dst);
+                    });
+                } else {
+                    let groups = Q8_1Groups::new(&acts); // empty for one row
+                    for_each_output_row(&mut cols, t, |row, dst| {
+                        let (s, q) = (&scales[row * nb..][..nb], &nibbles[row * nb..][..nb]);
+                        if let [a] = &acts[..] {
+                            dst[0] = dot_q4_1_q8_1(s, q, a);
+                        } else {
+                            dot_q4_1_q8_1_rows(s, q, &acts, &groups, dst);
+                        }
+                    });
+                }
             }
             Blocks::Q8_0 { scales, quants } => {
-                let wide = t == 1 && has_avx512();
+                let wide = has_avx512();
                 for_each_output_row(&mut cols, t, |row, dst| {
                     let (s, q) = (&scales[row * nb..][..nb], &quants[row * nb..][..nb]);
                     if wide {
-                        dst[0] = simd512::dot_q8_0_f32(s, q, &xs);
+                        simd512::dot_q8_0_f32_rows(s, q, &xs, dst);
                     } else if t == 1 {
                         dst[0] = dot_q8_0_f32(s, q, &xs);
                     } else {

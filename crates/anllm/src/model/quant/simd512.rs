@@ -63,25 +63,55 @@ impl Q8_1Wide {
     }
 }
 
-/// Σ over blocks of d_w·d_a·Σ(q_w·q_a) + m_w·(d_a·Σq_a); the caller checked [`has_avx512`].
-pub(super) fn dot_q4_1_q8_1(scales: &[[f16; 2]], nibbles: &[[u8; 16]], a: &Q8_1Wide) -> f32 {
-    assert!(nibbles.len() == scales.len() && a.pairs.len() == scales.len().div_ceil(2));
+/// Activation rows per kernel call: each weight block is unpacked once for up to this many.
+const ROWS: usize = 4;
+
+/// `out[r]` = Σ over blocks of d_w·d_a·Σ(q_w·q_a) + m_w·(d_a·Σq_a) for activation row
+/// `acts[r]`; the caller checked [`has_avx512`].
+pub(super) fn dot_q4_1_q8_1_rows(
+    scales: &[[f16; 2]],
+    nibbles: &[[u8; 16]],
+    acts: &[Q8_1Wide],
+    out: &mut [f32],
+) {
+    let pairs = scales.len().div_ceil(2);
+    assert!(nibbles.len() == scales.len() && acts.len() == out.len());
+    assert!(
+        acts.iter()
+            .all(|a| a.pairs.len() == pairs && a.scales.len() >= scales.len())
+    );
     #[cfg(target_arch = "x86_64")]
-    {
+    for (a, o) in acts.chunks(ROWS).zip(out.chunks_mut(ROWS)) {
         // SAFETY: the caller checked AVX-512 F/BW/VL/VNNI; lengths were checked above.
-        unsafe { avx512::dot_q4_1_q8_1(scales, nibbles, a) }
+        unsafe {
+            match a.len() {
+                4 => o.copy_from_slice(&avx512::dot_q4_1_q8_1::<4>(scales, nibbles, a)),
+                3 => o.copy_from_slice(&avx512::dot_q4_1_q8_1::<3>(scales, nibbles, a)),
+                2 => o.copy_from_slice(&avx512::dot_q4_1_q8_1::<2>(scales, nibbles, a)),
+                _ => o.copy_from_slice(&avx512::dot_q4_1_q8_1::<1>(scales, nibbles, a)),
+            }
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("AVX-512 kernels run only on x86_64")
 }
 
-/// Σ over blocks of d_w·Σ(q_w·x); the caller checked [`has_avx512`].
-pub(super) fn dot_q8_0_f32(scales: &[f32], quants: &[[i8; 32]], x: &[f32]) -> f32 {
-    assert!(quants.len() == scales.len() && x.len() == 32 * scales.len());
+/// `out[r]` = Σ over blocks of d_w·Σ(q_w·x) for row `r` of `xs: [out.len(), in]`; the caller
+/// checked [`has_avx512`].
+pub(super) fn dot_q8_0_f32_rows(scales: &[f32], quants: &[[i8; 32]], xs: &[f32], out: &mut [f32]) {
+    let in_dim = 32 * scales.len();
+    assert!(quants.len() == scales.len() && xs.len() == in_dim * out.len());
     #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: the caller checked AVX-512 F/BW/VL; lengths were checked above.
-        unsafe { avx512::dot_q8_0_f32(scales, quants, x) }
+    for (x, o) in xs.chunks(ROWS * in_dim).zip(out.chunks_mut(ROWS)) {
+        // SAFETY: the caller checked AVX-512 F/BW/VL; x holds o.len() rows of in_dim.
+        unsafe {
+            match o.len() {
+                4 => o.copy_from_slice(&avx512::dot_q8_0_f32::<4>(scales, quants, x)),
+                3 => o.copy_from_slice(&avx512::dot_q8_0_f32::<3>(scales, quants, x)),
+                2 => o.copy_from_slice(&avx512::dot_q8_0_f32::<2>(scales, quants, x)),
+                _ => o.copy_from_slice(&avx512::dot_q8_0_f32::<1>(scales, quants, x)),
+            }
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("AVX-512 kernels run only on x86_64")
@@ -104,20 +134,22 @@ mod avx512 {
         [a, a, a, a, b, b, b, b, a, a, a, a, b, b, b, b]
     }
 
+    /// R activation rows against one Q4_1 weight row: each pair of weight blocks is loaded
+    /// and unpacked once, then one `vpdpbusd`, one convert and one FMA per row.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
-    pub(super) unsafe fn dot_q4_1_q8_1(
+    pub(super) unsafe fn dot_q4_1_q8_1<const R: usize>(
         scales: &[[f16; 2]],
         nibbles: &[[u8; 16]],
-        a: &Q8_1Wide,
-    ) -> f32 {
+        acts: &[Q8_1Wide],
+    ) -> [f32; R] {
         let nb = scales.len();
         let low = _mm512_set1_epi8(0x0F);
         let index = [0, 1, 2, 3].map(|k| {
             // SAFETY: 16 i32 are 64 bytes; unaligned load.
             unsafe { _mm512_loadu_si512(scale_index(k).as_ptr().cast()) }
         });
-        let mut acc = [_mm512_setzero_ps(); 2];
-        let mut mins = _mm512_setzero_ps();
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        let mut mins = [_mm512_setzero_ps(); R];
         let (sp, np) = (scales.as_ptr().cast::<i16>(), nibbles.as_ptr().cast::<i8>());
         for g in (0..nb).step_by(SCALE_GROUP) {
             let n = (nb - g).min(SCALE_GROUP);
@@ -126,48 +158,58 @@ mod avx512 {
                 let mask = ((1u32 << (2 * n)) - 1) as __mmask16;
                 _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, sp.add(2 * g)))
             };
-            // SAFETY: a.scales is padded to whole groups.
-            let ads = unsafe { _mm512_loadu_ps(a.scales.as_ptr().add(g).cast()) };
-            let prod = _mm512_mul_ps(wdm, ads);
             prefetch(sp.wrapping_add(2 * (g + PREFETCH_BYTES / 16)));
-            mins = _mm512_add_ps(mins, prod);
+            let prod: [__m512; R] = std::array::from_fn(|r| {
+                // SAFETY: every row's scales are padded to whole groups.
+                let ads = unsafe { _mm512_loadu_ps(acts[r].scales.as_ptr().add(g).cast()) };
+                _mm512_mul_ps(wdm, ads)
+            });
+            for (m, p) in mins.iter_mut().zip(&prod) {
+                *m = _mm512_add_ps(*m, *p);
+            }
             for k in 0..n.div_ceil(2) {
                 let b = g + 2 * k;
-                // SAFETY: the pair's 32 nibble bytes (16 for an odd last block) are in bounds;
-                // a.pairs has one entry per pair.
-                let (raw, av) = unsafe {
+                // SAFETY: the pair's 32 nibble bytes (16 for an odd last block) are in bounds.
+                let raw = unsafe {
                     let mask = if b + 1 < nb { u32::MAX } else { 0xFFFF };
-                    (
-                        _mm256_maskz_loadu_epi8(mask, np.add(16 * b)),
-                        _mm512_loadu_si512(a.pairs.as_ptr().add(b / 2).cast()),
-                    )
+                    _mm256_maskz_loadu_epi8(mask, np.add(16 * b))
                 };
                 prefetch(np.wrapping_add(16 * b + PREFETCH_BYTES));
                 let hi = _mm256_srli_epi16(raw, 4);
                 let w =
                     _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(raw), hi, 1), low);
-                let sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, av);
-                let s = _mm512_permutexvar_ps(index[k], prod);
-                acc[k & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), s, acc[k & 1]);
+                for r in 0..R {
+                    // SAFETY: every row has one entry per pair (checked by the caller).
+                    let av =
+                        unsafe { _mm512_loadu_si512(acts[r].pairs.as_ptr().add(b / 2).cast()) };
+                    let sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, av);
+                    let s = _mm512_permutexvar_ps(index[k], prod[r]);
+                    acc[r][k & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), s, acc[r][k & 1]);
+                }
             }
         }
         // The even lanes of `mins` hold d·d_a products, which the pairs already used.
-        let mins = _mm512_maskz_mov_ps(0xAAAA, mins);
-        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), mins))
+        std::array::from_fn(|r| {
+            let m = _mm512_maskz_mov_ps(0xAAAA, mins[r]);
+            _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]), m))
+        })
     }
 
+    /// R rows of `xs: [R, in]` against one Q8_0 weight row: each block widened to f32 once.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub(super) unsafe fn dot_q8_0_f32(scales: &[f32], quants: &[[i8; 32]], x: &[f32]) -> f32 {
-        let mut acc = [_mm512_setzero_ps(); 2];
+    pub(super) unsafe fn dot_q8_0_f32<const R: usize>(
+        scales: &[f32],
+        quants: &[[i8; 32]],
+        xs: &[f32],
+    ) -> [f32; R] {
+        let in_dim = 32 * scales.len();
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
         for (b, (d, q)) in scales.iter().zip(quants).enumerate() {
-            // SAFETY: q is 32 bytes and x holds 32 floats per block (checked by the caller).
-            let (q0, q1, x0, x1) = unsafe {
-                let xp = x.as_ptr().add(32 * b);
+            // SAFETY: q is 32 bytes.
+            let (q0, q1) = unsafe {
                 (
                     _mm_loadu_si128(q.as_ptr().cast()),
                     _mm_loadu_si128(q.as_ptr().add(16).cast()),
-                    _mm512_loadu_ps(xp),
-                    _mm512_loadu_ps(xp.add(16)),
                 )
             };
             prefetch(q.as_ptr().wrapping_add(PREFETCH_BYTES));
@@ -176,9 +218,17 @@ mod avx512 {
             }
             let w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0));
             let w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1));
-            let block = _mm512_fmadd_ps(w0, x0, _mm512_mul_ps(w1, x1));
-            acc[b & 1] = _mm512_fmadd_ps(block, _mm512_set1_ps(*d), acc[b & 1]);
+            let dv = _mm512_set1_ps(*d);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: xs holds R rows of in_dim floats (checked by the caller).
+                let (x0, x1) = unsafe {
+                    let xp = xs.as_ptr().add(r * in_dim + 32 * b);
+                    (_mm512_loadu_ps(xp), _mm512_loadu_ps(xp.add(16)))
+                };
+                let block = _mm512_fmadd_ps(w0, x0, _mm512_mul_ps(w1, x1));
+                acc[b & 1] = _mm512_fmadd_ps(block, dv, acc[b & 1]);
+            }
         }
-        _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]))
+        std::array::from_fn(|r| _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1])))
     }
 }

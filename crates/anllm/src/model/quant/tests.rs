@@ -100,7 +100,7 @@ fn concat_stacks_output_rows() {
 }
 
 /// Seeded pseudo-random values in [-1, 1) (xorshift64*).
-fn random(n: usize, seed: u64) -> Vec<f32> {
+pub(super) fn random(n: usize, seed: u64) -> Vec<f32> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..n)
         .map(|_| {
@@ -114,7 +114,7 @@ fn random(n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// `[out, in]` weights quantized to `dtype` and taken over by our kernels.
-fn quant_matrix(w: &[f32], out: usize, dtype: GgmlDType) -> QuantMatrix {
+pub(super) fn quant_matrix(w: &[f32], out: usize, dtype: GgmlDType) -> QuantMatrix {
     let w = Tensor::from_vec(w.to_vec(), (out, w.len() / out), &Device::Cpu).unwrap();
     QuantMatrix::from_qtensor(&QTensor::quantize(&w, dtype).unwrap())
         .unwrap()
@@ -122,7 +122,7 @@ fn quant_matrix(w: &[f32], out: usize, dtype: GgmlDType) -> QuantMatrix {
 }
 
 /// Σ|w·x| over one weight row: the scale of the rounding errors of any summation order.
-fn magnitude(w: &[f32], x: &[f32]) -> f32 {
+pub(super) fn magnitude(w: &[f32], x: &[f32]) -> f32 {
     w.iter().zip(x).map(|(w, x)| (w * x).abs()).sum()
 }
 
@@ -132,7 +132,7 @@ fn magnitude(w: &[f32], x: &[f32]) -> f32 {
 /// in other lanes, and the blocks are summed in another order. Each step errs by at most an
 /// ulp or so of the running sum, so over ≤ 10 blocks 1e-5·Σ|w·x| (~100 f32 ulps) bounds it
 /// with a wide margin, while a wrong lane, block or row would be off by ~1/nb of Σ|w·x|.
-const ROUNDING: f32 = 1e-5;
+pub(super) const ROUNDING: f32 = 1e-5;
 
 /// Q4_1 weights `[out, in]` against `t` rows: the multi-row kernel against the scalar kernel
 /// row by row; max |Δ| / Σ|w·x|.
@@ -284,143 +284,4 @@ fn dequantized_rows_equal_candles_dequantization() {
         }
         assert!(m.dequantize_rows(&[7]).is_err());
     }
-}
-
-/// Block counts the AVX-512 kernels split differently: a lone block, an odd last pair, one
-/// and two whole scale groups of 8 with tails, and the model's widths (576 = 18 blocks,
-/// 1536 = 48).
-const WIDE_BLOCKS: [usize; 9] = [1, 2, 3, 7, 8, 9, 17, 18, 48];
-
-/// Skips (loudly) where the CPU lacks AVX-512 VNNI: the kernels under test cannot run there,
-/// and `forward` never picks them.
-fn avx512_or_skip(test: &str) -> bool {
-    let ok = super::simd512::has_avx512();
-    if !ok {
-        eprintln!("{test}: this CPU has no AVX-512 F/BW/VL/VNNI; the AVX-512 kernels were not run");
-    }
-    ok
-}
-
-#[test]
-fn q4_1_avx512_kernel_equals_scalar_kernel() {
-    if !avx512_or_skip("q4_1_avx512_kernel_equals_scalar_kernel") {
-        return;
-    }
-    for nb in WIDE_BLOCKS {
-        let (out_dim, in_dim) = (3, nb * BLOCK);
-        let w = random(out_dim * in_dim, 40 + nb as u64);
-        let x = random(in_dim, 90 + nb as u64);
-        // Extreme rows too: every nibble 15 or 0 against activations at ±127.
-        let extreme: Vec<f32> = (0..in_dim).map(|i| [1.0, -1.0][i % 2]).collect();
-        let m = quant_matrix(&w, out_dim, GgmlDType::Q4_1);
-        let Blocks::Q4_1 { scales, nibbles } = &m.blocks else {
-            panic!("not Q4_1")
-        };
-        for xr in [&x, &extreme] {
-            let a = Q8_1Row::quantize(xr);
-            let wide = super::simd512::Q8_1Wide::new(&a);
-            for row in 0..out_dim {
-                let (s, q) = (&scales[row * nb..][..nb], &nibbles[row * nb..][..nb]);
-                let got = super::simd512::dot_q4_1_q8_1(s, q, &wide);
-                let want = dot_q4_1_q8_1_scalar(s, q, &a);
-                let scale = magnitude(&w[row * in_dim..][..in_dim], xr);
-                let err = (got - want).abs() / scale;
-                assert!(err < ROUNDING, "{nb} blocks, row {row}: {got} vs {want}");
-            }
-        }
-    }
-}
-
-#[test]
-fn q8_0_avx512_kernel_equals_scalar_kernel() {
-    if !avx512_or_skip("q8_0_avx512_kernel_equals_scalar_kernel") {
-        return;
-    }
-    for nb in WIDE_BLOCKS {
-        let (out_dim, in_dim) = (3, nb * BLOCK);
-        let w = random(out_dim * in_dim, 60 + nb as u64);
-        let x = random(in_dim, 70 + nb as u64);
-        let m = quant_matrix(&w, out_dim, GgmlDType::Q8_0);
-        let Blocks::Q8_0 { scales, quants } = &m.blocks else {
-            panic!("not Q8_0")
-        };
-        for row in 0..out_dim {
-            let (s, q) = (&scales[row * nb..][..nb], &quants[row * nb..][..nb]);
-            let got = super::simd512::dot_q8_0_f32(s, q, &x);
-            let want = dot_q8_0_f32_scalar(s, q, &x);
-            let err = (got - want).abs() / magnitude(&w[row * in_dim..][..in_dim], &x);
-            assert!(err < ROUNDING, "{nb} blocks, row {row}: {got} vs {want}");
-        }
-    }
-}
-
-#[test]
-fn single_row_kernels_equal_scalar_kernels_at_every_width() {
-    // What `forward` runs for one row on this CPU (AVX-512, AVX2 or scalar), with its
-    // prefetching, against the scalar kernels, at the widths above.
-    for nb in WIDE_BLOCKS {
-        let (out_dim, in_dim) = (5, nb * BLOCK);
-        let w = random(out_dim * in_dim, 80 + nb as u64);
-        let xv = random(in_dim, 85 + nb as u64);
-        let x = Tensor::from_vec(xv.clone(), (1, in_dim), &Device::Cpu).unwrap();
-        for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
-            let m = quant_matrix(&w, out_dim, dtype);
-            let got: Vec<f32> = m
-                .forward(&x)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
-            for (row, g) in got.iter().enumerate() {
-                let want = match &m.blocks {
-                    Blocks::Q4_1 { scales, nibbles } => dot_q4_1_q8_1_scalar(
-                        &scales[row * nb..][..nb],
-                        &nibbles[row * nb..][..nb],
-                        &Q8_1Row::quantize(&xv),
-                    ),
-                    Blocks::Q8_0 { scales, quants } => dot_q8_0_f32_scalar(
-                        &scales[row * nb..][..nb],
-                        &quants[row * nb..][..nb],
-                        &xv,
-                    ),
-                };
-                let err = (g - want).abs() / magnitude(&w[row * in_dim..][..in_dim], &xv);
-                assert!(
-                    err < ROUNDING,
-                    "{dtype:?}, {nb} blocks, row {row}: {g} vs {want}"
-                );
-            }
-        }
-    }
-}
-
-#[test]
-fn avx2_activation_quantizer_equals_scalar_exactly() {
-    use super::act::{avx2, quantize_block_scalar};
-    if !has_avx2() {
-        eprintln!("avx2_activation_quantizer_equals_scalar_exactly: no AVX2 on this CPU; not run");
-        return;
-    }
-    // Random blocks at several magnitudes, exact ties (x/d = k + 0.5: 63.5 → 64, 62.5 → 62),
-    // an all-zero block and one spike.
-    let mut blocks: Vec<[f32; 32]> = (0..64)
-        .map(|i| {
-            let v = random(32, 500 + i);
-            std::array::from_fn(|j| v[j] * 10f32.powi(i as i32 % 7 - 3))
-        })
-        .collect();
-    blocks.push(std::array::from_fn(|j| {
-        [127.0, 63.5, -62.5, 0.5, -1.5][j % 5]
-    }));
-    blocks.push([0.0; 32]);
-    blocks.push(std::array::from_fn(|j| if j == 17 { -3.0 } else { 1e-3 }));
-    for (i, b) in blocks.iter().enumerate() {
-        // SAFETY: AVX2 was detected above.
-        #[allow(unsafe_code)]
-        let got = unsafe { avx2::quantize_block(b) };
-        assert_eq!(got, quantize_block_scalar(b), "block {i}");
-    }
-    let ties = quantize_block_scalar(&blocks[64]).2;
-    assert_eq!(&ties[..5], &[127, 64, -62, 0, -2], "ties to even");
 }

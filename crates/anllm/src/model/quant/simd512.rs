@@ -1,11 +1,12 @@
-//! AVX-512 single-row kernels for decode (one activation row against every weight row).
+//! AVX-512 kernels for one to four activation rows (decode, batched decode, small prefill
+//! chunks) against every weight row.
 //!
 //! The AVX2 kernels in `simd.rs` spend about ten instructions per 32-weight block (nibble
-//! split, `maddubs` + `madd`, a scalar f16 scale conversion and a scalar min term), and one
-//! decode step reads the weights at about half the bandwidth one core can stream. These handle
-//! two blocks per 512-bit register, take the integer sums from one VNNI `vpdpbusd`, and convert
-//! the f16 scales of eight blocks at once. Chosen at run time where the CPU has AVX-512 F/BW/VL
-//! and VNNI; elsewhere the AVX2 or scalar kernels run. Tested against the scalar kernels.
+//! split, `maddubs` + `madd`, a scalar f16 scale conversion and a scalar min term). These handle
+//! two blocks per 512-bit register, take each row's integer sums from one VNNI `vpdpbusd`,
+//! convert the f16 scales of eight blocks at once, and unpack each weight block once for up to
+//! four rows. Chosen at run time where the CPU has AVX-512 F/BW/VL and VNNI; elsewhere the AVX2
+//! or scalar kernels run. Tested against the scalar kernels (`tests_wide.rs`).
 
 #![allow(unsafe_code)] // std::arch intrinsics, guarded by runtime feature detection.
 

@@ -131,7 +131,9 @@ pub(super) fn magnitude(w: &[f32], x: &[f32]) -> f32 {
 /// multiplied in another order, each block's halves (Q4_1) or quarters (Q8_0) are accumulated
 /// in other lanes, and the blocks are summed in another order. Each step errs by at most an
 /// ulp or so of the running sum, so over ≤ 10 blocks 1e-5·Σ|w·x| (~100 f32 ulps) bounds it
-/// with a wide margin, while a wrong lane, block or row would be off by ~1/nb of Σ|w·x|.
+/// with a wide margin (the AVX-512 tests in `tests_wide.rs` go to 48 blocks, about as many
+/// rounding steps as that bound allows at worst; the errors are signed, so they add far less),
+/// while a wrong lane, block or row would be off by ~1/nb of Σ|w·x|.
 pub(super) const ROUNDING: f32 = 1e-5;
 
 /// Q4_1 weights `[out, in]` against `t` rows: the multi-row kernel against the scalar kernel

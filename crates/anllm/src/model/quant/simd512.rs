@@ -1,5 +1,5 @@
-//! AVX-512 kernels for one to four activation rows (decode, batched decode, small prefill
-//! chunks) against every weight row.
+//! AVX-512 kernels for one activation row (decode) against every weight row, written for up
+//! to four rows (tested; `forward` dispatches one row only, see the module docs of `quant`).
 //!
 //! The AVX2 kernels in `simd.rs` spend about ten instructions per 32-weight block (nibble
 //! split, `maddubs` + `madd`, a scalar f16 scale conversion and a scalar min term). These handle

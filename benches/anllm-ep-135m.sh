@@ -2,7 +2,7 @@
 # AnLLM-EP-135M: turn the default model (SmolLM2-135M-Instruct) into an AnLLM-EP by
 # distillation under the AnSAN mask, then measure it. Fetches nothing new (run
 # scripts/fetch-assets.sh once). Resumable: run it again with the same --out and it continues
-# (transcripts, then training up to --minutes of training wall time, then the evaluation).
+# (transcripts, then training up to --minutes of training step time, then the evaluation).
 #
 #   benches/anllm-ep-135m.sh [--minutes M] [--out DIR] [--prompts N] [--steps N]
 #   (--steps: the last step of the cosine learning-rate schedule, 560 by default: about 110 quiet
@@ -85,7 +85,7 @@ PY
 # 3. No scored evaluation item in the training data.
 "$ANLLM" eval overlap --data "$OUT/prompts.txt" "$OUT/chat.jsonl" "$OUT/corpus-slice.txt" >&2
 
-# 4. Distillation, resumable, until MINUTES of training wall time.
+# 4. Distillation, resumable, until MINUTES of training step time (`--max-minutes`).
 RUN="$OUT/run"
 TRAIN=(train --data "$OUT/chat.jsonl" "$OUT/corpus-slice.txt" --eval-data "$H/corpus/heldout.txt"
   --anchors ep --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 1e-4 --warmup 10

@@ -10,13 +10,10 @@
 //!   cheaper per row than the single-row kernels, which one row keeps).
 //!
 //! * One row (decode) on a CPU with AVX-512 VNNI: `simd512.rs` (two blocks per register, one
-//!   `vpdpbusd` per pair, eight blocks' scales converted at once). Its 2–4-row variants are
-//!   tested but not dispatched: batched decode measured no faster with them than with the
-//!   AVX2 multi-row kernels, and their other rounding order moves the quantized goldens by
-//!   up to 0.058 nats (8-bit activation re-quantization compounds it over 30 layers), past
-//!   the 0.05 those tests hold.
-//! * Every kernel prefetches its weight stream [`crate::prefetch::AHEAD`] bytes ahead: a decode step
-//!   reads each weight once, and without the hints the kernels waited on memory.
+//!   `vpdpbusd` per pair, eight blocks' scales converted at once).
+//! * Every matrix-vector kernel prefetches its weight stream [`crate::prefetch::AHEAD`] bytes
+//!   ahead: a decode step reads each weight once, and without the hints the kernels waited on
+//!   memory.
 //!
 //! Both fall back to portable scalar code without AVX2/FMA (`simd.rs`). Work is split over output rows
 //! with rayon (whose pool size the CLI's `--threads` sets).
@@ -246,30 +243,26 @@ impl QuantMatrix {
         match &self.blocks {
             Blocks::Q4_1 { scales, nibbles } => {
                 let acts: Vec<Q8_1Row> = xs.chunks_exact(in_dim).map(Q8_1Row::quantize).collect();
-                if t == 1 && has_avx512() {
-                    let wide: Vec<Q8_1Wide> = acts.iter().map(Q8_1Wide::new).collect();
-                    for_each_output_row(&mut cols, t, |row, dst| {
-                        let (s, q) = (&scales[row * nb..][..nb], &nibbles[row * nb..][..nb]);
-                        simd512::dot_q4_1_q8_1_rows(s, q, &wide, dst);
-                    });
-                } else {
-                    let groups = Q8_1Groups::new(&acts); // empty for one row
-                    for_each_output_row(&mut cols, t, |row, dst| {
-                        let (s, q) = (&scales[row * nb..][..nb], &nibbles[row * nb..][..nb]);
-                        if let [a] = &acts[..] {
-                            dst[0] = dot_q4_1_q8_1(s, q, a);
-                        } else {
-                            dot_q4_1_q8_1_rows(s, q, &acts, &groups, dst);
-                        }
-                    });
-                }
+                let groups = Q8_1Groups::new(&acts); // empty for one row
+                let wide = match &acts[..] {
+                    [a] if has_avx512() => Some(Q8_1Wide::new(a)),
+                    _ => None,
+                };
+                for_each_output_row(&mut cols, t, |row, dst| {
+                    let (s, q) = (&scales[row * nb..][..nb], &nibbles[row * nb..][..nb]);
+                    match (&wide, &acts[..]) {
+                        (Some(a), _) => dst[0] = simd512::dot_q4_1_q8_1(s, q, a),
+                        (None, [a]) => dst[0] = dot_q4_1_q8_1(s, q, a),
+                        (None, _) => dot_q4_1_q8_1_rows(s, q, &acts, &groups, dst),
+                    }
+                });
             }
             Blocks::Q8_0 { scales, quants } => {
                 let wide = t == 1 && has_avx512();
                 for_each_output_row(&mut cols, t, |row, dst| {
                     let (s, q) = (&scales[row * nb..][..nb], &quants[row * nb..][..nb]);
                     if wide {
-                        simd512::dot_q8_0_f32_rows(s, q, &xs, dst);
+                        dst[0] = simd512::dot_q8_0_f32(s, q, &xs);
                     } else if t == 1 {
                         dst[0] = dot_q8_0_f32(s, q, &xs);
                     } else {

@@ -67,17 +67,14 @@ pub(super) fn dot_q8_0_f32_scalar(scales: &[f32], quants: &[[i8; 32]], x: &[f32]
 #[cfg(target_arch = "x86_64")]
 pub(super) use avx2::hsum;
 
-/// How far ahead of a kernel its weight stream is prefetched, in bytes of quants (scales: the
-/// same number of blocks ahead).
-pub(super) use crate::prefetch::{AHEAD as PREFETCH_BYTES, prefetch};
-
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
 
     use half::f16;
 
-    use super::{BLOCK, PREFETCH_BYTES, Q8_1Row, prefetch};
+    use super::{BLOCK, Q8_1Row};
+    use crate::prefetch::{AHEAD, prefetch};
 
     /// The sum of the 8 lanes.
     #[target_feature(enable = "avx2,fma")]
@@ -104,10 +101,10 @@ mod avx2 {
             .enumerate()
         {
             if b % 4 == 0 {
-                prefetch(q.as_ptr().wrapping_add(PREFETCH_BYTES));
+                prefetch(q.as_ptr().wrapping_add(AHEAD));
             }
             if b % 16 == 0 {
-                prefetch(s.as_ptr().wrapping_add(PREFETCH_BYTES / 16 * 2));
+                prefetch(s.as_ptr().wrapping_add(AHEAD / 16 * 2));
             }
             let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(
                 (s[0].to_bits() as u32 | (s[1].to_bits() as u32) << 16) as i32,
@@ -147,10 +144,10 @@ mod avx2 {
             .enumerate()
         {
             if b % 2 == 0 {
-                prefetch(q.as_ptr().wrapping_add(PREFETCH_BYTES));
+                prefetch(q.as_ptr().wrapping_add(AHEAD));
             }
             if b % 16 == 0 {
-                prefetch(std::ptr::from_ref(d).wrapping_add(PREFETCH_BYTES / 32));
+                prefetch(std::ptr::from_ref(d).wrapping_add(AHEAD / 32));
             }
             let dv = _mm256_set1_ps(*d);
             for (k, acc) in acc.iter_mut().enumerate() {

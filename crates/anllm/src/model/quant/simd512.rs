@@ -1,12 +1,12 @@
-//! AVX-512 kernels for one activation row (decode) against every weight row, written for up
-//! to four rows (tested; `forward` dispatches one row only, see the module docs of `quant`).
+//! AVX-512 single-row kernels for decode (one activation row against every weight row).
 //!
 //! The AVX2 kernels in `simd.rs` spend about ten instructions per 32-weight block (nibble
 //! split, `maddubs` + `madd`, a scalar f16 scale conversion and a scalar min term). These handle
-//! two blocks per 512-bit register, take each row's integer sums from one VNNI `vpdpbusd`,
-//! convert the f16 scales of eight blocks at once, and unpack each weight block once for up to
-//! four rows. Chosen at run time where the CPU has AVX-512 F/BW/VL and VNNI; elsewhere the AVX2
-//! or scalar kernels run. Tested against the scalar kernels (`tests_wide.rs`).
+//! two blocks per 512-bit register, take the integer sums from one VNNI `vpdpbusd`, and convert
+//! the f16 scales of eight blocks at once. Chosen at run time where the CPU has AVX-512 F/BW/VL
+//! and VNNI; elsewhere the AVX2 or scalar kernels run. Several rows (batched decode, short
+//! prefill chunks) keep the AVX2 multi-row kernels: a 1–4-row version of these measured no
+//! faster there (`docs/benchmarks.md`). Tested against the scalar kernels (`tests_wide.rs`).
 
 #![allow(unsafe_code)] // std::arch intrinsics, guarded by runtime feature detection.
 
@@ -64,55 +64,25 @@ impl Q8_1Wide {
     }
 }
 
-/// Activation rows per kernel call: each weight block is unpacked once for up to this many.
-const ROWS: usize = 4;
-
-/// `out[r]` = Σ over blocks of d_w·d_a·Σ(q_w·q_a) + m_w·(d_a·Σq_a) for activation row
-/// `acts[r]`; the caller checked [`has_avx512`].
-pub(super) fn dot_q4_1_q8_1_rows(
-    scales: &[[f16; 2]],
-    nibbles: &[[u8; 16]],
-    acts: &[Q8_1Wide],
-    out: &mut [f32],
-) {
-    let pairs = scales.len().div_ceil(2);
-    assert!(nibbles.len() == scales.len() && acts.len() == out.len());
-    assert!(
-        acts.iter()
-            .all(|a| a.pairs.len() == pairs && a.scales.len() >= scales.len())
-    );
+/// Σ over blocks of d_w·d_a·Σ(q_w·q_a) + m_w·(d_a·Σq_a); the caller checked [`has_avx512`].
+pub(super) fn dot_q4_1_q8_1(scales: &[[f16; 2]], nibbles: &[[u8; 16]], a: &Q8_1Wide) -> f32 {
+    assert!(nibbles.len() == scales.len() && a.pairs.len() == scales.len().div_ceil(2));
     #[cfg(target_arch = "x86_64")]
-    for (a, o) in acts.chunks(ROWS).zip(out.chunks_mut(ROWS)) {
+    {
         // SAFETY: the caller checked AVX-512 F/BW/VL/VNNI; lengths were checked above.
-        unsafe {
-            match a.len() {
-                4 => o.copy_from_slice(&avx512::dot_q4_1_q8_1::<4>(scales, nibbles, a)),
-                3 => o.copy_from_slice(&avx512::dot_q4_1_q8_1::<3>(scales, nibbles, a)),
-                2 => o.copy_from_slice(&avx512::dot_q4_1_q8_1::<2>(scales, nibbles, a)),
-                _ => o.copy_from_slice(&avx512::dot_q4_1_q8_1::<1>(scales, nibbles, a)),
-            }
-        }
+        unsafe { avx512::dot_q4_1_q8_1(scales, nibbles, a) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("AVX-512 kernels run only on x86_64")
 }
 
-/// `out[r]` = Σ over blocks of d_w·Σ(q_w·x) for row `r` of `xs: [out.len(), in]`; the caller
-/// checked [`has_avx512`].
-pub(super) fn dot_q8_0_f32_rows(scales: &[f32], quants: &[[i8; 32]], xs: &[f32], out: &mut [f32]) {
-    let in_dim = 32 * scales.len();
-    assert!(quants.len() == scales.len() && xs.len() == in_dim * out.len());
+/// Σ over blocks of d_w·Σ(q_w·x); the caller checked [`has_avx512`].
+pub(super) fn dot_q8_0_f32(scales: &[f32], quants: &[[i8; 32]], x: &[f32]) -> f32 {
+    assert!(quants.len() == scales.len() && x.len() == 32 * scales.len());
     #[cfg(target_arch = "x86_64")]
-    for (x, o) in xs.chunks(ROWS * in_dim).zip(out.chunks_mut(ROWS)) {
-        // SAFETY: the caller checked AVX-512 F/BW/VL; x holds o.len() rows of in_dim.
-        unsafe {
-            match o.len() {
-                4 => o.copy_from_slice(&avx512::dot_q8_0_f32::<4>(scales, quants, x)),
-                3 => o.copy_from_slice(&avx512::dot_q8_0_f32::<3>(scales, quants, x)),
-                2 => o.copy_from_slice(&avx512::dot_q8_0_f32::<2>(scales, quants, x)),
-                _ => o.copy_from_slice(&avx512::dot_q8_0_f32::<1>(scales, quants, x)),
-            }
-        }
+    {
+        // SAFETY: the caller checked AVX-512 F/BW/VL; lengths were checked above.
+        unsafe { avx512::dot_q8_0_f32(scales, quants, x) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("AVX-512 kernels run only on x86_64")
@@ -124,8 +94,8 @@ mod avx512 {
 
     use half::f16;
 
-    use super::super::simd::{PREFETCH_BYTES, prefetch};
     use super::{Q8_1Wide, SCALE_GROUP};
+    use crate::prefetch::{AHEAD, prefetch};
 
     /// For the k-th pair of a scale group: the lane of its blocks' d_w·d_a in the group's
     /// product vector [d0·a0, m0·s0, d1·a1, …], spread over the dword lanes of the pair's
@@ -135,101 +105,85 @@ mod avx512 {
         [a, a, a, a, b, b, b, b, a, a, a, a, b, b, b, b]
     }
 
-    /// R activation rows against one Q4_1 weight row: each pair of weight blocks is loaded
-    /// and unpacked once, then one `vpdpbusd`, one convert and one FMA per row.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,f16c")]
-    pub(super) unsafe fn dot_q4_1_q8_1<const R: usize>(
+    pub(super) unsafe fn dot_q4_1_q8_1(
         scales: &[[f16; 2]],
         nibbles: &[[u8; 16]],
-        acts: &[Q8_1Wide],
-    ) -> [f32; R] {
+        a: &Q8_1Wide,
+    ) -> f32 {
         let nb = scales.len();
         let low = _mm512_set1_epi8(0x0F);
         let index = [0, 1, 2, 3].map(|k| {
             // SAFETY: 16 i32 are 64 bytes; unaligned load.
             unsafe { _mm512_loadu_si512(scale_index(k).as_ptr().cast()) }
         });
-        let mut acc = [[_mm512_setzero_ps(); 2]; R];
-        let mut mins = [_mm512_setzero_ps(); R];
+        let mut acc = [_mm512_setzero_ps(); 2];
+        let mut mins = _mm512_setzero_ps();
         let (sp, np) = (scales.as_ptr().cast::<i16>(), nibbles.as_ptr().cast::<i8>());
         for g in (0..nb).step_by(SCALE_GROUP) {
             let n = (nb - g).min(SCALE_GROUP);
-            // SAFETY: 2n f16 of blocks g..g+n are in bounds; the masked lanes are not read.
-            let wdm = unsafe {
+            // SAFETY: 2n f16 of blocks g..g+n are in bounds; the masked lanes are not read;
+            // a.scales is padded to whole groups.
+            let (wdm, ads) = unsafe {
                 let mask = ((1u32 << (2 * n)) - 1) as __mmask16;
-                _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, sp.add(2 * g)))
+                (
+                    _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, sp.add(2 * g))),
+                    _mm512_loadu_ps(a.scales.as_ptr().add(g).cast()),
+                )
             };
-            prefetch(sp.wrapping_add(2 * (g + PREFETCH_BYTES / 16)));
-            let prod: [__m512; R] = std::array::from_fn(|r| {
-                // SAFETY: every row's scales are padded to whole groups.
-                let ads = unsafe { _mm512_loadu_ps(acts[r].scales.as_ptr().add(g).cast()) };
-                _mm512_mul_ps(wdm, ads)
-            });
-            for (m, p) in mins.iter_mut().zip(&prod) {
-                *m = _mm512_add_ps(*m, *p);
-            }
+            prefetch(sp.wrapping_add(2 * (g + AHEAD / 16)));
+            let prod = _mm512_mul_ps(wdm, ads);
+            mins = _mm512_add_ps(mins, prod);
             for k in 0..n.div_ceil(2) {
                 let b = g + 2 * k;
-                // SAFETY: the pair's 32 nibble bytes (16 for an odd last block) are in bounds.
-                let raw = unsafe {
+                // SAFETY: the pair's 32 nibble bytes (16 for an odd last block) are in bounds;
+                // a.pairs has one entry per pair.
+                let (raw, av) = unsafe {
                     let mask = if b + 1 < nb { u32::MAX } else { 0xFFFF };
-                    _mm256_maskz_loadu_epi8(mask, np.add(16 * b))
+                    (
+                        _mm256_maskz_loadu_epi8(mask, np.add(16 * b)),
+                        _mm512_loadu_si512(a.pairs.as_ptr().add(b / 2).cast()),
+                    )
                 };
-                prefetch(np.wrapping_add(16 * b + PREFETCH_BYTES));
+                prefetch(np.wrapping_add(16 * b + AHEAD));
                 let hi = _mm256_srli_epi16(raw, 4);
                 let w =
                     _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(raw), hi, 1), low);
-                for r in 0..R {
-                    // SAFETY: every row has one entry per pair (checked by the caller).
-                    let av =
-                        unsafe { _mm512_loadu_si512(acts[r].pairs.as_ptr().add(b / 2).cast()) };
-                    let sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, av);
-                    let s = _mm512_permutexvar_ps(index[k], prod[r]);
-                    acc[r][k & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), s, acc[r][k & 1]);
-                }
+                let sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, av);
+                let s = _mm512_permutexvar_ps(index[k], prod);
+                acc[k & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), s, acc[k & 1]);
             }
         }
         // The even lanes of `mins` hold d·d_a products, which the pairs already used.
-        std::array::from_fn(|r| {
-            let m = _mm512_maskz_mov_ps(0xAAAA, mins[r]);
-            _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]), m))
-        })
+        let mins = _mm512_maskz_mov_ps(0xAAAA, mins);
+        _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), mins))
     }
 
-    /// R rows of `xs: [R, in]` against one Q8_0 weight row: each block widened to f32 once.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-    pub(super) unsafe fn dot_q8_0_f32<const R: usize>(
-        scales: &[f32],
-        quants: &[[i8; 32]],
-        xs: &[f32],
-    ) -> [f32; R] {
-        let in_dim = 32 * scales.len();
-        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    pub(super) unsafe fn dot_q8_0_f32(scales: &[f32], quants: &[[i8; 32]], x: &[f32]) -> f32 {
+        let mut acc = [_mm512_setzero_ps(); 2];
         for (b, (d, q)) in scales.iter().zip(quants).enumerate() {
-            // SAFETY: q is 32 bytes.
-            let (q0, q1) = unsafe {
+            // SAFETY: q is 32 bytes and x holds 32 floats per block (checked by the caller).
+            let (q0, q1, x0, x1) = unsafe {
+                let xp = x.as_ptr().add(32 * b);
                 (
                     _mm_loadu_si128(q.as_ptr().cast()),
                     _mm_loadu_si128(q.as_ptr().add(16).cast()),
+                    _mm512_loadu_ps(xp),
+                    _mm512_loadu_ps(xp.add(16)),
                 )
             };
-            prefetch(q.as_ptr().wrapping_add(PREFETCH_BYTES));
+            if b % 2 == 0 {
+                prefetch(q.as_ptr().wrapping_add(AHEAD));
+            }
             if b % 16 == 0 {
-                prefetch(scales.as_ptr().wrapping_add(b + PREFETCH_BYTES / 32));
+                prefetch(scales.as_ptr().wrapping_add(b + AHEAD / 32));
             }
             let w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0));
             let w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1));
-            let dv = _mm512_set1_ps(*d);
-            for (r, acc) in acc.iter_mut().enumerate() {
-                // SAFETY: xs holds R rows of in_dim floats (checked by the caller).
-                let (x0, x1) = unsafe {
-                    let xp = xs.as_ptr().add(r * in_dim + 32 * b);
-                    (_mm512_loadu_ps(xp), _mm512_loadu_ps(xp.add(16)))
-                };
-                let block = _mm512_fmadd_ps(w0, x0, _mm512_mul_ps(w1, x1));
-                acc[b & 1] = _mm512_fmadd_ps(block, dv, acc[b & 1]);
-            }
+            let block = _mm512_fmadd_ps(w0, x0, _mm512_mul_ps(w1, x1));
+            acc[b & 1] = _mm512_fmadd_ps(block, _mm512_set1_ps(*d), acc[b & 1]);
         }
-        std::array::from_fn(|r| _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1])))
+        _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]))
     }
 }

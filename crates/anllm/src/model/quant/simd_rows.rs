@@ -134,15 +134,16 @@ mod avx2 {
 
     use half::f16;
 
-    use super::super::simd::{PREFETCH_BYTES, hsum, prefetch};
+    use super::super::simd::hsum;
     use super::{BLOCK, Q8_1Group};
+    use crate::prefetch::{AHEAD, prefetch};
 
-    /// Prefetches the weight stream of a Q4_1 row `PREFETCH_BYTES` of nibbles ahead of block
+    /// Prefetches the weight stream of a Q4_1 row [`AHEAD`] bytes of nibbles ahead of block
     /// (s, q). Once per block (several rows share each block here, so the hint is cheap).
     #[inline(always)]
     fn prefetch_q4_1(s: &[f16; 2], q: &[u8; 16]) {
-        prefetch(q.as_ptr().wrapping_add(PREFETCH_BYTES));
-        prefetch(s.as_ptr().wrapping_add(PREFETCH_BYTES / 16 * 2));
+        prefetch(q.as_ptr().wrapping_add(AHEAD));
+        prefetch(s.as_ptr().wrapping_add(AHEAD / 16 * 2));
     }
 
     /// A block's scale d and min m (f16 → f32) and its 32 weights as unsigned bytes
@@ -258,8 +259,8 @@ mod avx2 {
         assert!(quants.len() == scales.len() && xs.len() == N * in_dim && out.len() == N);
         let mut acc = [_mm256_setzero_ps(); N];
         for (b, (d, q)) in scales.iter().zip(quants).enumerate() {
-            prefetch(q.as_ptr().wrapping_add(PREFETCH_BYTES));
-            prefetch(std::ptr::from_ref(d).wrapping_add(PREFETCH_BYTES / 32));
+            prefetch(q.as_ptr().wrapping_add(AHEAD));
+            prefetch(std::ptr::from_ref(d).wrapping_add(AHEAD / 32));
             // The block's 32 weights as f32, converted once for all N rows.
             let mut w = [_mm256_setzero_ps(); 4];
             for (k, w) in w.iter_mut().enumerate() {

@@ -82,20 +82,7 @@ fn concat_stacks_output_rows() {
     let m = QuantMatrix::from_qtensor(&q).unwrap().unwrap();
     let both = QuantMatrix::concat(&[&m, &m]).unwrap();
     let x = Tensor::from_vec(values(64, 2.0), (1, 64), cpu).unwrap();
-    let one: Vec<f32> = m
-        .forward(&x)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let two: Vec<f32> = both
-        .forward(&x)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let (one, two) = (forward_values(&m, &x), forward_values(&both, &x));
     assert_eq!([one.clone(), one].concat(), two);
 }
 
@@ -118,6 +105,16 @@ pub(super) fn quant_matrix(w: &[f32], out: usize, dtype: GgmlDType) -> QuantMatr
     let w = Tensor::from_vec(w.to_vec(), (out, w.len() / out), &Device::Cpu).unwrap();
     QuantMatrix::from_qtensor(&QTensor::quantize(&w, dtype).unwrap())
         .unwrap()
+        .unwrap()
+}
+
+/// `m.forward(x)` flattened to its values.
+pub(super) fn forward_values(m: &QuantMatrix, x: &Tensor) -> Vec<f32> {
+    m.forward(x)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
         .unwrap()
 }
 

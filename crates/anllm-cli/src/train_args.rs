@@ -153,6 +153,11 @@ pub struct TrainArgs {
     /// With --distill: weight of the KL term; the cross-entropy on the data gets 1 − this.
     #[arg(long, default_value_t = 1.0, requires = "distill")]
     pub distill_alpha: f64,
+    /// With --distill: the teacher, a GGUF or Hugging Face directory [default: the starting
+    /// model]. For a second stage that starts from a trained checkpoint but keeps distilling
+    /// from the original model.
+    #[arg(long, requires = "distill")]
+    pub teacher: Option<PathBuf>,
     /// Continue the run saved in --out (same flags) from its latest checkpoint.
     #[arg(long)]
     pub resume: bool,

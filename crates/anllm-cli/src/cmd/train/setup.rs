@@ -127,9 +127,9 @@ pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
     })
 }
 
-/// The frozen teacher of --distill (`--teacher`, else the starting model) as the inference engine runs it (a
-/// quantized GGUF keeps its quantized kernels: about half the time of f32 per step; the
-/// student starts from the same weights dequantized).
+/// The frozen teacher of --distill (`--teacher`, else the starting model) as the inference
+/// engine runs it (a quantized GGUF keeps its quantized kernels: about half the time of f32 per
+/// step; a student starting from the same GGUF gets its weights dequantized).
 fn load_teacher(args: &TrainArgs, path: &std::path::Path) -> Result<Teacher> {
     let loaded = anllm::load_model(path, anllm::WeightDtype::Auto, &Device::Cpu)
         .with_context(|| format!("loading the teacher {}", path.display()))?;

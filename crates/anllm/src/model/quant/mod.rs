@@ -41,6 +41,19 @@ use simd_rows::{Q8_1Groups, dot_q4_1_q8_1_rows, dot_q8_0_f32_rows};
 use simd512::{Q8_1Wide, has_avx512};
 
 const BLOCK: usize = 32;
+/// Blocks between a kernel's read position and its prefetch: [`crate::prefetch::AHEAD`] bytes
+/// of the weight stream (16 nibble bytes per Q4_1 block, 32 quants per Q8_0 block). A block's
+/// scales are fetched the same number of blocks ahead.
+const Q4_1_AHEAD: usize = crate::prefetch::AHEAD / 16;
+const Q8_0_AHEAD: usize = crate::prefetch::AHEAD / 32;
+
+/// Prefetches the element `ahead` blocks past `block` in its weight row (nibbles, quants or
+/// scales); past the row's end is fine, a prefetch never faults.
+#[inline(always)]
+fn prefetch_ahead<T>(block: &T, ahead: usize) {
+    crate::prefetch::prefetch(std::ptr::from_ref(block).wrapping_add(ahead));
+}
+
 /// From this many activation rows on, dequantize and use f32 GEMM.
 const GEMM_MIN_ROWS: usize = 32;
 /// Output rows per rayon task.

@@ -74,7 +74,7 @@ mod avx2 {
     use half::f16;
 
     use super::{BLOCK, Q8_1Row};
-    use crate::prefetch::{AHEAD, prefetch};
+    use crate::model::quant::{Q4_1_AHEAD, Q8_0_AHEAD, prefetch_ahead};
 
     /// The sum of the 8 lanes.
     #[target_feature(enable = "avx2,fma")]
@@ -101,10 +101,10 @@ mod avx2 {
             .enumerate()
         {
             if b % 4 == 0 {
-                prefetch(q.as_ptr().wrapping_add(AHEAD));
+                prefetch_ahead(q, Q4_1_AHEAD);
             }
             if b % 16 == 0 {
-                prefetch(s.as_ptr().wrapping_add(AHEAD / 16 * 2));
+                prefetch_ahead(s, Q4_1_AHEAD);
             }
             let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(
                 (s[0].to_bits() as u32 | (s[1].to_bits() as u32) << 16) as i32,
@@ -144,10 +144,10 @@ mod avx2 {
             .enumerate()
         {
             if b % 2 == 0 {
-                prefetch(q.as_ptr().wrapping_add(AHEAD));
+                prefetch_ahead(q, Q8_0_AHEAD);
             }
             if b % 16 == 0 {
-                prefetch(std::ptr::from_ref(d).wrapping_add(AHEAD / 32));
+                prefetch_ahead(d, Q8_0_AHEAD);
             }
             let dv = _mm256_set1_ps(*d);
             for (k, acc) in acc.iter_mut().enumerate() {

@@ -95,7 +95,7 @@ mod avx512 {
     use half::f16;
 
     use super::{Q8_1Wide, SCALE_GROUP};
-    use crate::prefetch::{AHEAD, prefetch};
+    use crate::model::quant::{Q4_1_AHEAD, Q8_0_AHEAD, prefetch_ahead};
 
     /// For the k-th pair of a scale group: the lane of its blocks' d_w·d_a in the group's
     /// product vector [d0·a0, m0·s0, d1·a1, …], spread over the dword lanes of the pair's
@@ -131,7 +131,7 @@ mod avx512 {
                     _mm512_loadu_ps(a.scales.as_ptr().add(g).cast()),
                 )
             };
-            prefetch(sp.wrapping_add(2 * (g + AHEAD / 16)));
+            prefetch_ahead(&scales[g], Q4_1_AHEAD);
             let prod = _mm512_mul_ps(wdm, ads);
             mins = _mm512_add_ps(mins, prod);
             for k in 0..n.div_ceil(2) {
@@ -145,7 +145,7 @@ mod avx512 {
                         _mm512_loadu_si512(a.pairs.as_ptr().add(b / 2).cast()),
                     )
                 };
-                prefetch(np.wrapping_add(16 * b + AHEAD));
+                prefetch_ahead(&nibbles[b], Q4_1_AHEAD);
                 let hi = _mm256_srli_epi16(raw, 4);
                 let w =
                     _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(raw), hi, 1), low);
@@ -174,10 +174,10 @@ mod avx512 {
                 )
             };
             if b % 2 == 0 {
-                prefetch(q.as_ptr().wrapping_add(AHEAD));
+                prefetch_ahead(q, Q8_0_AHEAD);
             }
             if b % 16 == 0 {
-                prefetch(scales.as_ptr().wrapping_add(b + AHEAD / 32));
+                prefetch_ahead(d, Q8_0_AHEAD);
             }
             let w0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0));
             let w1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1));

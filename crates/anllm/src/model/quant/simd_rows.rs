@@ -136,14 +136,14 @@ mod avx2 {
 
     use super::super::simd::hsum;
     use super::{BLOCK, Q8_1Group};
-    use crate::prefetch::{AHEAD, prefetch};
+    use crate::model::quant::{Q4_1_AHEAD, Q8_0_AHEAD, prefetch_ahead};
 
-    /// Prefetches the weight stream of a Q4_1 row [`AHEAD`] bytes of nibbles ahead of block
-    /// (s, q). Once per block (several rows share each block here, so the hint is cheap).
+    /// Prefetches a Q4_1 row's nibbles and scales ahead of block (s, q). Once per block
+    /// (several rows share each block here, so the hint is cheap).
     #[inline(always)]
     fn prefetch_q4_1(s: &[f16; 2], q: &[u8; 16]) {
-        prefetch(q.as_ptr().wrapping_add(AHEAD));
-        prefetch(s.as_ptr().wrapping_add(AHEAD / 16 * 2));
+        prefetch_ahead(q, Q4_1_AHEAD);
+        prefetch_ahead(s, Q4_1_AHEAD);
     }
 
     /// A block's scale d and min m (f16 → f32) and its 32 weights as unsigned bytes
@@ -259,8 +259,8 @@ mod avx2 {
         assert!(quants.len() == scales.len() && xs.len() == N * in_dim && out.len() == N);
         let mut acc = [_mm256_setzero_ps(); N];
         for (b, (d, q)) in scales.iter().zip(quants).enumerate() {
-            prefetch(q.as_ptr().wrapping_add(AHEAD));
-            prefetch(std::ptr::from_ref(d).wrapping_add(AHEAD / 32));
+            prefetch_ahead(q, Q8_0_AHEAD);
+            prefetch_ahead(d, Q8_0_AHEAD);
             // The block's 32 weights as f32, converted once for all N rows.
             let mut w = [_mm256_setzero_ps(); 4];
             for (k, w) in w.iter_mut().enumerate() {

@@ -5,11 +5,13 @@
 # (transcripts, then training up to --minutes of training step time, then the evaluation).
 #
 #   benches/anllm-ep-135m.sh [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N]
+#                            [--pin-prompts S]
 #   (--minutes: training step time of both stages, 150 by default; --stage2-minutes: the second
 #   stage's share of it, 55 by default, 0 for one stage; --steps: the last step of the first
 #   stage's cosine learning-rate schedule, 560 by default: about 110 quiet minutes of 2-thread
 #   training at 87 tok/s; the first stage ends at whichever of --steps and M - M2 minutes comes
-#   first)
+#   first; --pin-prompts: the share of the second stage's conversations trained with their
+#   prompt pinned, as `generate --chat --anchors ep --pin-prompt` runs them, 0 by default)
 #   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1
 #
 # Steps:
@@ -38,6 +40,7 @@ STAGE2_MINUTES=55
 OUT=runs/anllm-ep-135m
 PROMPTS=360
 STEPS=560
+PIN_PROMPTS=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --minutes) MINUTES="$2"; shift 2 ;;
@@ -45,7 +48,8 @@ while [[ $# -gt 0 ]]; do
     --out) OUT="$2"; shift 2 ;;
     --prompts) PROMPTS="$2"; shift 2 ;;
     --steps) STEPS="$2"; shift 2 ;;
-    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N]" >&2; exit 2 ;;
+    --pin-prompts) PIN_PROMPTS="$2"; shift 2 ;;
+    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S]" >&2; exit 2 ;;
   esac
 done
 
@@ -142,7 +146,7 @@ if python3 -c "import sys; sys.exit(0 if $STAGE2_MINUTES > 0 else 1)"; then
   TRAIN2=(train --model "$(cat "$OUT/stage2-start.txt")" --teacher "$MODEL"
     --data "$OUT/chat.jsonl" "$OUT/fewshot.jsonl" "$OUT/corpus-slice2.txt" --eval-data "$H/corpus/heldout.txt"
     --anchors ep --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 5e-5 --warmup 5
-    --schedule constant --save-every 60 --eval-every 10 --eval-rows 4 --steps 100000 --threads "$THREADS" --out "$RUN2")
+    --schedule constant --pin-prompts "$PIN_PROMPTS" --save-every 60 --eval-every 10 --eval-rows 4 --steps 100000 --threads "$THREADS" --out "$RUN2")
   train_for "$RUN2" "$STAGE2_MINUTES" "${TRAIN2[@]}"
 fi
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Chat probes of docs/anllm-ep-135m.md: three prompts (a short story, an explanation, a list),
-greedy, 150 tokens, for each model x {full attention, --anchors ep}; prints a markdown table of
+greedy, 150 tokens, for each model x {full attention, --anchors ep, --anchors ep --pin-prompt
+(the prompt's KV kept, the answer's sentences pruned)}; prints a markdown table of
 distinct-2 (distinct word bigrams / bigrams) and the KV line, then the answers.
 
 Usage: chat.py ANLLM BASE_MODEL TRAINED_MODEL > chat.md
@@ -22,11 +23,13 @@ def distinct2(text):
     return len(set(bigrams)) / len(bigrams) if bigrams else 0.0
 
 
-def run(anllm, model, anchors, prompt):
+def run(anllm, model, anchors, pin, prompt):
     args = [anllm, "generate", "-m", model, "--dtype", "f32", "--chat", "-p", prompt,
             "--max-tokens", "150", "--temperature", "0", "--json"]
     if anchors:
         args += ["--anchors", "ep"]
+    if pin:
+        args += ["--pin-prompt"]
     out = subprocess.run(args, capture_output=True, text=True, check=True)
     stats = json.loads(out.stdout.strip().splitlines()[-1])
     kv = [l for l in out.stderr.splitlines() if "KV cache" in l]
@@ -35,14 +38,15 @@ def run(anllm, model, anchors, prompt):
 
 def main():
     anllm, base, trained = sys.argv[1:4]
-    configs = [("original", base, False), ("original", base, True),
-               ("trained", trained, False), ("trained", trained, True)]
+    configs = [(name, model, anchors, pin) for name, model in (("original", base), ("trained", trained))
+               for anchors, pin in ((False, False), (True, False), (True, True))]
     rows, answers = [], []
-    for name, model, anchors in configs:
-        label = f"{name}, {'anchors ep' if anchors else 'full attention'}"
+    for name, model, anchors, pin in configs:
+        attention = "anchors ep" if anchors else "full attention"
+        label = f"{name}, {attention}{', pinned prompt' if pin else ''}"
         scores = []
         for prompt in PROMPTS:
-            text, stats, kv = run(anllm, model, anchors, prompt)
+            text, stats, kv = run(anllm, model, anchors, pin, prompt)
             d2 = distinct2(text)
             scores.append(d2)
             stop = stats.get("stop_reason")

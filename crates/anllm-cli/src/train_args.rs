@@ -158,6 +158,11 @@ pub struct TrainArgs {
     /// from the original model.
     #[arg(long, requires = "distill")]
     pub teacher: Option<PathBuf>,
+    /// Share (0–1) of the chat documents whose prompt is pinned: every later token of the
+    /// conversation sees the prompt's tokens, as `generate --chat --pin-prompt` keeps the
+    /// prompt's KV. A seeded choice per conversation.
+    #[arg(long, default_value_t = 0.0)]
+    pub pin_prompts: f64,
     /// Continue the run saved in --out (same flags) from its latest checkpoint.
     #[arg(long)]
     pub resume: bool,

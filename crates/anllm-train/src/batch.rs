@@ -27,7 +27,8 @@ pub struct BatchRule {
 
 impl BatchRule {
     /// The cells of one row: anchors close segments, pads (tokens of no document) are
-    /// [`Role::Pad`], positions and segments restart with every document.
+    /// [`Role::Pad`], positions and segments restart with every document, and a pinned
+    /// prompt's tokens ([`Example::pinned`]) stay visible to the rest of their document.
     pub fn cells(&self, row: &Example) -> Vec<Cell> {
         let mut out = Vec::with_capacity(row.len());
         let (mut pos, mut segment) = (0u32, 0u32);
@@ -48,7 +49,7 @@ impl BatchRule {
                 rope: Pos(pos),
                 segment: SegmentId(segment),
                 role,
-                pinned: false,
+                pinned: row.is_pinned(i),
             });
             pos += 1;
             if role == Role::Anchor {
@@ -110,6 +111,7 @@ mod tests {
                 .map(|i| i > 0 && doc[i] != Example::PAD_DOC && doc[i] == doc[i - 1])
                 .collect(),
             doc: doc.to_vec(),
+            pinned: Vec::new(),
         }
     }
 
@@ -156,6 +158,25 @@ mod tests {
             "xxxxx..xx", // . (anchor of doc 1)
             "xxxxxx..x", // f sees the anchor and itself
             "xxxxxxxxx", // pad sees nothing
+        ]
+        .join("\n");
+        assert_eq!(grid, expected);
+    }
+
+    #[test]
+    fn a_pinned_prompt_stays_visible_after_the_answer_closes_a_segment() {
+        // prompt: a . b (pinned)   answer: c . d
+        let mut ex = row(&[1, PERIOD, 2, 3, PERIOD, 4], &[0; 6]);
+        ex.pinned = vec![true, true, true, false, false, false];
+        let rule = ansan();
+        let grid = render(&rule.row_mask(&rule.cells(&ex), &ex.doc, 6), 6);
+        let expected = [
+            ".xxxxx", // a
+            "..xxxx", // . (anchor of the prompt)
+            "...xxx", // b sees the pinned a (unpinned: only the anchor and itself)
+            "....xx", // c: pinned a . b, own segment
+            ".....x", // . (the answer's anchor) sees the pinned prompt and its segment
+            "...x..", // d: the pinned prompt, the answer's anchor, itself; not c
         ]
         .join("\n");
         assert_eq!(grid, expected);

@@ -56,7 +56,7 @@ use anllm::{Error, Result, TokenId};
 pub const AUTHORS_SEED: u64 = 34;
 
 /// Everything that decides which batches a run sees.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DataConfig {
     /// How plain-text files are cut into documents.
     pub doc_split: DocSplit,
@@ -78,6 +78,9 @@ pub struct DataConfig {
     pub seed: u64,
     /// Whether documents are shuffled at all (off: file order in every epoch).
     pub shuffle: bool,
+    /// Share (0–1) of the chat documents whose prompt is pinned ([`TokenizedDoc::pin_prompt`]):
+    /// trained as `generate --chat --pin-prompt` runs. A seeded choice per document; 0 pins none.
+    pub pin_prompts: f64,
 }
 
 impl DataConfig {
@@ -94,6 +97,7 @@ impl DataConfig {
             batch_size,
             seed: AUTHORS_SEED,
             shuffle: true,
+            pin_prompts: 0.0,
         }
     }
 
@@ -111,6 +115,9 @@ impl DataConfig {
                 "pad",
                 "truncated documents in batches of more than one need a pad token",
             ));
+        }
+        if !(0.0..=1.0).contains(&self.pin_prompts) {
+            return Err(Error::config("pin-prompts", "must be a share in 0..=1"));
         }
         Ok(())
     }
@@ -132,8 +139,25 @@ impl TrainData {
         for path in paths {
             let documents = read_documents(path.as_ref(), config.doc_split)?;
             let encoded: Result<Vec<_>> = documents.par_iter().map(|d| encoder.encode(d)).collect();
-            docs.extend(encoded?);
+            for (document, mut doc) in documents.iter().zip(encoded?) {
+                let chat = matches!(document, Document::Chat(_));
+                if chat && pick(config.seed, docs.len() as u64, config.pin_prompts) {
+                    doc.pin_prompt();
+                }
+                docs.push(doc);
+            }
         }
         Self::new(docs, config)
     }
+}
+
+/// A seeded choice of document `index` with probability `share` (SplitMix64 of seed and index).
+fn pick(seed: u64, index: u64, share: f64) -> bool {
+    let mut z = seed
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(index.wrapping_add(1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    share > 0.0 && ((z >> 11) as f64) < share * (1u64 << 53) as f64
 }

@@ -33,6 +33,7 @@ fn rows() -> Batch {
         tokens: tokens.to_vec(),
         doc: doc.to_vec(),
         loss_mask: mask.to_vec(),
+        pinned: Vec::new(),
     };
     let t = true;
     let f = false;

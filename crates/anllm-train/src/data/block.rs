@@ -47,6 +47,8 @@ pub struct Example {
     /// Index of each token's document in the dataset ([`Example::PAD_DOC`] for pads). A token
     /// may attend only to tokens of its own document.
     pub doc: Vec<u32>,
+    /// `true` where the token is pinned (see [`TokenizedDoc::pinned`]); empty means none is.
+    pub pinned: Vec<bool>,
 }
 
 impl Example {
@@ -81,6 +83,10 @@ impl Example {
         self.loss_mask
             .extend_from_slice(&source.loss_mask[range.clone()]);
         self.doc.extend(std::iter::repeat_n(doc, range.len()));
+        if source.pinned > 0 || !self.pinned.is_empty() {
+            self.pinned.resize(first, false);
+            self.pinned.extend(range.clone().map(|j| j < source.pinned));
+        }
         if first == 0 && !range.is_empty() {
             self.loss_mask[0] = false;
         }
@@ -92,6 +98,14 @@ impl Example {
         self.tokens.extend(std::iter::repeat_n(pad, n));
         self.loss_mask.extend(std::iter::repeat_n(false, n));
         self.doc.extend(std::iter::repeat_n(Self::PAD_DOC, n));
+        if !self.pinned.is_empty() {
+            self.pinned.resize(self.len(), false);
+        }
+    }
+
+    /// Whether token `i` is pinned.
+    pub fn is_pinned(&self, i: usize) -> bool {
+        self.pinned.get(i).copied().unwrap_or(false)
     }
 }
 

@@ -51,6 +51,10 @@ pub struct TokenizedDoc {
     pub tokens: Vec<TokenId>,
     /// `true` where the token is a prediction target.
     pub loss_mask: Vec<bool>,
+    /// How many leading tokens are pinned: every later token of the document sees them, as
+    /// `generate --pin-prompt` keeps a prompt's KV (a chat's prompt under `train --pin-prompts`;
+    /// 0 by default).
+    pub pinned: usize,
 }
 
 impl TokenizedDoc {
@@ -67,6 +71,12 @@ impl TokenizedDoc {
     /// Number of prediction targets.
     pub fn target_count(&self) -> usize {
         self.loss_mask.iter().filter(|&&t| t).count()
+    }
+
+    /// Pins the prompt: every token before the first target (for a chat, the rendered template
+    /// up to the first answer, as `generate --chat --pin-prompt` pins it).
+    pub fn pin_prompt(&mut self) {
+        self.pinned = self.loss_mask.iter().position(|&t| t).unwrap_or(0);
     }
 
     fn push(&mut self, tokens: &[TokenId], target: bool) {

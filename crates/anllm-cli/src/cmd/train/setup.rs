@@ -79,6 +79,10 @@ pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
     let tok = &begin.tokenizer;
     let data = TrainData::from_files(&args.data, tok, splitter.as_ref(), config.clone())
         .context("reading the training data")?;
+    if args.pin_prompts > 0.0 {
+        let pinned = data.documents().iter().filter(|d| d.pinned > 0).count();
+        eprintln!("anllm: --pin-prompts: {pinned} conversations train with their prompt pinned");
+    }
     let (eval_rows, unigram) = if args.eval_data.is_empty() {
         (Vec::new(), None)
     } else {
@@ -195,6 +199,9 @@ fn run_json(args: &TrainArgs) -> Value {
     if let Some(teacher) = &args.teacher {
         run["teacher"] = json!(teacher);
     }
+    if args.pin_prompts > 0.0 {
+        run["pin_prompts"] = json!(args.pin_prompts);
+    }
     run
 }
 
@@ -289,6 +296,7 @@ fn data_config(args: &TrainArgs, begin: &RunStart, anchors: AnchorData) -> DataC
             .token_id("[PAD]")
             .or(begin.tokenizer.specials().pad),
         seed: args.seed,
+        pin_prompts: args.pin_prompts,
         ..DataConfig::new(args.block_size, args.batch_size)
     }
 }

@@ -8,7 +8,11 @@ fn doc(len: usize, tag: u32) -> TokenizedDoc {
         .chain((1..len as u32).map(|k| tag * 100 + k))
         .collect();
     let loss_mask = (0..len).map(|k| k > 0).collect();
-    TokenizedDoc { tokens, loss_mask }
+    TokenizedDoc {
+        tokens,
+        loss_mask,
+        pinned: 0,
+    }
 }
 
 fn config(
@@ -102,6 +106,7 @@ fn documents_without_targets_are_skipped() {
     let prompt_only = TokenizedDoc {
         tokens: vec![1; 10],
         loss_mask: (0..10).map(|k| k >= 9).collect(),
+        pinned: 0,
     };
     let docs = vec![doc(1, 1), prompt_only.clone(), doc(4, 2)];
     let data = TrainData::new(docs, config(8, 1, BlockMode::Truncate, None)).unwrap();

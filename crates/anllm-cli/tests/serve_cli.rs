@@ -87,7 +87,7 @@ fn serve_with_a_truncated_model_or_flags_that_do_not_apply_fails_cleanly() {
         last.starts_with("anllm: error:") && last.contains("safetensors"),
         "{stderr}"
     );
-    let out = anllm(&["serve", "-m", s(&dir), "--port", "0", "--pin-prompt"]);
+    let out = anllm(&["serve", "-m", s(&dir), "--port", "0", "--pin", "0:4"]);
     assert_clean_failure(&out, "do not apply");
     let out = anllm(&["serve", "-m", s(&dir), "--parallel", "0"]);
     assert_clean_failure(&out, "--parallel");

@@ -57,6 +57,10 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     /// Longest time to the response's headers (a stream may then run longer).
     pub timeout: Duration,
+    /// Pin every request's new prompt tokens (`--pin-prompt`): they stay in the cache and
+    /// visible to everything after them, while the answers' sentences are pruned (what
+    /// `generate --chat --pin-prompt` does for its prompt).
+    pub pin_prompts: bool,
 }
 
 /// A loaded model, ready to serve.
@@ -107,6 +111,7 @@ impl AppState {
             store: Arc::new(Mutex::new(store)),
             metrics: self.metrics.clone(),
             parallel: self.opts.parallel.max(1),
+            pin_prompts: self.opts.pin_prompts,
         });
         let jobs = engine::spawn(Arc::clone(&shared))?;
         let _ = self.ready.set(Ready { jobs, shared });

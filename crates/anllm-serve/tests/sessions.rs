@@ -2,7 +2,7 @@
 //! same session directory (what a restart after SIGKILL sees: every turn is on disk before its
 //! answer ends) continues with the same greedy output as the server that never stopped; the
 //! RAM budget spills to disk or answers 429; requests decoded together in one batch give what
-//! they give alone.
+//! they give alone; a server pinning prompts answers what a session pinned by hand answers.
 
 mod common;
 
@@ -180,4 +180,69 @@ async fn metrics_count_requests_tokens_sessions_and_hits() {
     assert_eq!(metric("anllm_sessions_in_ram"), 1.0);
     assert!(metric("anllm_kv_bytes") > 0.0);
     assert!(text.contains("anllm_time_to_first_token_seconds_bucket"));
+}
+
+/// Greedy answers of `turns` on one library session pinned by hand (`pins`, as `generate
+/// --pin-prompt` configures them): the ids of the whole conversation and the cache's entries.
+fn by_hand(pins: Vec<std::ops::Range<u32>>, turns: &[Vec<u32>]) -> (Vec<u32>, usize) {
+    use anllm::generate::{Flow, GenerateRequest, TokenSink, generate};
+    struct Ids(Vec<u32>);
+    impl TokenSink for Ids {
+        fn token(&mut self, id: u32, _: &str) -> anllm::Result<Flow> {
+            self.0.push(id);
+            Ok(Flow::Continue)
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = loaded(dir.path(), SessionConfig::causal(8));
+    let mut cfg = SessionConfig::anchored(anllm::testutil::tiny_anchors(), 8);
+    cfg.pins = pins;
+    let mut session = anllm::Session::new(model.model, cfg, 0).unwrap();
+    let mut all = Vec::new();
+    for prompt in turns {
+        let req = GenerateRequest {
+            prompt: prompt.clone(),
+            max_tokens: 6,
+            sampling: Default::default(),
+        };
+        let mut ids = Ids(Vec::new());
+        generate(&mut session, &model.tokenizer, &req, &mut ids).unwrap();
+        all.extend(prompt);
+        all.extend(ids.0);
+    }
+    (all, session.stats().entries)
+}
+
+#[tokio::test]
+async fn a_server_pinning_prompts_answers_what_a_session_pinned_by_hand_answers() {
+    let mut opts = options();
+    opts.pin_prompts = true;
+    let dir = tempfile::tempdir().unwrap();
+    let s = AppState::new(opts);
+    let anchored = SessionConfig::anchored(anllm::testutil::tiny_anchors(), 8);
+    s.start(loaded(dir.path(), anchored)).unwrap();
+    let [p1, p2, _] = prompts();
+    let first = turn(&s, "pinned", &p1).await.0;
+    let second = turn(&s, "pinned", &[first.clone(), p2.clone()].concat())
+        .await
+        .0;
+    // Each turn's new prompt tokens: 0..5 and, after the first answer, the second prompt.
+    let (n1, n2) = (first.len() as u32, p2.len() as u32);
+    let pins = vec![0..p1.len() as u32, n1..n1 + n2];
+    let (want, entries) = by_hand(pins, &[p1.clone(), p2.clone()]);
+    assert_eq!(second, want);
+    let (status, _, info) = call(&s, "GET", "/v1/sessions/pinned", &[], "").await;
+    assert_eq!(status, StatusCode::OK, "{info}");
+    assert_eq!(info["kv_entries"], entries, "{info}");
+    let (_, unpinned) = by_hand(Vec::new(), &[p1, p2.clone()]);
+    assert!(
+        entries > unpinned,
+        "pins keep more: {entries} vs {unpinned}"
+    );
+    // Another conversation on the same id starts the session over, and its old pins go.
+    let other = turn(&s, "pinned", &p2).await.0;
+    let (want, entries) = by_hand(std::iter::once(0..p2.len() as u32).collect(), &[p2]);
+    assert_eq!(other, want);
+    let (_, _, info) = call(&s, "GET", "/v1/sessions/pinned", &[], "").await;
+    assert_eq!(info["kv_entries"], entries, "{info}");
 }

@@ -68,8 +68,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
         bail!("--parallel must be at least 1");
     }
     let s = &args.session;
-    if !s.pin.is_empty() || s.pin_prompt || s.insert_anchors || args.common.json {
-        bail!("--pin, --pin-prompt, --insert-anchors and --json do not apply to `serve`");
+    // --pin-prompt pins every request's new prompt tokens (ServeOptions::pin_prompts).
+    if !s.pin.is_empty() || s.insert_anchors || args.common.json {
+        bail!("--pin, --insert-anchors and --json do not apply to `serve`");
     }
     config::set_threads(args.common.threads)?;
     init_logging();
@@ -90,6 +91,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_sessions: args.max_sessions,
         max_body_bytes: args.max_body_bytes,
         timeout: Duration::from_secs(args.timeout),
+        pin_prompts: s.pin_prompt,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

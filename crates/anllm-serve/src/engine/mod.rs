@@ -148,6 +148,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Requests generating at once.
     pub parallel: usize,
+    /// Whether each request's new prompt tokens are pinned ([`crate::ServeOptions`]).
+    pub pin_prompts: bool,
 }
 
 /// Starts the engine thread; jobs sent to the returned channel are answered until it closes.

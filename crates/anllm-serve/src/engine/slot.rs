@@ -83,6 +83,12 @@ impl Slot {
     fn prepare(&mut self, shared: &Shared, prompt: &super::PromptInput) -> Result<(), ApiError> {
         let prepared = prepare(&mut self.session, &shared.tokenizer, prompt)?;
         self.check_context(&prepared)?;
+        if shared.pin_prompts && !prepared.new_tokens.is_empty() {
+            // The new tokens follow the stream: its run and pending tokens.
+            let start = self.session.tokens().len() as u32;
+            let end = start + prepared.new_tokens.len() as u32;
+            self.session.pin(start..end);
+        }
         let m = &shared.metrics;
         if self.id.is_some() {
             match prepared.reused {

@@ -31,6 +31,7 @@ pub fn options() -> ServeOptions {
         max_sessions: 100,
         max_body_bytes: 1 << 20,
         timeout: Duration::from_secs(60),
+        pin_prompts: false,
     }
 }
 

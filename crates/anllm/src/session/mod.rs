@@ -192,8 +192,10 @@ impl Session {
         self.plan_and_apply(n, attention)
     }
 
-    /// Forgets the stream: empty cache, positions and segments from 0, policy state reset.
+    /// Forgets the stream: empty cache, positions and segments from 0, policy state reset,
+    /// and no pins (they named positions of the stream that is gone).
     pub fn reset(&mut self) {
+        self.cfg.pins.clear();
         self.cache.clear();
         self.policy.reset();
         self.history.clear();

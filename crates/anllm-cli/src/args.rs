@@ -127,7 +127,8 @@ pub struct SessionArgs {
     /// RoPE positions of new tokens.
     #[arg(long, value_enum, default_value_t = PositionModeArg::Absolute)]
     pub position_mode: PositionModeArg,
-    /// Keep the whole prompt (context) in the cache and visible to later tokens.
+    /// Keep the whole prompt (context) in the cache and visible to later tokens; with several
+    /// turns (`-p A -p B`, or `serve`), every turn's new prompt tokens.
     #[arg(long)]
     pub pin_prompt: bool,
     /// Keep token positions START..END (0-based, END exclusive) in the cache; repeatable.

@@ -158,9 +158,9 @@ pub struct TrainArgs {
     /// from the original model.
     #[arg(long, requires = "distill")]
     pub teacher: Option<PathBuf>,
-    /// Share (0–1) of the chat documents whose prompt is pinned: every later token of the
-    /// conversation sees the prompt's tokens, as `generate --chat --pin-prompt` keeps the
-    /// prompt's KV. A seeded choice per conversation.
+    /// Share (0–1) of the chat documents whose prompts are pinned: every later token of the
+    /// conversation sees every token but the answers, as `generate --chat --pin-prompt` and
+    /// `serve --pin-prompt` keep each turn's prompt KV. A seeded choice per conversation.
     #[arg(long, default_value_t = 0.0)]
     pub pin_prompts: f64,
     /// Continue the run saved in --out (same flags) from its latest checkpoint.

@@ -118,3 +118,40 @@ fn cli_plain_second_prompt_continues_the_stream() {
         t2["stats"]["cache"]["tokens_seen"].as_u64().unwrap() as usize
     );
 }
+
+/// `--pin-prompt` pins every turn's new prompt tokens: the same answer and kept entries as
+/// the explicit `--pin` ranges of those tokens (positions from the turns' own counts). `</s>`
+/// is the anchor, so an unpinned prompt would be pruned to it.
+#[test]
+fn cli_pin_prompt_pins_every_turns_new_tokens() {
+    let (_tmp, dir) = model_with_template();
+    let base = [
+        "--chat",
+        "-p",
+        "hello world",
+        "-p",
+        "and then",
+        "--anchors",
+        "ids:2",
+    ];
+    let pinned = run(&dir, &[&base[..], &["--pin-prompt"]].concat());
+    let turns = pinned["turns"].as_array().expect("turns");
+    let (t1, t2) = (&turns[0], &turns[1]);
+    let n1 = stat(t1, "prompt_tokens");
+    // Turn 2 runs the previous answer's pending last token, then its own new tokens.
+    let start = n1 + stat(t1, "generated_tokens");
+    let end = start + stat(t2, "prompt_tokens") - 1;
+    let (first, second) = (format!("0:{n1}"), format!("{start}:{end}"));
+    let explicit = run(
+        &dir,
+        &[&base[..], &["--pin", &first, "--pin", &second]].concat(),
+    );
+    let entries = |j: &Value| j["stats"]["cache"]["entries"].as_u64().unwrap();
+    assert_eq!(pinned["text"], explicit["text"]);
+    assert_eq!(entries(&pinned), entries(&explicit));
+    let unpinned = run(&dir, &base);
+    assert!(
+        entries(&pinned) > entries(&unpinned),
+        "{pinned}\n{unpinned}"
+    );
+}

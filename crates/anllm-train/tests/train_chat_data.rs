@@ -69,11 +69,11 @@ fn chat_records_without_an_answer_or_a_content_are_errors() {
     assert!(err.to_string().contains("row 1"), "{err}");
 }
 
-/// `--pin-prompts`: a pinned conversation pins exactly what `generate --chat --pin-prompt`
-/// pins, the rendered prompt up to and including the assistant header (hand-written here);
-/// text is never pinned, and the share is a seeded choice per conversation.
+/// `--pin-prompts`: a pinned conversation pins what `generate --chat --pin-prompt` and
+/// `serve --pin-prompt` pin, turn after turn: everything but the answers (hand-written from the
+/// template); text is never pinned, and the share is a seeded choice per conversation.
 #[test]
-fn pinned_prompts_are_the_template_up_to_the_first_answer() {
+fn pinned_prompts_are_the_template_but_the_answers() {
     use anllm_train::data::{DataConfig, TrainData};
     let tok = smollm2_tokenizer();
     let dir = tempfile::tempdir().unwrap();
@@ -81,53 +81,63 @@ fn pinned_prompts_are_the_template_up_to_the_first_answer() {
         .map(|i| {
             format!(
                 "{{\"messages\": [{{\"role\": \"user\", \"content\": \"Name a fruit. Number {i}.\"}}, \
-                 {{\"role\": \"assistant\", \"content\": \"An apple. It is red.\"}}]}}\n"
+                 {{\"role\": \"assistant\", \"content\": \"An apple. It is red.\"}}, \
+                 {{\"role\": \"user\", \"content\": \"And another?\"}}, \
+                 {{\"role\": \"assistant\", \"content\": \"A pear.\"}}]}}\n"
             )
         })
         .collect();
     let (chat, text) = (dir.path().join("chat.jsonl"), dir.path().join("text.txt"));
     std::fs::write(&chat, chats).unwrap();
     std::fs::write(&text, "Some text. More text.\n\nA second paragraph.\n").unwrap();
-    let pinned_of = |share: f64| {
+    let data_of = |files: &[&std::path::Path], share: f64| {
         let config = DataConfig {
             anchors: AnchorData::Ep,
             pin_prompts: share,
             ..DataConfig::new(128, 1)
         };
-        let data = TrainData::from_files(&[&chat, &text], &tok, None, config).unwrap();
-        data.documents()
-            .iter()
-            .map(|d| d.pinned)
+        TrainData::from_files(files, &tok, None, config).unwrap()
+    };
+    let pinned_of = |share: f64| {
+        let data = data_of(&[&chat, &text], share);
+        let docs = data.documents();
+        docs.iter()
+            .map(|d| d.pinned.contains(&true))
             .collect::<Vec<_>>()
     };
     let all = pinned_of(1.0);
     assert_eq!(all.len(), 42);
-    assert_eq!(&all[40..], [0, 0], "text documents are never pinned");
-    let data = TrainData::from_files(
-        &[&chat],
-        &tok,
-        None,
-        DataConfig {
-            anchors: AnchorData::Ep,
-            pin_prompts: 1.0,
-            ..DataConfig::new(128, 1)
-        },
-    )
-    .unwrap();
+    assert_eq!(
+        &all[40..],
+        [false, false],
+        "text documents are never pinned"
+    );
+    let data = data_of(&[&chat], 1.0);
     let doc = &data.documents()[3];
-    let prompt = tok.decode(&doc.tokens[..doc.pinned], false).unwrap();
-    let expected = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by \
-                    Hugging Face<|im_end|>\n<|im_start|>user\nName a fruit. Number 3.<|im_end|>\n\
-                    <|im_start|>assistant\n";
-    assert_eq!(prompt, expected);
+    let mut runs = vec![Vec::new()];
+    for (i, &t) in doc.tokens.iter().enumerate() {
+        match doc.is_pinned(i) {
+            true => runs.last_mut().unwrap().push(t),
+            false if !runs.last().unwrap().is_empty() => runs.push(Vec::new()),
+            false => {}
+        }
+    }
+    let runs: Vec<String> = (runs.iter().filter(|r| !r.is_empty()))
+        .map(|r| tok.decode(r, false).unwrap())
+        .collect();
+    let first = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by \
+                 Hugging Face<|im_end|>\n<|im_start|>user\nName a fruit. Number 3.<|im_end|>\n\
+                 <|im_start|>assistant\n";
+    let second = "\n<|im_start|>user\nAnd another?<|im_end|>\n<|im_start|>assistant\n";
+    assert_eq!(runs, [first, second, "\n"]);
     for example in data.epoch_examples(0) {
         let doc = &data.documents()[example.doc[0] as usize];
         let pinned: Vec<bool> = (0..example.len()).map(|i| example.is_pinned(i)).collect();
-        let want: Vec<bool> = (0..example.len()).map(|i| i < doc.pinned).collect();
+        let want: Vec<bool> = (0..example.len()).map(|i| doc.is_pinned(i)).collect();
         assert_eq!(pinned, want, "the rows carry the pins to the mask");
     }
-    assert!(pinned_of(0.0).iter().all(|&p| p == 0));
-    let half = pinned_of(0.5).iter().filter(|&&p| p > 0).count();
+    assert!(pinned_of(0.0).iter().all(|&p| !p));
+    let half = pinned_of(0.5).iter().filter(|&&p| p).count();
     assert!(
         (10..=30).contains(&half),
         "{half} of 40 pinned at share 0.5"

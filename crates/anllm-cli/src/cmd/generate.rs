@@ -149,7 +149,15 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     for (turn, text) in args.prompt.iter().enumerate() {
         let prompt = match turn {
             0 => first.clone(),
-            _ => next_turn_ids(&model, &args, &mut session, &mut chat, text)?,
+            _ => {
+                let ids = next_turn_ids(&model, &args, &mut session, &mut chat, text)?;
+                // --pin-prompt keeps every turn's own words, as `serve --pin-prompt` does.
+                if args.session.pin_prompt {
+                    let start = session.tokens().len() as u32;
+                    session.pin(start..start + ids.len() as u32);
+                }
+                ids
+            }
         };
         let req = GenerateRequest {
             prompt,

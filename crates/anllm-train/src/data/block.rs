@@ -83,9 +83,10 @@ impl Example {
         self.loss_mask
             .extend_from_slice(&source.loss_mask[range.clone()]);
         self.doc.extend(std::iter::repeat_n(doc, range.len()));
-        if source.pinned > 0 || !self.pinned.is_empty() {
+        if !source.pinned.is_empty() || !self.pinned.is_empty() {
             self.pinned.resize(first, false);
-            self.pinned.extend(range.clone().map(|j| j < source.pinned));
+            self.pinned
+                .extend(range.clone().map(|j| source.is_pinned(j)));
         }
         if first == 0 && !range.is_empty() {
             self.loss_mask[0] = false;

@@ -51,10 +51,10 @@ pub struct TokenizedDoc {
     pub tokens: Vec<TokenId>,
     /// `true` where the token is a prediction target.
     pub loss_mask: Vec<bool>,
-    /// How many leading tokens are pinned: every later token of the document sees them, as
-    /// `generate --pin-prompt` keeps a prompt's KV (a chat's prompt under `train --pin-prompts`;
-    /// 0 by default).
-    pub pinned: usize,
+    /// Per token, whether it is pinned: every later token of the document sees it, as
+    /// `generate --pin-prompt` keeps a prompt's KV (a chat's prompts under `train
+    /// --pin-prompts`). Empty: none is.
+    pub pinned: Vec<bool>,
 }
 
 impl TokenizedDoc {
@@ -73,10 +73,16 @@ impl TokenizedDoc {
         self.loss_mask.iter().filter(|&&t| t).count()
     }
 
-    /// Pins the prompt: every token before the first target (for a chat, the rendered template
-    /// up to the first answer, as `generate --chat --pin-prompt` pins it).
+    /// Pins the prompts: every token that is not a target. For a chat, the rendered template
+    /// but the answers: the first prompt up to its assistant header, as `generate --chat
+    /// --pin-prompt` pins it, and each later turn's new tokens, as `serve --pin-prompt` does.
     pub fn pin_prompt(&mut self) {
-        self.pinned = self.loss_mask.iter().position(|&t| t).unwrap_or(0);
+        self.pinned = self.loss_mask.iter().map(|&t| !t).collect();
+    }
+
+    /// Whether token `i` is pinned.
+    pub fn is_pinned(&self, i: usize) -> bool {
+        self.pinned.get(i).copied().unwrap_or(false)
     }
 
     fn push(&mut self, tokens: &[TokenId], target: bool) {

@@ -80,7 +80,11 @@ pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
     let data = TrainData::from_files(&args.data, tok, splitter.as_ref(), config.clone())
         .context("reading the training data")?;
     if args.pin_prompts > 0.0 {
-        let pinned = data.documents().iter().filter(|d| d.pinned > 0).count();
+        let pinned = data
+            .documents()
+            .iter()
+            .filter(|d| d.pinned.contains(&true))
+            .count();
         eprintln!("anllm: --pin-prompts: {pinned} conversations train with their prompt pinned");
     }
     let (eval_rows, unigram) = if args.eval_data.is_empty() {

@@ -11,7 +11,7 @@ fn doc(len: usize, tag: u32) -> TokenizedDoc {
     TokenizedDoc {
         tokens,
         loss_mask,
-        pinned: 0,
+        pinned: Vec::new(),
     }
 }
 
@@ -106,7 +106,7 @@ fn documents_without_targets_are_skipped() {
     let prompt_only = TokenizedDoc {
         tokens: vec![1; 10],
         loss_mask: (0..10).map(|k| k >= 9).collect(),
-        pinned: 0,
+        pinned: Vec::new(),
     };
     let docs = vec![doc(1, 1), prompt_only.clone(), doc(4, 2)];
     let data = TrainData::new(docs, config(8, 1, BlockMode::Truncate, None)).unwrap();

@@ -59,7 +59,7 @@ pub struct ServeOptions {
     pub timeout: Duration,
     /// Pin every request's new prompt tokens (`--pin-prompt`): they stay in the cache and
     /// visible to everything after them, while the answers' sentences are pruned (what
-    /// `generate --chat --pin-prompt` does for its prompt).
+    /// `generate --chat --pin-prompt` does, turn after turn).
     pub pin_prompts: bool,
 }
 

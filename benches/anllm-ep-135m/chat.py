@@ -4,7 +4,9 @@ greedy, 150 tokens, for each model x {full attention, --anchors ep, --anchors ep
 (the prompt's KV kept, the answer's sentences pruned)}; prints a markdown table of
 distinct-2 (distinct word bigrams / bigrams) and the KV line, then the answers.
 
-Usage: chat.py ANLLM BASE_MODEL TRAINED_MODEL > chat.md
+Usage: chat.py ANLLM BASE_MODEL TRAINED_MODEL [GENERATE_FLAGS...] > chat.md
+(GENERATE_FLAGS, e.g. `--repeat-penalty 1.3`, are passed to every `anllm generate`; the
+table's title line names them.)
 """
 import json
 import subprocess
@@ -23,9 +25,9 @@ def distinct2(text):
     return len(set(bigrams)) / len(bigrams) if bigrams else 0.0
 
 
-def run(anllm, model, anchors, pin, prompt):
+def run(anllm, model, anchors, pin, prompt, extra):
     args = [anllm, "generate", "-m", model, "--dtype", "f32", "--chat", "-p", prompt,
-            "--max-tokens", "150", "--temperature", "0", "--json"]
+            "--max-tokens", "150", "--temperature", "0", "--json", *extra]
     if anchors:
         args += ["--anchors", "ep"]
     if pin:
@@ -38,6 +40,7 @@ def run(anllm, model, anchors, pin, prompt):
 
 def main():
     anllm, base, trained = sys.argv[1:4]
+    extra = sys.argv[4:]
     configs = [(name, model, anchors, pin) for name, model in (("original", base), ("trained", trained))
                for anchors, pin in ((False, False), (True, False), (True, True))]
     rows, answers = [], []
@@ -46,13 +49,15 @@ def main():
         label = f"{name}, {attention}{', pinned prompt' if pin else ''}"
         scores = []
         for prompt in PROMPTS:
-            text, stats, kv = run(anllm, model, anchors, pin, prompt)
+            text, stats, kv = run(anllm, model, anchors, pin, prompt, extra)
             d2 = distinct2(text)
             scores.append(d2)
             stop = stats.get("stop_reason")
             answers.append(f"**{label}** — {prompt}\n\n> " + text.strip().replace("\n", "\n> ")
                            + f"\n\n`{kv.strip()}` · distinct-2 {d2:.2f} · stop {stop}\n")
         rows.append((label, scores))
+    print(f"Greedy, 150 tokens{', ' + ' '.join(extra) if extra else ''}:")
+    print()
     print("| model, attention | story | explanation | list | mean distinct-2 |")
     print("|---|---:|---:|---:|---:|")
     for label, s in rows:

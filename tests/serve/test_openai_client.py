@@ -208,6 +208,22 @@ def test_seed():
     assert a == b, f"seed 7 at temperature 0.9 gave {a!r} then {b!r}"
 
 
+def test_penalties():
+    """OpenAI's frequency/presence penalties (and llama-server's repeat fields, as extra_body)
+    reach the sampler: the greedy answer changes, and repeats fewer of its tokens."""
+    def tokens(**kw):
+        r = chat(SEA, max_tokens=32, logprobs=True, **kw)
+        return [e.token for e in r.choices[0].logprobs.content]
+    plain = tokens()
+    pen = tokens(frequency_penalty=1.5, presence_penalty=1.5,
+                 extra_body={"repeat_penalty": 1.3, "repeat_last_n": -1})
+    assert pen != plain, f"penalties changed nothing: {plain!r}"
+    repeats = lambda t: len(t) - len(set(t))
+    assert repeats(pen) < repeats(plain), f"penalized {pen!r} repeats no less than {plain!r}"
+    expect_error(openai.BadRequestError, "frequency_penalty=3",
+                 lambda: chat(SEA, max_tokens=4, frequency_penalty=3))
+
+
 def test_chat_logprobs():
     r = chat(COUNT, max_tokens=8, logprobs=True, top_logprobs=2)
     c = r.choices[0]

@@ -177,6 +177,9 @@ pub struct GenerateArgs {
     /// RNG seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Repetition penalties.
+    #[command(flatten)]
+    pub penalties: crate::penalty_args::PenaltyArgs,
     /// Wrap the prompt in the model's chat template as a user message.
     #[arg(long)]
     pub chat: bool,

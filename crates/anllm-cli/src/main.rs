@@ -7,6 +7,7 @@ mod cmd;
 mod config;
 mod kv_args;
 mod mt_args;
+mod penalty_args;
 mod plot;
 mod train_args;
 

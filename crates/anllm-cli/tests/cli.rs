@@ -131,6 +131,16 @@ fn cli_bad_flag_values_fail_cleanly() {
     assert_clean_failure(&out, "top_p");
     let out = anllm(&["generate", "-m", s(&dir), "-p", "hi", "--temperature=-1"]);
     assert_clean_failure(&out, "temperature");
+    let generate = ["generate", "-m", s(&dir), "-p", "hi"];
+    for (flag, value, says) in [
+        ("--repeat-penalty", "0", "repeat_penalty"),
+        ("--repeat-last-n", "-2", "--repeat-last-n"),
+        ("--frequency-penalty", "inf", "frequency_penalty"),
+        ("--presence-penalty", "NaN", "presence_penalty"),
+    ] {
+        let out = anllm(&[&generate[..], &[flag, value]].concat());
+        assert_clean_failure(&out, says);
+    }
     for args in [
         &["generate", "-m", s(&dir), "-p", "hi", "--no-such-flag"][..],
         &["generate", "-m", s(&dir), "-p", "hi", "--threads", "many"][..],

@@ -1,6 +1,6 @@
 //! The OpenAI wire types the server reads and writes: our own serde structs, tolerant of unknown
 //! fields (clients send many we do not use), with the server's extensions (`session_id`,
-//! `top_k`).
+//! `top_k`, `repeat_penalty`, `repeat_last_n`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -71,6 +71,17 @@ pub struct CommonParams {
     pub top_k: Option<i64>,
     /// RNG seed.
     pub seed: Option<i64>,
+    /// -2 to 2: subtracted from a token's logit per occurrence in the penalty window.
+    pub frequency_penalty: Option<f64>,
+    /// -2 to 2: subtracted once from the logit of every token in the penalty window.
+    pub presence_penalty: Option<f64>,
+    /// Extension (llama-server's `repeat_penalty`, vLLM's `repetition_penalty`): > 0, divides
+    /// positive and multiplies negative logits of tokens in the penalty window; 1 is off.
+    #[serde(alias = "repetition_penalty")]
+    pub repeat_penalty: Option<f64>,
+    /// Extension (llama-server's): the penalty window, the conversation's last N tokens
+    /// (default 64; 0 turns penalties off; -1 is the whole conversation).
+    pub repeat_last_n: Option<i64>,
     /// Stop strings (not returned).
     pub stop: Option<StopField>,
     /// Only 1 is supported.

@@ -54,6 +54,23 @@ async fn out_of_range_fields_get_400_naming_the_field() {
         ),
         (json!({"prompt": "a", "temperature": 2.5}), "temperature"),
         (json!({"prompt": "a", "top_p": 0}), "top_p"),
+        (
+            json!({"prompt": "a", "frequency_penalty": 2.5}),
+            "frequency_penalty",
+        ),
+        (
+            json!({"prompt": "a", "presence_penalty": -3}),
+            "presence_penalty",
+        ),
+        (
+            json!({"prompt": "a", "repeat_penalty": 0}),
+            "repeat_penalty",
+        ),
+        (
+            json!({"prompt": "a", "repetition_penalty": -1}),
+            "repeat_penalty",
+        ),
+        (json!({"prompt": "a", "repeat_last_n": -2}), "repeat_last_n"),
         (json!({"prompt": "a", "n": 2}), "n"),
         (json!({"prompt": "a", "logprobs": 50}), "logprobs"),
         (json!({"prompt": "a", "echo": true}), "echo"),

@@ -2,7 +2,8 @@
 //! same session directory (what a restart after SIGKILL sees: every turn is on disk before its
 //! answer ends) continues with the same greedy output as the server that never stopped; the
 //! RAM budget spills to disk or answers 429; requests decoded together in one batch give what
-//! they give alone; a server pinning prompts answers what a session pinned by hand answers.
+//! they give alone; a server pinning prompts answers what a session pinned by hand answers, and
+//! a request with repetition penalties what a session with the same penalties answers.
 
 mod common;
 
@@ -17,10 +18,23 @@ use serde_json::{Value, json};
 /// One completion turn on session `id` with token ids (`return_token_ids`, as a client that
 /// continues token for token does): (the conversation's ids after the turn, text, usage).
 async fn turn(s: &Arc<AppState>, id: &str, prompt: &[u32]) -> (Vec<u32>, String, Value) {
-    let body = json!({
+    turn_with(s, id, prompt, json!({})).await
+}
+
+/// [`turn`] with more fields in the request body.
+async fn turn_with(
+    s: &Arc<AppState>,
+    id: &str,
+    prompt: &[u32],
+    extra: Value,
+) -> (Vec<u32>, String, Value) {
+    let mut body = json!({
         "prompt": prompt, "max_tokens": 6, "temperature": 0, "session_id": id,
         "return_token_ids": true,
     });
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
     let (status, json) = post(s, "/v1/completions", body).await;
     assert_eq!(status, StatusCode::OK, "{json}");
     let ids = |v: &Value| -> Vec<u32> {
@@ -185,6 +199,15 @@ async fn metrics_count_requests_tokens_sessions_and_hits() {
 /// Greedy answers of `turns` on one library session pinned by hand (`pins`, as `generate
 /// --pin-prompt` configures them): the ids of the whole conversation and the cache's entries.
 fn by_hand(pins: Vec<std::ops::Range<u32>>, turns: &[Vec<u32>]) -> (Vec<u32>, usize) {
+    by_hand_with(pins, turns, anllm::Sampling::default())
+}
+
+/// [`by_hand`] with `sampling`.
+fn by_hand_with(
+    pins: Vec<std::ops::Range<u32>>,
+    turns: &[Vec<u32>],
+    sampling: anllm::Sampling,
+) -> (Vec<u32>, usize) {
     use anllm::generate::{Flow, GenerateRequest, TokenSink, generate};
     struct Ids(Vec<u32>);
     impl TokenSink for Ids {
@@ -203,7 +226,7 @@ fn by_hand(pins: Vec<std::ops::Range<u32>>, turns: &[Vec<u32>]) -> (Vec<u32>, us
         let req = GenerateRequest {
             prompt: prompt.clone(),
             max_tokens: 6,
-            sampling: Default::default(),
+            sampling,
         };
         let mut ids = Ids(Vec::new());
         generate(&mut session, &model.tokenizer, &req, &mut ids).unwrap();
@@ -245,4 +268,36 @@ async fn a_server_pinning_prompts_answers_what_a_session_pinned_by_hand_answers(
     assert_eq!(other, want);
     let (_, _, info) = call(&s, "GET", "/v1/sessions/pinned", &[], "").await;
     assert_eq!(info["kv_entries"], entries, "{info}");
+}
+
+/// OpenAI's penalties and llama-server's repeat fields reach the sampler with the window over
+/// the whole conversation: two turns on one session answer what a library session with the same
+/// penalties answers, and not what it answers without them.
+#[tokio::test]
+async fn a_request_with_penalties_answers_what_a_session_with_them_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = AppState::new(options());
+    let anchored = SessionConfig::anchored(anllm::testutil::tiny_anchors(), 8);
+    s.start(loaded(dir.path(), anchored)).unwrap();
+    let fields = json!({
+        "frequency_penalty": 1.0, "presence_penalty": 2.0, "repetition_penalty": 1.5,
+        "repeat_last_n": -1,
+    });
+    let [p1, p2, _] = prompts();
+    let first = turn_with(&s, "pen", &p1, fields.clone()).await.0;
+    let second = turn_with(&s, "pen", &[first, p2.clone()].concat(), fields)
+        .await
+        .0;
+    let penalized = anllm::Sampling {
+        penalties: anllm::Penalties {
+            repeat: 1.5,
+            frequency: 1.0,
+            presence: 2.0,
+            last_n: usize::MAX,
+        },
+        ..anllm::Sampling::default()
+    };
+    let turns = [p1, p2];
+    assert_eq!(second, by_hand_with(Vec::new(), &turns, penalized).0);
+    assert_ne!(second, by_hand(Vec::new(), &turns).0);
 }

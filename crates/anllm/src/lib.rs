@@ -87,7 +87,7 @@ pub use loader::{LoadedModel, load_model};
 pub use mask::MaskRule;
 pub use model::{AttentionStats, BatchItem, ForwardInput, Llama, OutputRows, Visibility};
 pub use policy::{Eviction, KvPolicy, Observation, PolicyConfig};
-pub use sample::Sampling;
+pub use sample::{Penalties, Sampling};
 pub use session::{CacheStats, PositionMode, Session, SessionConfig};
 pub use threads::KeepWarm;
 pub use token::{Pos, Role, SegmentId, TokenId};

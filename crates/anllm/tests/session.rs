@@ -144,6 +144,59 @@ fn generate_continues_the_session_it_is_given() {
     assert_eq!(out2.0, out3.0);
 }
 
+/// Two turns of `max_tokens` each in one session; the generated ids of each turn.
+fn two_turns(sampling: Sampling, max_tokens: usize) -> [Vec<TokenId>; 2] {
+    let model = tiny_model();
+    let cfg = SessionConfig::anchored(tiny_anchors(), 8);
+    let mut session = Session::new(Arc::clone(&model.llama), cfg, 64).unwrap();
+    [prompt(12, 4), prompt(7, 5)].map(|turn| {
+        let req = GenerateRequest {
+            prompt: turn,
+            max_tokens,
+            sampling,
+        };
+        let mut out = Collect(Vec::new());
+        generate(&mut session, &model.tokenizer, &req, &mut out).unwrap();
+        out.0
+    })
+}
+
+/// A presence penalty far above any logit of the tiny model, over a window of the whole
+/// stream, forbids every token already in it: no generated token repeats one of the prompts,
+/// of the earlier turn's answer or of its own turn. Without it greedy decoding does repeat.
+#[test]
+fn generate_penalties_see_the_whole_stream_across_turns() {
+    let seen_before = |outs: &[Vec<TokenId>; 2], turn: usize, i: usize| {
+        let prompts = [prompt(12, 4), prompt(7, 5)];
+        let mut stream: Vec<TokenId> = prompts[0].clone();
+        if turn == 1 {
+            stream.extend(&outs[0]);
+            stream.extend(&prompts[1]);
+        }
+        stream.extend(&outs[turn][..i]);
+        stream.contains(&outs[turn][i])
+    };
+    let repeats = |outs: &[Vec<TokenId>; 2]| {
+        (0..2).any(|t| (0..outs[t].len()).any(|i| seen_before(outs, t, i)))
+    };
+    let plain = two_turns(Sampling::default(), 12);
+    assert!(repeats(&plain), "greedy decoding should repeat: {plain:?}");
+    let forbid = Sampling {
+        penalties: anllm::Penalties {
+            presence: 1e4,
+            last_n: usize::MAX,
+            ..anllm::Penalties::default()
+        },
+        ..Sampling::default()
+    };
+    let penalized = two_turns(forbid, 12);
+    assert_eq!(penalized.each_ref().map(Vec::len), [12, 12]);
+    assert!(
+        !repeats(&penalized),
+        "a seen token came back: {penalized:?}"
+    );
+}
+
 #[test]
 fn fork_copies_the_cache_and_goes_its_own_way() {
     let llama = Arc::clone(&tiny_model().llama);

@@ -144,6 +144,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         top_k: args.top_k,
         top_p: args.top_p,
         seed: args.seed,
+        penalties: args.penalties.penalties()?,
     };
     let mut turns = Vec::new();
     for (turn, text) in args.prompt.iter().enumerate() {

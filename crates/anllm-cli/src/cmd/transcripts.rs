@@ -75,6 +75,7 @@ fn answer(model: &LoadedModel, args: &GenerateArgs, prompt: &str) -> Result<Vec<
             top_k: args.top_k,
             top_p: args.top_p,
             seed: args.seed,
+            penalties: args.penalties.penalties()?,
         },
     };
     let mut sink = TextSink(String::new());

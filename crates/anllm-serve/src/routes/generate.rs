@@ -9,7 +9,7 @@ use axum::response::Response;
 
 use anllm::TokenId;
 use anllm::chat::Message;
-use anllm::sample::Sampling;
+use anllm::sample::{Penalties, Sampling};
 use tokio::sync::mpsc;
 
 use super::respond::{Flavor, respond};
@@ -263,10 +263,40 @@ fn params(c: &CommonParams, logprobs: Option<usize>, ctx: usize) -> Result<GenPa
             top_k,
             top_p: top_p as f32,
             seed,
+            penalties: penalties(c)?,
         },
         stop,
         logprobs,
         token_ids: c.return_token_ids,
+    })
+}
+
+/// The repetition penalties: OpenAI's ranges for frequency and presence, llama-server's
+/// window (64 tokens by default, -1 for all).
+fn penalties(c: &CommonParams) -> Result<Penalties, ApiError> {
+    let openai = |v: Option<f64>, field: &'static str| match v {
+        Some(x) if !(-2.0..=2.0).contains(&x) => {
+            Err(ApiError::invalid(field, "must be between -2 and 2"))
+        }
+        x => Ok(x.unwrap_or(0.0) as f32),
+    };
+    let repeat = c.repeat_penalty.unwrap_or(1.0) as f32;
+    if !(repeat > 0.0 && repeat.is_finite()) {
+        return Err(ApiError::invalid("repeat_penalty", "must be a number > 0"));
+    }
+    let last_n = match c.repeat_last_n {
+        None => Penalties::default().last_n,
+        Some(-1) => usize::MAX,
+        Some(n) if n < -1 => {
+            return Err(ApiError::invalid("repeat_last_n", "must be -1 or more"));
+        }
+        Some(n) => n as usize,
+    };
+    Ok(Penalties {
+        repeat,
+        frequency: openai(c.frequency_penalty, "frequency_penalty")?,
+        presence: openai(c.presence_penalty, "presence_penalty")?,
+        last_n,
     })
 }
 

@@ -197,12 +197,14 @@ fn sampling(args: &MtArgs) -> Sampling {
             top_p: 0.95,
             top_k: 40,
             seed: args.sampling_seed,
+            ..Sampling::default()
         },
         false => Sampling {
             temperature: args.temperature,
             top_p: args.top_p,
             top_k: args.top_k,
             seed: args.sampling_seed,
+            ..Sampling::default()
         },
     }
 }

@@ -1,4 +1,9 @@
-//! Next-token selection: greedy, or temperature / top-k / top-p sampling with a seeded RNG.
+//! Next-token selection: greedy, or temperature / top-k / top-p sampling with a seeded RNG,
+//! after optional repetition penalties ([`penalty`]).
+
+mod penalty;
+
+pub use penalty::{Penalties, PenaltyWindow};
 
 use rand::SeedableRng;
 use rand::distr::{Distribution, weighted::WeightedIndex};
@@ -17,6 +22,8 @@ pub struct Sampling {
     pub top_p: f32,
     /// RNG seed, so runs are reproducible.
     pub seed: u64,
+    /// Repetition penalties over the stream's last tokens, applied before everything else.
+    pub penalties: Penalties,
 }
 
 impl Default for Sampling {
@@ -26,6 +33,7 @@ impl Default for Sampling {
             top_k: 0,
             top_p: 1.0,
             seed: 42,
+            penalties: Penalties::default(),
         }
     }
 }
@@ -39,15 +47,17 @@ impl Sampling {
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(Error::config("top_p", "must be in (0, 1]"));
         }
-        Ok(())
+        self.penalties.validate()
     }
 }
 
-/// A seeded sampler.
+/// A seeded sampler. With penalties on, it keeps the window of the stream's last tokens: feed
+/// it the prompt ([`Sampler::accept`]); the tokens it samples join the window by themselves.
 #[derive(Debug, Clone)]
 pub struct Sampler {
     sampling: Sampling,
     rng: StdRng,
+    window: PenaltyWindow,
 }
 
 impl Sampler {
@@ -55,15 +65,36 @@ impl Sampler {
     pub fn new(sampling: Sampling) -> Self {
         Self {
             rng: StdRng::seed_from_u64(sampling.seed),
+            window: PenaltyWindow::new(sampling.penalties),
             sampling,
         }
     }
 
-    /// Picks a token from one row of logits.
+    /// Appends tokens of the stream that the sampler did not pick (the prompt, earlier turns)
+    /// to the penalty window.
+    pub fn accept(&mut self, tokens: &[TokenId]) {
+        self.window.extend(tokens);
+    }
+
+    /// Picks a token from one row of logits (penalized first, when penalties are on) and
+    /// appends it to the penalty window.
     pub fn sample(&mut self, logits: &[f32]) -> Result<TokenId> {
         if logits.is_empty() {
             return Err(Error::config("logits", "empty row"));
         }
+        let next = match self.sampling.penalties.is_off() {
+            true => self.pick(logits)?,
+            false => {
+                let mut row = logits.to_vec();
+                self.window.apply(&mut row);
+                self.pick(&row)?
+            }
+        };
+        self.window.push(next);
+        Ok(next)
+    }
+
+    fn pick(&mut self, logits: &[f32]) -> Result<TokenId> {
         if self.sampling.temperature == 0.0 {
             return Ok(argmax(logits));
         }
@@ -252,6 +283,39 @@ mod tests {
     fn sampling_rejects_bad_top_p() {
         let s = Sampling {
             top_p: 0.0,
+            ..Sampling::default()
+        };
+        assert!(s.validate().is_err());
+    }
+
+    /// Greedy with a presence penalty of 0.5 over [0.1, 3.0, -1.0, 2.9]: id 1 first; then its
+    /// logit is 2.5 < 2.9, so id 3; then 2.5 > 2.4, id 1 again (presence counts once). The
+    /// sampler's own picks join the window; `accept` adds the prompt's tokens.
+    #[test]
+    fn greedy_with_a_presence_penalty_picks_by_the_penalized_logits() {
+        let sampling = Sampling {
+            penalties: Penalties {
+                presence: 0.5,
+                ..Penalties::default()
+            },
+            ..Sampling::default()
+        };
+        let logits = [0.1, 3.0, -1.0, 2.9];
+        let mut s = Sampler::new(sampling);
+        let picks: Vec<_> = (0..3).map(|_| s.sample(&logits).unwrap()).collect();
+        assert_eq!(picks, [1, 3, 1]);
+        let mut prompted = Sampler::new(sampling);
+        prompted.accept(&[1]);
+        assert_eq!(prompted.sample(&logits).unwrap(), 3);
+    }
+
+    #[test]
+    fn sampling_rejects_bad_penalties() {
+        let s = Sampling {
+            penalties: Penalties {
+                repeat: -1.0,
+                ..Penalties::default()
+            },
             ..Sampling::default()
         };
         assert!(s.validate().is_err());

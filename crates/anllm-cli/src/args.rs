@@ -209,6 +209,14 @@ pub struct ScoreArgs {
     /// Prepend BOS to the context (lm-eval does not).
     #[arg(long)]
     pub bos: bool,
+    /// The context is a user message: render it with the model's chat template, up to the
+    /// assistant's generation prompt (as `generate --chat` does), and score the continuation
+    /// as the assistant's answer.
+    #[arg(long, conflicts_with = "bos")]
+    pub chat: bool,
+    /// System message (with --chat).
+    #[arg(long, requires = "chat")]
+    pub system: Option<String>,
     /// Run one masked full-sequence forward (the paper's accuracy method) instead of the
     /// chunked, pruned cache.
     #[arg(long)]

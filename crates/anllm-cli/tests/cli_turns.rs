@@ -3,15 +3,15 @@
 //! was sampled but not yet run); the expected counts come from the library's tokenizer and
 //! chat template, not from the binary.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
 use anllm::chat::{Message, apply_chat_template, next_turn_text};
-use anllm::testutil::{HfLayout, TinySpec, write_hf_dir};
 use serde_json::Value;
 
-/// A ChatML-like template whose turns end with `</s>` (the tiny vocabulary's EOS).
-const TEMPLATE: &str = "{% for m in messages %}<s>{{ m.role }}: {{ m.content }}</s>{% endfor %}{% if add_generation_prompt %}<s>assistant:{% endif %}";
+use common::{CHAT_TEMPLATE as TEMPLATE, hf_model_with_template as model_with_template};
 
 fn run(dir: &Path, extra: &[&str]) -> Value {
     let home = tempfile::tempdir().unwrap();
@@ -35,17 +35,6 @@ fn run(dir: &Path, extra: &[&str]) -> Value {
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stderr.contains("turn 2/2: prompt tokens"), "{stderr}");
     serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
-}
-
-fn model_with_template() -> (tempfile::TempDir, std::path::PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("model");
-    write_hf_dir(&dir, &TinySpec::gqa(), HfLayout::Safetensors).unwrap();
-    let path = dir.join("tokenizer_config.json");
-    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    config["chat_template"] = Value::String(TEMPLATE.into());
-    std::fs::write(&path, config.to_string()).unwrap();
-    (tmp, dir)
 }
 
 fn stat(turn: &Value, key: &str) -> usize {

@@ -2,7 +2,9 @@
 
 use anyhow::{Result, bail};
 
+use anllm::chat::{ChatTemplate, Message};
 use anllm::score::{ScoreMode, score};
+use anllm::{TokenId, Tokenizer};
 
 use crate::args::ScoreArgs;
 use crate::config;
@@ -12,8 +14,12 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     config::set_threads(args.common.threads)?;
     let model = config::load(&args.common)?;
     let tok = &model.tokenizer;
+    if args.chat && args.session.insert_anchors {
+        bail!("--insert-anchors cannot be combined with --chat");
+    }
     let mut context = match config::encode_with_anchors(&args.session, tok, &args.context)? {
         Some(ids) => ids,
+        None if args.chat => chat_context(tok, &args)?,
         None => tok.encode(&args.context, false)?,
     };
     let continuation = tok.encode(&args.continuation, false)?;
@@ -58,4 +64,17 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         eprintln!("{}", config::cache_line(&result.cache));
     }
     Ok(())
+}
+
+/// The context as a user message (after the system message, if any) in the model's chat
+/// template, ending with the assistant's generation prompt; special tokens as ids.
+fn chat_context(tok: &Tokenizer, args: &ScoreArgs) -> Result<Vec<TokenId>> {
+    let message = |role: &str, content: &str| Message {
+        role: role.into(),
+        content: content.into(),
+    };
+    let mut messages: Vec<Message> = args.system.iter().map(|s| message("system", s)).collect();
+    messages.push(message("user", &args.context));
+    let text = ChatTemplate::of(tok)?.render(&messages)?;
+    Ok(tok.encode(&text, true)?)
 }

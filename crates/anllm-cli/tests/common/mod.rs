@@ -60,6 +60,19 @@ pub fn hf_model(spec: &TinySpec) -> (TempDir, PathBuf) {
     (tmp, dir)
 }
 
+/// A ChatML-like template whose turns end with `</s>` (the tiny vocabulary's EOS).
+pub const CHAT_TEMPLATE: &str = "{% for m in messages %}<s>{{ m.role }}: {{ m.content }}</s>{% endfor %}{% if add_generation_prompt %}<s>assistant:{% endif %}";
+
+/// A tiny HF model directory whose `tokenizer_config.json` has [`CHAT_TEMPLATE`].
+pub fn hf_model_with_template() -> (TempDir, PathBuf) {
+    let (tmp, dir) = hf_model(&TinySpec::gqa());
+    let path = dir.join("tokenizer_config.json");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["chat_template"] = Value::String(CHAT_TEMPLATE.into());
+    std::fs::write(&path, config.to_string()).unwrap();
+    (tmp, dir)
+}
+
 pub fn gguf_model(spec: &TinySpec) -> (TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("tiny.gguf");

@@ -224,6 +224,15 @@ def test_penalties():
                  lambda: chat(SEA, max_tokens=4, frequency_penalty=3))
 
 
+def test_logit_bias():
+    """logit_bias +100 on one token id makes greedy decoding write only that token."""
+    r = chat(SEA, max_tokens=4, logprobs=True, logit_bias={"1000": 100})
+    toks = [e.token for e in r.choices[0].logprobs.content]
+    assert len(toks) == 4 and len(set(toks)) == 1, f"logit_bias 1000:+100 gave {toks!r}"
+    expect_error(openai.BadRequestError, "logit_bias=101",
+                 lambda: chat(SEA, max_tokens=4, logit_bias={"1000": 101}))
+
+
 def test_chat_logprobs():
     r = chat(COUNT, max_tokens=8, logprobs=True, top_logprobs=2)
     c = r.choices[0]

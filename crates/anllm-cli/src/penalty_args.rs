@@ -1,11 +1,17 @@
-//! Repetition-penalty flags of `anllm generate`, named as llama.cpp's.
+//! Logit-bias and repetition-penalty flags of `anllm generate`, named as llama.cpp's.
 
-use anllm::Penalties;
+use anllm::{Penalties, TokenId};
+use anyhow::{Context, bail};
 use clap::Args;
 
-/// `--repeat-penalty`, `--repeat-last-n`, `--frequency-penalty`, `--presence-penalty`.
+/// `--logit-bias`, `--repeat-penalty`, `--repeat-last-n`, `--frequency-penalty`,
+/// `--presence-penalty`.
 #[derive(Debug, Clone, Args)]
 pub struct PenaltyArgs {
+    /// Add BIAS to the logit of token ID: ID+BIAS or ID-BIAS (llama.cpp's form) or ID=BIAS;
+    /// repeatable; -100 bans a token.
+    #[arg(long, value_name = "ID+BIAS", allow_hyphen_values = true)]
+    pub logit_bias: Vec<String>,
     /// Divide the positive logit (multiply the negative one) of every token in the penalty
     /// window by this (1.0 = off; llama.cpp's --repeat-penalty, HF's repetition_penalty).
     #[arg(long, default_value_t = 1.0)]
@@ -24,6 +30,30 @@ pub struct PenaltyArgs {
 }
 
 impl PenaltyArgs {
+    /// The `--logit-bias` pairs, each id checked against the vocabulary's `vocab` ids.
+    pub fn logit_bias(&self, vocab: usize) -> anyhow::Result<Vec<(TokenId, f32)>> {
+        self.logit_bias
+            .iter()
+            .map(|spec| {
+                let cut = spec.find(['+', '-', '=']).with_context(|| {
+                    format!("--logit-bias {spec}: expected ID+BIAS, ID-BIAS or ID=BIAS")
+                })?;
+                let (id, bias) = spec.split_at(cut);
+                let id: usize = id
+                    .parse()
+                    .with_context(|| format!("--logit-bias {spec}: {id:?} is not a token id"))?;
+                let bias: f32 = bias
+                    .trim_start_matches(['+', '='])
+                    .parse()
+                    .with_context(|| format!("--logit-bias {spec}: the bias is not a number"))?;
+                if id >= vocab || !bias.is_finite() {
+                    bail!("--logit-bias {spec}: needs an id below {vocab} and a finite bias");
+                }
+                Ok((id as TokenId, bias))
+            })
+            .collect()
+    }
+
     /// The library's penalties; a bad value is a clear error.
     pub fn penalties(&self) -> anyhow::Result<Penalties> {
         let last_n = match self.repeat_last_n {

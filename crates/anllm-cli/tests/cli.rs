@@ -137,6 +137,10 @@ fn cli_bad_flag_values_fail_cleanly() {
         ("--repeat-last-n", "-2", "--repeat-last-n"),
         ("--frequency-penalty", "inf", "frequency_penalty"),
         ("--presence-penalty", "NaN", "presence_penalty"),
+        ("--logit-bias", "5", "ID+BIAS"),
+        ("--logit-bias", "x+1", "not a token id"),
+        ("--logit-bias", "5+big", "not a number"),
+        ("--logit-bias", "99999+1", "below 384"),
     ] {
         let out = anllm(&[&generate[..], &[flag, value]].concat());
         assert_clean_failure(&out, says);

@@ -304,3 +304,32 @@ fn cli_sampling_with_seed_is_reproducible() {
         "every seed sampled the same text: {texts:?}"
     );
 }
+
+/// `--logit-bias 50+100`: greedy decoding picks token 50 every time (the text is its piece
+/// four times, decoded by the library); `50-100` then bans it from the plain answer.
+#[test]
+fn cli_logit_bias_forces_and_bans_a_token() {
+    let (_tmp, dir) = hf_model(&TinySpec::gqa());
+    let run = |bias: &str| {
+        let args = [
+            "generate",
+            "-m",
+            s(&dir),
+            "-p",
+            "hello world",
+            "-n",
+            "4",
+            "--json",
+            "--logit-bias",
+            bias,
+        ];
+        last_json(&anllm(&args))
+    };
+    let model = load(&dir);
+    let want = model.tokenizer.decode(&[50; 4], true).unwrap();
+    assert_eq!(run("50+100")["text"], want.as_str());
+    assert_eq!(run("50=100")["text"], want.as_str());
+    let banned = run("50-100")["text"].as_str().unwrap().to_string();
+    let piece = model.tokenizer.decode(&[50], true).unwrap();
+    assert!(!banned.contains(piece.trim()), "{banned:?} holds {piece:?}");
+}

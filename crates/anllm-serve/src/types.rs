@@ -71,6 +71,8 @@ pub struct CommonParams {
     pub top_k: Option<i64>,
     /// RNG seed.
     pub seed: Option<i64>,
+    /// Token ids (as strings) to biases from -100 to 100, added to their logits.
+    pub logit_bias: Option<std::collections::BTreeMap<String, f64>>,
     /// -2 to 2: subtracted from a token's logit per occurrence in the penalty window.
     pub frequency_penalty: Option<f64>,
     /// -2 to 2: subtracted once from the logit of every token in the penalty window.

@@ -71,6 +71,15 @@ async fn out_of_range_fields_get_400_naming_the_field() {
             "repeat_penalty",
         ),
         (json!({"prompt": "a", "repeat_last_n": -2}), "repeat_last_n"),
+        (json!({"prompt": "a", "logit_bias": {"x": 1}}), "logit_bias"),
+        (
+            json!({"prompt": "a", "logit_bias": {"5": 101}}),
+            "logit_bias",
+        ),
+        (
+            json!({"prompt": "a", "logit_bias": {"99999": 1}}),
+            "logit_bias",
+        ),
         (json!({"prompt": "a", "n": 2}), "n"),
         (json!({"prompt": "a", "logprobs": 50}), "logprobs"),
         (json!({"prompt": "a", "echo": true}), "echo"),

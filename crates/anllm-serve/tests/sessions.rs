@@ -3,7 +3,8 @@
 //! answer ends) continues with the same greedy output as the server that never stopped; the
 //! RAM budget spills to disk or answers 429; requests decoded together in one batch give what
 //! they give alone; a server pinning prompts answers what a session pinned by hand answers, and
-//! a request with repetition penalties what a session with the same penalties answers.
+//! a request with repetition penalties what a session with the same penalties answers, and a
+//! logit bias forces or bans a token.
 
 mod common;
 
@@ -226,7 +227,7 @@ fn by_hand_with(
         let req = GenerateRequest {
             prompt: prompt.clone(),
             max_tokens: 6,
-            sampling,
+            sampling: sampling.clone(),
         };
         let mut ids = Ids(Vec::new());
         generate(&mut session, &model.tokenizer, &req, &mut ids).unwrap();
@@ -300,4 +301,22 @@ async fn a_request_with_penalties_answers_what_a_session_with_them_answers() {
     let turns = [p1, p2];
     assert_eq!(second, by_hand_with(Vec::new(), &turns, penalized).0);
     assert_ne!(second, by_hand(Vec::new(), &turns).0);
+}
+
+/// OpenAI's `logit_bias` reaches the sampler: +100 on token 50 makes greedy decoding pick it
+/// every time; -100 on the first token of the plain answer bans it.
+#[tokio::test]
+async fn logit_bias_forces_and_bans_tokens() {
+    let (s, _dir) = server(options());
+    let prompt = [1, 40, 41, 42];
+    let plain = turn(&s, "plain", &prompt).await.0[4..].to_vec();
+    let forced = turn_with(&s, "forced", &prompt, json!({"logit_bias": {"50": 100}})).await;
+    assert_eq!(forced.0[4..], [50; 6]);
+    let first = plain[0].to_string();
+    let bias = json!({ "logit_bias": { first.clone(): -100 } });
+    let banned = turn_with(&s, "banned", &prompt, bias).await.0[4..].to_vec();
+    assert!(
+        !banned.contains(&plain[0]),
+        "{banned:?} has the banned {first}"
+    );
 }

@@ -115,7 +115,7 @@ pub fn generate(
     }
     check_context(&llama, session.context_used(), prompt_tokens)?;
     req.sampling.validate()?;
-    let mut sampler = Sampler::new(req.sampling);
+    let mut sampler = Sampler::new(req.sampling.clone());
     if !req.sampling.penalties.is_off() {
         // The penalty window sees the whole stream: earlier turns, then this prompt.
         sampler.accept(&session.tokens());

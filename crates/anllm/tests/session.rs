@@ -153,7 +153,7 @@ fn two_turns(sampling: Sampling, max_tokens: usize) -> [Vec<TokenId>; 2] {
         let req = GenerateRequest {
             prompt: turn,
             max_tokens,
-            sampling,
+            sampling: sampling.clone(),
         };
         let mut out = Collect(Vec::new());
         generate(&mut session, &model.tokenizer, &req, &mut out).unwrap();

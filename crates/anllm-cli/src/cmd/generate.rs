@@ -139,13 +139,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let cfg = config::session_config(&args.session, &model.tokenizer, first.len())?;
     let expected = first.len() + args.prompt.len() * args.max_tokens.min(4096);
     let mut session = Session::new(Arc::clone(&model.llama), cfg, expected)?;
-    let sampling = Sampling {
-        temperature: args.temperature,
-        top_k: args.top_k,
-        top_p: args.top_p,
-        seed: args.seed,
-        penalties: args.penalties.penalties()?,
-    };
+    let sampling = sampling(&args, model.llama.config().vocab_size)?;
     let mut turns = Vec::new();
     for (turn, text) in args.prompt.iter().enumerate() {
         let prompt = match turn {
@@ -163,7 +157,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         let req = GenerateRequest {
             prompt,
             max_tokens: args.max_tokens,
-            sampling,
+            sampling: sampling.clone(),
         };
         let mut sink = StdoutSink {
             out: std::io::stdout(),
@@ -188,4 +182,16 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         println!("{json}");
     }
     Ok(())
+}
+
+/// The sampling flags of `generate`, checked (`vocab`: the model's vocabulary size).
+pub fn sampling(args: &GenerateArgs, vocab: usize) -> Result<Sampling> {
+    Ok(Sampling {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        seed: args.seed,
+        logit_bias: args.penalties.logit_bias(vocab)?,
+        penalties: args.penalties.penalties()?,
+    })
 }

@@ -13,7 +13,6 @@ use anyhow::{Context, Result, bail};
 
 use anllm::chat::{ChatTemplate, Message};
 use anllm::generate::{Flow, GenerateRequest, TokenSink, generate};
-use anllm::sample::Sampling;
 use anllm::{LoadedModel, Session, TokenId};
 
 use crate::args::GenerateArgs;
@@ -70,13 +69,7 @@ fn answer(model: &LoadedModel, args: &GenerateArgs, prompt: &str) -> Result<Vec<
     let req = GenerateRequest {
         prompt: ids,
         max_tokens: args.max_tokens,
-        sampling: Sampling {
-            temperature: args.temperature,
-            top_k: args.top_k,
-            top_p: args.top_p,
-            seed: args.seed,
-            penalties: args.penalties.penalties()?,
-        },
+        sampling: crate::cmd::generate::sampling(args, model.llama.config().vocab_size)?,
     };
     let mut sink = TextSink(String::new());
     generate(&mut session, &model.tokenizer, &req, &mut sink)?;

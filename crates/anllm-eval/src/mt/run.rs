@@ -150,7 +150,7 @@ pub fn translate(
     }
     anllm::generate::check_context(llama, 0, item.ids.len() + cfg.max_tokens)?;
     cfg.sampling.validate()?;
-    let mut sampler = Sampler::new(cfg.sampling);
+    let mut sampler = Sampler::new(cfg.sampling.clone());
     let mut detok = Detokenizer::default();
     let started = Instant::now();
     let mut logits = session.prefill(&item.ids, item.ids.len() - 1)?;

@@ -56,7 +56,7 @@ impl Slot {
             Err(e) => return refuse(shared, &job, e),
         };
         let mut slot = Self {
-            sampler: Sampler::new(job.params.sampling),
+            sampler: Sampler::new(job.params.sampling.clone()),
             stop: StopFilter::new(job.params.stop.clone()),
             events: job.events,
             id: job.session_id,

@@ -9,17 +9,15 @@ use axum::response::Response;
 
 use anllm::TokenId;
 use anllm::chat::Message;
-use anllm::sample::{Penalties, Sampling};
 use tokio::sync::mpsc;
 
+use super::params::params;
 use super::respond::{Flavor, respond};
 use super::{ApiJson, check_id, unknown_model};
 use crate::AppState;
-use crate::engine::{GenParams, Job, PromptInput};
+use crate::engine::{Job, PromptInput};
 use crate::error::ApiError;
-use crate::types::{
-    ChatMessage, ChatRequest, CommonParams, CompletionRequest, Content, Prompt, StopField,
-};
+use crate::types::{ChatMessage, ChatRequest, CommonParams, CompletionRequest, Content, Prompt};
 
 /// The chat route.
 pub async fn chat(
@@ -119,8 +117,8 @@ async fn run(
     {
         return Err(unknown_model(model));
     }
-    let ctx = state.ready()?.shared.model.config().max_position_embeddings;
-    let params = params(common, logprobs, ctx)?;
+    let config = state.ready()?.shared.model.config().clone();
+    let params = params(common, logprobs, &config)?;
     let session_id = session_id(headers, common)?;
     let (tx, rx) = mpsc::unbounded_channel();
     state.submit(Job {
@@ -214,96 +212,4 @@ fn session_id(headers: &HeaderMap, common: &CommonParams) -> Result<Option<Strin
         check_id(id)?;
     }
     Ok(id)
-}
-
-fn params(c: &CommonParams, logprobs: Option<usize>, ctx: usize) -> Result<GenParams, ApiError> {
-    if c.n.is_some_and(|n| n != 1) {
-        return Err(ApiError::invalid("n", "only n = 1 is supported"));
-    }
-    let (max, field) = match (c.max_completion_tokens, c.max_tokens) {
-        (Some(m), _) => (Some(m), "max_completion_tokens"),
-        (None, m) => (m, "max_tokens"),
-    };
-    if let Some(m) = max
-        && !(1..=ctx as i64).contains(&m)
-    {
-        return Err(ApiError::invalid(
-            field,
-            format!("must be between 1 and the context length {ctx}, got {m}"),
-        ));
-    }
-    let temperature = c.temperature.unwrap_or(1.0);
-    if !(0.0..=2.0).contains(&temperature) {
-        return Err(ApiError::invalid("temperature", "must be between 0 and 2"));
-    }
-    let top_p = c.top_p.unwrap_or(1.0);
-    if !(top_p > 0.0 && top_p <= 1.0) {
-        return Err(ApiError::invalid("top_p", "must be in (0, 1]"));
-    }
-    let top_k = match c.top_k {
-        Some(k) if k < 0 => return Err(ApiError::invalid("top_k", "must be at least 0")),
-        k => k.unwrap_or(0) as usize,
-    };
-    let stop = match &c.stop {
-        None => Vec::new(),
-        Some(StopField::One(s)) => vec![s.clone()],
-        Some(StopField::Many(v)) if v.len() <= 16 => v.clone(),
-        Some(StopField::Many(_)) => {
-            return Err(ApiError::invalid("stop", "at most 16 stop strings"));
-        }
-    };
-    let seed = match c.seed {
-        Some(s) => s as u64,
-        None => random_seed(),
-    };
-    Ok(GenParams {
-        max_tokens: max.map(|m| m as usize),
-        sampling: Sampling {
-            temperature: temperature as f32,
-            top_k,
-            top_p: top_p as f32,
-            seed,
-            penalties: penalties(c)?,
-        },
-        stop,
-        logprobs,
-        token_ids: c.return_token_ids,
-    })
-}
-
-/// The repetition penalties: OpenAI's ranges for frequency and presence, llama-server's
-/// window (64 tokens by default, -1 for all).
-fn penalties(c: &CommonParams) -> Result<Penalties, ApiError> {
-    let openai = |v: Option<f64>, field: &'static str| match v {
-        Some(x) if !(-2.0..=2.0).contains(&x) => {
-            Err(ApiError::invalid(field, "must be between -2 and 2"))
-        }
-        x => Ok(x.unwrap_or(0.0) as f32),
-    };
-    let repeat = c.repeat_penalty.unwrap_or(1.0) as f32;
-    if !(repeat > 0.0 && repeat.is_finite()) {
-        return Err(ApiError::invalid("repeat_penalty", "must be a number > 0"));
-    }
-    let last_n = match c.repeat_last_n {
-        None => Penalties::default().last_n,
-        Some(-1) => usize::MAX,
-        Some(n) if n < -1 => {
-            return Err(ApiError::invalid("repeat_last_n", "must be -1 or more"));
-        }
-        Some(n) => n as usize,
-    };
-    Ok(Penalties {
-        repeat,
-        frequency: openai(c.frequency_penalty, "frequency_penalty")?,
-        presence: openai(c.presence_penalty, "presence_penalty")?,
-        last_n,
-    })
-}
-
-/// A seed for a request without one (OpenAI's default is not reproducible).
-fn random_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    nanos ^ 0x9e37_79b9_7f4a_7c15
 }

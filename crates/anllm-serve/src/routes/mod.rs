@@ -2,6 +2,7 @@
 //! models, metrics, tokenize, sessions). Generation lives in `generate`, responses in `respond`.
 
 mod generate;
+mod params;
 mod respond;
 
 use std::sync::Arc;

@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use crate::{Error, Result, TokenId};
 
 /// How to pick the next token.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sampling {
     /// 0 means greedy (argmax).
     pub temperature: f32,
@@ -22,7 +22,10 @@ pub struct Sampling {
     pub top_p: f32,
     /// RNG seed, so runs are reproducible.
     pub seed: u64,
-    /// Repetition penalties over the stream's last tokens, applied before everything else.
+    /// Added to the logits of these token ids first (OpenAI's `logit_bias`, llama.cpp's
+    /// `--logit-bias`): -100 bans a token, 100 all but forces it.
+    pub logit_bias: Vec<(TokenId, f32)>,
+    /// Repetition penalties over the stream's last tokens, applied after the bias.
     pub penalties: Penalties,
 }
 
@@ -33,6 +36,7 @@ impl Default for Sampling {
             top_k: 0,
             top_p: 1.0,
             seed: 42,
+            logit_bias: Vec::new(),
             penalties: Penalties::default(),
         }
     }
@@ -46,6 +50,9 @@ impl Sampling {
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(Error::config("top_p", "must be in (0, 1]"));
+        }
+        if self.logit_bias.iter().any(|(_, b)| !b.is_finite()) {
+            return Err(Error::config("logit_bias", "every bias must be finite"));
         }
         self.penalties.validate()
     }
@@ -82,10 +89,15 @@ impl Sampler {
         if logits.is_empty() {
             return Err(Error::config("logits", "empty row"));
         }
-        let next = match self.sampling.penalties.is_off() {
+        let next = match self.sampling.penalties.is_off() && self.sampling.logit_bias.is_empty() {
             true => self.pick(logits)?,
             false => {
                 let mut row = logits.to_vec();
+                for &(id, bias) in &self.sampling.logit_bias {
+                    if let Some(l) = row.get_mut(id as usize) {
+                        *l += bias;
+                    }
+                }
                 self.window.apply(&mut row);
                 self.pick(&row)?
             }
@@ -169,7 +181,7 @@ mod tests {
         };
         let logits: Vec<f32> = (0..50).map(|i| (i % 7) as f32 * 0.3).collect();
         let run = || {
-            let mut s = Sampler::new(sampling);
+            let mut s = Sampler::new(sampling.clone());
             (0..30)
                 .map(|_| s.sample(&logits).unwrap())
                 .collect::<Vec<_>>()
@@ -200,7 +212,7 @@ mod tests {
     /// the kept set: never drawn at all). A binomial frequency over 4000 draws has a standard
     /// deviation of at most 0.008, so 0.04 is 5 of them.
     fn assert_draws(sampling: Sampling, want: [f64; 4]) {
-        let got = draw(sampling, 4000);
+        let got = draw(sampling.clone(), 4000);
         for id in 0..4 {
             if want[id] == 0.0 {
                 assert_eq!(
@@ -301,7 +313,7 @@ mod tests {
             ..Sampling::default()
         };
         let logits = [0.1, 3.0, -1.0, 2.9];
-        let mut s = Sampler::new(sampling);
+        let mut s = Sampler::new(sampling.clone());
         let picks: Vec<_> = (0..3).map(|_| s.sample(&logits).unwrap()).collect();
         assert_eq!(picks, [1, 3, 1]);
         let mut prompted = Sampler::new(sampling);
@@ -316,6 +328,52 @@ mod tests {
                 repeat: -1.0,
                 ..Penalties::default()
             },
+            ..Sampling::default()
+        };
+        assert!(s.validate().is_err());
+    }
+
+    /// The bias is added before anything else: over [0.1, 3.0, -1.0, 2.9], -100 on id 1 leaves
+    /// id 3 the argmax, +5 on id 2 makes it 4.0, the largest.
+    #[test]
+    fn logit_bias_moves_the_argmax() {
+        let pick = |bias: Vec<(TokenId, f32)>| {
+            let sampling = Sampling {
+                logit_bias: bias,
+                ..Sampling::default()
+            };
+            Sampler::new(sampling)
+                .sample(&[0.1, 3.0, -1.0, 2.9])
+                .unwrap()
+        };
+        assert_eq!(pick(vec![]), 1);
+        assert_eq!(pick(vec![(1, -100.0)]), 3);
+        assert_eq!(pick(vec![(2, 5.0)]), 2);
+        assert_eq!(pick(vec![(9, 50.0)]), 1, "ids past the row are ignored");
+    }
+
+    /// llama.cpp's order: bias, then penalties. Logits [1.0, 1.2], +1 on id 0, repeat penalty 2
+    /// with id 0 in the window: (1 + 1) / 2 = 1.0 < 1.2 picks id 1 (penalty first would give
+    /// 1 / 2 + 1 = 1.5 and pick id 0).
+    #[test]
+    fn logit_bias_applies_before_the_penalties() {
+        let sampling = Sampling {
+            logit_bias: vec![(0, 1.0)],
+            penalties: Penalties {
+                repeat: 2.0,
+                ..Penalties::default()
+            },
+            ..Sampling::default()
+        };
+        let mut s = Sampler::new(sampling);
+        s.accept(&[0]);
+        assert_eq!(s.sample(&[1.0, 1.2]).unwrap(), 1);
+    }
+
+    #[test]
+    fn sampling_rejects_an_infinite_bias() {
+        let s = Sampling {
+            logit_bias: vec![(0, f32::INFINITY)],
             ..Sampling::default()
         };
         assert!(s.validate().is_err());

@@ -274,14 +274,17 @@ fn cli_greedy_generation_is_deterministic() {
     );
 }
 
+/// `anllm generate -m DIR ARGS… --json`: the last stdout line as JSON.
+fn generate_json(dir: &Path, args: &[&str]) -> Value {
+    let base = ["generate", "-m", s(dir), "--json"];
+    last_json(&anllm(&[&base[..], args].concat()))
+}
+
 #[test]
 fn cli_sampling_with_seed_is_reproducible() {
     let (_tmp, dir) = hf_model(&TinySpec::gqa());
     let run = |seed: &str| {
         let args = [
-            "generate",
-            "-m",
-            s(&dir),
             "-p",
             "once upon a time",
             "-n",
@@ -290,9 +293,8 @@ fn cli_sampling_with_seed_is_reproducible() {
             "1.5",
             "--seed",
             seed,
-            "--json",
         ];
-        last_json(&anllm(&args))["text"].clone()
+        generate_json(&dir, &args)["text"].clone()
     };
     assert_eq!(run("7"), run("7"));
     let texts: std::collections::HashSet<String> = ["1", "2", "3", "4"]
@@ -311,19 +313,10 @@ fn cli_sampling_with_seed_is_reproducible() {
 fn cli_logit_bias_forces_and_bans_a_token() {
     let (_tmp, dir) = hf_model(&TinySpec::gqa());
     let run = |bias: &str| {
-        let args = [
-            "generate",
-            "-m",
-            s(&dir),
-            "-p",
-            "hello world",
-            "-n",
-            "4",
-            "--json",
-            "--logit-bias",
-            bias,
-        ];
-        last_json(&anllm(&args))
+        generate_json(
+            &dir,
+            &["-p", "hello world", "-n", "4", "--logit-bias", bias],
+        )
     };
     let model = load(&dir);
     let want = model.tokenizer.decode(&[50; 4], true).unwrap();

@@ -7,9 +7,9 @@ answers with their KV lines.
 The table has, per row, distinct-2 (distinct word bigrams / bigrams) of each answer and their
 mean, and two scores of the answers by the original model with full attention as the judge
 (`anllm score --chat --dtype f32`, the answer as the assistant's reply):
-- judge nats/token: the answer's negative log-likelihood per token given its own prompt. Word
-  salad scores high (5 or more), fluent text low; a loop scores very low, which distinct-2
-  catches.
+- judge nats/token: the answer's negative log-likelihood per token given its own prompt. About
+  0.6 for the original's own greedy answers, 1-1.5 for fluent text by another writer, 2.5 and
+  up for word salad; a loop scores low, which distinct-2 catches.
 - relevance: the mean NLL per token of the answer given each of the two other prompts minus
   that given its own, in nats/token. An answer about its prompt scores clearly above 0; an
   answer that left its topic (or ignores every prompt alike) scores near 0.

@@ -177,9 +177,9 @@ pub struct GenerateArgs {
     /// RNG seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Repetition penalties.
+    /// Logit bias and repetition penalties.
     #[command(flatten)]
-    pub penalties: crate::penalty_args::PenaltyArgs,
+    pub logits: crate::logit_args::LogitArgs,
     /// Wrap the prompt in the model's chat template as a user message.
     #[arg(long)]
     pub chat: bool,

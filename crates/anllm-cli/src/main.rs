@@ -6,8 +6,8 @@ mod args;
 mod cmd;
 mod config;
 mod kv_args;
+mod logit_args;
 mod mt_args;
-mod penalty_args;
 mod plot;
 mod train_args;
 

@@ -191,7 +191,7 @@ pub fn sampling(args: &GenerateArgs, vocab: usize) -> Result<Sampling> {
         top_k: args.top_k,
         top_p: args.top_p,
         seed: args.seed,
-        logit_bias: args.penalties.logit_bias(vocab)?,
-        penalties: args.penalties.penalties()?,
+        logit_bias: args.logits.logit_bias(vocab)?,
+        penalties: args.logits.penalties()?,
     })
 }

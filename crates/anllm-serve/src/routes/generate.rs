@@ -117,8 +117,7 @@ async fn run(
     {
         return Err(unknown_model(model));
     }
-    let config = state.ready()?.shared.model.config().clone();
-    let params = params(common, logprobs, &config)?;
+    let params = params(common, logprobs, state.ready()?.shared.model.config())?;
     let session_id = session_id(headers, common)?;
     let (tx, rx) = mpsc::unbounded_channel();
     state.submit(Job {

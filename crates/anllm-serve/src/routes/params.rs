@@ -84,11 +84,8 @@ fn penalties(c: &CommonParams) -> Result<Penalties, ApiError> {
     }
     let last_n = match c.repeat_last_n {
         None => Penalties::default().last_n,
-        Some(-1) => usize::MAX,
-        Some(n) if n < -1 => {
-            return Err(ApiError::invalid("repeat_last_n", "must be -1 or more"));
-        }
-        Some(n) => n as usize,
+        Some(n) => Penalties::last_n_of(n)
+            .ok_or_else(|| ApiError::invalid("repeat_last_n", "must be -1 or more"))?,
     };
     Ok(Penalties {
         repeat,

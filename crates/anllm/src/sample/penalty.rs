@@ -43,6 +43,15 @@ impl Default for Penalties {
 }
 
 impl Penalties {
+    /// The window length of llama.cpp's `repeat_last_n`: N tokens, 0 for none, -1 for all;
+    /// `None` below -1.
+    pub fn last_n_of(n: i64) -> Option<usize> {
+        match n {
+            -1 => Some(usize::MAX),
+            n => usize::try_from(n).ok(),
+        }
+    }
+
     /// True when no logit can change: neutral knobs or an empty window.
     pub fn is_off(&self) -> bool {
         self.last_n == 0 || (self.repeat == 1.0 && self.frequency == 0.0 && self.presence == 0.0)
@@ -218,6 +227,14 @@ mod tests {
         let mut logits = [1.0, 1.0];
         window(p, &[1, 7]).apply(&mut logits);
         assert_eq!(logits, [1.0, 0.0]);
+    }
+
+    #[test]
+    fn last_n_of_reads_llama_cpp_s_convention() {
+        assert_eq!(Penalties::last_n_of(64), Some(64));
+        assert_eq!(Penalties::last_n_of(0), Some(0));
+        assert_eq!(Penalties::last_n_of(-1), Some(usize::MAX));
+        assert_eq!(Penalties::last_n_of(-2), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use clap::Args;
 /// `--logit-bias`, `--repeat-penalty`, `--repeat-last-n`, `--frequency-penalty`,
 /// `--presence-penalty`.
 #[derive(Debug, Clone, Args)]
-pub struct PenaltyArgs {
+pub struct LogitArgs {
     /// Add BIAS to the logit of token ID: ID+BIAS or ID-BIAS (llama.cpp's form) or ID=BIAS;
     /// repeatable; -100 bans a token.
     #[arg(long, value_name = "ID+BIAS", allow_hyphen_values = true)]
@@ -29,7 +29,7 @@ pub struct PenaltyArgs {
     pub presence_penalty: f32,
 }
 
-impl PenaltyArgs {
+impl LogitArgs {
     /// The `--logit-bias` pairs, each id checked against the vocabulary's `vocab` ids.
     pub fn logit_bias(&self, vocab: usize) -> anyhow::Result<Vec<(TokenId, f32)>> {
         self.logit_bias
@@ -56,11 +56,9 @@ impl PenaltyArgs {
 
     /// The library's penalties; a bad value is a clear error.
     pub fn penalties(&self) -> anyhow::Result<Penalties> {
-        let last_n = match self.repeat_last_n {
-            -1 => usize::MAX,
-            n if n < -1 => anyhow::bail!("--repeat-last-n must be -1 (all) or more, got {n}"),
-            n => n as usize,
-        };
+        let n = self.repeat_last_n;
+        let last_n = Penalties::last_n_of(n)
+            .with_context(|| format!("--repeat-last-n must be -1 (all) or more, got {n}"))?;
         let p = Penalties {
             repeat: self.repeat_penalty,
             frequency: self.frequency_penalty,

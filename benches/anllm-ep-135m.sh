@@ -5,13 +5,15 @@
 # (transcripts, then training up to --minutes of training step time, then the evaluation).
 #
 #   benches/anllm-ep-135m.sh [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N]
-#                            [--pin-prompts S]
+#                            [--pin-prompts S] [--student-share S]
 #   (--minutes: training step time of both stages, 150 by default; --stage2-minutes: the second
 #   stage's share of it, 55 by default, 0 for one stage; --steps: the last step of the first
 #   stage's cosine learning-rate schedule, 560 by default: about 110 quiet minutes of 2-thread
 #   training at 87 tok/s; the first stage ends at whichever of --steps and M - M2 minutes comes
 #   first; --pin-prompts: the share of the second stage's conversations trained with their
-#   prompt pinned, as `generate --chat --anchors ep --pin-prompt` runs them, 0 by default)
+#   prompt pinned, as `generate --chat --anchors ep --pin-prompt` runs them, 0 by default;
+#   --student-share: the share of the second stage's conversations answered by the first
+#   stage's student itself under the anchor-pruned cache instead of by the teacher, 0 by default)
 #   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1
 #
 # Steps:
@@ -23,7 +25,9 @@
 #   4. `anllm train --distill` on the transcripts (rendered by the model's chat template, loss
 #      on the answers) plus a seeded slice of the training corpus, AnSAN mask (EP), cosine lr;
 #      then a second stage from its last checkpoint, still distilling from the original model,
-#      at a constant lr on the transcripts, few-shot-shaped question/answer text from datasets
+#      at a constant lr on the transcripts (a seeded share of them, with --student-share,
+#      answered by the first stage's checkpoint under the anchor-pruned cache from its Q8_0
+#      export: on-policy distillation, benches/anllm-ep-135m/student.py), few-shot-shaped question/answer text from datasets
 #      that are not scored (benches/anllm-ep-135m/fewshot.py) and a third of the corpus slice;
 #   5. perplexity (window 512, the first 2,048 tokens) of the base and trained models, full
 #      attention and anchor-pruned cache, on the corpus's held-out split and on text from a
@@ -43,6 +47,7 @@ OUT=runs/anllm-ep-135m
 PROMPTS=360
 STEPS=560
 PIN_PROMPTS=0
+STUDENT_SHARE=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --minutes) MINUTES="$2"; shift 2 ;;
@@ -51,7 +56,8 @@ while [[ $# -gt 0 ]]; do
     --prompts) PROMPTS="$2"; shift 2 ;;
     --steps) STEPS="$2"; shift 2 ;;
     --pin-prompts) PIN_PROMPTS="$2"; shift 2 ;;
-    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S]" >&2; exit 2 ;;
+    --student-share) STUDENT_SHARE="$2"; shift 2 ;;
+    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S]" >&2; exit 2 ;;
   esac
 done
 
@@ -145,8 +151,25 @@ train_for "$RUN" "$STAGE1_MINUTES" "${TRAIN[@]}"
 RUN2="$OUT/run2"
 if python3 -c "import sys; sys.exit(0 if $STAGE2_MINUTES > 0 else 1)"; then
   [[ -f "$OUT/stage2-start.txt" ]] || ls -d "$RUN"/checkpoint-* | sort | tail -1 > "$OUT/stage2-start.txt"
+  CHAT2="$OUT/chat.jsonl"
+  if python3 -c "import sys; sys.exit(0 if $STUDENT_SHARE > 0 else 1)"; then
+    # On-policy transcripts: the student answers from its Q8_0 export (about 1 s per answer on
+    # 2 threads, 3-4x its f32 checkpoint), with the sampling of the teacher's transcripts.
+    S1="$OUT/stage1.Q8_0.gguf"
+    [[ -f "$S1" ]] || { "$ANLLM" export -m "$(cat "$OUT/stage2-start.txt")" --to "$S1.part" --type q8_0 \
+      --vocab-from "$MODEL" >&2 && mv "$S1.part" "$S1"; }
+    [[ -f "$OUT/student-prompts.txt" ]] || python3 benches/anllm-ep-135m/student.py pick "$OUT/prompts.txt" \
+      "$STUDENT_SHARE" 36 > "$OUT/student-prompts.txt"
+    log "student transcripts: $OUT/chat-student.jsonl"
+    "$ANLLM" generate -m "$S1" --chat --anchors ep --prompts-file "$OUT/student-prompts.txt" \
+      --transcripts "$OUT/chat-student.jsonl" --max-tokens 192 --temperature 0.6 --top-p 0.9 --seed 34 \
+      --threads "$THREADS" >&2
+    python3 benches/anllm-ep-135m/student.py mix "$OUT/chat.jsonl" "$OUT/chat-student.jsonl" > "$OUT/chat-stage2.jsonl"
+    "$ANLLM" eval overlap --data "$OUT/chat-stage2.jsonl" >&2
+    CHAT2="$OUT/chat-stage2.jsonl"
+  fi
   TRAIN2=(train --model "$(cat "$OUT/stage2-start.txt")" --teacher "$MODEL"
-    --data "$OUT/chat.jsonl" "$OUT/fewshot.jsonl" "$OUT/corpus-slice2.txt" --eval-data "$H/corpus/heldout.txt"
+    --data "$CHAT2" "$OUT/fewshot.jsonl" "$OUT/corpus-slice2.txt" --eval-data "$H/corpus/heldout.txt"
     --anchors ep --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 5e-5 --warmup 5
     --schedule constant --pin-prompts "$PIN_PROMPTS" --save-every 60 --eval-every 10 --eval-rows 4 --steps 100000 --threads "$THREADS" --out "$RUN2")
   train_for "$RUN2" "$STAGE2_MINUTES" "${TRAIN2[@]}"

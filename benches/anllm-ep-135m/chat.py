@@ -6,7 +6,8 @@ answers with their KV lines.
 
 The table has, per row, distinct-2 (distinct word bigrams / bigrams) of each answer and their
 mean, and two scores of the answers by the original model with full attention as the judge
-(`anllm score --chat --dtype f32`, the answer as the assistant's reply):
+(`anllm score --chat --dtype f32 --requests -`, one model load, the answer as the assistant's
+reply):
 - judge nats/token: the answer's negative log-likelihood per token given its own prompt. About
   0.6 for the original's own greedy answers, 1-1.5 for fluent text by another writer, 2.5 and
   up for word salad; a loop scores low, which distinct-2 catches.
@@ -48,22 +49,24 @@ def run(anllm, model, anchors, pin, prompt, extra):
     return stats["text"], stats["stats"], kv[-1] if kv else ""
 
 
-def nll(anllm, judge, prompt, answer):
-    """Negative log-likelihood per token of `answer` as the reply to `prompt` under `judge`."""
-    out = subprocess.run([anllm, "score", "-m", judge, "--dtype", "f32", "--chat", "--context",
-                          prompt, "--continuation", answer, "--json"],
-                         capture_output=True, text=True, check=True)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    return -result["logprob"] / result["tokens"]
-
-
-def judge_scores(anllm, judge, i, answer):
-    """(NLL per token given prompt i, relevance); None for an empty answer."""
-    if not answer.strip():
-        return None
-    own = nll(anllm, judge, PROMPTS[i], answer)
-    others = [nll(anllm, judge, p, answer) for j, p in enumerate(PROMPTS) if j != i]
-    return own, sum(others) / len(others) - own
+def judge_all(anllm, judge, answers):
+    """(NLL per token given its own prompt, relevance) of every (prompt index, answer) pair,
+    by one `anllm score --requests` run (one model load); None for an empty answer."""
+    kept = [(i, answer.strip()) for i, answer in answers if answer.strip()]
+    requests = "".join(json.dumps({"context": prompt, "continuation": answer}) + "\n"
+                       for _, answer in kept for prompt in PROMPTS)
+    out = subprocess.run([anllm, "score", "-m", judge, "--dtype", "f32", "--chat",
+                          "--requests", "-"], input=requests, capture_output=True, text=True,
+                         check=True)
+    nll = [-r["logprob"] / r["tokens"] for r in map(json.loads, out.stdout.splitlines())]
+    assert len(nll) == len(kept) * len(PROMPTS), out.stderr
+    judged = []
+    for k, (i, _) in enumerate(kept):
+        row = nll[k * len(PROMPTS):(k + 1) * len(PROMPTS)]
+        others = [x for j, x in enumerate(row) if j != i]
+        judged.append((row[i], sum(others) / len(others) - row[i]))
+    scores = iter(judged)
+    return [next(scores) if answer.strip() else None for _, answer in answers]
 
 
 def mean(xs):
@@ -81,16 +84,19 @@ def main():
     for name, model, anchors, pin in configs:
         attention = "anchors ep" if anchors else "full attention"
         label = f"{name}, {attention}{', pinned prompt' if pin else ''}"
-        scores, judged = [], []
+        scores, texts = [], []
         for i, prompt in enumerate(PROMPTS):
             text, stats, kv = run(anllm, model, anchors, pin, prompt, extra)
             d2 = distinct2(text)
             scores.append(d2)
-            judged.append(judge_scores(anllm, base, i, text.strip()))
+            texts.append((i, text))
             stop = stats.get("stop_reason")
             answers.append(f"**{label}** — {prompt}\n\n> " + text.strip().replace("\n", "\n> ")
                            + f"\n\n`{kv.strip()}` · distinct-2 {d2:.2f} · stop {stop}\n")
-        rows.append((label, scores, judged))
+        rows.append((label, scores, texts))
+    judged = judge_all(anllm, base, [t for _, _, texts in rows for t in texts])
+    rows = [(label, scores, judged[r * len(PROMPTS):(r + 1) * len(PROMPTS)])
+            for r, (label, scores, _) in enumerate(rows)]
     print(f"Greedy, 150 tokens{', ' + ' '.join(extra) if extra else ''}:")
     print()
     print("| model, attention | story | explanation | list | mean distinct-2 "

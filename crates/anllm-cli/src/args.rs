@@ -201,11 +201,16 @@ pub struct ScoreArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// The context text.
-    #[arg(long)]
-    pub context: String,
+    #[arg(long, required_unless_present = "requests")]
+    pub context: Option<String>,
     /// The continuation text to score.
-    #[arg(long)]
-    pub continuation: String,
+    #[arg(long, required_unless_present = "requests")]
+    pub continuation: Option<String>,
+    /// Score many requests with one model load: a JSONL file (`-` for stdin) of
+    /// `{"context": …, "continuation": …}` records (with --chat, an optional `"system"`);
+    /// one JSON result per record on stdout, in order (as --json prints).
+    #[arg(long, conflicts_with_all = ["context", "continuation"])]
+    pub requests: Option<std::path::PathBuf>,
     /// Prepend BOS to the context (lm-eval does not).
     #[arg(long)]
     pub bos: bool,

@@ -74,3 +74,80 @@ fn score_chat_renders_the_context_as_a_user_message_with_special_tokens_as_ids()
     ]);
     assert_clean_failure(&out, "--insert-anchors");
 }
+
+/// `score --requests`: each record's result equals the single-pair call with the same flags
+/// (one model load instead of one per pair); a record's `system` overrides `--system`.
+#[test]
+fn score_requests_match_single_calls_in_order() {
+    let (tmp, dir) = hf_model_with_template();
+    let requests = tmp.path().join("requests.jsonl");
+    std::fs::write(
+        &requests,
+        concat!(
+            "{\"context\": \"hello world\", \"continuation\": \" and then\"}\n",
+            "\n",
+            "{\"context\": \"a b c\", \"continuation\": \" d e\", \"system\": \"be brief\"}\n",
+        ),
+    )
+    .unwrap();
+    let single = |context: &str, continuation: &str, system: &str| {
+        let base = ["score", "-m", s(&dir), "--chat", "--json"];
+        let pair = ["--context", context, "--continuation", continuation];
+        let system = ["--system", system];
+        last_json(&anllm(&[&base[..], &pair, &system].concat()))
+    };
+    let out = anllm(&[
+        "score",
+        "-m",
+        s(&dir),
+        "--chat",
+        "--system",
+        "say little",
+        "--requests",
+        s(&requests),
+    ]);
+    assert!(out.status.success(), "{}", common::text(&out.stderr));
+    let lines: Vec<Value> = common::text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            single("hello world", " and then", "say little"),
+            single("a b c", " d e", "be brief"),
+        ]
+    );
+}
+
+#[test]
+fn score_requests_reject_bad_records_before_scoring() {
+    let (tmp, dir) = hf_model_with_template();
+    for (body, needle) in [
+        (
+            "{\"context\": \"a\", \"continuation\": \" b\"}\n{\"context\": 1}\n",
+            ":2: not a",
+        ),
+        (
+            "{\"context\": \"a\", \"continuation\": \" b\", \"system\": \"x\"}\n",
+            ":1: \"system\" needs --chat",
+        ),
+        ("{\"context\": \"a\", \"continuation\": \"\"}\n", ":1"),
+        (
+            "{\"context\": \"a\", \"continuation\": \" b\", \"extra\": 1}\n",
+            "unknown field",
+        ),
+    ] {
+        let requests = tmp.path().join("bad.jsonl");
+        std::fs::write(&requests, body).unwrap();
+        let out = anllm(&["score", "-m", s(&dir), "--requests", s(&requests)]);
+        assert_clean_failure(&out, needle);
+        assert!(
+            out.stdout.is_empty(),
+            "{body}: {}",
+            common::text(&out.stdout)
+        );
+    }
+    let out = anllm(&["score", "-m", s(&dir), "--requests", "/no/such/file.jsonl"]);
+    assert_clean_failure(&out, "/no/such/file.jsonl");
+}

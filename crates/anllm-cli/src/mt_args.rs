@@ -68,6 +68,9 @@ pub struct MtArgs {
     /// three flags above).
     #[arg(long)]
     pub authors_sampling: bool,
+    /// Logit bias and repetition penalties (as `generate`'s; the window includes the prompt).
+    #[command(flatten)]
+    pub logits: crate::logit_args::LogitArgs,
     /// Seed of the test / training split of a Ding file and of the demonstrations.
     #[arg(long, default_value_t = 34)]
     pub seed: u64,

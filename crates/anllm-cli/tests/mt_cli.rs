@@ -180,3 +180,50 @@ fn bad_input_fails_cleanly() {
     std::fs::write(&ding, "hello\n").unwrap();
     assert_clean_failure(&run(&["--data", s(&ding)]), "no sentence pairs");
 }
+
+/// `eval mt --logit-bias/--presence-penalty/--repeat-penalty` sample as llama.cpp's: a +30
+/// bias forces a letter; a presence penalty of 50 then allows it once if the prompt lacks it
+/// ("j") and never if the prompt has it ("z", in "Katze": the window holds the prompt); each
+/// output equals `generate`'s with the same flags on the same prompt; the flags land in the
+/// summary.
+#[test]
+fn penalties_and_logit_bias_sample_as_generate_does() {
+    let (tmp, dir) = model();
+    let data = pairs(tmp.path());
+    let tok = Tokenizer::from_hf_dir(&dir).unwrap();
+    for (letter, penalty, most) in [("j", "0", 6), ("j", "50", 1), ("z", "50", 0)] {
+        let id = tok.token_id(letter).unwrap();
+        let bias = format!("{id}+30");
+        let flags = [
+            "--logit-bias",
+            &bias,
+            "--presence-penalty",
+            penalty,
+            "--repeat-penalty",
+            "1.5",
+            "--repeat-last-n",
+            "-1",
+        ];
+        let (summary, out) = eval_mt(&dir, &data, &flags);
+        assert_eq!(summary["sampling"]["repeat_penalty"], 1.5);
+        assert_eq!(summary["sampling"]["repeat_last_n"], -1);
+        assert_eq!(summary["sampling"]["logit_bias"][0][0], id);
+        let record = &out["records"][0];
+        let raw = record["raw_output"].as_str().unwrap();
+        assert_eq!(raw.matches(letter).count(), most, "{flags:?}: {raw:?}");
+        let generate = [
+            "generate",
+            "-m",
+            s(&dir),
+            "-p",
+            record["prompt"].as_str().unwrap(),
+            "--max-tokens",
+            "6",
+            "--json",
+        ];
+        let generated = last_json(&anllm(&[&generate[..], &flags].concat()));
+        let text = generated["text"].as_str().unwrap();
+        assert_eq!(generated["stats"]["prompt_tokens"], record["prompt_tokens"]);
+        assert!(text.starts_with(raw), "eval mt {raw:?}, generate {text:?}");
+    }
+}

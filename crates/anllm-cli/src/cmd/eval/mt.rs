@@ -57,7 +57,7 @@ pub fn run_mt(args: MtArgs) -> Result<()> {
         session,
         pin_source: args.pin_source,
         max_tokens: args.max_tokens,
-        sampling: sampling(&args),
+        sampling: sampling(&args, model.llama.config().vocab_size)?,
     };
     let speedup = match spec {
         AnchorSpec::None => 0,
@@ -84,6 +84,11 @@ pub fn run_mt(args: MtArgs) -> Result<()> {
         "sampling": {
             "temperature": cfg.sampling.temperature, "top_p": cfg.sampling.top_p,
             "top_k": cfg.sampling.top_k, "seed": cfg.sampling.seed,
+            "repeat_penalty": cfg.sampling.penalties.repeat,
+            "repeat_last_n": args.logits.repeat_last_n,
+            "frequency_penalty": cfg.sampling.penalties.frequency,
+            "presence_penalty": cfg.sampling.penalties.presence,
+            "logit_bias": cfg.sampling.logit_bias,
         },
         "max_tokens": args.max_tokens,
         "scores": summary,
@@ -190,23 +195,20 @@ fn session_config(args: &MtArgs, model: &LoadedModel) -> Result<(SessionConfig, 
     Ok((cfg, spec))
 }
 
-fn sampling(args: &MtArgs) -> Sampling {
-    match args.authors_sampling {
-        true => Sampling {
-            temperature: 0.1,
-            top_p: 0.95,
-            top_k: 40,
-            seed: args.sampling_seed,
-            ..Sampling::default()
-        },
-        false => Sampling {
-            temperature: args.temperature,
-            top_p: args.top_p,
-            top_k: args.top_k,
-            seed: args.sampling_seed,
-            ..Sampling::default()
-        },
-    }
+/// The sampling flags, checked (`vocab`: the model's vocabulary size).
+fn sampling(args: &MtArgs, vocab: usize) -> Result<Sampling> {
+    let (temperature, top_p, top_k) = match args.authors_sampling {
+        true => (0.1, 0.95, 40),
+        false => (args.temperature, args.top_p, args.top_k),
+    };
+    Ok(Sampling {
+        temperature,
+        top_p,
+        top_k,
+        seed: args.sampling_seed,
+        logit_bias: args.logits.logit_bias(vocab)?,
+        penalties: args.logits.penalties()?,
+    })
 }
 
 fn build_items(

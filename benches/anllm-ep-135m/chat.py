@@ -15,9 +15,11 @@ reply):
   that given its own, in nats/token. An answer about its prompt scores clearly above 0; an
   answer that left its topic (or ignores every prompt alike) scores near 0.
 
-Usage: chat.py ANLLM BASE_MODEL TRAINED_MODEL [GENERATE_FLAGS...] > chat.md
+Usage: chat.py ANLLM BASE_MODEL TRAINED_MODEL [--json-out FILE] [GENERATE_FLAGS...] > chat.md
 (GENERATE_FLAGS, e.g. `--repeat-penalty 1.1`, are passed to every `anllm generate`; the
 table's title line names them.) TRAINED_MODEL may be `-` for the original model's rows only.
+--json-out writes the table's means as JSON: {"flags": [...], "rows": {"trained, anchors ep":
+{"distinct2": …, "judge": …, "relevance": …}, …}} (the recipe's result JSON carries them).
 """
 import json
 import subprocess
@@ -77,6 +79,9 @@ def mean(xs):
 def main():
     anllm, base, trained = sys.argv[1:4]
     extra = sys.argv[4:]
+    json_out = None
+    if extra[:1] == ["--json-out"]:
+        json_out, extra = extra[1], extra[2:]
     models = [("original", base)] + ([("trained", trained)] if trained != "-" else [])
     configs = [(name, model, anchors, pin) for name, model in models
                for anchors, pin in ((False, False), (True, False), (True, True))]
@@ -102,11 +107,16 @@ def main():
     print("| model, attention | story | explanation | list | mean distinct-2 "
           "| judge nats/token | relevance |")
     print("|---|---:|---:|---:|---:|---:|---:|")
+    means = {}
     for label, s, judged in rows:
         own = mean([j[0] if j else None for j in judged])
         rel = mean([j[1] if j else None for j in judged])
+        means[label] = {"distinct2": sum(s) / len(s), "judge": own, "relevance": rel}
         print(f"| {label} | " + " | ".join(f"{x:.2f}" for x in s)
               + f" | {sum(s) / len(s):.2f} | {own:.2f} | {rel:.2f} |")
+    if json_out:
+        with open(json_out, "w") as f:
+            json.dump({"flags": extra, "rows": means}, f, indent=1)
     print()
     print("\n".join(answers))
 

@@ -19,6 +19,14 @@ def load(path):
         return None
 
 
+def load_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def ppl(out, name, text, anchors):
     r = load(os.path.join(out, "eval", f"{name}-{text}-{anchors}.json"))
     return None if r is None else r["result"]["ppl"]
@@ -81,6 +89,12 @@ def main():
         })
     res.update({"tokens_trained": tokens0 + state["tokens_seen"], "steps": steps0 + state["step"],
                 "minutes": round(wall / 60, 1), "checkpoint": os.path.abspath(last)})
+    # The chat probes' means (chat.py --json-out): distinct-2, judge nats/token, relevance.
+    for key, file in (("chat", "chat.json"), ("chat_rp1.1", "chat-rp1.1.json")):
+        chat = load_json(os.path.join(out, file))
+        if chat is not None:
+            res[key] = {label: {k: round(v, 3) for k, v in row.items()}
+                        for label, row in chat["rows"].items()}
     print(json.dumps(res))
 
 

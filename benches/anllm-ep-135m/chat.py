@@ -38,9 +38,9 @@ def distinct2(text):
     return len(set(bigrams)) / len(bigrams) if bigrams else 0.0
 
 
-def run(anllm, model, anchors, pin, prompt, extra):
+def run(anllm, model, anchors, pin, prompt, extra, max_tokens=150):
     args = [anllm, "generate", "-m", model, "--dtype", "f32", "--chat", "-p", prompt,
-            "--max-tokens", "150", "--temperature", "0", "--json", *extra]
+            "--max-tokens", str(max_tokens), "--temperature", "0", "--json", *extra]
     if anchors:
         args += ["--anchors", "ep"]
     if pin:
@@ -51,22 +51,23 @@ def run(anllm, model, anchors, pin, prompt, extra):
     return stats["text"], stats["stats"], kv[-1] if kv else ""
 
 
-def judge_all(anllm, judge, answers):
-    """(NLL per token given its own prompt, relevance) of every (prompt index, answer) pair,
-    by one `anllm score --requests` run (one model load); None for an empty answer."""
+def judge_all(anllm, judge, answers, prompts=PROMPTS):
+    """(NLL per token given its own prompt, relevance, whether its own prompt gives the lowest
+    NLL) of every (prompt index, answer) pair, by one `anllm score --requests` run (one model
+    load); None for an empty answer."""
     kept = [(i, answer.strip()) for i, answer in answers if answer.strip()]
     requests = "".join(json.dumps({"context": prompt, "continuation": answer}) + "\n"
-                       for _, answer in kept for prompt in PROMPTS)
+                       for _, answer in kept for prompt in prompts)
     out = subprocess.run([anllm, "score", "-m", judge, "--dtype", "f32", "--chat",
                           "--requests", "-"], input=requests, capture_output=True, text=True,
                          check=True)
     nll = [-r["logprob"] / r["tokens"] for r in map(json.loads, out.stdout.splitlines())]
-    assert len(nll) == len(kept) * len(PROMPTS), out.stderr
+    assert len(nll) == len(kept) * len(prompts), out.stderr
     judged = []
     for k, (i, _) in enumerate(kept):
-        row = nll[k * len(PROMPTS):(k + 1) * len(PROMPTS)]
+        row = nll[k * len(prompts):(k + 1) * len(prompts)]
         others = [x for j, x in enumerate(row) if j != i]
-        judged.append((row[i], sum(others) / len(others) - row[i]))
+        judged.append((row[i], sum(others) / len(others) - row[i], row[i] < min(others)))
     scores = iter(judged)
     return [next(scores) if answer.strip() else None for _, answer in answers]
 

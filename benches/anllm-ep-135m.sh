@@ -34,7 +34,8 @@
 #      source absent from the training data (the GNU GPL v3, /usr/share/common-licenses/GPL-3 of
 #      Debian's base system); curves over every checkpoint (OUT/curves.png); the chat probes (chat.py:
 #      greedy in OUT/chat.md, with --repeat-penalty 1.1 in OUT/chat-rp1.1.md, each answer judged by the
-#      original model; their means in OUT/chat.json and the result JSON); the
+#      original model; their means in OUT/chat.json and the result JSON); 24 probes
+#      (chat_probes.py: OUT/probes.md, the share of answers on topic and ending their turn); the
 #      trained model exported as a Q8_0 GGUF. With QA=1 also the QA table (0- and 5-shot, the
 #      first 100 items per task, anchor-pruned cache) of the trained model.
 # The last line of stdout is one JSON object with the results.
@@ -203,6 +204,9 @@ done
 # The same probes with llama.cpp's mildest usual repetition penalty on every row.
 [[ -f "$OUT/chat-rp1.1.json" ]] || python3 benches/anllm-ep-135m/chat.py "$ANLLM" "$MODEL" "$last" \
   --json-out "$OUT/chat-rp1.1.json" --repeat-penalty 1.1 > "$OUT/chat-rp1.1.md"
+# 24 probes judged against each other (stays on topic, stops at end of turn), full and anchored.
+[[ -f "$OUT/probes.json" ]] || python3 benches/anllm-ep-135m/chat_probes.py "$ANLLM" "$MODEL" \
+  "original=$MODEL" "trained=$last" --json-out "$OUT/probes.json" > "$OUT/probes.md"
 [[ -f "$OUT/anllm-ep-135m.Q8_0.gguf" ]] || "$ANLLM" export -m "$last" --to "$OUT/anllm-ep-135m.Q8_0.gguf" --type q8_0 --vocab-from "$MODEL" >&2
 if [[ "${QA:-0}" == 1 ]]; then
   for shots in 0 5; do

@@ -90,7 +90,9 @@ def main():
     res.update({"tokens_trained": tokens0 + state["tokens_seen"], "steps": steps0 + state["step"],
                 "minutes": round(wall / 60, 1), "checkpoint": os.path.abspath(last)})
     # The chat probes' means (chat.py --json-out): distinct-2, judge nats/token, relevance.
-    for key, file in (("chat", "chat.json"), ("chat_rp1.1", "chat-rp1.1.json")):
+    # And of the 24 probes (chat_probes.py): also on topic and end of turn.
+    for key, file in (("chat", "chat.json"), ("chat_rp1.1", "chat-rp1.1.json"),
+                      ("probes", "probes.json")):
         chat = load_json(os.path.join(out, file))
         if chat is not None:
             res[key] = {label: {k: round(v, 3) for k, v in row.items()}

@@ -27,8 +27,9 @@
 #      then a second stage from its last checkpoint, still distilling from the original model,
 #      at a constant lr on the transcripts (a seeded share of them, with --student-share,
 #      answered by the first stage's checkpoint under the anchor-pruned cache from its Q8_0
-#      export: on-policy distillation, benches/anllm-ep-135m/student.py), few-shot-shaped question/answer text from datasets
-#      that are not scored (benches/anllm-ep-135m/fewshot.py) and a third of the corpus slice;
+#      export: on-policy distillation, benches/anllm-ep-135m/student.py), few-shot-shaped
+#      question/answer text from datasets that are not scored (benches/anllm-ep-135m/fewshot.py)
+#      and a third of the corpus slice;
 #   5. perplexity (window 512, the first 2,048 tokens) of the base and trained models, full
 #      attention and anchor-pruned cache, on the corpus's held-out split and on text from a
 #      source absent from the training data (the GNU GPL v3, /usr/share/common-licenses/GPL-3 of
@@ -61,6 +62,9 @@ while [[ $# -gt 0 ]]; do
     *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S]" >&2; exit 2 ;;
   esac
 done
+if python3 -c "import sys; sys.exit(0 if $STUDENT_SHARE > 0 and $STAGE2_MINUTES <= 0 else 1)"; then
+  echo "--student-share answers the second stage's prompts: it needs --stage2-minutes > 0" >&2; exit 2
+fi
 
 H="${ANLLM_HOME:-$HOME/.cache/anllm}"
 MODEL="$H/models/SmolLM2-135M-Instruct.Q4_1.gguf"

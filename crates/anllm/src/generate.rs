@@ -116,11 +116,7 @@ pub fn generate(
     check_context(&llama, session.context_used(), prompt_tokens)?;
     req.sampling.validate()?;
     let mut sampler = Sampler::new(req.sampling.clone());
-    if !req.sampling.penalties.is_off() {
-        // The penalty window sees the whole stream: earlier turns, then this prompt.
-        sampler.accept(&session.tokens());
-        sampler.accept(&req.prompt);
-    }
+    sampler.accept_stream(&[session.history(), session.pending(), &req.prompt]);
     let mut detok = Detokenizer::default();
     let started = Instant::now();
     let mut logits = match req.prompt.is_empty() {

@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 
 use anllm::chat::{ChatTemplate, Message};
 use anllm::generate::{Flow, GenerateRequest, TokenSink, generate};
+use anllm::sample::Sampling;
 use anllm::{LoadedModel, Session, TokenId};
 
 use crate::args::GenerateArgs;
@@ -56,7 +57,12 @@ fn message(role: &str, content: &str) -> Message {
 }
 
 /// One conversation: the messages with the model's answer.
-fn answer(model: &LoadedModel, args: &GenerateArgs, prompt: &str) -> Result<Vec<Message>> {
+fn answer(
+    model: &LoadedModel,
+    args: &GenerateArgs,
+    sampling: &Sampling,
+    prompt: &str,
+) -> Result<Vec<Message>> {
     let mut messages: Vec<Message> = args.system.iter().map(|s| message("system", s)).collect();
     messages.push(message("user", prompt));
     let text = ChatTemplate::of(&model.tokenizer)?.render(&messages)?;
@@ -69,7 +75,7 @@ fn answer(model: &LoadedModel, args: &GenerateArgs, prompt: &str) -> Result<Vec<
     let req = GenerateRequest {
         prompt: ids,
         max_tokens: args.max_tokens,
-        sampling: crate::cmd::generate::sampling(args, model.llama.config().vocab_size)?,
+        sampling: sampling.clone(),
     };
     let mut sink = TextSink(String::new());
     generate(&mut session, &model.tokenizer, &req, &mut sink)?;
@@ -95,9 +101,10 @@ pub fn run(args: &GenerateArgs, prompts: &Path, out: &Path) -> Result<()> {
         .append(true)
         .open(out)
         .with_context(|| format!("opening {}", out.display()))?;
+    let sampling = crate::cmd::generate::sampling(args, model.llama.config().vocab_size)?;
     let started = Instant::now();
     for (i, prompt) in prompts.iter().enumerate().skip(done) {
-        let messages = answer(&model, args, prompt)?;
+        let messages = answer(&model, args, &sampling, prompt)?;
         let mut line = serde_json::to_string(&serde_json::json!({ "messages": messages }))?;
         line.push('\n');
         // One write per record, so a stopped run leaves whole lines.

@@ -151,10 +151,8 @@ pub fn translate(
     anllm::generate::check_context(llama, 0, item.ids.len() + cfg.max_tokens)?;
     cfg.sampling.validate()?;
     let mut sampler = Sampler::new(cfg.sampling.clone());
-    if !cfg.sampling.penalties.is_off() {
-        // The penalty window holds the prompt too, as `generate`'s and llama.cpp's.
-        sampler.accept(&item.ids);
-    }
+    // The penalty window holds the prompt too, as `generate`'s and llama.cpp's.
+    sampler.accept(&item.ids);
     let mut detok = Detokenizer::default();
     let started = Instant::now();
     let mut logits = session.prefill(&item.ids, item.ids.len() - 1)?;

@@ -96,11 +96,13 @@ impl Slot {
                 false => m.session_misses.inc(),
             };
         }
-        if !self.params.sampling.penalties.is_off() {
-            // The penalty window sees the whole conversation, as llama-server's does.
-            self.sampler.accept(&self.session.tokens());
-            self.sampler.accept(&prepared.new_tokens);
-        }
+        // The penalty window sees the whole conversation, as llama-server's does.
+        let stream = [
+            self.session.history(),
+            self.session.pending(),
+            &prepared.new_tokens,
+        ];
+        self.sampler.accept_stream(&stream);
         m.prompt_tokens.inc_by(prepared.prompt_tokens as u64);
         m.cached_tokens.inc_by(prepared.cached_tokens as u64);
         self.prompt_tokens = prepared.prompt_tokens;

@@ -78,9 +78,18 @@ impl Sampler {
     }
 
     /// Appends tokens of the stream that the sampler did not pick (the prompt, earlier turns)
-    /// to the penalty window.
+    /// to the penalty window; nothing when the penalties are off.
     pub fn accept(&mut self, tokens: &[TokenId]) {
         self.window.extend(tokens);
+    }
+
+    /// Starts the penalty window with the stream so far, in order (earlier turns, the tokens
+    /// pending, then the new prompt), as llama.cpp's window sees it; nothing is copied when
+    /// the penalties are off.
+    pub fn accept_stream(&mut self, parts: &[&[TokenId]]) {
+        for part in parts {
+            self.accept(part);
+        }
     }
 
     /// Picks a token from one row of logits (penalized first, when penalties are on) and

@@ -130,6 +130,11 @@ impl Session {
         [self.history.as_slice(), &self.pending].concat()
     }
 
+    /// The tokens already run, in order (the stream without [`Session::pending`]).
+    pub fn history(&self) -> &[TokenId] {
+        &self.history
+    }
+
     /// The last token of the stream, run or pending.
     pub fn last_token(&self) -> Option<TokenId> {
         self.pending.last().or(self.history.last()).copied()

@@ -50,12 +50,24 @@ fn serve_answers_health_and_a_completion_then_stops_on_sigterm() {
         assert!(start.elapsed() < Duration::from_secs(60), "never healthy");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let answer = request(
-        port,
-        "POST",
-        "/v1/completions",
-        r#"{"prompt": "hi", "max_tokens": 3}"#,
+    // Three tokens are asked for: the end-of-generation tokens are banned, or an unseeded
+    // sample of the random tiny model would now and then end the answer early.
+    let specials = anllm::tokenizer::Tokenizer::from_hf_dir(&dir)
+        .unwrap()
+        .specials()
+        .clone();
+    let ban: Vec<String> = (specials.eos.iter().chain(&specials.eot))
+        .map(|id| format!("\"{id}\": -100"))
+        .collect();
+    assert!(
+        !ban.is_empty(),
+        "the tiny vocabulary has an end-of-generation token"
     );
+    let body = format!(
+        r#"{{"prompt": "hi", "max_tokens": 3, "logit_bias": {{{}}}}}"#,
+        ban.join(", ")
+    );
+    let answer = request(port, "POST", "/v1/completions", &body);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("\"completion_tokens\":3"), "{answer}");
     // SAFETY-free SIGTERM through the `kill` command: a graceful shutdown exits 0.

@@ -15,8 +15,8 @@ reply):
   that given its own, in nats/token. An answer about its prompt scores clearly above 0; an
   answer that left its topic (or ignores every prompt alike) scores near 0.
 
-Usage: chat.py ANLLM BASE_MODEL TRAINED_MODEL [--json-out FILE] [GENERATE_FLAGS...] > chat.md
-(GENERATE_FLAGS, e.g. `--repeat-penalty 1.1`, are passed to every `anllm generate`; the
+Usage: chat.py ANLLM BASE_MODEL TRAINED_MODEL [--json-out FILE] [--anchors PRESET] [GENERATE_FLAGS...]
+(--anchors: the anchored rows' preset, ep by default, e.g. ep-nodigit; GENERATE_FLAGS, e.g. `--repeat-penalty 1.1`, are passed to every `anllm generate`; the
 table's title line names them.) TRAINED_MODEL may be `-` for the original model's rows only.
 --json-out writes the table's means as JSON: {"flags": [...], "rows": {"trained, anchors ep":
 {"distinct2": …, "judge": …, "relevance": …}, …}} (the recipe's result JSON carries them).
@@ -39,10 +39,11 @@ def distinct2(text):
 
 
 def run(anllm, model, anchors, pin, prompt, extra, max_tokens=150):
+    """One greedy answer; `anchors` is an `--anchors` preset (e.g. "ep") or None."""
     args = [anllm, "generate", "-m", model, "--dtype", "f32", "--chat", "-p", prompt,
             "--max-tokens", str(max_tokens), "--temperature", "0", "--json", *extra]
     if anchors:
-        args += ["--anchors", "ep"]
+        args += ["--anchors", anchors]
     if pin:
         args += ["--pin-prompt"]
     out = subprocess.run(args, capture_output=True, text=True, check=True)
@@ -80,15 +81,19 @@ def mean(xs):
 def main():
     anllm, base, trained = sys.argv[1:4]
     extra = sys.argv[4:]
-    json_out = None
-    if extra[:1] == ["--json-out"]:
-        json_out, extra = extra[1], extra[2:]
+    json_out, preset = None, "ep"
+    while extra[:1] in (["--json-out"], ["--anchors"]):
+        if extra[0] == "--json-out":
+            json_out = extra[1]
+        else:
+            preset = extra[1]
+        extra = extra[2:]
     models = [("original", base)] + ([("trained", trained)] if trained != "-" else [])
     configs = [(name, model, anchors, pin) for name, model in models
-               for anchors, pin in ((False, False), (True, False), (True, True))]
+               for anchors, pin in ((None, False), (preset, False), (preset, True))]
     rows, answers = [], []
     for name, model, anchors, pin in configs:
-        attention = "anchors ep" if anchors else "full attention"
+        attention = f"anchors {anchors}" if anchors else "full attention"
         label = f"{name}, {attention}{', pinned prompt' if pin else ''}"
         scores, texts = [], []
         for i, prompt in enumerate(PROMPTS):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A larger chat probe set than chat.py's three: 24 prompts (benches/anllm-ep-135m/probes.txt,
 8 stories, 8 explanations, 8 lists; the three of chat.py among them, no topic of the training
-prompts), greedy, for each model x {full attention, --anchors ep}. Each answer is judged by the
+prompts), greedy, for each model x {full attention, --anchors ep (or --anchors PRESET)}. Each answer is judged by the
 original model with full attention against all 24 prompts (`anllm score --chat --requests`),
 so that "stays on topic" is measured over more than three answers:
 
@@ -14,7 +14,7 @@ so that "stays on topic" is measured over more than three answers:
   followed), not at the token limit.
 
 Usage: chat_probes.py ANLLM BASE_MODEL LABEL=MODEL... [--json-out FILE] [--max-tokens N]
-                      [-- GENERATE_FLAGS...]
+                      [--anchors PRESET (ep)] [-- GENERATE_FLAGS...]
 (BASE_MODEL is the judge; pass `original=BASE_MODEL` among the models for its rows.)
 """
 import json
@@ -38,6 +38,11 @@ def main():
         k = args.index("--json-out")
         json_out = args.pop(k + 1)
         args.pop(k)
+    preset = "ep"
+    if "--anchors" in args:
+        k = args.index("--anchors")
+        preset = args.pop(k + 1)
+        args.pop(k)
     if "--max-tokens" in args:
         k = args.index("--max-tokens")
         max_tokens = int(args.pop(k + 1))
@@ -45,8 +50,8 @@ def main():
     anllm, base, models = args[0], args[1], [m.split("=", 1) for m in args[2:]]
     rows, answers = {}, []
     for label, model in models:
-        for anchors in (False, True):
-            name = f"{label}, {'anchors ep' if anchors else 'full attention'}"
+        for anchors in (None, preset):
+            name = f"{label}, {'anchors ' + anchors if anchors else 'full attention'}"
             texts, d2, eot = [], [], []
             for i, prompt in enumerate(PROBES):
                 text, stats, kv = run(anllm, model, anchors, False, prompt, extra, max_tokens)

@@ -102,8 +102,9 @@ pub enum PositionModeArg {
 /// Anchors, cache and prefill flags shared by `generate` and `score`.
 #[derive(Debug, Clone, Args)]
 pub struct SessionArgs {
-    /// Anchor tokens: none, ep (the "." piece), ep-sentence (every sentence-final piece), ac
-    /// (the <AC> token) or ids:<id>,<id>,…
+    /// Anchor tokens: none, ep (the "." piece), ep-sentence (every sentence-final piece),
+    /// ep-nodigit (the "." piece but right after a digit), ac (the <AC> token) or
+    /// ids:<id>,<id>,…
     #[arg(long, default_value = "none")]
     pub anchors: String,
     /// Visibility rule when anchors are on.

@@ -13,6 +13,9 @@ pub enum TrainAnchorsArg {
     None,
     /// AnLLM-EP: the period `.` closes a segment; nothing is inserted.
     Ep,
+    /// AnLLM-EP, but a `.` right after a digit (list numbers `1.`, decimals `3.14`) does not
+    /// close a segment (`--anchors ep-nodigit` at inference).
+    EpNodigit,
     /// AnLLM-AC: `<AC>` is added to the vocabulary and inserted after every sentence.
     Ac,
 }

@@ -38,7 +38,8 @@ impl BatchRule {
                 segment += 1;
             }
             // A pad id inside a document (e.g. pad = EOS) is an ordinary token there.
-            let role = match (doc == Example::PAD_DOC, self.anchors.classify(token)) {
+            let prev = (i > 0 && row.doc[i - 1] == doc).then(|| row.tokens[i - 1]);
+            let role = match (doc == Example::PAD_DOC, self.anchors.classify(prev, token)) {
                 (true, _) => Role::Pad,
                 (false, Role::Pad) => Role::Token,
                 (false, role) => role,
@@ -180,6 +181,26 @@ mod tests {
         ]
         .join("\n");
         assert_eq!(grid, expected);
+    }
+
+    #[test]
+    fn a_period_after_a_digit_of_the_same_document_does_not_close_a_segment() {
+        // ep-nodigit with 7 as the digit. doc 0: 7 . a .   doc 1: . b (its first period
+        // follows doc 0's last token, not a digit of its own document, so it is an anchor).
+        const DIGIT: u32 = 7;
+        let rule = BatchRule {
+            rule: MaskRule::AnSan,
+            anchors: AnchorSet::new([PERIOD], Some(PAD)).with_not_after([DIGIT]),
+        };
+        let ex = row(&[DIGIT, PERIOD, 1, PERIOD, PERIOD, 2], &[0, 0, 0, 0, 1, 1]);
+        let roles: Vec<Role> = rule.cells(&ex).iter().map(|c| c.role).collect();
+        let (t, a) = (Role::Token, Role::Anchor);
+        assert_eq!(roles, [t, t, t, a, a, t]);
+        let ex = row(&[DIGIT, PERIOD, DIGIT, PERIOD, 1], &[0, 0, 1, 1, 1]);
+        let roles: Vec<Role> = rule.cells(&ex).iter().map(|c| c.role).collect();
+        assert_eq!(roles, [t, t, t, t, t]);
+        let grid = render(&rule.row_mask(&rule.cells(&ex), &ex.doc, 5), 5);
+        assert_eq!(grid, ".xxxx\n..xxx\nxx.xx\nxx..x\nxx...");
     }
 
     #[test]

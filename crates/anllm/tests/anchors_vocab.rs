@@ -21,11 +21,11 @@ fn spec9_10_ep_anchor_is_the_bare_period_piece_only() {
     let ep = AnchorSet::from_spec(&AnchorSpec::Ep, &tok).unwrap();
     assert_eq!(ep.ids(), &[29889]);
     // "▁." (869) and "..." pieces are not anchors; a decimal point is.
-    assert_eq!(ep.classify(869), Role::Token);
+    assert_eq!(ep.classify(None, 869), Role::Token);
     let ids = tok.encode("Pi is 3.14 and e.g. this.", false).unwrap();
     let periods = ids
         .iter()
-        .filter(|&&id| ep.classify(id) == Role::Anchor)
+        .filter(|&&id| ep.classify(None, id) == Role::Anchor)
         .count();
     assert_eq!(periods, ids.iter().filter(|&&id| id == 29889).count());
     assert!(periods >= 3, "{ids:?}");
@@ -37,10 +37,10 @@ fn ep_sentence_preset_holds_closing_quote_pieces() {
     let set = AnchorSet::from_spec(&AnchorSpec::EpSentence, &tok).unwrap();
     for (id, piece) in [(29889, "."), (869, "▁."), (1213, ".\""), (3850, "!\"")] {
         assert_eq!(tok.piece(id), Some(piece));
-        assert_eq!(set.classify(id), Role::Anchor, "{piece}");
+        assert_eq!(set.classify(None, id), Role::Anchor, "{piece}");
     }
     let ellipsis = tok.token_id("...").unwrap();
-    assert_eq!(set.classify(ellipsis), Role::Token);
+    assert_eq!(set.classify(None, ellipsis), Role::Token);
     assert!(set.ids().len() < 200, "{} pieces", set.ids().len());
 }
 
@@ -56,6 +56,55 @@ fn ep_preset_on_the_default_model_is_its_period_piece() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("<AC>"), "{err}");
+}
+
+/// The roles of `text`'s ids under `set`, each classified after the id before it.
+fn roles(set: &AnchorSet, ids: &[u32]) -> Vec<Role> {
+    let before = std::iter::once(None).chain(ids.iter().copied().map(Some));
+    (ids.iter().zip(before))
+        .map(|(&id, prev)| set.classify(prev, id))
+        .collect()
+}
+
+#[test]
+fn ep_nodigit_leaves_list_numbers_and_decimals_open_on_both_vocabularies() {
+    let text = "Pi is 3.14. Buy:\n1. Apples.\n2. Pears\n10. Figs. Dr. No.";
+    for tok in [llama2(), smollm()] {
+        let set = AnchorSet::from_spec(&AnchorSpec::EpNoDigit, &tok).unwrap();
+        let ep = AnchorSet::from_spec(&AnchorSpec::Ep, &tok).unwrap();
+        assert_eq!(set.ids(), ep.ids());
+        let ids = tok.encode(text, false).unwrap();
+        let mut closed = Vec::new();
+        let mut start = 0;
+        for (i, role) in roles(&set, &ids).into_iter().enumerate() {
+            if role == Role::Anchor {
+                closed.push(
+                    tok.decode(&ids[start..=i], false)
+                        .unwrap()
+                        .trim()
+                        .to_string(),
+                );
+                start = i + 1;
+            }
+        }
+        // Hand-derived: no period right after a digit closes a segment (3.14, 1., 2., 10.,
+        // and the sentence that ends in 3.14 too: the rule sees only the token before); the
+        // other sentence periods and the abbreviation's (the paper's rule) do.
+        assert_eq!(
+            closed,
+            [
+                "Pi is 3.14. Buy:\n1. Apples.",
+                "2. Pears\n10. Figs.",
+                "Dr.",
+                "No."
+            ],
+            "{ids:?}"
+        );
+        let ep_anchors = (roles(&ep, &ids).iter())
+            .filter(|&&r| r == Role::Anchor)
+            .count();
+        assert_eq!(ep_anchors, 9);
+    }
 }
 
 #[test]

@@ -38,7 +38,7 @@ fn cached_positions(s: &Session) -> Vec<u32> {
 /// Keys (stream positions) visible to a one-token step `token` after `s`'s cache.
 fn visible_to_next(s: &Session, token: TokenId) -> Vec<u32> {
     let cells = s.cache().cells();
-    let role = tiny_anchors().classify(token);
+    let role = tiny_anchors().classify(None, token);
     let query = anllm::Cell {
         role,
         segment: cells.open_segment(),
@@ -91,7 +91,7 @@ fn spec9_2_chunked_prefill_has_no_past_mask_leak() {
     let mut next = Vec::new();
     for (i, &t) in tokens[5..].iter().enumerate() {
         let segment = anllm::SegmentId(1 + u32::from(i > 1));
-        let role = tiny_anchors().classify(t);
+        let role = tiny_anchors().classify(None, t);
         next.push(anllm::Cell {
             role,
             segment,

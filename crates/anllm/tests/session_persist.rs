@@ -25,9 +25,12 @@ fn stream(n: u32, seed: u32) -> Vec<TokenId> {
 fn configs() -> Vec<SessionConfig> {
     let mut pinned = SessionConfig::anchored(tiny_anchors(), 4);
     pinned.pins.push(2..5);
+    // ep-nodigit's rule with 77 as a digit: the pending 77 makes the next anchor ordinary.
+    let after_digit = SessionConfig::anchored(tiny_anchors().with_not_after([77]), 4);
     vec![
         SessionConfig::causal(5),
         pinned,
+        after_digit,
         SessionConfig {
             policy: PolicyConfig::Streaming {
                 sinks: 2,
@@ -82,7 +85,8 @@ fn a_restored_session_continues_exactly_like_the_one_that_never_stopped() {
         got.allocated_kv_bytes = want.allocated_kv_bytes;
         assert_eq!(got, want);
         assert_eq!(back.config().pins, cfg.pins);
-        for step in [stream(7, 2), vec![ANCHOR[0]], stream(4, 3)] {
+        assert_eq!(back.config().anchors, cfg.anchors);
+        for step in [vec![ANCHOR[0]], stream(7, 2), vec![ANCHOR[0]], stream(4, 3)] {
             let a = live.forward(&step, OutputRows::All).unwrap();
             let b = back.forward(&step, OutputRows::All).unwrap();
             let (a, b): (Vec<Vec<f32>>, Vec<Vec<f32>>) =

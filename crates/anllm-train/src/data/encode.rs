@@ -26,11 +26,14 @@ pub enum AnchorData {
 
 impl AnchorData {
     /// The data side of an anchor spec: [`AnchorSpec::Ac`] needs `<AC>` in `tokenizer`; every
-    /// punctuation spec (`ep`, `ep-sentence`, ids) inserts nothing.
+    /// punctuation spec (`ep`, `ep-sentence`, `ep-nodigit`, ids) inserts nothing.
     pub fn from_spec(spec: &AnchorSpec, tokenizer: &Tokenizer) -> Result<Self> {
         Ok(match spec {
             AnchorSpec::None => Self::None,
-            AnchorSpec::Ep | AnchorSpec::EpSentence | AnchorSpec::Ids(_) => Self::Ep,
+            AnchorSpec::Ep
+            | AnchorSpec::EpSentence
+            | AnchorSpec::EpNoDigit
+            | AnchorSpec::Ids(_) => Self::Ep,
             AnchorSpec::Ac => Self::Ac {
                 ac: tokenizer.token_id(AC_PIECE).ok_or_else(|| {
                     Error::config(

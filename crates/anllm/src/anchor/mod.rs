@@ -3,7 +3,8 @@
 //! * AnLLM-EP uses existing punctuation: [`AnchorSpec::Ep`] is exactly the paper's rule (the
 //!   bare `.` piece; Llama-2 id 29889), [`AnchorSpec::EpSentence`] every piece whose text ends a
 //!   sentence (`.`, `!`, `?`, possibly followed by closing quotes or brackets), derived from the
-//!   vocabulary.
+//!   vocabulary, and [`AnchorSpec::EpNoDigit`] the paper's `.` except right after a digit (the
+//!   `.` of a list number `1.` or a decimal `3.14` stays an ordinary token).
 //! * AnLLM-AC uses an added `<AC>` token, inserted after every sentence ([`insert`]).
 //! * [`AnchorSpec::None`]: no anchors, plain causal attention.
 
@@ -31,6 +32,8 @@ pub enum AnchorSpec {
     Ep,
     /// Every piece whose text ends a sentence.
     EpSentence,
+    /// The bare `.` piece, except right after a digit piece (list numbers, decimals).
+    EpNoDigit,
     /// The `<AC>` token of an AnLLM-AC model.
     Ac,
     /// Explicit token ids.
@@ -40,18 +43,21 @@ pub enum AnchorSpec {
 impl FromStr for AnchorSpec {
     type Err = Error;
 
-    /// `none`, `ep`, `ep-sentence`, `ac` or `ids:<id>,<id>,…`.
+    /// `none`, `ep`, `ep-sentence`, `ep-nodigit`, `ac` or `ids:<id>,<id>,…`.
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "none" => Ok(Self::None),
             "ep" => Ok(Self::Ep),
             "ep-sentence" => Ok(Self::EpSentence),
+            "ep-nodigit" => Ok(Self::EpNoDigit),
             "ac" => Ok(Self::Ac),
             _ => {
                 let list = s.strip_prefix("ids:").ok_or_else(|| {
                     Error::config(
                         "anchors",
-                        format!("`{s}`: expected none, ep, ep-sentence, ac or ids:<list>"),
+                        format!(
+                            "`{s}`: expected none, ep, ep-sentence, ep-nodigit, ac or ids:<list>"
+                        ),
                     )
                 })?;
                 let ids = list
@@ -65,11 +71,13 @@ impl FromStr for AnchorSpec {
     }
 }
 
-/// The resolved anchor ids and pad id: classifies each token as token, anchor or pad.
+/// The resolved anchor ids and pad id: classifies each token as token, anchor or pad, given
+/// the token before it (an anchor right after a `not_after` token is an ordinary token).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AnchorSet {
     anchors: Vec<TokenId>, // sorted, unique
     pad: Option<TokenId>,
+    not_after: Vec<TokenId>, // sorted, unique
 }
 
 impl AnchorSet {
@@ -78,7 +86,19 @@ impl AnchorSet {
         let mut anchors: Vec<TokenId> = anchors.into_iter().collect();
         anchors.sort_unstable();
         anchors.dedup();
-        Self { anchors, pad }
+        Self {
+            anchors,
+            pad,
+            not_after: Vec::new(),
+        }
+    }
+
+    /// This set, where an anchor id right after one of `ids` is an ordinary token.
+    pub fn with_not_after(mut self, ids: impl IntoIterator<Item = TokenId>) -> Self {
+        self.not_after = ids.into_iter().collect();
+        self.not_after.sort_unstable();
+        self.not_after.dedup();
+        self
     }
 
     /// Resolves `spec` against `tokenizer`. The pad id is `[PAD]` when the vocabulary has it.
@@ -94,7 +114,7 @@ impl AnchorSet {
         };
         let anchors = match spec {
             AnchorSpec::None => Vec::new(),
-            AnchorSpec::Ep => vec![look_up(".", "")?],
+            AnchorSpec::Ep | AnchorSpec::EpNoDigit => vec![look_up(".", "")?],
             AnchorSpec::EpSentence => sentence_end_pieces(tokenizer)?,
             AnchorSpec::Ac => vec![look_up(
                 AC_PIECE,
@@ -117,18 +137,30 @@ impl AnchorSet {
                 "the pad token cannot be an anchor",
             ));
         }
-        Ok(Self::new(anchors, pad))
+        let set = Self::new(anchors, pad);
+        Ok(match spec {
+            AnchorSpec::EpNoDigit => set.with_not_after(digit_pieces(tokenizer)?),
+            _ => set,
+        })
     }
 
-    /// The role of `token`.
-    pub fn classify(&self, token: TokenId) -> Role {
+    /// The role of `token` when `prev` is the token before it in the stream (`None` at the
+    /// start of a stream or document).
+    pub fn classify(&self, prev: Option<TokenId>, token: TokenId) -> Role {
         if self.pad == Some(token) {
             Role::Pad
-        } else if self.anchors.binary_search(&token).is_ok() {
+        } else if self.anchors.binary_search(&token).is_ok()
+            && prev.is_none_or(|p| self.not_after.binary_search(&p).is_err())
+        {
             Role::Anchor
         } else {
             Role::Token
         }
+    }
+
+    /// The ids after which an anchor id is an ordinary token (empty but for `ep-nodigit`).
+    pub fn not_after(&self) -> &[TokenId] {
+        &self.not_after
     }
 
     /// The anchor ids, sorted.
@@ -163,6 +195,23 @@ pub fn sentence_end_pieces(tokenizer: &Tokenizer) -> Result<Vec<TokenId>> {
     Ok(ids)
 }
 
+/// Ids of every piece whose text, without surrounding whitespace, is one or more ASCII digits
+/// (`7`, `▁7`, `2024` in vocabularies that merge digits); not control or byte-fallback pieces.
+pub fn digit_pieces(tokenizer: &Tokenizer) -> Result<Vec<TokenId>> {
+    let mut ids = Vec::new();
+    for id in 0..tokenizer.vocab_size() as TokenId {
+        if tokenizer.piece(id).is_none_or(|p| p.starts_with("<0x")) {
+            continue;
+        }
+        let text = tokenizer.decode(&[id], true)?;
+        let core = text.trim();
+        if !core.is_empty() && core.bytes().all(|b| b.is_ascii_digit()) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
 /// Whether `text` is sentence-final punctuation (see [`sentence_end_pieces`]).
 pub fn ends_sentence(text: &str) -> bool {
     const CLOSERS: &[char] = &['"', '\'', '”', '’', ')', ']', '»', '}'];
@@ -188,6 +237,10 @@ mod tests {
     fn spec_parses_every_form() {
         assert_eq!("ep".parse::<AnchorSpec>().ok(), Some(AnchorSpec::Ep));
         assert_eq!(
+            "ep-nodigit".parse::<AnchorSpec>().ok(),
+            Some(AnchorSpec::EpNoDigit)
+        );
+        assert_eq!(
             "ids:13, 29889".parse::<AnchorSpec>().ok(),
             Some(AnchorSpec::Ids(vec![13, 29889]))
         );
@@ -199,8 +252,20 @@ mod tests {
     fn classify_puts_pad_before_anchor() {
         let set = AnchorSet::new([5, 3, 5], Some(9));
         assert_eq!(set.ids(), &[3, 5]);
-        assert_eq!(set.classify(3), Role::Anchor);
-        assert_eq!(set.classify(9), Role::Pad);
-        assert_eq!(set.classify(4), Role::Token);
+        assert_eq!(set.classify(None, 3), Role::Anchor);
+        assert_eq!(set.classify(None, 9), Role::Pad);
+        assert_eq!(set.classify(None, 4), Role::Token);
+    }
+
+    #[test]
+    fn an_anchor_after_a_not_after_token_is_an_ordinary_token() {
+        // Ids: 7 = a digit, 3 = the period, 4 = a word, 9 = pad.
+        let set = AnchorSet::new([3], Some(9)).with_not_after([7, 7]);
+        assert_eq!(set.not_after(), &[7]);
+        assert_eq!(set.classify(Some(7), 3), Role::Token);
+        assert_eq!(set.classify(Some(4), 3), Role::Anchor);
+        assert_eq!(set.classify(None, 3), Role::Anchor);
+        assert_eq!(set.classify(Some(7), 9), Role::Pad);
+        assert_eq!(set.classify(Some(7), 4), Role::Token);
     }
 }

@@ -84,7 +84,8 @@ impl Session {
                 "a batched step needs a token per session",
             ));
         }
-        let cells = dry_run::next_cells(&self.cfg, self.cache.cells(), &tokens);
+        let prev = self.history.last().copied();
+        let cells = dry_run::next_cells(&self.cfg, self.cache.cells(), prev, &tokens);
         let positions = cells.iter().map(|c| c.rope).collect();
         let grid = mask::step_mask(self.cfg.rule, self.cache.cells().as_slice(), &cells);
         Ok(Planned {

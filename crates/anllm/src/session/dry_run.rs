@@ -8,14 +8,21 @@ use crate::session::{PositionMode, SessionConfig};
 use crate::token::{Role, SegmentId};
 use crate::{Error, Pos, Result, TokenId};
 
-/// The cells of `tokens` as the next tokens of the stream after `cells`: stream position,
-/// RoPE position by [`PositionMode`], segment, role and pinned flag.
-pub(crate) fn next_cells(cfg: &SessionConfig, cells: &Cells, tokens: &[TokenId]) -> Vec<Cell> {
+/// The cells of `tokens` as the next tokens of the stream after `cells`, `prev` being the
+/// stream's last token before them (the cache may have evicted it): stream position, RoPE
+/// position by [`PositionMode`], segment, role and pinned flag.
+pub(crate) fn next_cells(
+    cfg: &SessionConfig,
+    cells: &Cells,
+    prev: Option<TokenId>,
+    tokens: &[TokenId],
+) -> Vec<Cell> {
     let (first, cached) = (cells.next_pos().0, cells.len() as u32);
     let mut segment = cells.open_segment();
     let mut out = Vec::with_capacity(tokens.len());
-    for (i, &token) in (0u32..).zip(tokens) {
-        let role = cfg.anchors.classify(token);
+    let before = std::iter::once(prev).chain(tokens.iter().copied().map(Some));
+    for ((i, &token), prev) in (0u32..).zip(tokens).zip(before) {
+        let role = cfg.anchors.classify(prev, token);
         let pos = Pos(first + i);
         let rope = match cfg.positions {
             PositionMode::Absolute => pos,
@@ -52,8 +59,10 @@ pub fn kept_entries(cfg: &SessionConfig, tokens: &[TokenId]) -> Result<usize> {
         )));
     }
     let mut cells = Cells::default();
+    let mut prev = None;
     for chunk in tokens.chunks(cfg.chunk_size) {
-        let new = next_cells(cfg, &cells, chunk);
+        let new = next_cells(cfg, &cells, prev, chunk);
+        prev = chunk.last().copied();
         cells.extend(&new);
         let n = cells.len();
         let eviction = policy.plan(&Observation {
@@ -91,5 +100,18 @@ mod tests {
         assert_eq!(kept_entries(&cfg, &[1, 0, 1, 9, 1]).unwrap(), 3);
         cfg.policy = PolicyConfig::Full;
         assert_eq!(kept_entries(&cfg, &[1, 0, 1, 9, 1]).unwrap(), 5);
+    }
+
+    #[test]
+    fn an_anchor_right_after_a_digit_stays_open_across_chunk_boundaries() {
+        // 9 = the period, 7 = a digit. Hand-derived for t 7 | 9 t 9 t (chunks of 2):
+        // the first 9 follows the digit of the previous chunk, so it is an ordinary token;
+        // the second 9 closes the segment {0..4}; kept: that anchor + the open segment {5}.
+        let set = AnchorSet::new([9], None).with_not_after([7]);
+        let cfg = SessionConfig::anchored(set, 2);
+        assert_eq!(kept_entries(&cfg, &[1, 7, 9, 1, 9, 1]).unwrap(), 2);
+        let cfg = SessionConfig::anchored(AnchorSet::new([9], None), 2);
+        // Without the rule both periods are anchors: {2, 4} + the open segment {5}.
+        assert_eq!(kept_entries(&cfg, &[1, 7, 9, 1, 9, 1]).unwrap(), 3);
     }
 }

@@ -293,7 +293,8 @@ impl Session {
     /// One step over `tokens`: cells, mask, forward (rolled back on error), plan, apply.
     fn step(&mut self, tokens: &[TokenId], rows: OutputRows) -> Result<Tensor> {
         self.check_usable()?;
-        let cells = dry_run::next_cells(&self.cfg, self.cache.cells(), tokens);
+        let prev = self.history.last().copied();
+        let cells = dry_run::next_cells(&self.cfg, self.cache.cells(), prev, tokens);
         let positions: Vec<Pos> = cells.iter().map(|c| c.rope).collect();
         let grid = mask::step_mask(self.cfg.rule, self.cache.cells().as_slice(), &cells);
         let visibility = match grid.is_causal() {

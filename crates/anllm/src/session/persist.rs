@@ -59,6 +59,9 @@ struct Snapshot {
 struct ConfigSnapshot {
     anchors: Vec<TokenId>,
     pad: Option<TokenId>,
+    /// `ep-nodigit`'s digit ids (absent from sessions saved before it).
+    #[serde(default)]
+    not_after: Vec<TokenId>,
     rule: MaskRule,
     policy: PolicyConfig,
     positions: PositionMode,
@@ -80,6 +83,7 @@ impl Session {
             config: ConfigSnapshot {
                 anchors: self.cfg.anchors.ids().to_vec(),
                 pad: self.cfg.anchors.pad(),
+                not_after: self.cfg.anchors.not_after().to_vec(),
                 rule: self.cfg.rule,
                 policy: self.cfg.policy,
                 positions: self.cfg.positions,
@@ -133,7 +137,7 @@ impl Session {
         }
         let c = snap.config;
         let cfg = SessionConfig {
-            anchors: AnchorSet::new(c.anchors, c.pad),
+            anchors: AnchorSet::new(c.anchors, c.pad).with_not_after(c.not_after),
             rule: c.rule,
             policy: c.policy,
             positions: c.positions,

@@ -276,6 +276,11 @@ fn anchors_of(args: &TrainArgs, begin: &RunStart) -> Result<(AnchorSet, MaskRule
             rule,
             AnchorData::Ep,
         ),
+        TrainAnchorsArg::EpNodigit => (
+            AnchorSet::from_spec(&AnchorSpec::EpNoDigit, tok)?,
+            rule,
+            AnchorData::Ep,
+        ),
         TrainAnchorsArg::Ac => {
             let set = AnchorSet::from_spec(&AnchorSpec::Ac, tok)?;
             let ac = set.ids()[0];

@@ -3,7 +3,7 @@
 both stages; the second stage's tokens and seconds continue the first's) to stderr, writes
 OUT/curves.json, and prints the result JSON as the last line of stdout.
 
-Usage: report.py OUT LAST_CHECKPOINT_DIR
+Usage: report.py OUT LAST_CHECKPOINT_DIR [ANCHORS (the anchored rows' preset, ep)]
 """
 import glob
 import json
@@ -59,6 +59,7 @@ def stages(out):
 
 def main():
     out, last = sys.argv[1], sys.argv[2]
+    preset = sys.argv[3] if len(sys.argv) > 3 else "ep"  # the anchored rows' --anchors
     curves = []
     offsets = {}
     for prefix, ck, (steps0, tokens0, secs0) in stages(out):
@@ -87,7 +88,7 @@ def main():
             f"net{suffix}": t_anc / b_full if t_anc and b_full else None,
             f"kv_reduction{suffix}": kv_reduction(out, name, text),
         })
-    res.update({"tokens_trained": tokens0 + state["tokens_seen"], "steps": steps0 + state["step"],
+    res.update({"anchors": preset, "tokens_trained": tokens0 + state["tokens_seen"], "steps": steps0 + state["step"],
                 "minutes": round(wall / 60, 1), "checkpoint": os.path.abspath(last)})
     # The chat probes' means (chat.py --json-out): distinct-2, judge nats/token, relevance.
     # And of the 24 probes (chat_probes.py): also on topic and end of turn.

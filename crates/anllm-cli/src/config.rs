@@ -62,8 +62,8 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
     Ok(())
 }
 
-/// Loads the model named by the shared flags.
-pub fn load(common: &CommonArgs) -> Result<LoadedModel> {
+/// Loads the model named by the shared flags, to run with `--anchors anchors`.
+pub fn load(common: &CommonArgs, anchors: &str) -> Result<LoadedModel> {
     let path = resolve_model(common)?;
     let dtype = match common.dtype {
         DtypeArg::Auto => WeightDtype::Auto,
@@ -73,7 +73,22 @@ pub fn load(common: &CommonArgs) -> Result<LoadedModel> {
         .with_context(|| format!("loading model {}", path.display()))?;
     let kv = kv_dtype(common.kv_dtype, common.dtype, &model.info);
     model.llama = Arc::new(model.llama.as_ref().clone().with_kv_dtype(kv));
+    if let Some(warning) = other_anchors(&model.info, anchors) {
+        eprintln!("anllm: warning: {warning}");
+    }
     Ok(model)
+}
+
+/// A warning when the model records the anchor preset it was trained with and `anchors` is
+/// another anchored one: the model would run under segments it was not trained on. Full
+/// attention (`none`) is a fair way to run any model.
+pub fn other_anchors(info: &ModelInfo, anchors: &str) -> Option<String> {
+    let trained = info.trained_anchors.as_deref()?;
+    (anchors != "none" && anchors != trained).then(|| {
+        format!(
+            "this model was trained with --anchors {trained}, and runs with --anchors {anchors}"
+        )
+    })
 }
 
 /// `--kv-dtype`, or its default: f16 when the weights stay quantized (their rounding is

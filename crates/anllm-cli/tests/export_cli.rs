@@ -43,25 +43,20 @@ fn export(model: &Path, to: &Path, ty: &str, vocab: Option<&Path>) -> std::proce
     anllm(&args)
 }
 
-#[test]
-fn a_tiny_checkpoint_round_trips_through_every_type() {
-    // The use case: a training checkpoint (HF directory) of a model that came as a GGUF,
-    // exported with the GGUF's vocabulary.
-    let spec = TinySpec::gqa();
-    let tmp = tempfile::tempdir().unwrap();
-    let vocab = tmp.path().join("vocab.gguf");
-    write_gguf(&vocab, &spec).unwrap();
-    let data = tmp.path().join("t.txt");
+/// One training step (lr 1e-9: the weights stay the model's) of the tiny GGUF `vocab` with
+/// `--anchors anchors`; returns the checkpoint directory.
+fn train_one_step(tmp: &Path, vocab: &Path, anchors: &str) -> std::path::PathBuf {
+    let data = tmp.join("t.txt");
     std::fs::write(&data, "a b c. d e f. g h i j k l m n o p q r s t.\n").unwrap();
-    let run = tmp.path().join("run");
+    let run = tmp.join(format!("run-{anchors}"));
     let train = anllm(&[
         "train",
         "-m",
-        s(&vocab),
+        s(vocab),
         "--data",
         s(&data),
         "--anchors",
-        "ep",
+        anchors,
         "--steps",
         "1",
         "--warmup",
@@ -74,7 +69,18 @@ fn a_tiny_checkpoint_round_trips_through_every_type() {
         s(&run),
     ]);
     assert!(train.status.success(), "{}", text(&train.stderr));
-    let dir = run.join("checkpoint-000001");
+    run.join("checkpoint-000001")
+}
+
+#[test]
+fn a_tiny_checkpoint_round_trips_through_every_type() {
+    // The use case: a training checkpoint (HF directory) of a model that came as a GGUF,
+    // exported with the GGUF's vocabulary.
+    let spec = TinySpec::gqa();
+    let tmp = tempfile::tempdir().unwrap();
+    let vocab = tmp.path().join("vocab.gguf");
+    write_gguf(&vocab, &spec).unwrap();
+    let dir = train_one_step(tmp.path(), &vocab, "ep");
     let tokens: Vec<u32> = vec![1, 40, 41, 10, 42, 43, 44, 11, 45];
     let want = logits(&dir, &tokens);
     // Control: the same weights with Q/K rows left in HF order (a wrong permutation).
@@ -110,6 +116,50 @@ fn a_tiny_checkpoint_round_trips_through_every_type() {
             GgmlDType::F32
         );
     }
+}
+
+#[test]
+fn the_trained_anchor_preset_travels_to_the_export_and_warns_on_other_anchors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vocab = tmp.path().join("vocab.gguf");
+    write_gguf(&vocab, &TinySpec::gqa()).unwrap();
+    let dir = train_one_step(tmp.path(), &vocab, "ep-nodigit");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["anllm_anchors"], "ep-nodigit");
+    let gguf = tmp.path().join("t.gguf");
+    let run = export(&dir, &gguf, "q8_0", Some(&vocab));
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let inspect = |m: &Path| last_json(&anllm(&["inspect", "-m", s(m), "--json"]));
+    assert_eq!(inspect(&gguf)["trained_anchors"], "ep-nodigit");
+    assert_eq!(inspect(&dir)["trained_anchors"], "ep-nodigit");
+    assert!(
+        inspect(&vocab)["trained_anchors"].is_null(),
+        "never trained"
+    );
+    let warned = |m: &Path, anchors: &str| {
+        let out = anllm(&[
+            "generate",
+            "-m",
+            s(m),
+            "-p",
+            "a b",
+            "--max-tokens",
+            "1",
+            "--anchors",
+            anchors,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stderr).contains("trained with --anchors ep-nodigit, and runs with --anchors")
+    };
+    assert!(warned(&gguf, "ep"));
+    assert!(warned(&dir, "ep-sentence"));
+    assert!(!warned(&gguf, "ep-nodigit"));
+    assert!(
+        !warned(&gguf, "none"),
+        "full attention is a fair way to run any model"
+    );
+    assert!(!warned(&vocab, "ep"), "a model that records no preset");
 }
 
 #[test]

@@ -98,6 +98,10 @@ pub fn export_gguf(
         tensors.push((gguf_name(&name), q));
     }
     let mut metadata = model_metadata(cfg, ty, source);
+    if let Some(anchors) = &start.trained_anchors {
+        let value = gguf_file::Value::String(anchors.clone());
+        metadata.push((anllm::weights::ANCHORS_GGUF_KEY.into(), value));
+    }
     metadata.extend(vocab);
     write_file(out, &metadata, &tensors)?;
     let bytes = std::fs::metadata(out).map_err(|e| Error::io(out, e))?.len();

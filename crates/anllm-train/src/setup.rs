@@ -25,6 +25,8 @@ pub struct RunStart {
     pub tokenizer: Tokenizer,
     /// `tokenizer.json`, `tokenizer_config.json`, … as written into checkpoints.
     pub tokenizer_files: Vec<(String, Vec<u8>)>,
+    /// The `--anchors` preset the model records it was trained with, if any.
+    pub trained_anchors: Option<String>,
 }
 
 /// Opens a GGUF file or a Hugging Face directory for training: every weight in f32 (quantized
@@ -46,6 +48,7 @@ pub fn open_checkpoint(path: &Path, device: &Device) -> Result<RunStart> {
         model,
         tokenizer,
         tokenizer_files,
+        trained_anchors: anllm::weights::recorded_anchors(&src),
     })
 }
 
@@ -67,6 +70,7 @@ pub fn from_scratch(
         model,
         tokenizer,
         tokenizer_files,
+        trained_anchors: None,
     })
 }
 
@@ -114,6 +118,7 @@ pub fn add_tokens(
     let RunStart {
         model,
         mut tokenizer_files,
+        trained_anchors,
         ..
     } = start;
     extend_tokenizer(&mut tokenizer_files, &missing)?;
@@ -145,6 +150,7 @@ pub fn add_tokens(
             model,
             tokenizer,
             tokenizer_files,
+            trained_anchors,
         },
         ids,
     ))

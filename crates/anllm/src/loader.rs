@@ -7,7 +7,9 @@ use candle_core::Device;
 
 use crate::model::Llama;
 use crate::tokenizer::Tokenizer;
-use crate::weights::{CheckpointFormat, WeightDtype, WeightSource, detect_format, read_config};
+use crate::weights::{
+    CheckpointFormat, WeightDtype, WeightSource, detect_format, read_config, recorded_anchors,
+};
 use crate::{Error, Result};
 
 /// A model ready to run: the network, its tokenizer, and facts for `inspect`.
@@ -36,6 +38,8 @@ pub struct ModelInfo {
     pub compute: &'static str,
     /// RoPE pair layout ("half" or "interleaved").
     pub rope_style: &'static str,
+    /// The `--anchors` preset the model was trained with, when anllm trained it.
+    pub trained_anchors: Option<String>,
 }
 
 impl ModelInfo {
@@ -67,6 +71,7 @@ pub fn load_model(path: &Path, dtype: WeightDtype, device: &Device) -> Result<Lo
         });
     }
     let storage = storage_types(&src);
+    let trained_anchors = recorded_anchors(&src);
     let llama = Llama::load(&mut src, &cfg, device)?;
     let info = ModelInfo {
         path: path.to_path_buf(),
@@ -86,6 +91,7 @@ pub fn load_model(path: &Path, dtype: WeightDtype, device: &Device) -> Result<Lo
             crate::config::RopeStyle::Half => "half",
             crate::config::RopeStyle::Interleaved => "interleaved",
         },
+        trained_anchors,
     };
     Ok(LoadedModel {
         llama: Arc::new(llama),

@@ -8,7 +8,7 @@ use crate::config;
 /// Runs the subcommand.
 pub fn run(args: InspectArgs) -> Result<()> {
     config::set_threads(args.common.threads)?;
-    let model = config::load(&args.common)?;
+    let model = config::load(&args.common, "none")?;
     let cfg = model.llama.config();
     let tok = &model.tokenizer;
     let sp = tok.specials();
@@ -24,6 +24,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
         "storage": model.info.storage.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
         "compute": model.info.compute,
         "rope_style": model.info.rope_style,
+        "trained_anchors": model.info.trained_anchors,
         "tokenizer": tok.kind(),
         "vocab_size": tok.vocab_size(),
         "add_bos": tok.add_bos(),
@@ -67,6 +68,9 @@ pub fn run(args: InspectArgs) -> Result<()> {
     println!("stored as:     {}", storage.join(" "));
     println!("compute:       {}", model.info.compute);
     println!("tied lm_head:  {}", cfg.tie_word_embeddings);
+    if let Some(anchors) = &model.info.trained_anchors {
+        println!("trained with:  --anchors {anchors} (run it with the same)");
+    }
     println!(
         "tokenizer:     {} with {} tokens (add_bos: {})",
         tok.kind(),

@@ -264,6 +264,23 @@ fn check_shape(name: &str, expected: &[usize], got: &[usize]) -> Result<()> {
     })
 }
 
+/// GGUF metadata key of the anchor preset a model was trained with (`anllm export` writes it).
+pub const ANCHORS_GGUF_KEY: &str = "anllm.anchors";
+/// `config.json` key of the anchor preset a model was trained with (`anllm train` writes it).
+pub const ANCHORS_CONFIG_KEY: &str = "anllm_anchors";
+
+/// The `--anchors` preset `source` records it was trained with, if any (models that anllm
+/// never trained record none).
+pub fn recorded_anchors(source: &WeightSource) -> Option<String> {
+    if let Some(content) = source.gguf_content() {
+        let value = content.metadata.get(ANCHORS_GGUF_KEY)?;
+        return value.to_string().ok().cloned();
+    }
+    let text = std::fs::read_to_string(source.path().join("config.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json.get(ANCHORS_CONFIG_KEY)?.as_str().map(str::to_owned)
+}
+
 /// Reads a config from GGUF metadata or `config.json` of an HF directory.
 pub fn read_config(source: &WeightSource) -> Result<LlamaConfig> {
     if let Some(content) = source.gguf_content() {

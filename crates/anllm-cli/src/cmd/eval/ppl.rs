@@ -18,7 +18,7 @@ pub fn run(args: PplArgs) -> Result<()> {
         .unwrap_or_else(|| config::anllm_home().join("corpus").join("heldout.txt"));
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading --text {}", path.display()))?;
-    let model = config::load(&args.common)?;
+    let model = config::load(&args.common, &args.session.anchors)?;
     let tok = &model.tokenizer;
     let (mode, anchored, _) = eval_session(&args.session, tok)?;
     let mut tokens = if args.insert_anchors {

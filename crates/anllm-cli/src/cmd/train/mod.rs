@@ -6,13 +6,14 @@ mod setup;
 
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
+use clap::ValueEnum;
 
 use anllm_train::checkpoint::{self, Checkpoint, TrainerState};
 use anllm_train::data::{Batch, TrainData};
 use anllm_train::trainer::{StepRecord, Trainer};
 
 use crate::config::set_threads;
-use crate::train_args::{DeviceArg, TrainArgs};
+use crate::train_args::{DeviceArg, TrainAnchorsArg, TrainArgs};
 
 use log::{Progress, RunLog};
 use setup::Prepared;
@@ -129,10 +130,16 @@ impl Loop<'_> {
         if let Some(u) = self.unigram {
             self.state.extra["unigram_eval_loss"] = serde_json::json!(u);
         }
+        // The anchor preset, so that inference can tell a run with other anchors.
+        let anchors = match self.args.anchors {
+            TrainAnchorsArg::None => None,
+            a => a.to_possible_value().map(|v| v.get_name().to_string()),
+        };
+        let extra = anchors.map(|a| serde_json::json!({ anllm::weights::ANCHORS_CONFIG_KEY: a }));
         let ckpt = Checkpoint {
             params: &params,
             config: trainer.model().config(),
-            config_extra: None,
+            config_extra: extra.as_ref(),
             tokenizer_files: self.tokenizer_files,
             optimizer: &optimizer,
             state: &self.state,

@@ -6,6 +6,7 @@
 #
 #   benches/anllm-ep-135m.sh [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N]
 #                            [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit]
+#                            [--fewshot text|none]
 #   (--minutes: training step time of both stages, 150 by default; --stage2-minutes: the second
 #   stage's share of it, 55 by default, 0 for one stage; --steps: the last step of the first
 #   stage's cosine learning-rate schedule, 560 by default: about 110 quiet minutes of 2-thread
@@ -15,7 +16,8 @@
 #   --student-share: the share of the second stage's conversations answered by the first
 #   stage's student itself under the anchor-pruned cache instead of by the teacher, 0 by default;
 #   --anchors: the anchor preset of training and of every anchored evaluation, ep (the paper's
-#   period) by default; ep-nodigit leaves a period right after a digit open, as in list numbers)
+#   period) by default; ep-nodigit leaves a period right after a digit open, as in list numbers;
+#   --fewshot none leaves the few-shot question/answer text out of the second stage)
 #   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1
 #
 # Steps:
@@ -53,6 +55,7 @@ STEPS=560
 PIN_PROMPTS=0
 STUDENT_SHARE=0
 ANCHORS=ep
+FEWSHOT=text
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --minutes) MINUTES="$2"; shift 2 ;;
@@ -63,10 +66,12 @@ while [[ $# -gt 0 ]]; do
     --pin-prompts) PIN_PROMPTS="$2"; shift 2 ;;
     --student-share) STUDENT_SHARE="$2"; shift 2 ;;
     --anchors) ANCHORS="$2"; shift 2 ;;
-    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit]" >&2; exit 2 ;;
+    --fewshot) FEWSHOT="$2"; shift 2 ;;
+    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit] [--fewshot text|none]" >&2; exit 2 ;;
   esac
 done
 [[ "$ANCHORS" == ep || "$ANCHORS" == ep-nodigit ]] || { echo "--anchors: ep or ep-nodigit, not $ANCHORS" >&2; exit 2; }
+[[ "$FEWSHOT" == text || "$FEWSHOT" == none ]] || { echo "--fewshot: text or none, not $FEWSHOT" >&2; exit 2; }
 if python3 -c "import sys; sys.exit(0 if $STUDENT_SHARE > 0 and $STAGE2_MINUTES <= 0 else 1)"; then
   echo "--student-share answers the second stage's prompts: it needs --stage2-minutes > 0" >&2; exit 2
 fi
@@ -178,8 +183,9 @@ if python3 -c "import sys; sys.exit(0 if $STAGE2_MINUTES > 0 else 1)"; then
     "$ANLLM" eval overlap --data "$OUT/chat-stage2.jsonl" >&2
     CHAT2="$OUT/chat-stage2.jsonl"
   fi
+  FEWSHOT2=("$OUT/fewshot.jsonl"); [[ "$FEWSHOT" == none ]] && FEWSHOT2=()
   TRAIN2=(train --model "$(cat "$OUT/stage2-start.txt")" --teacher "$MODEL"
-    --data "$CHAT2" "$OUT/fewshot.jsonl" "$OUT/corpus-slice2.txt" --eval-data "$H/corpus/heldout.txt"
+    --data "$CHAT2" "${FEWSHOT2[@]}" "$OUT/corpus-slice2.txt" --eval-data "$H/corpus/heldout.txt"
     --anchors "$ANCHORS" --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 5e-5 --warmup 5
     --schedule constant --pin-prompts "$PIN_PROMPTS" --save-every 60 --eval-every 10 --eval-rows 4 --steps 100000 --threads "$THREADS" --out "$RUN2")
   train_for "$RUN2" "$STAGE2_MINUTES" "${TRAIN2[@]}"

@@ -82,7 +82,7 @@ pub fn load(common: &CommonArgs, anchors: &str) -> Result<LoadedModel> {
 /// A warning when the model records the anchor preset it was trained with and `anchors` is
 /// another anchored one: the model would run under segments it was not trained on. Full
 /// attention (`none`) is a fair way to run any model.
-pub fn other_anchors(info: &ModelInfo, anchors: &str) -> Option<String> {
+fn other_anchors(info: &ModelInfo, anchors: &str) -> Option<String> {
     let trained = info.trained_anchors.as_deref()?;
     (anchors != "none" && anchors != trained).then(|| {
         format!(

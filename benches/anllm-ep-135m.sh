@@ -6,7 +6,7 @@
 #
 #   benches/anllm-ep-135m.sh [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N]
 #                            [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit]
-#                            [--fewshot text|none]
+#                            [--fewshot text|chat|none]
 #   (--minutes: training step time of both stages, 150 by default; --stage2-minutes: the second
 #   stage's share of it, 55 by default, 0 for one stage; --steps: the last step of the first
 #   stage's cosine learning-rate schedule, 560 by default: about 110 quiet minutes of 2-thread
@@ -17,7 +17,8 @@
 #   stage's student itself under the anchor-pruned cache instead of by the teacher, 0 by default;
 #   --anchors: the anchor preset of training and of every anchored evaluation, ep (the paper's
 #   period) by default; ep-nodigit leaves a period right after a digit open, as in list numbers;
-#   --fewshot none leaves the few-shot question/answer text out of the second stage)
+#   --fewshot: the second stage's few-shot question/answer documents as text (the default), as
+#   chat conversations, one turn per item (benches/anllm-ep-135m/fewshot_chat.py), or none)
 #   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1
 #
 # Steps:
@@ -67,11 +68,11 @@ while [[ $# -gt 0 ]]; do
     --student-share) STUDENT_SHARE="$2"; shift 2 ;;
     --anchors) ANCHORS="$2"; shift 2 ;;
     --fewshot) FEWSHOT="$2"; shift 2 ;;
-    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit] [--fewshot text|none]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit] [--fewshot text|chat|none]" >&2; exit 2 ;;
   esac
 done
 [[ "$ANCHORS" == ep || "$ANCHORS" == ep-nodigit ]] || { echo "--anchors: ep or ep-nodigit, not $ANCHORS" >&2; exit 2; }
-[[ "$FEWSHOT" == text || "$FEWSHOT" == none ]] || { echo "--fewshot: text or none, not $FEWSHOT" >&2; exit 2; }
+[[ "$FEWSHOT" =~ ^(text|chat|none)$ ]] || { echo "--fewshot: text, chat or none, not $FEWSHOT" >&2; exit 2; }
 if python3 -c "import sys; sys.exit(0 if $STUDENT_SHARE > 0 and $STAGE2_MINUTES <= 0 else 1)"; then
   echo "--student-share answers the second stage's prompts: it needs --stage2-minutes > 0" >&2; exit 2
 fi
@@ -184,6 +185,12 @@ if python3 -c "import sys; sys.exit(0 if $STAGE2_MINUTES > 0 else 1)"; then
     CHAT2="$OUT/chat-stage2.jsonl"
   fi
   FEWSHOT2=("$OUT/fewshot.jsonl"); [[ "$FEWSHOT" == none ]] && FEWSHOT2=()
+  if [[ "$FEWSHOT" == chat ]]; then
+    [[ -f "$OUT/fewshot-chat.jsonl" ]] || { python3 benches/anllm-ep-135m/fewshot_chat.py \
+      "$OUT/fewshot.jsonl" > "$OUT/fewshot-chat.jsonl.part" && mv "$OUT/fewshot-chat.jsonl.part" "$OUT/fewshot-chat.jsonl"; }
+    "$ANLLM" eval overlap --data "$OUT/fewshot-chat.jsonl" >&2
+    FEWSHOT2=("$OUT/fewshot-chat.jsonl")
+  fi
   TRAIN2=(train --model "$(cat "$OUT/stage2-start.txt")" --teacher "$MODEL"
     --data "$CHAT2" "${FEWSHOT2[@]}" "$OUT/corpus-slice2.txt" --eval-data "$H/corpus/heldout.txt"
     --anchors "$ANCHORS" --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 5e-5 --warmup 5

@@ -183,29 +183,27 @@ impl AnchorSet {
 /// of `!`/`?`, then only closing quotes or brackets. `...`, `▁.5` or `e.g.` are not included;
 /// neither are control tokens or byte-fallback pieces.
 pub fn sentence_end_pieces(tokenizer: &Tokenizer) -> Result<Vec<TokenId>> {
-    let mut ids = Vec::new();
-    for id in 0..tokenizer.vocab_size() as TokenId {
-        if tokenizer.piece(id).is_none_or(|p| p.starts_with("<0x")) {
-            continue;
-        }
-        if ends_sentence(&tokenizer.decode(&[id], true)?) {
-            ids.push(id);
-        }
-    }
-    Ok(ids)
+    pieces_where(tokenizer, ends_sentence)
 }
 
 /// Ids of every piece whose text, without surrounding whitespace, is one or more ASCII digits
 /// (`7`, `▁7`, `2024` in vocabularies that merge digits); not control or byte-fallback pieces.
 pub fn digit_pieces(tokenizer: &Tokenizer) -> Result<Vec<TokenId>> {
+    pieces_where(tokenizer, |text| {
+        let core = text.trim();
+        !core.is_empty() && core.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+/// Ids of the vocabulary's text pieces (not control tokens, not byte-fallback pieces) whose
+/// decoded text satisfies `keep`.
+fn pieces_where(tokenizer: &Tokenizer, keep: impl Fn(&str) -> bool) -> Result<Vec<TokenId>> {
     let mut ids = Vec::new();
     for id in 0..tokenizer.vocab_size() as TokenId {
         if tokenizer.piece(id).is_none_or(|p| p.starts_with("<0x")) {
             continue;
         }
-        let text = tokenizer.decode(&[id], true)?;
-        let core = text.trim();
-        if !core.is_empty() && core.bytes().all(|b| b.is_ascii_digit()) {
+        if keep(&tokenizer.decode(&[id], true)?) {
             ids.push(id);
         }
     }

@@ -148,7 +148,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
                 let ids = next_turn_ids(&model, &args, &mut session, &mut chat, text)?;
                 // --pin-prompt keeps every turn's own words, as `serve --pin-prompt` does.
                 if args.session.pin_prompt {
-                    let start = session.tokens().len() as u32;
+                    let start = session.stream_len() as u32;
                     session.pin(start..start + ids.len() as u32);
                 }
                 ids

@@ -85,7 +85,7 @@ impl Slot {
         self.check_context(&prepared)?;
         if shared.pin_prompts && !prepared.new_tokens.is_empty() {
             // The new tokens follow the stream: its run and pending tokens.
-            let start = (self.session.history().len() + self.session.pending().len()) as u32;
+            let start = self.session.stream_len() as u32;
             let end = start + prepared.new_tokens.len() as u32;
             self.session.pin(start..end);
         }

@@ -130,6 +130,11 @@ impl Session {
         [self.history.as_slice(), &self.pending].concat()
     }
 
+    /// Length of the stream so far, run or pending: [`Session::tokens`]'s length, without the copy.
+    pub fn stream_len(&self) -> usize {
+        self.history.len() + self.pending.len()
+    }
+
     /// The tokens already run, in order (the stream without [`Session::pending`]).
     pub fn history(&self) -> &[TokenId] {
         &self.history

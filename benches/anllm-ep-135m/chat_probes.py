@@ -13,14 +13,24 @@ so that "stays on topic" is measured over more than three answers:
 - end of turn: the share of answers that stopped at the end of their turn (the chat template
   followed), not at the token limit;
 - Q/A leak: the share of answers with a line that starts with `Question:` or `Answer:` (the
-  shape of the second stage's few-shot text, which no probe asks for).
+  shape of the second stage's few-shot text, which no probe asks for);
+- by kind: the mean distinct-2 of the stories, explanations and lists, and how many of each
+  fall below 0.3 (loops);
+- list items: the mean number of distinct line-start numbers (`1.`, `2.`, ...) of the list
+  answers, each capped at the five the prompts ask for (a list that counts on in a loop
+  scores 5, so read it with the lists' distinct-2).
+
+`chat_probes.py --from-md OUT/probes.md` prints the columns that need no model (distinct-2, by
+kind, list items, Q/A leak) again from a finished run's answers.
 
 Usage: chat_probes.py ANLLM BASE_MODEL LABEL=MODEL... [--json-out FILE] [--max-tokens N]
                       [--anchors PRESET (ep)] [-- GENERATE_FLAGS...]
+       chat_probes.py --from-md PROBES_MD
 (BASE_MODEL is the judge; pass `original=BASE_MODEL` among the models for its rows.)
 """
 import json
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -31,6 +41,59 @@ def qa_leak(text):
     return any(line.strip().startswith(("Question:", "Answer:")) for line in text.splitlines())
 
 
+KINDS = {"Tell": "stories", "Explain": "explanations", "List": "lists"}
+
+
+def kind(prompt):
+    """The probe's kind from its first word: stories, explanations or lists."""
+    return KINDS[prompt.split()[0]]
+
+
+def numbered_items(text, cap=5):
+    """How many distinct numbers start a line of `text` (`1.`, ` 2.`), at most `cap`."""
+    return min(cap, len({int(n) for n in re.findall(r"(?m)^[ \t]*(\d+)\.", text)}))
+
+
+def text_columns(pairs):
+    """The columns of one row that need no model, from its (prompt, answer) pairs."""
+    by_kind = {}
+    for prompt, text in pairs:
+        by_kind.setdefault(kind(prompt), []).append(distinct2(text))
+    row = {"distinct2": mean([distinct2(t) for _, t in pairs]),
+           "qa_leak": mean([float(qa_leak(t)) for _, t in pairs]),
+           "list_items": mean([float(numbered_items(t)) for p, t in pairs if kind(p) == "lists"])}
+    for k, xs in by_kind.items():
+        row[f"distinct2_{k}"] = mean(xs)
+        row[f"loops_{k}"] = sum(x < 0.3 for x in xs)
+    return row
+
+
+def kind_cells(r):
+    """The by-kind and list-item cells of a table row."""
+    cells = [f"{r[f'distinct2_{k}']:.2f} ({r[f'loops_{k}']})" for k in KINDS.values()]
+    return " | ".join(cells) + f" | {r['list_items']:.2f}"
+
+
+KIND_HEADER = ("stories (below 0.3) | explanations (below 0.3) | lists (below 0.3) | list items",
+               "---:|---:|---:|---:")
+
+
+def from_md(path):
+    """Prints the model-free columns of every row of a finished run's probes.md."""
+    blocks = re.split(r"\n\*\*(.+?)\*\* — (.+?)\n\n", open(path, encoding="utf-8").read())
+    rows = {}
+    for i in range(1, len(blocks) - 2, 3):
+        name, prompt, body = blocks[i], blocks[i + 1], blocks[i + 2]
+        quoted = [line[2:] if line.startswith("> ") else line[1:]
+                  for line in body.splitlines() if line.startswith(">")]
+        rows.setdefault(name, []).append((prompt, "\n".join(quoted)))
+    print(f"| model, attention | distinct-2 | {KIND_HEADER[0]} | Q/A leak |")
+    print(f"|---|---:|{KIND_HEADER[1]}|---:|")
+    for name, pairs in rows.items():
+        r = text_columns(pairs)
+        print(f"| {name} | {r['distinct2']:.2f} | {kind_cells(r)} | {r['qa_leak']:.0%} |")
+
+
 PROBES = [line.strip() for line in open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                       "probes.txt"), encoding="utf-8")
           if line.strip()]
@@ -38,6 +101,8 @@ PROBES = [line.strip() for line in open(os.path.join(os.path.dirname(os.path.abs
 
 def main():
     args = sys.argv[1:]
+    if args[:1] == ["--from-md"] and len(args) == 2:
+        return from_md(args[1])
     extra = args[args.index("--") + 1:] if "--" in args else []
     args = args[:args.index("--")] if "--" in args else args
     json_out, max_tokens = None, 150
@@ -76,6 +141,7 @@ def main():
                 "on_topic": mean([float(j[2]) if j else 0.0 for j in judged]),
                 "end_of_turn": mean([float(e) for e in eot]),
                 "qa_leak": mean(leak),
+                **text_columns([(PROBES[i], t) for i, t in texts]),
             }
             print(f"chat_probes.py: {name}: {json.dumps(rows[name])}", file=sys.stderr)
     print(f"{len(PROBES)} probes (benches/anllm-ep-135m/probes.txt), greedy, {max_tokens} tokens"
@@ -83,11 +149,12 @@ def main():
           "judges:")
     print()
     print("| model, attention | distinct-2 | judge nats/token | relevance | on topic | end of turn "
-          "| Q/A leak |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          f"| Q/A leak | {KIND_HEADER[0]} |")
+    print(f"|---|---:|---:|---:|---:|---:|---:|{KIND_HEADER[1]}|")
     for name, r in rows.items():
         print(f"| {name} | {r['distinct2']:.2f} | {r['judge']:.2f} | {r['relevance']:.2f} "
-              f"| {r['on_topic']:.0%} | {r['end_of_turn']:.0%} | {r['qa_leak']:.0%} |")
+              f"| {r['on_topic']:.0%} | {r['end_of_turn']:.0%} | {r['qa_leak']:.0%} "
+              f"| {kind_cells(r)} |")
     print()
     print("\n".join(answers))
     if json_out:

@@ -41,7 +41,8 @@
 #      Debian's base system); curves over every checkpoint (OUT/curves.png); the chat probes (chat.py:
 #      greedy in OUT/chat.md, with --repeat-penalty 1.1 in OUT/chat-rp1.1.md, each answer judged by the
 #      original model; their means in OUT/chat.json and the result JSON); 24 probes
-#      (chat_probes.py: OUT/probes.md, the share of answers on topic and ending their turn); the
+#      (chat_probes.py: OUT/probes.md, the share of answers on topic and ending their turn, the
+#      list answers' numbered items); the
 #      trained model exported as a Q8_0 GGUF. With QA=1 also the QA table (0- and 5-shot, the
 #      first 100 items per task, anchor-pruned cache) of the trained model.
 # The last line of stdout is one JSON object with the results.

@@ -45,8 +45,8 @@ KINDS = {"Tell": "stories", "Explain": "explanations", "List": "lists"}
 
 
 def kind(prompt):
-    """The probe's kind from its first word: stories, explanations or lists."""
-    return KINDS[prompt.split()[0]]
+    """The probe's kind from its first word: stories, explanations, lists (or other)."""
+    return KINDS.get(prompt.split()[0], "other")
 
 
 def numbered_items(text, cap=5):
@@ -70,7 +70,8 @@ def text_columns(pairs):
 
 def kind_cells(r):
     """The by-kind and list-item cells of a table row."""
-    cells = [f"{r[f'distinct2_{k}']:.2f} ({r[f'loops_{k}']})" for k in KINDS.values()]
+    cells = [f"{r[f'distinct2_{k}']:.2f} ({r[f'loops_{k}']})" if f"loops_{k}" in r else "–"
+             for k in KINDS.values()]
     return " | ".join(cells) + f" | {r['list_items']:.2f}"
 
 

@@ -125,24 +125,20 @@ def main():
     for label, model in models:
         for anchors in (None, preset):
             name = f"{label}, {'anchors ' + anchors if anchors else 'full attention'}"
-            texts, d2, eot, leak = [], [], [], []
+            texts, eot = [], []
             for i, prompt in enumerate(PROBES):
                 text, stats, kv = run(anllm, model, anchors, False, prompt, extra, max_tokens)
                 texts.append((i, text))
-                d2.append(distinct2(text))
                 eot.append(stats.get("stop_reason") == "eos")
-                leak.append(float(qa_leak(text)))
                 answers.append(f"**{name}** — {prompt}\n\n> "
                                + text.strip().replace("\n", "\n> ") + "\n")
             judged = judge_all(anllm, base, texts, PROBES)
             rows[name] = {
-                "distinct2": mean(d2),
+                **text_columns([(PROBES[i], t) for i, t in texts]),
                 "judge": mean([j[0] if j else None for j in judged]),
                 "relevance": mean([j[1] if j else None for j in judged]),
                 "on_topic": mean([float(j[2]) if j else 0.0 for j in judged]),
                 "end_of_turn": mean([float(e) for e in eot]),
-                "qa_leak": mean(leak),
-                **text_columns([(PROBES[i], t) for i, t in texts]),
             }
             print(f"chat_probes.py: {name}: {json.dumps(rows[name])}", file=sys.stderr)
     print(f"{len(PROBES)} probes (benches/anllm-ep-135m/probes.txt), greedy, {max_tokens} tokens"

@@ -28,10 +28,34 @@ pub enum MaskRule {
     /// The authors' older variant (spec §2.4, `llamamodel_forward_noflashattn`): anchors may
     /// also see earlier anchors. For experiments only.
     AnSanLegacy,
+    /// AnSAN plus a local window (our extension, not the paper's): a non-anchor token also
+    /// sees the tokens less than `W` positions before it (itself included), in closed
+    /// segments too, as SepLLM's neighbouring tokens; an anchor still sees only its own
+    /// segment. The cache then holds anchors, the open segment and the last `W − 1` tokens.
+    AnSanWindow(u32),
+}
+
+impl MaskRule {
+    /// The local window of [`MaskRule::AnSanWindow`], 0 for every other rule.
+    pub fn window(self) -> u32 {
+        match self {
+            Self::AnSanWindow(w) => w,
+            _ => 0,
+        }
+    }
+
+    /// AnSAN with a local window of `window` positions; plain [`MaskRule::AnSan`] for 0.
+    pub fn ansan_window(window: u32) -> Self {
+        match window {
+            0 => Self::AnSan,
+            w => Self::AnSanWindow(w),
+        }
+    }
 }
 
 /// Whether `query` may attend to `key` under `rule`: causal order, pads never visible,
-/// pinned keys visible to every later query, and the segment rule of `rule`.
+/// pinned keys visible to every later query, and the segment rule of `rule` (with its local
+/// window, if any).
 pub fn visible(rule: MaskRule, query: &Cell, key: &Cell) -> bool {
     if key.pos > query.pos || query.role == Role::Pad || key.role == Role::Pad {
         return false;
@@ -43,6 +67,9 @@ pub fn visible(rule: MaskRule, query: &Cell, key: &Cell) -> bool {
         MaskRule::Causal => true,
         MaskRule::AnSan => key.is_anchor() && !query.is_anchor(),
         MaskRule::AnSanLegacy => key.is_anchor(),
+        MaskRule::AnSanWindow(w) => {
+            !query.is_anchor() && (key.is_anchor() || query.pos.0 - key.pos.0 < w)
+        }
     }
 }
 
@@ -231,8 +258,33 @@ xxx.xxx..
     }
 
     #[test]
+    fn window_mask_adds_the_last_w_positions_to_token_queries_only() {
+        // Hand-derived from the spec example with W = 3: t4 now sees t2 (4 − 2 < 3) and t8
+        // sees t6; t5 and t6 already saw everything within 3; anchors A3 and A7 still see only
+        // their own segment; nothing else changes.
+        let c = cells("tttAtttAt");
+        let (plain, windowed) = (
+            training_mask(MaskRule::AnSan, &c),
+            training_mask(MaskRule::ansan_window(3), &c),
+        );
+        let diff: Vec<(usize, usize)> = (0..9)
+            .flat_map(|r| (0..9).map(move |k| (r, k)))
+            .filter(|&(r, k)| plain.get(r, k) != windowed.get(r, k))
+            .collect();
+        assert_eq!(diff, vec![(4, 2), (8, 6)]);
+        assert!(windowed.get(4, 2) && windowed.get(8, 6));
+        assert_eq!(MaskRule::ansan_window(0), MaskRule::AnSan);
+        assert_eq!(MaskRule::ansan_window(3).window(), 3);
+    }
+
+    #[test]
     fn pad_rows_and_columns_are_blocked() {
-        for rule in [MaskRule::Causal, MaskRule::AnSan, MaskRule::AnSanLegacy] {
+        for rule in [
+            MaskRule::Causal,
+            MaskRule::AnSan,
+            MaskRule::AnSanLegacy,
+            MaskRule::AnSanWindow(4),
+        ] {
             let grid = training_mask(rule, &cells("ttPtAtP"));
             for i in 0..7 {
                 for pad in [2, 6] {

@@ -4,7 +4,8 @@
 //! random token streams with random anchors, pads and pins, for chunkings {1, 2, 3, 5, all},
 //! with `ep-nodigit`'s rule on (an anchor right after a "digit" id is an ordinary token, so a
 //! segment's role can depend on the chunk before it),
-//! with an f32 and an f16 cache. The tiled (sparse) prefill attention, which the one-shot
+//! with an f32 and an f16 cache, and with a local window on the AnSAN rule
+//! ([`MaskRule::AnSanWindow`]: the cache also keeps what the window still shows). The tiled (sparse) prefill attention, which the one-shot
 //! forward takes, is checked against the dense masked GEMM grid.
 
 use std::ops::Range;
@@ -54,10 +55,11 @@ fn model(kv: KvDtype) -> Arc<Llama> {
 }
 
 /// Logits of every position of `tokens`: one masked full-sequence forward, nothing dropped.
-fn masked_full(tokens: &[TokenId], pins: &[Range<u32>], kv: KvDtype) -> Vec<Vec<f32>> {
+fn masked_full(tokens: &[TokenId], pins: &[Range<u32>], w: u32, kv: KvDtype) -> Vec<Vec<f32>> {
     let cfg = SessionConfig {
         policy: PolicyConfig::Full,
         pins: pins.to_vec(),
+        rule: MaskRule::ansan_window(w),
         ..SessionConfig::anchored(anchors(), tokens.len())
     };
     let mut session = Session::new(model(kv), cfg, tokens.len()).unwrap();
@@ -88,10 +90,12 @@ fn pruned(
     prefill: usize,
     chunk: usize,
     pins: &[Range<u32>],
+    w: u32,
     kv: KvDtype,
 ) -> (Vec<Vec<f32>>, Session) {
     let cfg = SessionConfig {
         pins: pins.to_vec(),
+        rule: MaskRule::ansan_window(w),
         ..SessionConfig::anchored(anchors(), chunk)
     };
     let mut session = Session::new(model(kv), cfg, 4).unwrap();
@@ -108,8 +112,9 @@ fn pruned(
     (rows, session)
 }
 
-/// Positions the anchor policy must keep: anchors, pinned non-pads, the open segment's non-pads.
-fn expected_kept(tokens: &[TokenId], pins: &[Range<u32>]) -> Vec<Pos> {
+/// Positions the anchor policy must keep: anchors, pinned non-pads, the open segment's non-pads,
+/// and the non-pads of the last `w - 1` positions (the next query at `tokens.len()` sees them).
+fn expected_kept(tokens: &[TokenId], pins: &[Range<u32>], w: u32) -> Vec<Pos> {
     // Hand-derived roles, not `AnchorSet::classify`: a pad is a pad; an anchor id is an anchor
     // unless the token before it is a digit.
     let roles: Vec<Role> = (0..tokens.len())
@@ -129,7 +134,7 @@ fn expected_kept(tokens: &[TokenId], pins: &[Range<u32>]) -> Vec<Pos> {
             match roles[i] {
                 Role::Anchor => true,
                 Role::Pad => false,
-                Role::Token => i >= open_from || pinned,
+                Role::Token => i >= open_from || pinned || tokens.len() - i < w as usize,
             }
         })
         .map(|i| Pos(i as u32))
@@ -157,16 +162,17 @@ fn assert_rows_match(
     );
 }
 
-fn check(tokens: &[TokenId], prefill_frac: f64, pins: &[Range<u32>], kv: KvDtype) {
-    let reference = masked_full(tokens, pins, kv);
+fn check(tokens: &[TokenId], prefill_frac: f64, pins: &[Range<u32>], w: u32, kv: KvDtype) {
+    let reference = masked_full(tokens, pins, w, kv);
     let prefill = ((tokens.len() as f64 * prefill_frac) as usize).clamp(1, tokens.len());
     for chunk in [1, 2, 3, 5, tokens.len()] {
-        let (rows, session) = pruned(tokens, prefill, chunk, pins, kv);
-        let what = format!("{kv:?} cache, chunk {chunk}, prefill {prefill}, pins {pins:?}");
+        let (rows, session) = pruned(tokens, prefill, chunk, pins, w, kv);
+        let what =
+            format!("{kv:?} cache, chunk {chunk}, prefill {prefill}, pins {pins:?}, window {w}");
         let tol = if kv == KvDtype::F16 { TOL_F16 } else { TOL };
         assert_rows_match(tokens, &rows, &reference, tol, &what);
         let kept: Vec<Pos> = session.cache().cells().iter().map(|(_, c)| c.pos).collect();
-        assert_eq!(kept, expected_kept(tokens, pins), "{what}: final cache");
+        assert_eq!(kept, expected_kept(tokens, pins, w), "{what}: final cache");
     }
 }
 
@@ -175,7 +181,16 @@ proptest! {
 
     #[test]
     fn pruned_cache_equals_masked_full_forward(tokens in stream(), frac in 0.0f64..1.0) {
-        check(&tokens, frac, &[], KvDtype::F32);
+        check(&tokens, frac, &[], 0, KvDtype::F32);
+    }
+
+    #[test]
+    fn pruned_cache_with_a_window_equals_masked_full_forward(
+        tokens in stream(),
+        frac in 0.0f64..1.0,
+        w in 1u32..12,
+    ) {
+        check(&tokens, frac, &[], w, KvDtype::F32);
     }
 
     #[test]
@@ -183,7 +198,7 @@ proptest! {
         tokens in stream(),
         frac in 0.0f64..1.0,
     ) {
-        check(&tokens, frac, &[], KvDtype::F16);
+        check(&tokens, frac, &[], 0, KvDtype::F16);
     }
 
     /// Streams past the decode kernel's 16 rows, so the one-shot forward is tiled.
@@ -198,7 +213,8 @@ proptest! {
         }),
     ) {
         for kv in [KvDtype::F32, KvDtype::F16] {
-            let (tiled, dense) = (masked_full(&tokens, &[], kv), masked_full_dense(&tokens, kv));
+            let (tiled, dense) =
+                (masked_full(&tokens, &[], 0, kv), masked_full_dense(&tokens, kv));
             // The same f32 sums in another order. With an f16 cache that noise can flip the
             // rounding of a later layer's K/V by one ulp, as between chunkings (TOL_F16).
             let tol = if kv == KvDtype::F16 { TOL_F16 } else { TOL };
@@ -213,7 +229,7 @@ proptest! {
         pin in (0u32..40, 1u32..12),
     ) {
         let pins: Vec<Range<u32>> = std::iter::once(pin.0..pin.0 + pin.1).collect();
-        check(&tokens, frac, &pins, KvDtype::F32);
+        check(&tokens, frac, &pins, 0, KvDtype::F32);
     }
 }
 

@@ -12,7 +12,10 @@ pub enum PolicyConfig {
     /// [`Full`]: keep everything.
     #[default]
     Full,
-    /// [`AnchorPolicy`]: anchors, pinned entries and the open segment (AnLLM).
+    /// [`AnchorPolicy`]: anchors, pinned entries and the open segment (AnLLM); a session
+    /// also keeps its rule's local window ([`SessionConfig::build_policy`]).
+    ///
+    /// [`SessionConfig::build_policy`]: crate::session::SessionConfig::build_policy
     Anchor,
     /// [`StreamingLlm`]: the first `sinks` entries and the last `window` ones.
     Streaming {
@@ -76,7 +79,7 @@ impl PolicyConfig {
     pub fn build(&self) -> Box<dyn KvPolicy> {
         match *self {
             Self::Full => Box::new(Full),
-            Self::Anchor => Box::new(AnchorPolicy),
+            Self::Anchor => Box::new(AnchorPolicy::default()),
             Self::Streaming { sinks, window } => Box::new(StreamingLlm::new(sinks, window)),
             Self::H2o { budget, recent } => Box::new(H2o::new(budget, recent)),
             Self::Tova { budget } => Box::new(Tova::new(budget)),

@@ -72,6 +72,17 @@ impl SessionConfig {
         Self { keep_warm, ..self }
     }
 
+    /// The policy object of `policy`; the built-in anchor policy keeps what the rule's local
+    /// window ([`MaskRule::window`]) still shows, so pruning never drops a visible entry.
+    pub fn build_policy(&self) -> Box<dyn crate::policy::KvPolicy> {
+        match self.policy {
+            PolicyConfig::Anchor => {
+                Box::new(crate::policy::AnchorPolicy::with_window(self.rule.window()))
+            }
+            other => other.build(),
+        }
+    }
+
     pub(crate) fn is_pinned(&self, pos: Pos) -> bool {
         self.pins.iter().any(|r| r.contains(&pos.0))
     }

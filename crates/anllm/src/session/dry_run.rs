@@ -51,7 +51,7 @@ pub fn kept_entries(cfg: &SessionConfig, tokens: &[TokenId]) -> Result<usize> {
         return Err(Error::config("chunk_size", "must be at least 1"));
     }
     cfg.policy.validate()?;
-    let mut policy = cfg.policy.build();
+    let mut policy = cfg.build_policy();
     if policy.needs_attention() || policy.needs_key_norms() {
         return Err(Error::unsupported(format!(
             "a dry run of the `{}` policy (it needs attention statistics or keys)",

@@ -76,7 +76,7 @@ impl Session {
                 ),
             ));
         }
-        let policy = cfg.policy.build();
+        let policy = cfg.build_policy();
         Self::with_policy(model, cfg, policy, expected_tokens)
     }
 

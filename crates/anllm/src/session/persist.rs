@@ -188,7 +188,7 @@ impl Session {
             model.kv_dtype(),
             model.device(),
         )?;
-        let policy = cfg.policy.build();
+        let policy = cfg.build_policy();
         Ok(Self {
             model,
             cache,

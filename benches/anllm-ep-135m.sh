@@ -6,7 +6,7 @@
 #
 #   benches/anllm-ep-135m.sh [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N]
 #                            [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit]
-#                            [--fewshot text|chat|none]
+#                            [--fewshot text|chat|none] [--anchor-window W]
 #   (--minutes: training step time of both stages, 150 by default; --stage2-minutes: the second
 #   stage's share of it, 55 by default, 0 for one stage; --steps: the last step of the first
 #   stage's cosine learning-rate schedule, 560 by default: about 110 quiet minutes of 2-thread
@@ -18,7 +18,9 @@
 #   --anchors: the anchor preset of training and of every anchored evaluation, ep (the paper's
 #   period) by default; ep-nodigit leaves a period right after a digit open, as in list numbers;
 #   --fewshot: the second stage's few-shot question/answer documents as text (the default), as
-#   chat conversations, one turn per item (benches/anllm-ep-135m/fewshot_chat.py), or none)
+#   chat conversations, one turn per item (benches/anllm-ep-135m/fewshot_chat.py), or none;
+#   --anchor-window: AnSAN's local window (our extension, `train --anchor-window`), in training
+#   and in every anchored evaluation, 0 (the paper's rule) by default)
 #   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1
 #
 # Steps:
@@ -58,6 +60,7 @@ PIN_PROMPTS=0
 STUDENT_SHARE=0
 ANCHORS=ep
 FEWSHOT=text
+WINDOW=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --minutes) MINUTES="$2"; shift 2 ;;
@@ -69,11 +72,17 @@ while [[ $# -gt 0 ]]; do
     --student-share) STUDENT_SHARE="$2"; shift 2 ;;
     --anchors) ANCHORS="$2"; shift 2 ;;
     --fewshot) FEWSHOT="$2"; shift 2 ;;
-    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit] [--fewshot text|chat|none]" >&2; exit 2 ;;
+    --anchor-window) WINDOW="$2"; shift 2 ;;
+    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit] [--fewshot text|chat|none] [--anchor-window W]" >&2; exit 2 ;;
   esac
 done
 [[ "$ANCHORS" == ep || "$ANCHORS" == ep-nodigit ]] || { echo "--anchors: ep or ep-nodigit, not $ANCHORS" >&2; exit 2; }
 [[ "$FEWSHOT" =~ ^(text|chat|none)$ ]] || { echo "--fewshot: text, chat or none, not $FEWSHOT" >&2; exit 2; }
+[[ "$WINDOW" =~ ^[0-9]+$ ]] || { echo "--anchor-window: a number of positions, not $WINDOW" >&2; exit 2; }
+# The window goes wherever the anchors go: training, every anchored evaluation and the probes
+# (which take the flags as one preset string, as a trained model records them).
+AW=(--anchor-window "$WINDOW")
+APRESET="$ANCHORS"; [[ "$WINDOW" != 0 ]] && APRESET="$ANCHORS --anchor-window $WINDOW"
 if python3 -c "import sys; sys.exit(0 if $STUDENT_SHARE > 0 and $STAGE2_MINUTES <= 0 else 1)"; then
   echo "--student-share answers the second stage's prompts: it needs --stage2-minutes > 0" >&2; exit 2
 fi
@@ -137,7 +146,7 @@ PY
 # 4. Distillation, resumable, until MINUTES - STAGE2_MINUTES of training step time (`--max-minutes`).
 RUN="$OUT/run"
 TRAIN=(train --data "$OUT/chat.jsonl" "$OUT/corpus-slice.txt" --eval-data "$H/corpus/heldout.txt"
-  --anchors "$ANCHORS" --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 1e-4 --warmup 10
+  --anchors "$ANCHORS" "${AW[@]}" --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 1e-4 --warmup 10
   --schedule cosine --min-lr-ratio 0.1 --save-every 30 --eval-every 10 --eval-rows 4 --steps "$STEPS" --threads "$THREADS" --out "$RUN")
 # Training seconds so far: the step time the newest checkpoint records (`elapsed_s`), so a run
 # that was killed resumes with the budget its saved steps used (the steps after the last
@@ -178,7 +187,7 @@ if python3 -c "import sys; sys.exit(0 if $STAGE2_MINUTES > 0 else 1)"; then
     [[ -f "$OUT/student-prompts.txt" ]] || python3 benches/anllm-ep-135m/student.py pick "$OUT/prompts.txt" \
       "$STUDENT_SHARE" 36 > "$OUT/student-prompts.txt"
     log "student transcripts: $OUT/chat-student.jsonl"
-    "$ANLLM" generate -m "$S1" --chat --anchors "$ANCHORS" --prompts-file "$OUT/student-prompts.txt" \
+    "$ANLLM" generate -m "$S1" --chat --anchors "$ANCHORS" "${AW[@]}" --prompts-file "$OUT/student-prompts.txt" \
       --transcripts "$OUT/chat-student.jsonl" --max-tokens 192 --temperature 0.6 --top-p 0.9 --seed 34 \
       --threads "$THREADS" >&2
     python3 benches/anllm-ep-135m/student.py mix "$OUT/chat.jsonl" "$OUT/chat-student.jsonl" > "$OUT/chat-stage2.jsonl"
@@ -194,7 +203,7 @@ if python3 -c "import sys; sys.exit(0 if $STAGE2_MINUTES > 0 else 1)"; then
   fi
   TRAIN2=(train --model "$(cat "$OUT/stage2-start.txt")" --teacher "$MODEL"
     --data "$CHAT2" "${FEWSHOT2[@]}" "$OUT/corpus-slice2.txt" --eval-data "$H/corpus/heldout.txt"
-    --anchors "$ANCHORS" --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 5e-5 --warmup 5
+    --anchors "$ANCHORS" "${AW[@]}" --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 5e-5 --warmup 5
     --schedule constant --pin-prompts "$PIN_PROMPTS" --save-every 60 --eval-every 10 --eval-rows 4 --steps 100000 --threads "$THREADS" --out "$RUN2")
   train_for "$RUN2" "$STAGE2_MINUTES" "${TRAIN2[@]}"
 fi
@@ -207,7 +216,7 @@ last=$(ls -d "$RUN"/checkpoint-* | sort | tail -1)
 [[ -d "$RUN2" ]] && compgen -G "$RUN2/checkpoint-*" > /dev/null && last=$(ls -d "$RUN2"/checkpoint-* | sort | tail -1)
 ppl() { # model none|ep text (ep: anchored, with the run's --anchors preset; the files keep the name)
   local anchors=none mode=full; [[ "$2" == ep ]] && { anchors="$ANCHORS"; mode=cache; }
-  "$ANLLM" eval ppl --model "$1" --dtype f32 --anchors "$anchors" --mode "$mode" --text "$3" \
+  "$ANLLM" eval ppl --model "$1" --dtype f32 --anchors "$anchors" "${AW[@]}" --mode "$mode" --text "$3" \
     --max-tokens 2048 --window 512 --threads "$THREADS" --json 2>/dev/null | tail -1
 }
 EVAL="$OUT/eval"; mkdir -p "$EVAL"
@@ -223,22 +232,22 @@ for text in heldout gpl3; do
   done
 done
 [[ -f "$OUT/chat.json" ]] || python3 benches/anllm-ep-135m/chat.py "$ANLLM" "$MODEL" "$last" \
-  --json-out "$OUT/chat.json" --anchors "$ANCHORS" > "$OUT/chat.md"
+  --json-out "$OUT/chat.json" --anchors "$APRESET" > "$OUT/chat.md"
 # The same probes with llama.cpp's mildest usual repetition penalty on every row.
 [[ -f "$OUT/chat-rp1.1.json" ]] || python3 benches/anllm-ep-135m/chat.py "$ANLLM" "$MODEL" "$last" \
-  --json-out "$OUT/chat-rp1.1.json" --anchors "$ANCHORS" --repeat-penalty 1.1 > "$OUT/chat-rp1.1.md"
+  --json-out "$OUT/chat-rp1.1.json" --anchors "$APRESET" --repeat-penalty 1.1 > "$OUT/chat-rp1.1.md"
 # 24 probes judged against each other (stays on topic, stops at end of turn), full and anchored.
 [[ -f "$OUT/probes.json" ]] || python3 benches/anllm-ep-135m/chat_probes.py "$ANLLM" "$MODEL" \
-  "original=$MODEL" "trained=$last" --json-out "$OUT/probes.json" --anchors "$ANCHORS" > "$OUT/probes.md"
+  "original=$MODEL" "trained=$last" --json-out "$OUT/probes.json" --anchors "$APRESET" > "$OUT/probes.md"
 [[ -f "$OUT/anllm-ep-135m.Q8_0.gguf" ]] || "$ANLLM" export -m "$last" --to "$OUT/anllm-ep-135m.Q8_0.gguf" --type q8_0 --vocab-from "$MODEL" >&2
 if [[ "${QA:-0}" == 1 ]]; then
   for shots in 0 5; do
     f="$EVAL/qa-trained-cache-${shots}shot"
     [[ -f "$f.json" ]] || "$ANLLM" eval qa -m "$last" --dtype f32 --tasks all --shots $shots --limit 100 \
-      --anchors "$ANCHORS" --mode cache --speedup-items 20 --threads "$THREADS" --output "$f.json" > "$f.md"
+      --anchors "$ANCHORS" "${AW[@]}" --mode cache --speedup-items 20 --threads "$THREADS" --output "$f.json" > "$f.md"
   done
 fi
-python3 benches/anllm-ep-135m/report.py "$OUT" "$last" "$ANCHORS" > "$OUT/result.json"
+python3 benches/anllm-ep-135m/report.py "$OUT" "$last" "$APRESET" > "$OUT/result.json"
 # The perplexity curves against tokens trained (the base model is the point at 0 tokens).
 python3 - "$OUT" <<'PY'
 import json, sys

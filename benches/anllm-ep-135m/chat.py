@@ -16,7 +16,7 @@ reply):
   answer that left its topic (or ignores every prompt alike) scores near 0.
 
 Usage: chat.py ANLLM BASE_MODEL TRAINED_MODEL [--json-out FILE] [--anchors PRESET] [GENERATE_FLAGS...]
-(--anchors: the anchored rows' preset, ep by default, e.g. ep-nodigit; GENERATE_FLAGS, e.g. `--repeat-penalty 1.1`, are passed to every `anllm generate`; the
+(--anchors: the anchored rows' preset, ep by default, e.g. ep-nodigit or "ep --anchor-window 32"; GENERATE_FLAGS, e.g. `--repeat-penalty 1.1`, are passed to every `anllm generate`; the
 table's title line names them.) TRAINED_MODEL may be `-` for the original model's rows only.
 --json-out writes the table's means as JSON: {"flags": [...], "rows": {"trained, anchors ep":
 {"distinct2": …, "judge": …, "relevance": …}, …}} (the recipe's result JSON carries them).
@@ -39,11 +39,12 @@ def distinct2(text):
 
 
 def run(anllm, model, anchors, pin, prompt, extra, max_tokens=150):
-    """One greedy answer; `anchors` is an `--anchors` preset (e.g. "ep") or None."""
+    """One greedy answer; `anchors` is an `--anchors` preset (e.g. "ep"), with its window if
+    any ("ep --anchor-window 32", as a model records it), or None."""
     args = [anllm, "generate", "-m", model, "--dtype", "f32", "--chat", "-p", prompt,
             "--max-tokens", str(max_tokens), "--temperature", "0", "--json", *extra]
     if anchors:
-        args += ["--anchors", anchors]
+        args += ["--anchors", *anchors.split()]
     if pin:
         args += ["--pin-prompt"]
     out = subprocess.run(args, capture_output=True, text=True, check=True)

@@ -110,6 +110,11 @@ pub struct SessionArgs {
     /// Visibility rule when anchors are on.
     #[arg(long, value_enum, default_value_t = MaskRuleArg::Ansan)]
     pub mask_rule: MaskRuleArg,
+    /// AnSAN's local window (our extension, not the paper's): a token also sees the tokens
+    /// less than W positions before it, and the anchor cache keeps them (0: the paper's rule;
+    /// run a model with the window it was trained with).
+    #[arg(long, default_value_t = 0, value_name = "W")]
+    pub anchor_window: u32,
     /// KV policy: full (everything), anchor (anchors, pinned tokens and the open segment),
     /// streaming:SINKS,WINDOW (StreamingLLM), h2o:BUDGET,RECENT (H2O: heavy hitters by
     /// accumulated attention plus the last RECENT), tova:BUDGET (TOVA: what the last query
@@ -360,6 +365,11 @@ pub struct EvalSessionArgs {
     /// Visibility rule of the anchored modes.
     #[arg(long, value_enum, default_value_t = MaskRuleArg::Ansan)]
     pub mask_rule: MaskRuleArg,
+    /// AnSAN's local window (our extension, not the paper's): a token also sees the tokens
+    /// less than W positions before it, and the anchor cache keeps them (0: the paper's rule;
+    /// run a model with the window it was trained with).
+    #[arg(long, default_value_t = 0, value_name = "W")]
+    pub anchor_window: u32,
     /// Prefill tokens per forward step (the cache is pruned after each).
     #[arg(long, default_value_t = 512)]
     pub chunk_size: usize,

@@ -62,8 +62,9 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
     Ok(())
 }
 
-/// Loads the model named by the shared flags, to run with `--anchors anchors`.
-pub fn load(common: &CommonArgs, anchors: &str) -> Result<LoadedModel> {
+/// Loads the model named by the shared flags, to run with `--anchors anchors` and
+/// `--anchor-window window`.
+pub fn load(common: &CommonArgs, anchors: &str, window: u32) -> Result<LoadedModel> {
     let path = resolve_model(common)?;
     let dtype = match common.dtype {
         DtypeArg::Auto => WeightDtype::Auto,
@@ -73,15 +74,24 @@ pub fn load(common: &CommonArgs, anchors: &str) -> Result<LoadedModel> {
         .with_context(|| format!("loading model {}", path.display()))?;
     let kv = kv_dtype(common.kv_dtype, common.dtype, &model.info);
     model.llama = Arc::new(model.llama.as_ref().clone().with_kv_dtype(kv));
-    if let Some(warning) = other_anchors(&model.info, anchors) {
+    if let Some(warning) = other_anchors(&model.info, &anchor_flags(anchors, window)) {
         eprintln!("anllm: warning: {warning}");
     }
     Ok(model)
 }
 
-/// A warning when the model records the anchor preset it was trained with and `anchors` is
-/// another anchored one: the model would run under segments it was not trained on. Full
-/// attention (`none`) is a fair way to run any model.
+/// How a model records the anchors it was trained with: the `--anchors` preset, followed by
+/// ` --anchor-window W` when it had a window.
+pub fn anchor_flags(anchors: &str, window: u32) -> String {
+    match window {
+        0 => anchors.to_string(),
+        w => format!("{anchors} --anchor-window {w}"),
+    }
+}
+
+/// A warning when the model records the anchor flags it was trained with and `anchors` (as
+/// [`anchor_flags`] writes them) are other anchored ones: the model would run under segments
+/// or a window it was not trained on. Full attention (`none`) is a fair way to run any model.
 fn other_anchors(info: &ModelInfo, anchors: &str) -> Option<String> {
     let trained = info.trained_anchors.as_deref()?;
     (anchors != "none" && anchors != trained).then(|| {
@@ -115,11 +125,9 @@ pub fn session_config(
     let spec: AnchorSpec = args.anchors.parse()?;
     let anchors = AnchorSet::from_spec(&spec, tokenizer)?;
     let anchored = spec != AnchorSpec::None;
-    let rule = match (anchored, args.mask_rule) {
-        (false, _) => MaskRule::Causal,
-        (true, MaskRuleArg::Ansan) => MaskRule::AnSan,
-        (true, MaskRuleArg::Legacy) => MaskRule::AnSanLegacy,
-        (true, MaskRuleArg::Causal) => MaskRule::Causal,
+    let rule = match anchored {
+        false => MaskRule::Causal,
+        true => mask_rule(args.mask_rule, args.anchor_window)?,
     };
     let policy = match (&args.kv_policy, args.kv_budget) {
         (Some(name), Some(budget)) if !name.contains(':') => {
@@ -153,6 +161,16 @@ pub fn session_config(
         chunk_size: args.chunk_size,
         // One stream owns the machine: keep the pool's workers awake through decode steps.
         keep_warm: KeepWarm::Spin,
+    })
+}
+
+/// The rule of `--mask-rule` with `--anchor-window`: the window goes with AnSAN only.
+pub fn mask_rule(arg: MaskRuleArg, window: u32) -> Result<MaskRule> {
+    Ok(match (arg, window) {
+        (MaskRuleArg::Ansan, w) => MaskRule::ansan_window(w),
+        (_, w) if w > 0 => bail!("--anchor-window {w} goes with --mask-rule ansan"),
+        (MaskRuleArg::Legacy, _) => MaskRule::AnSanLegacy,
+        (MaskRuleArg::Causal, _) => MaskRule::Causal,
     })
 }
 

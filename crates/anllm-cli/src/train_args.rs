@@ -85,6 +85,11 @@ pub struct TrainArgs {
     /// Visibility rule with anchors.
     #[arg(long, value_enum, default_value_t = MaskRuleArg::Ansan)]
     pub mask_rule: MaskRuleArg,
+    /// AnSAN's local window (our extension, not the paper's): a token also sees the tokens
+    /// less than W positions before it; recorded in the checkpoint's config.json (0: the
+    /// paper's rule).
+    #[arg(long, default_value_t = 0, value_name = "W")]
+    pub anchor_window: u32,
     /// How plain-text files are cut into documents.
     #[arg(long, value_enum, default_value_t = DocSplitArg::BlankLine)]
     pub doc_split: DocSplitArg,

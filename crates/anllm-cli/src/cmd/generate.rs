@@ -130,7 +130,11 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         return crate::cmd::transcripts::run(&args, prompts, out);
     }
     config::set_threads(args.common.threads)?;
-    let model = config::load(&args.common, &args.session.anchors)?;
+    let model = config::load(
+        &args.common,
+        &args.session.anchors,
+        args.session.anchor_window,
+    )?;
     let mut chat = Conversation::new(&args);
     let first = first_turn_ids(&model, &args, &mut chat)?;
     if first.is_empty() {

@@ -40,7 +40,11 @@ pub fn run(args: ScoreArgs) -> Result<()> {
                 .context("--continuation is required")?,
             system: args.system.clone(),
         };
-        let model = config::load(&args.common, &args.session.anchors)?;
+        let model = config::load(
+            &args.common,
+            &args.session.anchors,
+            args.session.anchor_window,
+        )?;
         let json = score_request(&model, &args, &request)?;
         if args.common.json {
             println!("{json}");
@@ -55,7 +59,11 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         return Ok(());
     };
     let requests = read_requests(path, &args)?;
-    let model = config::load(&args.common, &args.session.anchors)?;
+    let model = config::load(
+        &args.common,
+        &args.session.anchors,
+        args.session.anchor_window,
+    )?;
     for (at, request) in &requests {
         let json = score_request(&model, &args, request).with_context(|| at.clone())?;
         println!("{json}");

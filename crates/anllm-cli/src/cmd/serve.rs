@@ -159,7 +159,11 @@ async fn serve(args: ServeArgs, path: PathBuf, state: Arc<AppState>) -> Result<(
 }
 
 fn load(args: &ServeArgs, path: &std::path::Path) -> Result<Loaded> {
-    let model = config::load(&args.common, &args.session.anchors)?;
+    let model = config::load(
+        &args.common,
+        &args.session.anchors,
+        args.session.anchor_window,
+    )?;
     // One engine thread runs every step: the pool's workers may spin through them.
     let session =
         config::session_config(&args.session, &model.tokenizer, 0)?.with_keep_warm(KeepWarm::Spin);

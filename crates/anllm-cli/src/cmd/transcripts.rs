@@ -86,7 +86,11 @@ fn answer(
 /// Runs the batch.
 pub fn run(args: &GenerateArgs, prompts: &Path, out: &Path) -> Result<()> {
     config::set_threads(args.common.threads)?;
-    let model = config::load(&args.common, &args.session.anchors)?;
+    let model = config::load(
+        &args.common,
+        &args.session.anchors,
+        args.session.anchor_window,
+    )?;
     let prompts = read_prompts(prompts)?;
     let done = done_count(out)?;
     if done > prompts.len() {

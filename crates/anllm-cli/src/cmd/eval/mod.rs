@@ -15,7 +15,7 @@ use anllm::tokenizer::Tokenizer;
 use anllm::{AnchorSet, AnchorSpec, KeepWarm, MaskRule, PolicyConfig, PositionMode, SessionConfig};
 use anllm_eval::EvalMode;
 
-use crate::args::{EvalArgs, EvalCommand, EvalModeArg, EvalSessionArgs, MaskRuleArg};
+use crate::args::{EvalArgs, EvalCommand, EvalModeArg, EvalSessionArgs};
 
 /// Runs the subcommand.
 pub fn run(args: EvalArgs) -> Result<()> {
@@ -48,11 +48,7 @@ fn eval_session(
         bail!("--mode mask and --mode cache need anchors: pass --anchors ep, ac, …");
     }
     let anchors = AnchorSet::from_spec(&spec, tokenizer)?;
-    let rule = match args.mask_rule {
-        MaskRuleArg::Ansan => MaskRule::AnSan,
-        MaskRuleArg::Legacy => MaskRule::AnSanLegacy,
-        MaskRuleArg::Causal => MaskRule::Causal,
-    };
+    let rule = crate::config::mask_rule(args.mask_rule, args.anchor_window)?;
     let cfg = SessionConfig {
         anchors,
         rule: if spec == AnchorSpec::None {

@@ -18,7 +18,11 @@ pub fn run(args: PplArgs) -> Result<()> {
         .unwrap_or_else(|| config::anllm_home().join("corpus").join("heldout.txt"));
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading --text {}", path.display()))?;
-    let model = config::load(&args.common, &args.session.anchors)?;
+    let model = config::load(
+        &args.common,
+        &args.session.anchors,
+        args.session.anchor_window,
+    )?;
     let tok = &model.tokenizer;
     let (mode, anchored, _) = eval_session(&args.session, tok)?;
     let mut tokens = if args.insert_anchors {
@@ -81,6 +85,7 @@ fn default_session_args() -> crate::args::SessionArgs {
     crate::args::SessionArgs {
         anchors: "none".into(),
         mask_rule: crate::args::MaskRuleArg::Ansan,
+        anchor_window: 0,
         kv_policy: None,
         kv_budget: None,
         position_mode: crate::args::PositionModeArg::Absolute,

@@ -22,7 +22,11 @@ pub fn run(args: QaArgs) -> Result<()> {
     config::set_threads(args.common.threads)?;
     let tasks = Task::parse_list(&args.tasks)?;
     let files = task_files(&args, &tasks)?;
-    let model = config::load(&args.common, &args.session.anchors)?;
+    let model = config::load(
+        &args.common,
+        &args.session.anchors,
+        args.session.anchor_window,
+    )?;
     let tok = &model.tokenizer;
     let (mode, anchored, spec) = eval_session(&args.session, tok)?;
     // AC: one <AC> after each demonstration (spec §6.3), in every mode.

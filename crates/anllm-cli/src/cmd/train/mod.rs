@@ -130,10 +130,12 @@ impl Loop<'_> {
         if let Some(u) = self.unigram {
             self.state.extra["unigram_eval_loss"] = serde_json::json!(u);
         }
-        // The anchor preset, so that inference can tell a run with other anchors.
+        // The anchor preset (and window), so that inference can tell a run with other anchors.
         let anchors = match self.args.anchors {
             TrainAnchorsArg::None => None,
-            a => a.to_possible_value().map(|v| v.get_name().to_string()),
+            a => a
+                .to_possible_value()
+                .map(|v| crate::config::anchor_flags(v.get_name(), self.args.anchor_window)),
         };
         let extra = anchors.map(|a| serde_json::json!({ anllm::weights::ANCHORS_CONFIG_KEY: a }));
         let ckpt = Checkpoint {

@@ -18,7 +18,6 @@ use anllm_train::setup::{self as start, RunStart};
 use anllm_train::trainer::{TrainOptions, Trainer, unigram_loss};
 use anllm_train::vocab::NewRowInit;
 
-use crate::args::MaskRuleArg;
 use crate::config::{anllm_home, resolve_model};
 use crate::train_args::{
     BlockModeArg, DocSplitArg, NewRowsArg, ScheduleArg, TrainAnchorsArg, TrainArgs,
@@ -263,11 +262,7 @@ fn extend_vocab(args: &TrainArgs, begin: RunStart) -> Result<RunStart> {
 }
 
 fn anchors_of(args: &TrainArgs, begin: &RunStart) -> Result<(AnchorSet, MaskRule, AnchorData)> {
-    let rule = match args.mask_rule {
-        MaskRuleArg::Ansan => MaskRule::AnSan,
-        MaskRuleArg::Legacy => MaskRule::AnSanLegacy,
-        MaskRuleArg::Causal => MaskRule::Causal,
-    };
+    let rule = crate::config::mask_rule(args.mask_rule, args.anchor_window)?;
     let tok = &begin.tokenizer;
     Ok(match args.anchors {
         TrainAnchorsArg::None => (AnchorSet::default(), MaskRule::Causal, AnchorData::None),

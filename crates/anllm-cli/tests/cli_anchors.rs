@@ -64,6 +64,37 @@ fn cli_anchored_generate_and_score_report_cache_statistics() {
     );
 }
 
+/// `--anchor-window W`: the pruned cache scores as the mask-only run with the same window, and
+/// keeps at most the W − 1 positions before the next query beyond what plain AnSAN keeps; the
+/// window goes with the AnSAN rule only.
+#[test]
+fn cli_anchor_window_matches_the_mask_and_keeps_at_most_w_minus_1_more() {
+    let (_tmp, dir) = hf_model(&TinySpec::gqa());
+    let run = |extra: &[&str]| {
+        let mut args = vec!["score", "-m", s(&dir), "--context", "ab. cd. ef. gh. ij"];
+        args.extend(["--continuation", " kl. mn. op", "--anchors", "ep", "--json"]);
+        args.extend(extra);
+        anllm(&args)
+    };
+    let json = |extra: &[&str]| last_json(&run(extra));
+    // W = 5 reaches past the last anchor (`.`, then `▁`, `o` of " op" before the next query).
+    let window = ["--anchor-window", "5", "--chunk-size", "2"];
+    let (cached, masked) = (
+        json(&window),
+        json(&[&window[..], &["--mask-only"]].concat()),
+    );
+    let diff = cached["logprob"].as_f64().unwrap() - masked["logprob"].as_f64().unwrap();
+    assert!(diff.abs() < 1e-4, "{cached} {masked}");
+    let entries = |v: &serde_json::Value| v["cache"]["entries"].as_u64().unwrap();
+    let plain = json(&["--chunk-size", "2"]);
+    let more = entries(&cached) - entries(&plain);
+    assert!((1..=4).contains(&more), "{cached}\n{plain}");
+    assert_clean_failure(
+        &run(&["--anchor-window", "3", "--mask-rule", "legacy"]),
+        "--mask-rule ansan",
+    );
+}
+
 #[test]
 fn cli_insert_anchors_puts_ac_after_each_context_sentence() {
     let tmp = tempfile::tempdir().unwrap();

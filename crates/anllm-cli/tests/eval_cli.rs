@@ -165,7 +165,7 @@ fn eval_qa_bad_inputs_fail_cleanly() {
 }
 
 #[test]
-fn eval_ppl_mask_and_cache_agree() {
+fn eval_ppl_mask_and_cache_agree_with_and_without_a_window() {
     let fx = Fixture::new();
     let text = fx.path("text.txt");
     std::fs::write(
@@ -173,7 +173,7 @@ fn eval_ppl_mask_and_cache_agree() {
         "The sky is blue. Grass is green. Cats meow. Dogs bark. Birds fly.",
     )
     .unwrap();
-    let run = |mode: &str| -> Value {
+    let run = |mode: &str, window: &str| -> Value {
         let out = common::anllm(&[
             "eval",
             "ppl",
@@ -191,6 +191,8 @@ fn eval_ppl_mask_and_cache_agree() {
             mode,
             "--chunk-size",
             "3",
+            "--anchor-window",
+            window,
             "--json",
         ]);
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -201,13 +203,15 @@ fn eval_ppl_mask_and_cache_agree() {
         );
         serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
     };
-    let (mask, cache) = (run("mask"), run("cache"));
-    let (a, b) = (
-        mask["result"]["nll"].as_f64().unwrap(),
-        cache["result"]["nll"].as_f64().unwrap(),
-    );
-    assert!((a - b).abs() < 1e-4, "{mask} vs {cache}");
-    assert_eq!(mask["result"]["tokens"], cache["result"]["tokens"]);
+    let nll = |v: &Value| v["result"]["nll"].as_f64().unwrap();
+    for window in ["0", "4"] {
+        let (mask, cache) = (run("mask", window), run("cache", window));
+        assert!((nll(&mask) - nll(&cache)).abs() < 1e-4, "{mask} vs {cache}");
+        assert_eq!(mask["result"]["tokens"], cache["result"]["tokens"]);
+    }
+    // The window shows the model more: another perplexity (the random model is not trained
+    // for either, so only "different" is a fact).
+    assert_ne!(nll(&run("cache", "0")), nll(&run("cache", "4")));
     let bad = common::anllm(&[
         "eval",
         "ppl",

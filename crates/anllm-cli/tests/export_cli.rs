@@ -44,11 +44,11 @@ fn export(model: &Path, to: &Path, ty: &str, vocab: Option<&Path>) -> std::proce
 }
 
 /// One training step (lr 1e-9: the weights stay the model's) of the tiny GGUF `vocab` with
-/// `--anchors anchors`; returns the checkpoint directory.
-fn train_one_step(tmp: &Path, vocab: &Path, anchors: &str) -> std::path::PathBuf {
+/// `--anchors anchors` and `--anchor-window window`; returns the checkpoint directory.
+fn train_one_step(tmp: &Path, vocab: &Path, anchors: &str, window: &str) -> std::path::PathBuf {
     let data = tmp.join("t.txt");
     std::fs::write(&data, "a b c. d e f. g h i j k l m n o p q r s t.\n").unwrap();
-    let run = tmp.join(format!("run-{anchors}"));
+    let run = tmp.join(format!("run-{anchors}-{window}"));
     let train = anllm(&[
         "train",
         "-m",
@@ -57,6 +57,8 @@ fn train_one_step(tmp: &Path, vocab: &Path, anchors: &str) -> std::path::PathBuf
         s(&data),
         "--anchors",
         anchors,
+        "--anchor-window",
+        window,
         "--steps",
         "1",
         "--warmup",
@@ -80,7 +82,7 @@ fn a_tiny_checkpoint_round_trips_through_every_type() {
     let tmp = tempfile::tempdir().unwrap();
     let vocab = tmp.path().join("vocab.gguf");
     write_gguf(&vocab, &spec).unwrap();
-    let dir = train_one_step(tmp.path(), &vocab, "ep");
+    let dir = train_one_step(tmp.path(), &vocab, "ep", "0");
     let tokens: Vec<u32> = vec![1, 40, 41, 10, 42, 43, 44, 11, 45];
     let want = logits(&dir, &tokens);
     // Control: the same weights with Q/K rows left in HF order (a wrong permutation).
@@ -123,7 +125,7 @@ fn the_trained_anchor_preset_travels_to_the_export_and_warns_on_other_anchors() 
     let tmp = tempfile::tempdir().unwrap();
     let vocab = tmp.path().join("vocab.gguf");
     write_gguf(&vocab, &TinySpec::gqa()).unwrap();
-    let dir = train_one_step(tmp.path(), &vocab, "ep-nodigit");
+    let dir = train_one_step(tmp.path(), &vocab, "ep-nodigit", "0");
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["anllm_anchors"], "ep-nodigit");
@@ -160,6 +162,34 @@ fn the_trained_anchor_preset_travels_to_the_export_and_warns_on_other_anchors() 
         "full attention is a fair way to run any model"
     );
     assert!(!warned(&vocab, "ep"), "a model that records no preset");
+}
+
+#[test]
+fn a_trained_window_is_recorded_with_the_anchors_and_warns_when_run_without_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vocab = tmp.path().join("vocab.gguf");
+    write_gguf(&vocab, &TinySpec::gqa()).unwrap();
+    let dir = train_one_step(tmp.path(), &vocab, "ep", "8");
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["anllm_anchors"], "ep --anchor-window 8");
+    let gguf = tmp.path().join("t.gguf");
+    let run = export(&dir, &gguf, "q8_0", Some(&vocab));
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let warning = |m: &Path, flags: &[&str]| {
+        let mut args = vec!["generate", "-m", s(m), "-p", "a b", "--max-tokens", "1"];
+        args.extend(flags);
+        let out = anllm(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stderr).contains("trained with --anchors ep --anchor-window 8, and runs with")
+    };
+    assert!(warning(&gguf, &["--anchors", "ep"]));
+    assert!(warning(&dir, &["--anchors", "ep", "--anchor-window", "4"]));
+    assert!(!warning(
+        &gguf,
+        &["--anchors", "ep", "--anchor-window", "8"]
+    ));
+    assert!(!warning(&dir, &["--anchors", "none"]));
 }
 
 #[test]

@@ -27,10 +27,16 @@ fn configs() -> Vec<SessionConfig> {
     pinned.pins.push(2..5);
     // ep-nodigit's rule with 77 as a digit: the pending 77 makes the next anchor ordinary.
     let after_digit = SessionConfig::anchored(tiny_anchors().with_not_after([77]), 4);
+    // A local window: the restored policy must keep what the saved rule's window shows.
+    let windowed = SessionConfig {
+        rule: anllm::MaskRule::ansan_window(3),
+        ..SessionConfig::anchored(tiny_anchors(), 4)
+    };
     vec![
         SessionConfig::causal(5),
         pinned,
         after_digit,
+        windowed,
         SessionConfig {
             policy: PolicyConfig::Streaming {
                 sinks: 2,

@@ -72,6 +72,7 @@ pub fn run(args: PplArgs) -> Result<()> {
             "text": path,
             "mode": mode,
             "anchors": args.session.anchors,
+            "anchor_window": args.session.anchor_window,
             "window": cfg.window,
             "stride": cfg.stride,
             "result": result,

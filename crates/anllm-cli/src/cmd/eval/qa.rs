@@ -70,6 +70,7 @@ pub fn run(args: QaArgs) -> Result<()> {
         "dtype": format!("{:?}", args.common.dtype).to_lowercase(),
         "mode": mode,
         "anchors": args.session.anchors,
+        "anchor_window": args.session.anchor_window,
         "mask_rule": cfg.anchored.rule,
         "shots": args.shots,
         "seed": args.seed,

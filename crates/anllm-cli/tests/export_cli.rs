@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anllm::model::{ForwardInput, OutputRows};
 use anllm::testutil::{self, TinySpec, golden, write_gguf, write_gguf_typed};
@@ -45,7 +45,7 @@ fn export(model: &Path, to: &Path, ty: &str, vocab: Option<&Path>) -> std::proce
 
 /// One training step (lr 1e-9: the weights stay the model's) of the tiny GGUF `vocab` with
 /// `--anchors anchors` and `--anchor-window window`; returns the checkpoint directory.
-fn train_one_step(tmp: &Path, vocab: &Path, anchors: &str, window: &str) -> std::path::PathBuf {
+fn train_one_step(tmp: &Path, vocab: &Path, anchors: &str, window: &str) -> PathBuf {
     let data = tmp.join("t.txt");
     std::fs::write(&data, "a b c. d e f. g h i j k l m n o p q r s t.\n").unwrap();
     let run = tmp.join(format!("run-{anchors}-{window}"));
@@ -120,18 +120,30 @@ fn a_tiny_checkpoint_round_trips_through_every_type() {
     }
 }
 
-#[test]
-fn the_trained_anchor_preset_travels_to_the_export_and_warns_on_other_anchors() {
+/// One training step of a tiny GGUF with `--anchors anchors --anchor-window window`, checked to
+/// record `recorded` in its `config.json`, and its Q8_0 export: (temp dir, vocabulary GGUF,
+/// checkpoint, export).
+fn trained_and_exported(
+    anchors: &str,
+    window: &str,
+    recorded: &str,
+) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let vocab = tmp.path().join("vocab.gguf");
     write_gguf(&vocab, &TinySpec::gqa()).unwrap();
-    let dir = train_one_step(tmp.path(), &vocab, "ep-nodigit", "0");
+    let dir = train_one_step(tmp.path(), &vocab, anchors, window);
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-    assert_eq!(config["anllm_anchors"], "ep-nodigit");
+    assert_eq!(config["anllm_anchors"], recorded);
     let gguf = tmp.path().join("t.gguf");
     let run = export(&dir, &gguf, "q8_0", Some(&vocab));
     assert!(run.status.success(), "{}", text(&run.stderr));
+    (tmp, vocab, dir, gguf)
+}
+
+#[test]
+fn the_trained_anchor_preset_travels_to_the_export_and_warns_on_other_anchors() {
+    let (_tmp, vocab, dir, gguf) = trained_and_exported("ep-nodigit", "0", "ep-nodigit");
     let inspect = |m: &Path| last_json(&anllm(&["inspect", "-m", s(m), "--json"]));
     assert_eq!(inspect(&gguf)["trained_anchors"], "ep-nodigit");
     assert_eq!(inspect(&dir)["trained_anchors"], "ep-nodigit");
@@ -166,16 +178,7 @@ fn the_trained_anchor_preset_travels_to_the_export_and_warns_on_other_anchors() 
 
 #[test]
 fn a_trained_window_is_recorded_with_the_anchors_and_warns_when_run_without_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let vocab = tmp.path().join("vocab.gguf");
-    write_gguf(&vocab, &TinySpec::gqa()).unwrap();
-    let dir = train_one_step(tmp.path(), &vocab, "ep", "8");
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-    assert_eq!(config["anllm_anchors"], "ep --anchor-window 8");
-    let gguf = tmp.path().join("t.gguf");
-    let run = export(&dir, &gguf, "q8_0", Some(&vocab));
-    assert!(run.status.success(), "{}", text(&run.stderr));
+    let (_tmp, _, dir, gguf) = trained_and_exported("ep", "8", "ep --anchor-window 8");
     let warning = |m: &Path, flags: &[&str]| {
         let mut args = vec!["generate", "-m", s(m), "-p", "a b", "--max-tokens", "1"];
         args.extend(flags);

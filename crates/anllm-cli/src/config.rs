@@ -81,10 +81,11 @@ pub fn load(common: &CommonArgs, anchors: &str, window: u32) -> Result<LoadedMod
 }
 
 /// How a model records the anchors it was trained with: the `--anchors` preset, followed by
-/// ` --anchor-window W` when it had a window.
+/// ` --anchor-window W` when it had a window (full attention, `none`, has none).
 pub fn anchor_flags(anchors: &str, window: u32) -> String {
     match window {
         0 => anchors.to_string(),
+        _ if anchors == "none" => anchors.to_string(),
         w => format!("{anchors} --anchor-window {w}"),
     }
 }

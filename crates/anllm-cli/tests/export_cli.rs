@@ -193,6 +193,11 @@ fn a_trained_window_is_recorded_with_the_anchors_and_warns_when_run_without_it()
         &["--anchors", "ep", "--anchor-window", "8"]
     ));
     assert!(!warning(&dir, &["--anchors", "none"]));
+    // A window without anchors is full attention too: no warning.
+    assert!(!warning(
+        &dir,
+        &["--anchors", "none", "--anchor-window", "8"]
+    ));
 }
 
 #[test]

@@ -17,7 +17,7 @@ use anllm_eval::mt::run::{Item, MtConfig, Summary, run};
 
 use super::progress::Progress;
 use super::qa::write_json;
-use crate::args::{MaskRuleArg, PositionModeArg};
+use crate::args::PositionModeArg;
 use crate::config;
 use crate::mt_args::{MtArgs, SplitArg};
 
@@ -172,10 +172,9 @@ fn session_config(args: &MtArgs, model: &LoadedModel) -> Result<(SessionConfig, 
     }
     let spec: AnchorSpec = args.anchors.parse()?;
     let anchors = AnchorSet::from_spec(&spec, &model.tokenizer)?;
-    let rule = match (&spec, args.mask_rule) {
-        (AnchorSpec::None, _) | (_, MaskRuleArg::Causal) => MaskRule::Causal,
-        (_, MaskRuleArg::Ansan) => MaskRule::AnSan,
-        (_, MaskRuleArg::Legacy) => MaskRule::AnSanLegacy,
+    let rule = match spec {
+        AnchorSpec::None => MaskRule::Causal,
+        _ => crate::config::mask_rule(args.mask_rule, 0)?,
     };
     let cfg = SessionConfig {
         anchors,

@@ -43,8 +43,8 @@ def run(anllm, model, anchors, pin, prompt, extra, max_tokens=150):
     any ("ep --anchor-window 32", as a model records it), or None."""
     args = [anllm, "generate", "-m", model, "--dtype", "f32", "--chat", "-p", prompt,
             "--max-tokens", str(max_tokens), "--temperature", "0", "--json", *extra]
-    if anchors:
-        args += ["--anchors", *anchors.split()]
+    # Full attention says so: a trained model runs with its recorded anchors by default.
+    args += ["--anchors", *anchors.split()] if anchors else ["--anchors", "none"]
     if pin:
         args += ["--pin-prompt"]
     out = subprocess.run(args, capture_output=True, text=True, check=True)
@@ -61,7 +61,7 @@ def judge_all(anllm, judge, answers, prompts=PROMPTS):
     requests = "".join(json.dumps({"context": prompt, "continuation": answer}) + "\n"
                        for _, answer in kept for prompt in prompts)
     out = subprocess.run([anllm, "score", "-m", judge, "--dtype", "f32", "--chat",
-                          "--requests", "-"], input=requests, capture_output=True, text=True,
+                          "--anchors", "none", "--requests", "-"], input=requests, capture_output=True, text=True,
                          check=True)
     nll = [-r["logprob"] / r["tokens"] for r in map(json.loads, out.stdout.splitlines())]
     assert len(nll) == len(kept) * len(prompts), out.stderr

@@ -102,19 +102,19 @@ pub enum PositionModeArg {
 /// Anchors, cache and prefill flags shared by `generate` and `score`.
 #[derive(Debug, Clone, Args)]
 pub struct SessionArgs {
-    /// Anchor tokens: none, ep (the "." piece), ep-sentence (every sentence-final piece),
-    /// ep-nodigit (the "." piece but right after a digit), ac (the <AC> token) or
-    /// ids:<id>,<id>,…
-    #[arg(long, default_value = "none")]
+    /// Anchor tokens: auto (those the model records it was trained with, else none), none,
+    /// ep (the "." piece), ep-sentence (every sentence-final piece), ep-nodigit (the "." piece
+    /// but right after a digit), ac (the <AC> token) or ids:<id>,<id>,…
+    #[arg(long, default_value = "auto")]
     pub anchors: String,
     /// Visibility rule when anchors are on.
     #[arg(long, value_enum, default_value_t = MaskRuleArg::Ansan)]
     pub mask_rule: MaskRuleArg,
     /// AnSAN's local window (our extension, not the paper's): a token also sees the tokens
-    /// less than W positions before it, and the anchor cache keeps them (0: the paper's rule;
-    /// run a model with the window it was trained with).
-    #[arg(long, default_value_t = 0, value_name = "W")]
-    pub anchor_window: u32,
+    /// less than W positions before it, and the anchor cache keeps them (0: the paper's rule)
+    /// [default: the window the model records with these anchors, else 0].
+    #[arg(long, value_name = "W")]
+    pub anchor_window: Option<u32>,
     /// KV policy: full (everything), anchor (anchors, pinned tokens and the open segment),
     /// streaming:SINKS,WINDOW (StreamingLLM), h2o:BUDGET,RECENT (H2O: heavy hitters by
     /// accumulated attention plus the last RECENT), tova:BUDGET (TOVA: what the last query
@@ -356,8 +356,9 @@ pub enum EvalModeArg {
 /// Anchors and mask flags of `eval`.
 #[derive(Debug, Clone, Args)]
 pub struct EvalSessionArgs {
-    /// Anchor tokens: none, ep, ep-sentence, ac or ids:<id>,… (needed by --mode mask|cache).
-    #[arg(long, default_value = "none")]
+    /// Anchor tokens: auto (those the model records it was trained with, else none), none,
+    /// ep, ep-sentence, ep-nodigit, ac or ids:<id>,… (needed by --mode mask|cache).
+    #[arg(long, default_value = "auto")]
     pub anchors: String,
     /// How requests are scored.
     #[arg(long, value_enum, default_value_t = EvalModeArg::Full)]
@@ -366,13 +367,27 @@ pub struct EvalSessionArgs {
     #[arg(long, value_enum, default_value_t = MaskRuleArg::Ansan)]
     pub mask_rule: MaskRuleArg,
     /// AnSAN's local window (our extension, not the paper's): a token also sees the tokens
-    /// less than W positions before it, and the anchor cache keeps them (0: the paper's rule;
-    /// run a model with the window it was trained with).
-    #[arg(long, default_value_t = 0, value_name = "W")]
-    pub anchor_window: u32,
+    /// less than W positions before it, and the anchor cache keeps them (0: the paper's rule)
+    /// [default: the window the model records with these anchors, else 0].
+    #[arg(long, value_name = "W")]
+    pub anchor_window: Option<u32>,
     /// Prefill tokens per forward step (the cache is pruned after each).
     #[arg(long, default_value_t = 512)]
     pub chunk_size: usize,
+}
+
+impl SessionArgs {
+    /// `--anchor-window` once [`crate::config::load`] has resolved it (0 before).
+    pub fn window(&self) -> u32 {
+        self.anchor_window.unwrap_or(0)
+    }
+}
+
+impl EvalSessionArgs {
+    /// `--anchor-window` once [`crate::config::load`] has resolved it (0 before).
+    pub fn window(&self) -> u32 {
+        self.anchor_window.unwrap_or(0)
+    }
 }
 
 /// `anllm eval qa`.

@@ -62,9 +62,32 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
     Ok(())
 }
 
+/// Loads the model named by the shared flags, and resolves `--anchors auto` and an unset
+/// `--anchor-window` against the anchor flags the model records (see [`resolve_anchors`]).
+pub fn load(
+    common: &CommonArgs,
+    anchors: &mut String,
+    window: &mut Option<u32>,
+) -> Result<LoadedModel> {
+    let model = load_weights(common)?;
+    let trained = model.info.trained_anchors.as_deref();
+    if let Some(note) = resolve_anchors(trained, anchors, window) {
+        eprintln!("anllm: {note}");
+    }
+    warn_other_anchors(&model.info, anchors, window.unwrap_or(0));
+    Ok(model)
+}
+
 /// Loads the model named by the shared flags, to run with `--anchors anchors` and
-/// `--anchor-window window`.
-pub fn load(common: &CommonArgs, anchors: &str, window: u32) -> Result<LoadedModel> {
+/// `--anchor-window window` as given (the commands that compare settings: `bench`, `eval kv`,
+/// `eval mt`, `inspect`).
+pub fn load_with(common: &CommonArgs, anchors: &str, window: u32) -> Result<LoadedModel> {
+    let model = load_weights(common)?;
+    warn_other_anchors(&model.info, anchors, window);
+    Ok(model)
+}
+
+fn load_weights(common: &CommonArgs) -> Result<LoadedModel> {
     let path = resolve_model(common)?;
     let dtype = match common.dtype {
         DtypeArg::Auto => WeightDtype::Auto,
@@ -74,10 +97,56 @@ pub fn load(common: &CommonArgs, anchors: &str, window: u32) -> Result<LoadedMod
         .with_context(|| format!("loading model {}", path.display()))?;
     let kv = kv_dtype(common.kv_dtype, common.dtype, &model.info);
     model.llama = Arc::new(model.llama.as_ref().clone().with_kv_dtype(kv));
-    if let Some(warning) = other_anchors(&model.info, &anchor_flags(anchors, window)) {
+    Ok(model)
+}
+
+fn warn_other_anchors(info: &ModelInfo, anchors: &str, window: u32) {
+    if let Some(warning) = other_anchors(info, &anchor_flags(anchors, window)) {
         eprintln!("anllm: warning: {warning}");
     }
-    Ok(model)
+}
+
+/// `--anchors auto` and an unset `--anchor-window` take what the model records it was trained
+/// with (`trained`, as [`anchor_flags`] writes it), as llama.cpp takes its defaults from the
+/// GGUF: `auto` becomes the recorded preset (`none` when nothing is recorded), and the window
+/// the recorded one when the anchors are the recorded preset (else 0). Returns a note for
+/// stderr when `auto` turned the anchors on.
+pub fn resolve_anchors(
+    trained: Option<&str>,
+    anchors: &mut String,
+    window: &mut Option<u32>,
+) -> Option<String> {
+    let recorded = trained.and_then(split_anchor_flags);
+    let auto = anchors == AUTO_ANCHORS;
+    if auto {
+        *anchors = recorded.as_ref().map_or("none", |r| r.0).to_string();
+    }
+    if window.is_none() {
+        *window = Some(match recorded {
+            Some((preset, w)) if preset == anchors.as_str() => w,
+            _ => 0,
+        });
+    }
+    (auto && anchors != "none").then(|| {
+        format!(
+            "running with the anchors this model was trained with: --anchors {} \
+             (--anchors none: full attention)",
+            anchor_flags(anchors, window.unwrap_or(0))
+        )
+    })
+}
+
+/// The default of `--anchors`: the model's recorded anchors, else none.
+pub const AUTO_ANCHORS: &str = "auto";
+
+/// `ep --anchor-window 32` → (`ep`, 32); `ep` → (`ep`, 0); anything else → `None` (a
+/// recording this build does not understand is not applied, only warned about).
+fn split_anchor_flags(flags: &str) -> Option<(&str, u32)> {
+    match flags.split_whitespace().collect::<Vec<_>>()[..] {
+        [preset] => Some((preset, 0)),
+        [preset, "--anchor-window", w] => Some((preset, w.parse().ok()?)),
+        _ => None,
+    }
 }
 
 /// How a model records the anchors it was trained with: the `--anchors` preset, followed by
@@ -128,7 +197,7 @@ pub fn session_config(
     let anchored = spec != AnchorSpec::None;
     let rule = match anchored {
         false => MaskRule::Causal,
-        true => mask_rule(args.mask_rule, args.anchor_window)?,
+        true => mask_rule(args.mask_rule, args.window())?,
     };
     let policy = match (&args.kv_policy, args.kv_budget) {
         (Some(name), Some(budget)) if !name.contains(':') => {
@@ -226,4 +295,66 @@ pub fn encode_with_anchors(
     Ok(Some(anllm::anchor::insert::insert_after_sentences(
         tokenizer, text, &spans, ac, last,
     )?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Resolves (`--anchors`, `--anchor-window`) against a recording: what runs, and the note.
+    fn resolve(trained: Option<&str>, anchors: &str, window: Option<u32>) -> (String, u32, bool) {
+        let (mut a, mut w) = (anchors.to_string(), window);
+        let note = resolve_anchors(trained, &mut a, &mut w);
+        (a, w.unwrap(), note.is_some())
+    }
+
+    #[test]
+    fn auto_anchors_take_the_recorded_preset_and_window() {
+        let ep32 = Some("ep --anchor-window 32");
+        assert_eq!(resolve(ep32, "auto", None), ("ep".into(), 32, true));
+        assert_eq!(
+            resolve(Some("ep-nodigit"), "auto", None),
+            ("ep-nodigit".into(), 0, true)
+        );
+        // Nothing recorded (the original SmolLM2): full attention, as before, and no note.
+        assert_eq!(resolve(None, "auto", None), ("none".into(), 0, false));
+        // A window given by hand wins over the recording.
+        assert_eq!(resolve(ep32, "auto", Some(0)), ("ep".into(), 0, true));
+    }
+
+    #[test]
+    fn explicit_anchors_take_the_recorded_window_only_when_they_are_the_recorded_preset() {
+        let ep32 = Some("ep --anchor-window 32");
+        assert_eq!(resolve(ep32, "ep", None), ("ep".into(), 32, false));
+        assert_eq!(
+            resolve(ep32, "ep-sentence", None),
+            ("ep-sentence".into(), 0, false)
+        );
+        assert_eq!(resolve(ep32, "none", None), ("none".into(), 0, false));
+        assert_eq!(resolve(ep32, "ep", Some(8)), ("ep".into(), 8, false));
+        assert_eq!(resolve(None, "ep", None), ("ep".into(), 0, false));
+    }
+
+    #[test]
+    fn a_recording_this_build_cannot_read_is_not_applied() {
+        for odd in [
+            "",
+            "ep --window 3",
+            "ep --anchor-window x",
+            "ep --anchor-window 3 more",
+        ] {
+            assert_eq!(
+                resolve(Some(odd), "auto", None),
+                ("none".into(), 0, false),
+                "{odd:?}"
+            );
+        }
+        // anchor_flags and the split are inverses.
+        for (preset, w) in [("ep", 0), ("ep-nodigit", 32), ("ac", 7)] {
+            assert_eq!(
+                split_anchor_flags(&anchor_flags(preset, w)),
+                Some((preset, w))
+            );
+        }
+    }
 }

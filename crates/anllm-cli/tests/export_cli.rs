@@ -186,18 +186,57 @@ fn a_trained_window_is_recorded_with_the_anchors_and_warns_when_run_without_it()
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stderr).contains("trained with --anchors ep --anchor-window 8, and runs with")
     };
-    assert!(warning(&gguf, &["--anchors", "ep"]));
+    assert!(warning(&gguf, &["--anchors", "ep", "--anchor-window", "0"]));
     assert!(warning(&dir, &["--anchors", "ep", "--anchor-window", "4"]));
+    // The recorded preset without a window runs with the recorded window.
+    assert!(!warning(&gguf, &["--anchors", "ep"]));
     assert!(!warning(
         &gguf,
         &["--anchors", "ep", "--anchor-window", "8"]
     ));
+    assert!(!warning(&gguf, &[]), "the default takes the recording");
     assert!(!warning(&dir, &["--anchors", "none"]));
     // A window without anchors is full attention too: no warning.
     assert!(!warning(
         &dir,
         &["--anchors", "none", "--anchor-window", "8"]
     ));
+}
+
+#[test]
+fn a_trained_model_runs_with_its_recorded_anchors_unless_told_otherwise() {
+    let (_tmp, vocab, dir, gguf) = trained_and_exported("ep", "8", "ep --anchor-window 8");
+    let score = |m: &Path, flags: &[&str]| {
+        let mut args = vec!["score", "-m", s(m), "--json", "--context", "a b. c d. e f"];
+        args.extend(["--continuation", " g h."]);
+        args.extend(flags);
+        let out = anllm(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        (last_json(&out), text(&out.stderr))
+    };
+    for m in [&dir, &gguf] {
+        let (auto, stderr) = score(m, &[]);
+        assert_eq!(auto["anchors"], "ep");
+        assert_eq!(auto["rule"], serde_json::json!({"an_san_window": 8}));
+        assert!(
+            stderr.contains("running with the anchors this model was trained with: --anchors ep --anchor-window 8"),
+            "{stderr}"
+        );
+        let (explicit, _) = score(m, &["--anchors", "ep", "--anchor-window", "8"]);
+        assert_eq!(auto, explicit);
+        let (full, stderr) = score(m, &["--anchors", "none"]);
+        assert_eq!(full["rule"], "causal");
+        assert!(!stderr.contains("running with the anchors"), "{stderr}");
+        let (plain, _) = score(m, &["--anchor-window", "0"]);
+        assert_eq!(plain["rule"], "an_san", "a window given by hand wins");
+    }
+    // A model that records nothing (the original SmolLM2) keeps full attention by default.
+    let (untrained, stderr) = score(&vocab, &[]);
+    assert_eq!(
+        (&untrained["anchors"], &untrained["rule"]),
+        (&"none".into(), &"causal".into())
+    );
+    assert!(!stderr.contains("running with the anchors"), "{stderr}");
 }
 
 #[test]

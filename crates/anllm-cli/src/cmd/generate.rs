@@ -125,15 +125,15 @@ fn report(turn: usize, turns: usize, stats: &GenerationStats) {
 }
 
 /// Runs the subcommand.
-pub fn run(args: GenerateArgs) -> Result<()> {
-    if let (Some(prompts), Some(out)) = (&args.prompts_file, &args.transcripts) {
-        return crate::cmd::transcripts::run(&args, prompts, out);
+pub fn run(mut args: GenerateArgs) -> Result<()> {
+    if let (Some(prompts), Some(out)) = (args.prompts_file.clone(), args.transcripts.clone()) {
+        return crate::cmd::transcripts::run(args, &prompts, &out);
     }
     config::set_threads(args.common.threads)?;
     let model = config::load(
         &args.common,
-        &args.session.anchors,
-        args.session.anchor_window,
+        &mut args.session.anchors,
+        &mut args.session.anchor_window,
     )?;
     let mut chat = Conversation::new(&args);
     let first = first_turn_ids(&model, &args, &mut chat)?;

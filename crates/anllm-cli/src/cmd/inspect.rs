@@ -8,7 +8,7 @@ use crate::config;
 /// Runs the subcommand.
 pub fn run(args: InspectArgs) -> Result<()> {
     config::set_threads(args.common.threads)?;
-    let model = config::load(&args.common, "none", 0)?;
+    let model = config::load_with(&args.common, "none", 0)?;
     let cfg = model.llama.config();
     let tok = &model.tokenizer;
     let sp = tok.specials();

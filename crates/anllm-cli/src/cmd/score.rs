@@ -26,7 +26,7 @@ struct Request {
 }
 
 /// Runs the subcommand.
-pub fn run(args: ScoreArgs) -> Result<()> {
+pub fn run(mut args: ScoreArgs) -> Result<()> {
     config::set_threads(args.common.threads)?;
     if args.chat && args.session.insert_anchors {
         bail!("--insert-anchors cannot be combined with --chat");
@@ -42,8 +42,8 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         };
         let model = config::load(
             &args.common,
-            &args.session.anchors,
-            args.session.anchor_window,
+            &mut args.session.anchors,
+            &mut args.session.anchor_window,
         )?;
         let json = score_request(&model, &args, &request)?;
         if args.common.json {
@@ -61,8 +61,8 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     let requests = read_requests(path, &args)?;
     let model = config::load(
         &args.common,
-        &args.session.anchors,
-        args.session.anchor_window,
+        &mut args.session.anchors,
+        &mut args.session.anchor_window,
     )?;
     for (at, request) in &requests {
         let json = score_request(&model, &args, request).with_context(|| at.clone())?;

@@ -130,7 +130,8 @@ async fn serve(args: ServeArgs, path: PathBuf, state: Arc<AppState>) -> Result<(
     let loading = Arc::clone(&state);
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<anyhow::Error>();
     tokio::task::spawn_blocking(move || {
-        let started = load(&args, &path)
+        let mut args = args;
+        let started = load(&mut args, &path)
             .and_then(|loaded| loading.start(loaded).context("starting the engine"));
         match started {
             Ok(()) => eprintln!("anllm serve: ready"),
@@ -158,11 +159,11 @@ async fn serve(args: ServeArgs, path: PathBuf, state: Arc<AppState>) -> Result<(
     }
 }
 
-fn load(args: &ServeArgs, path: &std::path::Path) -> Result<Loaded> {
+fn load(args: &mut ServeArgs, path: &std::path::Path) -> Result<Loaded> {
     let model = config::load(
         &args.common,
-        &args.session.anchors,
-        args.session.anchor_window,
+        &mut args.session.anchors,
+        &mut args.session.anchor_window,
     )?;
     // One engine thread runs every step: the pool's workers may spin through them.
     let session =

@@ -84,12 +84,12 @@ fn answer(
 }
 
 /// Runs the batch.
-pub fn run(args: &GenerateArgs, prompts: &Path, out: &Path) -> Result<()> {
+pub fn run(mut args: GenerateArgs, prompts: &Path, out: &Path) -> Result<()> {
     config::set_threads(args.common.threads)?;
     let model = config::load(
         &args.common,
-        &args.session.anchors,
-        args.session.anchor_window,
+        &mut args.session.anchors,
+        &mut args.session.anchor_window,
     )?;
     let prompts = read_prompts(prompts)?;
     let done = done_count(out)?;
@@ -105,10 +105,10 @@ pub fn run(args: &GenerateArgs, prompts: &Path, out: &Path) -> Result<()> {
         .append(true)
         .open(out)
         .with_context(|| format!("opening {}", out.display()))?;
-    let sampling = crate::cmd::generate::sampling(args, model.llama.config().vocab_size)?;
+    let sampling = crate::cmd::generate::sampling(&args, model.llama.config().vocab_size)?;
     let started = Instant::now();
     for (i, prompt) in prompts.iter().enumerate().skip(done) {
-        let messages = answer(&model, args, &sampling, prompt)?;
+        let messages = answer(&model, &args, &sampling, prompt)?;
         let mut line = serde_json::to_string(&serde_json::json!({ "messages": messages }))?;
         line.push('\n');
         // One write per record, so a stopped run leaves whole lines.

@@ -122,7 +122,8 @@ fn model_card(state: &AppState) -> Result<Value, ApiError> {
             "context_length": cfg.max_position_embeddings,
             "anchors": session.anchors.ids(),
             "kv_policy": format!("{:?}", session.policy),
-            "mask_rule": format!("{:?}", session.rule),
+            "mask_rule": session.rule,
+            "anchor_window": session.rule.window(),
             "position_mode": format!("{:?}", session.positions),
         },
     }))

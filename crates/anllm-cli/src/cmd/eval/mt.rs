@@ -35,7 +35,7 @@ pub fn run_mt(args: MtArgs) -> Result<()> {
         bail!("--shots needs demonstrations: they come from the training pairs of a Ding file");
     }
     config::set_threads(args.common.threads)?;
-    let model = config::load(&args.common, &args.anchors, 0)?;
+    let model = config::load_with(&args.common, &args.anchors, 0)?;
     let (session, spec) = session_config(&args, &model)?;
     let splitter = match spec {
         AnchorSpec::Ac => Some(

@@ -10,7 +10,7 @@ use crate::args::PplArgs;
 use crate::config;
 
 /// Runs the subcommand.
-pub fn run(args: PplArgs) -> Result<()> {
+pub fn run(mut args: PplArgs) -> Result<()> {
     config::set_threads(args.common.threads)?;
     let path = args
         .text
@@ -20,8 +20,8 @@ pub fn run(args: PplArgs) -> Result<()> {
         .with_context(|| format!("reading --text {}", path.display()))?;
     let model = config::load(
         &args.common,
-        &args.session.anchors,
-        args.session.anchor_window,
+        &mut args.session.anchors,
+        &mut args.session.anchor_window,
     )?;
     let tok = &model.tokenizer;
     let (mode, anchored, _) = eval_session(&args.session, tok)?;
@@ -72,7 +72,7 @@ pub fn run(args: PplArgs) -> Result<()> {
             "text": path,
             "mode": mode,
             "anchors": args.session.anchors,
-            "anchor_window": args.session.anchor_window,
+            "anchor_window": args.session.window(),
             "window": cfg.window,
             "stride": cfg.stride,
             "result": result,
@@ -86,7 +86,7 @@ fn default_session_args() -> crate::args::SessionArgs {
     crate::args::SessionArgs {
         anchors: "none".into(),
         mask_rule: crate::args::MaskRuleArg::Ansan,
-        anchor_window: 0,
+        anchor_window: Some(0),
         kv_policy: None,
         kv_budget: None,
         position_mode: crate::args::PositionModeArg::Absolute,

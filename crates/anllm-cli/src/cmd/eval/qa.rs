@@ -18,14 +18,14 @@ use crate::args::QaArgs;
 use crate::config;
 
 /// Runs the subcommand.
-pub fn run(args: QaArgs) -> Result<()> {
+pub fn run(mut args: QaArgs) -> Result<()> {
     config::set_threads(args.common.threads)?;
     let tasks = Task::parse_list(&args.tasks)?;
     let files = task_files(&args, &tasks)?;
     let model = config::load(
         &args.common,
-        &args.session.anchors,
-        args.session.anchor_window,
+        &mut args.session.anchors,
+        &mut args.session.anchor_window,
     )?;
     let tok = &model.tokenizer;
     let (mode, anchored, spec) = eval_session(&args.session, tok)?;
@@ -70,7 +70,7 @@ pub fn run(args: QaArgs) -> Result<()> {
         "dtype": format!("{:?}", args.common.dtype).to_lowercase(),
         "mode": mode,
         "anchors": args.session.anchors,
-        "anchor_window": args.session.anchor_window,
+        "anchor_window": args.session.window(),
         "mask_rule": cfg.anchored.rule,
         "shots": args.shots,
         "seed": args.seed,

@@ -282,6 +282,10 @@ pub struct BenchArgs {
     /// Anchors of the anchored run compared with the full cache (none: full cache only).
     #[arg(long, default_value = "none")]
     pub anchors: String,
+    /// AnSAN's local window of the anchored run (our extension, not the paper's; 0: the
+    /// paper's rule).
+    #[arg(long, default_value_t = 0, value_name = "W")]
+    pub anchor_window: u32,
     /// Prefill chunk of the anchored run (bounds its peak KV: kept entries + one chunk).
     #[arg(long, default_value_t = 128)]
     pub chunk_size: usize,

@@ -43,6 +43,10 @@ pub struct KvArgs {
     /// Anchors of the `anchor` policy (its session uses AnSAN), e.g. ep or ep-sentence.
     #[arg(long, default_value = "ep")]
     pub anchors: String,
+    /// AnSAN's local window of the anchored policy (our extension, not the paper's; 0: the
+    /// paper's rule).
+    #[arg(long, default_value_t = 0, value_name = "W")]
+    pub anchor_window: u32,
     /// Separators of `sepllm` (an anchor spec, marked under the causal rule).
     #[arg(long, default_value = "ep-sentence")]
     pub separators: String,

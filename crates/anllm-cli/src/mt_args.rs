@@ -37,6 +37,10 @@ pub struct MtArgs {
     /// Visibility rule when anchors are on.
     #[arg(long, value_enum, default_value_t = MaskRuleArg::Ansan)]
     pub mask_rule: MaskRuleArg,
+    /// AnSAN's local window of the anchored runs (our extension, not the paper's; 0: the
+    /// paper's rule).
+    #[arg(long, default_value_t = 0, value_name = "W")]
+    pub anchor_window: u32,
     /// RoPE positions of new tokens.
     #[arg(long, value_enum, default_value_t = PositionModeArg::Absolute)]
     pub position_mode: PositionModeArg,

@@ -114,3 +114,39 @@ fn eval_kv_refuses_bad_flags() {
         assert_clean_failure(&anllm(&args), needle);
     }
 }
+
+#[test]
+fn eval_kv_anchor_policy_with_a_window_keeps_at_most_w_minus_one_entries_more() {
+    let model = default_model();
+    let (tmp, text) = (tempfile::tempdir().unwrap(), asset("corpus/heldout.txt"));
+    let entries = |window: &str| {
+        let records = tmp.path().join(format!("w{window}.jsonl"));
+        let mut args = vec!["eval", "kv", "-m", s(&model), "--threads", "2"];
+        args.extend(["--tasks", "agreement", "--lengths", "256", "--items", "1"]);
+        args.extend([
+            "--policies",
+            "anchor",
+            "--anchors",
+            "ep",
+            "--anchor-window",
+            window,
+        ]);
+        args.extend(["--max-new-tokens", "4", "--text", s(&text)]);
+        args.extend(["-o", s(&records)]);
+        let out = anllm(&args);
+        assert!(out.status.success());
+        let rows = std::fs::read_to_string(&records).unwrap();
+        let row = rows
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|r| r["policy"] == "anchor")
+            .unwrap_or_else(|| panic!("{rows}"));
+        row["kv_entries"].as_f64().unwrap()
+    };
+    // The anchor cache plus the last W − 1 tokens, some of which it keeps anyway.
+    let (plain, windowed) = (entries("0"), entries("32"));
+    assert!(
+        plain < windowed && windowed <= plain + 31.0,
+        "{plain} → {windowed}"
+    );
+}

@@ -12,8 +12,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use anllm::{
-    AnchorSet, AnchorSpec, KeepWarm, Llama, LoadedModel, OutputRows, Session, SessionConfig,
-    TokenId,
+    AnchorSet, AnchorSpec, KeepWarm, Llama, LoadedModel, MaskRule, OutputRows, Session,
+    SessionConfig, TokenId,
 };
 
 use crate::args::BenchArgs;
@@ -66,7 +66,11 @@ fn sessions(args: &BenchArgs, model: &LoadedModel) -> Result<Vec<(String, Sessio
     let mut out = vec![("anllm full".to_string(), full)];
     if spec != AnchorSpec::None {
         let anchors = AnchorSet::from_spec(&spec, &model.tokenizer)?;
-        let cfg = SessionConfig::anchored(anchors, args.chunk_size).with_keep_warm(KeepWarm::Spin);
+        let cfg = SessionConfig {
+            rule: MaskRule::ansan_window(args.anchor_window),
+            ..SessionConfig::anchored(anchors, args.chunk_size)
+        };
+        let cfg = cfg.with_keep_warm(KeepWarm::Spin);
         out.push(("anllm anchor".to_string(), cfg));
     }
     Ok(out)
@@ -126,7 +130,7 @@ fn time_decode(
 pub fn run(args: BenchArgs) -> Result<()> {
     config::set_threads(args.common.threads)?;
     let path = config::resolve_model(&args.common)?;
-    let model = config::load_with(&args.common, &args.anchors, 0)?;
+    let model = config::load_with(&args.common, &args.anchors, args.anchor_window)?;
     let llama = &model.llama;
     if args.prompt_tokens == 0 || args.repeat == 0 || args.decode_tokens == 0 {
         bail!("--prompt-tokens, --decode-tokens and --repeat must be positive");

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 
 use anllm::chat::{ChatTemplate, Message};
 use anllm::policy::{Budget, PolicyConfig};
-use anllm::{AnchorSet, AnchorSpec, LoadedModel, SessionConfig, TokenId};
+use anllm::{AnchorSet, AnchorSpec, LoadedModel, MaskRule, SessionConfig, TokenId};
 use anllm_eval::kv::run::{Cell, CellRecord, KvRunConfig, Prepared, budget_entries, run_item};
 use anllm_eval::kv::{GenSpec, KvItem, KvTask, generate};
 
@@ -69,7 +69,7 @@ pub fn run_kv(args: KvArgs) -> Result<()> {
         return report(&args, &read_records(path)?);
     }
     config::set_threads(args.common.threads)?;
-    let model = config::load_with(&args.common, &args.anchors, 0)?;
+    let model = config::load_with(&args.common, &args.anchors, args.anchor_window)?;
     let items = prepare_all(&args, &model, &tasks, &lengths)?;
     let max_len = model.llama.config().max_position_embeddings;
     if let Some(long) = items.iter().find(|p| total_len(p, &args) > max_len) {
@@ -225,7 +225,10 @@ fn run_config(args: &KvArgs, model: &LoadedModel) -> Result<KvRunConfig> {
     }
     Ok(KvRunConfig {
         separators,
-        anchored: SessionConfig::anchored(anchors, args.chunk_size),
+        anchored: SessionConfig {
+            rule: MaskRule::ansan_window(args.anchor_window),
+            ..SessionConfig::anchored(anchors, args.chunk_size)
+        },
         max_new_tokens: args.max_new_tokens,
         stop,
         chunked: args.chunked,

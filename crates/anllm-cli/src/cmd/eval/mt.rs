@@ -35,7 +35,7 @@ pub fn run_mt(args: MtArgs) -> Result<()> {
         bail!("--shots needs demonstrations: they come from the training pairs of a Ding file");
     }
     config::set_threads(args.common.threads)?;
-    let model = config::load_with(&args.common, &args.anchors, 0)?;
+    let model = config::load_with(&args.common, &args.anchors, args.anchor_window)?;
     let (session, spec) = session_config(&args, &model)?;
     let splitter = match spec {
         AnchorSpec::Ac => Some(
@@ -174,7 +174,7 @@ fn session_config(args: &MtArgs, model: &LoadedModel) -> Result<(SessionConfig, 
     let anchors = AnchorSet::from_spec(&spec, &model.tokenizer)?;
     let rule = match spec {
         AnchorSpec::None => MaskRule::Causal,
-        _ => crate::config::mask_rule(args.mask_rule, 0)?,
+        _ => crate::config::mask_rule(args.mask_rule, args.anchor_window)?,
     };
     let cfg = SessionConfig {
         anchors,

@@ -154,6 +154,20 @@ fn clean(points: &[(f64, f64)], log_y: bool) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// Points outside the axes (the ranges cap huge values and a log axis's decades) drawn at
+/// their edge: plotters' pixel arithmetic overflows on points far outside its ranges.
+fn clamp_into(
+    series: Vec<Vec<(f64, f64)>>,
+    x: &Range<f64>,
+    y: &Range<f64>,
+) -> Vec<Vec<(f64, f64)>> {
+    let inside = |(px, py): (f64, f64)| (px.clamp(x.start, x.end), py.clamp(y.start, y.end));
+    series
+        .into_iter()
+        .map(|points| points.into_iter().map(inside).collect())
+        .collect()
+}
+
 /// `[lo, hi]` of `values`, or `None` when empty.
 fn bounds(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     values.fold(None, |acc, v| match acc {
@@ -254,11 +268,15 @@ fn render(path: &Path, plot: &Plot, font: Option<&str>) -> Result<()> {
     let all = || series.iter().flatten();
     let x_range = linear_range(bounds(all().map(|p| p.0)), 0.02);
     let y_bounds = bounds(all().map(|p| p.1));
+    let y_range = match plot.log_y {
+        true => log_range(y_bounds),
+        false => linear_range(y_bounds, 0.05),
+    };
+    let series = clamp_into(series, &x_range, &y_range);
 
     let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err)?;
     if plot.log_y {
-        let y_range = log_range(y_bounds);
         draw_chart(
             &root,
             plot,
@@ -269,7 +287,6 @@ fn render(path: &Path, plot: &Plot, font: Option<&str>) -> Result<()> {
             font,
         )?;
     } else {
-        let y_range = linear_range(y_bounds, 0.05);
         let y_fmt = linear_formatter(&y_range, 8);
         draw_chart(&root, plot, &series, x_range, y_range, &y_fmt, font)?;
     }

@@ -5,7 +5,7 @@
 # (transcripts, then training up to --minutes of training step time, then the evaluation).
 #
 #   benches/anllm-ep-135m.sh [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N]
-#                            [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit]
+#                            [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list]
 #                            [--fewshot text|chat|none] [--anchor-window W]
 #   (--minutes: training step time of both stages, 150 by default; --stage2-minutes: the second
 #   stage's share of it, 55 by default, 0 for one stage; --steps: the last step of the first
@@ -16,7 +16,8 @@
 #   --student-share: the share of the second stage's conversations answered by the first
 #   stage's student itself under the anchor-pruned cache instead of by the teacher, 0 by default;
 #   --anchors: the anchor preset of training and of every anchored evaluation, ep (the paper's
-#   period) by default; ep-nodigit leaves a period right after a digit open, as in list numbers;
+#   period) by default; ep-nodigit leaves a period right after a digit open, as in list numbers,
+#   and ep-list also keeps that period in the cache (pinned) as a list mark;
 #   --fewshot: the second stage's few-shot question/answer documents as text (the default), as
 #   chat conversations, one turn per item (benches/anllm-ep-135m/fewshot_chat.py), or none;
 #   --anchor-window: AnSAN's local window (our extension, `train --anchor-window`), in training
@@ -73,10 +74,10 @@ while [[ $# -gt 0 ]]; do
     --anchors) ANCHORS="$2"; shift 2 ;;
     --fewshot) FEWSHOT="$2"; shift 2 ;;
     --anchor-window) WINDOW="$2"; shift 2 ;;
-    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit] [--fewshot text|chat|none] [--anchor-window W]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list] [--fewshot text|chat|none] [--anchor-window W]" >&2; exit 2 ;;
   esac
 done
-[[ "$ANCHORS" == ep || "$ANCHORS" == ep-nodigit ]] || { echo "--anchors: ep or ep-nodigit, not $ANCHORS" >&2; exit 2; }
+[[ "$ANCHORS" =~ ^(ep|ep-nodigit|ep-list)$ ]] || { echo "--anchors: ep, ep-nodigit or ep-list, not $ANCHORS" >&2; exit 2; }
 [[ "$FEWSHOT" =~ ^(text|chat|none)$ ]] || { echo "--fewshot: text, chat or none, not $FEWSHOT" >&2; exit 2; }
 [[ "$WINDOW" =~ ^[0-9]+$ ]] || { echo "--anchor-window: a number of positions, not $WINDOW" >&2; exit 2; }
 # The window goes wherever the anchors go: training, every anchored evaluation and the probes

@@ -104,7 +104,8 @@ pub enum PositionModeArg {
 pub struct SessionArgs {
     /// Anchor tokens: auto (those the model records it was trained with, else none), none,
     /// ep (the "." piece), ep-sentence (every sentence-final piece), ep-nodigit (the "." piece
-    /// but right after a digit), ac (the <AC> token) or ids:<id>,<id>,…
+    /// but right after a digit), ep-list (ep-nodigit, that `.` kept in the cache as a list
+    /// mark), ac (the <AC> token) or ids:<id>,<id>,…
     #[arg(long, default_value = "auto")]
     pub anchors: String,
     /// Visibility rule when anchors are on.
@@ -361,7 +362,7 @@ pub enum EvalModeArg {
 #[derive(Debug, Clone, Args)]
 pub struct EvalSessionArgs {
     /// Anchor tokens: auto (those the model records it was trained with, else none), none,
-    /// ep, ep-sentence, ep-nodigit, ac or ids:<id>,… (needed by --mode mask|cache).
+    /// ep, ep-sentence, ep-nodigit, ep-list, ac or ids:<id>,… (needed by --mode mask|cache).
     #[arg(long, default_value = "auto")]
     pub anchors: String,
     /// How requests are scored.

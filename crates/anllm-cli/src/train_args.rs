@@ -16,6 +16,9 @@ pub enum TrainAnchorsArg {
     /// AnLLM-EP, but a `.` right after a digit (list numbers `1.`, decimals `3.14`) does not
     /// close a segment (`--anchors ep-nodigit` at inference).
     EpNodigit,
+    /// `ep-nodigit`, and the `.` right after a digit is pinned: a list mark every later token
+    /// sees (`--anchors ep-list` at inference; not the paper's rule).
+    EpList,
     /// AnLLM-AC: `<AC>` is added to the vocabulary and inserted after every sentence.
     Ac,
 }

@@ -133,3 +133,28 @@ fn default_model_anchored_score_equals_mask_only_for_every_chunk_size() {
         }
     }
 }
+
+/// `--anchors ep-list`: the same segments as `ep-nodigit`, plus the period of every list number
+/// kept in the cache; the pruned cache still scores as the mask-only run.
+#[test]
+fn default_model_ep_list_keeps_the_list_marks_and_equals_mask_only() {
+    let context = "Three fruits:\n1. Apples are red.\n2. Pears are green.\n3. Plums";
+    let run = |anchors: &str, extra: &[&str]| {
+        let mut args = vec!["score", "--dtype", "f32", "--anchors", anchors];
+        args.extend_from_slice(extra);
+        args.extend(["--context", context, "--continuation", " are purple."]);
+        anllm_json(&args)
+    };
+    let masked = run("ep-list", &["--mask-only"]);
+    let want = masked["logprob"].as_f64().unwrap();
+    for chunk in ["1", "5", "512"] {
+        let got = run("ep-list", &["--chunk-size", chunk]);
+        let lp = got["logprob"].as_f64().unwrap();
+        assert!((lp - want).abs() <= 1e-3, "chunk {chunk}: {lp} vs {want}");
+    }
+    let entries = |v: &Value| v["cache"]["entries"].as_u64().unwrap();
+    // Hand-derived: "1." and "2." sit in closed segments (each item ends with its own period);
+    // "3." is in the open segment, which both presets keep.
+    let (list, nodigit) = (run("ep-list", &[]), run("ep-nodigit", &[]));
+    assert_eq!(entries(&list), entries(&nodigit) + 2, "{list}\n{nodigit}");
+}

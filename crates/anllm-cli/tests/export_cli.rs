@@ -177,6 +177,20 @@ fn the_trained_anchor_preset_travels_to_the_export_and_warns_on_other_anchors() 
 }
 
 #[test]
+fn an_ep_list_model_records_its_preset_and_runs_with_it_by_default() {
+    let (_tmp, _, dir, gguf) = trained_and_exported("ep-list", "0", "ep-list");
+    for m in [&dir, &gguf] {
+        let out = anllm(&["generate", "-m", s(m), "-p", "a b", "-n", "1", "--json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("trained with: --anchors ep-list"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
 fn a_trained_window_is_recorded_with_the_anchors_and_warns_when_run_without_it() {
     let (_tmp, _, dir, gguf) = trained_and_exported("ep", "8", "ep --anchor-window 8");
     let warning = |m: &Path, flags: &[&str]| {

@@ -50,7 +50,7 @@ impl BatchRule {
                 rope: Pos(pos),
                 segment: SegmentId(segment),
                 role,
-                pinned: row.is_pinned(i),
+                pinned: row.is_pinned(i) || (role != Role::Pad && self.anchors.pins(prev, token)),
             });
             pos += 1;
             if role == Role::Anchor {
@@ -201,6 +201,43 @@ mod tests {
         assert_eq!(roles, [t, t, t, t, t]);
         let grid = render(&rule.row_mask(&rule.cells(&ex), &ex.doc, 5), 5);
         assert_eq!(grid, ".xxxx\n..xxx\nxx.xx\nxx..x\nxx...");
+    }
+
+    #[test]
+    fn ep_list_pins_a_period_after_a_digit_for_the_rest_of_its_document() {
+        // ep-list with 7 as the digit. doc 0: 7 . a . b   doc 1: c 7 .
+        const DIGIT: u32 = 7;
+        let rule = BatchRule {
+            rule: MaskRule::AnSan,
+            anchors: AnchorSet::new([PERIOD], Some(PAD))
+                .with_not_after([DIGIT])
+                .with_pinned_marks(true),
+        };
+        let ex = row(
+            &[DIGIT, PERIOD, 1, PERIOD, 2, 3, DIGIT, PERIOD],
+            &[0, 0, 0, 0, 0, 1, 1, 1],
+        );
+        let cells = rule.cells(&ex);
+        let pinned: Vec<bool> = cells.iter().map(|c| c.pinned).collect();
+        assert_eq!(
+            pinned,
+            [false, true, false, false, false, false, false, true]
+        );
+        // b (4) sees the mark (1), the anchor (3) and itself; the closed 7 and a stay hidden.
+        // Doc 1 sees nothing of doc 0, its mark included.
+        let grid = render(&rule.row_mask(&cells, &ex.doc, 8), 8);
+        let expected = [
+            ".xxxxxxx", // 7
+            "..xxxxxx", // . (the mark)
+            "...xxxxx", // a
+            "....xxxx", // . (the anchor sees its own segment)
+            "x.x..xxx", // b
+            "xxxxx.xx", // c
+            "xxxxx..x", // 7
+            "xxxxx...", // .
+        ]
+        .join("\n");
+        assert_eq!(grid, expected);
     }
 
     #[test]

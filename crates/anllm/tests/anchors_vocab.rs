@@ -108,6 +108,34 @@ fn ep_nodigit_leaves_list_numbers_and_decimals_open_on_both_vocabularies() {
 }
 
 #[test]
+fn ep_list_pins_the_list_numbers_periods_on_both_vocabularies() {
+    let text = "Pi is 3.14. Buy:\n1. Apples.\n2. Pears\n10. Figs. Dr. No.";
+    for tok in [llama2(), smollm()] {
+        let list = AnchorSet::from_spec(&AnchorSpec::EpList, &tok).unwrap();
+        let nodigit = AnchorSet::from_spec(&AnchorSpec::EpNoDigit, &tok).unwrap();
+        let ids = tok.encode(text, false).unwrap();
+        assert_eq!(
+            roles(&list, &ids),
+            roles(&nodigit, &ids),
+            "the same segments"
+        );
+        let before = std::iter::once(None).chain(ids.iter().copied().map(Some));
+        let marks: Vec<String> = (ids.iter().zip(before).enumerate())
+            .filter(|&(_, (&id, prev))| list.pins(prev, id))
+            .map(|(i, _)| {
+                // The mark with the number before it: the text's digits up to the period.
+                let text = tok.decode(&ids[..i], false).unwrap();
+                let number = text.trim_end_matches(|c: char| c.is_ascii_digit());
+                format!("{}.", &text[number.len()..])
+            })
+            .collect();
+        // Hand-derived: every period right after a digit (a decimal's, and the period of the
+        // sentence that ends in 3.14), nothing else.
+        assert_eq!(marks, ["3.", "14.", "1.", "2.", "10."], "{ids:?}");
+    }
+}
+
+#[test]
 fn token_offsets_end_where_the_text_of_each_token_ends() {
     let text = "The cat sat.  It was \"happy.\" Café au lait!\n\nNew line 3.14?";
     for tok in [llama2(), smollm()] {

@@ -3,7 +3,7 @@
 //! the pinned tokens and the open segment. Property-tested on a tiny seeded GQA model over
 //! random token streams with random anchors, pads and pins, for chunkings {1, 2, 3, 5, all},
 //! with `ep-nodigit`'s rule on (an anchor right after a "digit" id is an ordinary token, so a
-//! segment's role can depend on the chunk before it),
+//! segment's role can depend on the chunk before it) and `ep-list`'s (that token pinned),
 //! with an f32 and an f16 cache, and with a local window on the AnSAN rule
 //! ([`MaskRule::AnSanWindow`]: the cache also keeps what the window still shows). The tiled (sparse) prefill attention, which the one-shot
 //! forward takes, is checked against the dense masked GEMM grid.
@@ -33,9 +33,12 @@ const TOL_F16: f32 = 2e-3;
 /// The ids playing digits: an anchor right after one of them is an ordinary token.
 const DIGIT: [TokenId; 2] = [20, 21];
 
-/// The tiny model's anchors and pad, with `ep-nodigit`'s rule over [`DIGIT`].
-fn anchors() -> AnchorSet {
-    tiny_anchors().with_not_after(DIGIT)
+/// The tiny model's anchors and pad, with `ep-nodigit`'s rule over [`DIGIT`] (`marks`:
+/// `ep-list`'s, where an anchor id after a digit is a pinned mark).
+fn anchors(marks: bool) -> AnchorSet {
+    tiny_anchors()
+        .with_not_after(DIGIT)
+        .with_pinned_marks(marks)
 }
 
 /// A random stream: mostly ordinary ids, some anchors and digits, a few pads.
@@ -55,12 +58,18 @@ fn model(kv: KvDtype) -> Arc<Llama> {
 }
 
 /// Logits of every position of `tokens`: one masked full-sequence forward, nothing dropped.
-fn masked_full(tokens: &[TokenId], pins: &[Range<u32>], w: u32, kv: KvDtype) -> Vec<Vec<f32>> {
+fn masked_full(
+    tokens: &[TokenId],
+    pins: &[Range<u32>],
+    w: u32,
+    marks: bool,
+    kv: KvDtype,
+) -> Vec<Vec<f32>> {
     let cfg = SessionConfig {
         policy: PolicyConfig::Full,
         pins: pins.to_vec(),
         rule: MaskRule::ansan_window(w),
-        ..SessionConfig::anchored(anchors(), tokens.len())
+        ..SessionConfig::anchored(anchors(marks), tokens.len())
     };
     let mut session = Session::new(model(kv), cfg, tokens.len()).unwrap();
     session.prefill(tokens, 0).unwrap().to_vec2().unwrap()
@@ -69,7 +78,7 @@ fn masked_full(tokens: &[TokenId], pins: &[Range<u32>], w: u32, kv: KvDtype) -> 
 /// The same forward through the dense path: the batched-GEMM grid (scores `[heads, t, n]` +
 /// the additive mask + softmax), which the CPU kernels replace.
 fn masked_full_dense(tokens: &[TokenId], kv: KvDtype) -> Vec<Vec<f32>> {
-    let cfg = SessionConfig::anchored(anchors(), tokens.len());
+    let cfg = SessionConfig::anchored(anchors(false), tokens.len());
     let dense = Arc::new(model(kv).as_ref().clone().with_dense_attention());
     let mut session = Session::new(
         dense,
@@ -91,12 +100,13 @@ fn pruned(
     chunk: usize,
     pins: &[Range<u32>],
     w: u32,
+    marks: bool,
     kv: KvDtype,
 ) -> (Vec<Vec<f32>>, Session) {
     let cfg = SessionConfig {
         pins: pins.to_vec(),
         rule: MaskRule::ansan_window(w),
-        ..SessionConfig::anchored(anchors(), chunk)
+        ..SessionConfig::anchored(anchors(marks), chunk)
     };
     let mut session = Session::new(model(kv), cfg, 4).unwrap();
     let mut rows = session
@@ -113,8 +123,9 @@ fn pruned(
 }
 
 /// Positions the anchor policy must keep: anchors, pinned non-pads, the open segment's non-pads,
-/// and the non-pads of the last `w - 1` positions (the next query at `tokens.len()` sees them).
-fn expected_kept(tokens: &[TokenId], pins: &[Range<u32>], w: u32) -> Vec<Pos> {
+/// the non-pads of the last `w - 1` positions (the next query at `tokens.len()` sees them), and
+/// with `marks` every anchor id right after a digit.
+fn expected_kept(tokens: &[TokenId], pins: &[Range<u32>], w: u32, marks: bool) -> Vec<Pos> {
     // Hand-derived roles, not `AnchorSet::classify`: a pad is a pad; an anchor id is an anchor
     // unless the token before it is a digit.
     let roles: Vec<Role> = (0..tokens.len())
@@ -130,7 +141,9 @@ fn expected_kept(tokens: &[TokenId], pins: &[Range<u32>], w: u32) -> Vec<Pos> {
         .map_or(0, |i| i + 1);
     (0..tokens.len())
         .filter(|&i| {
-            let pinned = pins.iter().any(|r| r.contains(&(i as u32)));
+            let mark =
+                marks && ANCHOR.contains(&tokens[i]) && i > 0 && DIGIT.contains(&tokens[i - 1]);
+            let pinned = mark || pins.iter().any(|r| r.contains(&(i as u32)));
             match roles[i] {
                 Role::Anchor => true,
                 Role::Pad => false,
@@ -162,17 +175,22 @@ fn assert_rows_match(
     );
 }
 
-fn check(tokens: &[TokenId], prefill_frac: f64, pins: &[Range<u32>], w: u32, kv: KvDtype) {
-    let reference = masked_full(tokens, pins, w, kv);
-    let prefill = ((tokens.len() as f64 * prefill_frac) as usize).clamp(1, tokens.len());
+fn check(tokens: &[TokenId], frac: f64, pins: &[Range<u32>], w: u32, marks: bool, kv: KvDtype) {
+    let reference = masked_full(tokens, pins, w, marks, kv);
+    let prefill = ((tokens.len() as f64 * frac) as usize).clamp(1, tokens.len());
     for chunk in [1, 2, 3, 5, tokens.len()] {
-        let (rows, session) = pruned(tokens, prefill, chunk, pins, w, kv);
-        let what =
-            format!("{kv:?} cache, chunk {chunk}, prefill {prefill}, pins {pins:?}, window {w}");
+        let (rows, session) = pruned(tokens, prefill, chunk, pins, w, marks, kv);
+        let what = format!(
+            "{kv:?} cache, chunk {chunk}, prefill {prefill}, pins {pins:?}, window {w}, marks {marks}"
+        );
         let tol = if kv == KvDtype::F16 { TOL_F16 } else { TOL };
         assert_rows_match(tokens, &rows, &reference, tol, &what);
         let kept: Vec<Pos> = session.cache().cells().iter().map(|(_, c)| c.pos).collect();
-        assert_eq!(kept, expected_kept(tokens, pins, w), "{what}: final cache");
+        assert_eq!(
+            kept,
+            expected_kept(tokens, pins, w, marks),
+            "{what}: final cache"
+        );
     }
 }
 
@@ -181,7 +199,16 @@ proptest! {
 
     #[test]
     fn pruned_cache_equals_masked_full_forward(tokens in stream(), frac in 0.0f64..1.0) {
-        check(&tokens, frac, &[], 0, KvDtype::F32);
+        check(&tokens, frac, &[], 0, false, KvDtype::F32);
+    }
+
+    #[test]
+    fn pruned_cache_with_pinned_list_marks_equals_masked_full_forward(
+        tokens in stream(),
+        frac in 0.0f64..1.0,
+        w in 0u32..6,
+    ) {
+        check(&tokens, frac, &[], w, true, KvDtype::F32);
     }
 
     #[test]
@@ -190,7 +217,7 @@ proptest! {
         frac in 0.0f64..1.0,
         w in 1u32..12,
     ) {
-        check(&tokens, frac, &[], w, KvDtype::F32);
+        check(&tokens, frac, &[], w, false, KvDtype::F32);
     }
 
     #[test]
@@ -198,7 +225,7 @@ proptest! {
         tokens in stream(),
         frac in 0.0f64..1.0,
     ) {
-        check(&tokens, frac, &[], 0, KvDtype::F16);
+        check(&tokens, frac, &[], 0, false, KvDtype::F16);
     }
 
     /// Streams past the decode kernel's 16 rows, so the one-shot forward is tiled.
@@ -214,7 +241,7 @@ proptest! {
     ) {
         for kv in [KvDtype::F32, KvDtype::F16] {
             let (tiled, dense) =
-                (masked_full(&tokens, &[], 0, kv), masked_full_dense(&tokens, kv));
+                (masked_full(&tokens, &[], 0, false, kv), masked_full_dense(&tokens, kv));
             // The same f32 sums in another order. With an f16 cache that noise can flip the
             // rounding of a later layer's K/V by one ulp, as between chunkings (TOL_F16).
             let tol = if kv == KvDtype::F16 { TOL_F16 } else { TOL };
@@ -229,7 +256,7 @@ proptest! {
         pin in (0u32..40, 1u32..12),
     ) {
         let pins: Vec<Range<u32>> = std::iter::once(pin.0..pin.0 + pin.1).collect();
-        check(&tokens, frac, &pins, 0, KvDtype::F32);
+        check(&tokens, frac, &pins, 0, false, KvDtype::F32);
     }
 }
 

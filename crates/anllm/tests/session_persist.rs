@@ -27,6 +27,9 @@ fn configs() -> Vec<SessionConfig> {
     pinned.pins.push(2..5);
     // ep-nodigit's rule with 77 as a digit: the pending 77 makes the next anchor ordinary.
     let after_digit = SessionConfig::anchored(tiny_anchors().with_not_after([77]), 4);
+    // ep-list's: that anchor id is a pinned mark, which the restored session keeps pinning.
+    let marks = tiny_anchors().with_not_after([77]).with_pinned_marks(true);
+    let list_marks = SessionConfig::anchored(marks, 4);
     // A local window: the restored policy must keep what the saved rule's window shows.
     let windowed = SessionConfig {
         rule: anllm::MaskRule::ansan_window(3),
@@ -36,6 +39,7 @@ fn configs() -> Vec<SessionConfig> {
         SessionConfig::causal(5),
         pinned,
         after_digit,
+        list_marks,
         windowed,
         SessionConfig {
             policy: PolicyConfig::Streaming {

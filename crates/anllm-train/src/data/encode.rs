@@ -33,6 +33,7 @@ impl AnchorData {
             AnchorSpec::Ep
             | AnchorSpec::EpSentence
             | AnchorSpec::EpNoDigit
+            | AnchorSpec::EpList
             | AnchorSpec::Ids(_) => Self::Ep,
             AnchorSpec::Ac => Self::Ac {
                 ac: tokenizer.token_id(AC_PIECE).ok_or_else(|| {

@@ -4,7 +4,8 @@
 //!   bare `.` piece; Llama-2 id 29889), [`AnchorSpec::EpSentence`] every piece whose text ends a
 //!   sentence (`.`, `!`, `?`, possibly followed by closing quotes or brackets), derived from the
 //!   vocabulary, and [`AnchorSpec::EpNoDigit`] the paper's `.` except right after a digit (the
-//!   `.` of a list number `1.` or a decimal `3.14` stays an ordinary token).
+//!   `.` of a list number `1.` or a decimal `3.14` stays an ordinary token), and
+//!   [`AnchorSpec::EpList`] the same with that `.` kept in the cache (pinned) as a list mark.
 //! * AnLLM-AC uses an added `<AC>` token, inserted after every sentence ([`insert`]).
 //! * [`AnchorSpec::None`]: no anchors, plain causal attention.
 
@@ -34,6 +35,9 @@ pub enum AnchorSpec {
     EpSentence,
     /// The bare `.` piece, except right after a digit piece (list numbers, decimals).
     EpNoDigit,
+    /// [`AnchorSpec::EpNoDigit`], and the `.` right after a digit is pinned: a list mark that
+    /// stays in the cache and visible to every later token (not the paper's rule).
+    EpList,
     /// The `<AC>` token of an AnLLM-AC model.
     Ac,
     /// Explicit token ids.
@@ -43,20 +47,22 @@ pub enum AnchorSpec {
 impl FromStr for AnchorSpec {
     type Err = Error;
 
-    /// `none`, `ep`, `ep-sentence`, `ep-nodigit`, `ac` or `ids:<id>,<id>,…`.
+    /// `none`, `ep`, `ep-sentence`, `ep-nodigit`, `ep-list`, `ac` or `ids:<id>,<id>,…`.
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "none" => Ok(Self::None),
             "ep" => Ok(Self::Ep),
             "ep-sentence" => Ok(Self::EpSentence),
             "ep-nodigit" => Ok(Self::EpNoDigit),
+            "ep-list" => Ok(Self::EpList),
             "ac" => Ok(Self::Ac),
             _ => {
                 let list = s.strip_prefix("ids:").ok_or_else(|| {
                     Error::config(
                         "anchors",
                         format!(
-                            "`{s}`: expected none, ep, ep-sentence, ep-nodigit, ac or ids:<list>"
+                            "`{s}`: expected none, ep, ep-sentence, ep-nodigit, ep-list, ac or \
+                             ids:<list>"
                         ),
                     )
                 })?;
@@ -72,12 +78,14 @@ impl FromStr for AnchorSpec {
 }
 
 /// The resolved anchor ids and pad id: classifies each token as token, anchor or pad, given
-/// the token before it (an anchor right after a `not_after` token is an ordinary token).
+/// the token before it (an anchor right after a `not_after` token is an ordinary token, and
+/// with `pin_marks` a pinned one).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AnchorSet {
     anchors: Vec<TokenId>, // sorted, unique
     pad: Option<TokenId>,
     not_after: Vec<TokenId>, // sorted, unique
+    pin_marks: bool,
 }
 
 impl AnchorSet {
@@ -90,7 +98,27 @@ impl AnchorSet {
             anchors,
             pad,
             not_after: Vec::new(),
+            pin_marks: false,
         }
+    }
+
+    /// This set, where an anchor id right after a `not_after` id is pinned (a list mark:
+    /// kept in the cache and visible to every later token) rather than ordinary.
+    pub fn with_pinned_marks(mut self, on: bool) -> Self {
+        self.pin_marks = on;
+        self
+    }
+
+    /// Whether `token` after `prev` is a pinned mark (see [`AnchorSet::with_pinned_marks`]).
+    pub fn pins(&self, prev: Option<TokenId>, token: TokenId) -> bool {
+        self.pin_marks
+            && self.anchors.binary_search(&token).is_ok()
+            && prev.is_some_and(|p| self.not_after.binary_search(&p).is_ok())
+    }
+
+    /// Whether anchor ids right after a `not_after` id are pinned.
+    pub fn pinned_marks(&self) -> bool {
+        self.pin_marks
     }
 
     /// This set, where an anchor id right after one of `ids` is an ordinary token.
@@ -114,7 +142,9 @@ impl AnchorSet {
         };
         let anchors = match spec {
             AnchorSpec::None => Vec::new(),
-            AnchorSpec::Ep | AnchorSpec::EpNoDigit => vec![look_up(".", "")?],
+            AnchorSpec::Ep | AnchorSpec::EpNoDigit | AnchorSpec::EpList => {
+                vec![look_up(".", "")?]
+            }
             AnchorSpec::EpSentence => sentence_end_pieces(tokenizer)?,
             AnchorSpec::Ac => vec![look_up(
                 AC_PIECE,
@@ -140,6 +170,9 @@ impl AnchorSet {
         let set = Self::new(anchors, pad);
         Ok(match spec {
             AnchorSpec::EpNoDigit => set.with_not_after(digit_pieces(tokenizer)?),
+            AnchorSpec::EpList => set
+                .with_not_after(digit_pieces(tokenizer)?)
+                .with_pinned_marks(true),
             _ => set,
         })
     }
@@ -247,6 +280,29 @@ mod tests {
     }
 
     #[test]
+    fn ep_list_pins_exactly_the_anchor_ids_after_a_not_after_token() {
+        // Ids: 7 = a digit, 3 = the period, 4 = a word, 9 = pad.
+        let set = AnchorSet::new([3], Some(9))
+            .with_not_after([7])
+            .with_pinned_marks(true);
+        assert!(set.pins(Some(7), 3));
+        assert_eq!(
+            set.classify(Some(7), 3),
+            Role::Token,
+            "a mark closes nothing"
+        );
+        for (prev, token) in [
+            (Some(4), 3),
+            (None, 3),
+            (Some(7), 4),
+            (Some(7), 9),
+            (Some(3), 7),
+        ] {
+            assert!(!set.pins(prev, token), "{prev:?} {token}");
+        }
+    }
+
+    #[test]
     fn classify_puts_pad_before_anchor() {
         let set = AnchorSet::new([5, 3, 5], Some(9));
         assert_eq!(set.ids(), &[3, 5]);
@@ -265,5 +321,6 @@ mod tests {
         assert_eq!(set.classify(None, 3), Role::Anchor);
         assert_eq!(set.classify(Some(7), 9), Role::Pad);
         assert_eq!(set.classify(Some(7), 4), Role::Token);
+        assert!(!set.pins(Some(7), 3), "ep-nodigit pins nothing");
     }
 }

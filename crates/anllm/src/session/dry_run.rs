@@ -34,7 +34,7 @@ pub(crate) fn next_cells(
             rope,
             segment,
             role,
-            pinned: cfg.is_pinned(pos),
+            pinned: cfg.is_pinned(pos) || cfg.anchors.pins(prev, token),
         });
         if role == Role::Anchor {
             segment = SegmentId(segment.0 + 1);

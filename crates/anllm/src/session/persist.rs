@@ -62,6 +62,9 @@ struct ConfigSnapshot {
     /// `ep-nodigit`'s digit ids (absent from sessions saved before it).
     #[serde(default)]
     not_after: Vec<TokenId>,
+    /// `ep-list`'s pinned list marks (absent from sessions saved before it).
+    #[serde(default)]
+    pin_marks: bool,
     rule: MaskRule,
     policy: PolicyConfig,
     positions: PositionMode,
@@ -84,6 +87,7 @@ impl Session {
                 anchors: self.cfg.anchors.ids().to_vec(),
                 pad: self.cfg.anchors.pad(),
                 not_after: self.cfg.anchors.not_after().to_vec(),
+                pin_marks: self.cfg.anchors.pinned_marks(),
                 rule: self.cfg.rule,
                 policy: self.cfg.policy,
                 positions: self.cfg.positions,
@@ -137,7 +141,9 @@ impl Session {
         }
         let c = snap.config;
         let cfg = SessionConfig {
-            anchors: AnchorSet::new(c.anchors, c.pad).with_not_after(c.not_after),
+            anchors: AnchorSet::new(c.anchors, c.pad)
+                .with_not_after(c.not_after)
+                .with_pinned_marks(c.pin_marks),
             rule: c.rule,
             policy: c.policy,
             positions: c.positions,

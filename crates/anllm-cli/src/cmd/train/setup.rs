@@ -276,6 +276,11 @@ fn anchors_of(args: &TrainArgs, begin: &RunStart) -> Result<(AnchorSet, MaskRule
             rule,
             AnchorData::Ep,
         ),
+        TrainAnchorsArg::EpList => (
+            AnchorSet::from_spec(&AnchorSpec::EpList, tok)?,
+            rule,
+            AnchorData::Ep,
+        ),
         TrainAnchorsArg::Ac => {
             let set = AnchorSet::from_spec(&AnchorSpec::Ac, tok)?;
             let ac = set.ids()[0];

@@ -22,7 +22,9 @@
 #   chat conversations, one turn per item (benches/anllm-ep-135m/fewshot_chat.py), or none;
 #   --anchor-window: AnSAN's local window (our extension, `train --anchor-window`), in training
 #   and in every anchored evaluation, 0 (the paper's rule) by default)
-#   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1
+#   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1, STAGE2_STEPS=N
+#   (ends the second stage after N steps, within --stage2-minutes: an A/B of two second stages
+#   at equal tokens when the cores are shared)
 #
 # Steps:
 #   1. prompts (benches/anllm-ep-135m/prompts.py): templates x topics and instructions about
@@ -205,7 +207,7 @@ if python3 -c "import sys; sys.exit(0 if $STAGE2_MINUTES > 0 else 1)"; then
   TRAIN2=(train --model "$(cat "$OUT/stage2-start.txt")" --teacher "$MODEL"
     --data "$CHAT2" "${FEWSHOT2[@]}" "$OUT/corpus-slice2.txt" --eval-data "$H/corpus/heldout.txt"
     --anchors "$ANCHORS" "${AW[@]}" --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 5e-5 --warmup 5
-    --schedule constant --pin-prompts "$PIN_PROMPTS" --save-every 60 --eval-every 10 --eval-rows 4 --steps 100000 --threads "$THREADS" --out "$RUN2")
+    --schedule constant --pin-prompts "$PIN_PROMPTS" --save-every 60 --eval-every 10 --eval-rows 4 --steps "${STAGE2_STEPS:-100000}" --threads "$THREADS" --out "$RUN2")
   train_for "$RUN2" "$STAGE2_MINUTES" "${TRAIN2[@]}"
 fi
 

@@ -223,14 +223,17 @@ ppl() { # model none|ep text (ep: anchored, with the run's --anchors preset; the
     --max-tokens 2048 --window 512 --threads "$THREADS" --json 2>/dev/null | tail -1
 }
 EVAL="$OUT/eval"; mkdir -p "$EVAL"
+ppl_into() { # file model none|ep text: writes file whole or not at all (a killed run resumes cleanly)
+  local f="$1"; shift; [[ -s "$f" ]] && return 0; ppl "$@" > "$f.part" && mv "$f.part" "$f"
+}
 for text in heldout gpl3; do
   file="$H/corpus/heldout.txt"; [[ $text == gpl3 ]] && file=/usr/share/common-licenses/GPL-3
   for a in none ep; do
-    [[ -f "$EVAL/base-$text-$a.json" ]] || ppl "$MODEL" $a "$file" > "$EVAL/base-$text-$a.json"
+    ppl_into "$EVAL/base-$text-$a.json" "$MODEL" $a "$file"
     for ck in "$RUN"/checkpoint-* "$RUN2"/checkpoint-*; do
       [[ -d "$ck" ]] || continue
       n=$(basename "$ck"); [[ "$ck" == "$RUN2"/* ]] && n="s2-$n"
-      [[ -f "$EVAL/$n-$text-$a.json" ]] || ppl "$ck" $a "$file" > "$EVAL/$n-$text-$a.json"
+      ppl_into "$EVAL/$n-$text-$a.json" "$ck" $a "$file"
     done
   done
 done

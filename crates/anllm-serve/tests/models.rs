@@ -13,8 +13,8 @@ use serde_json::json;
 async fn the_model_card_names_the_anchors_rule_and_window() {
     let dir = tempfile::tempdir().unwrap();
     let s = AppState::new(options());
-    let mut cfg = SessionConfig::anchored(anllm::testutil::tiny_anchors(), 8);
-    cfg.rule = MaskRule::AnSanWindow(3);
+    let cfg = SessionConfig::anchored(anllm::testutil::tiny_anchors(), 8)
+        .with_rule(MaskRule::AnSanWindow(3));
     let anchor_ids = cfg.anchors.ids().to_vec();
     s.start(loaded(dir.path(), cfg)).unwrap();
     let (status, _, body) = call(&s, "GET", "/v1/models", &[], "").await;

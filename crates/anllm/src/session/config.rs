@@ -67,6 +67,11 @@ impl SessionConfig {
         Self { policy, ..self }
     }
 
+    /// The same configuration with the visibility `rule` (e.g. AnSAN with a local window).
+    pub fn with_rule(self, rule: MaskRule) -> Self {
+        Self { rule, ..self }
+    }
+
     /// The same configuration with keep-warm `mode`.
     pub fn with_keep_warm(self, keep_warm: KeepWarm) -> Self {
         Self { keep_warm, ..self }

@@ -66,11 +66,9 @@ fn sessions(args: &BenchArgs, model: &LoadedModel) -> Result<Vec<(String, Sessio
     let mut out = vec![("anllm full".to_string(), full)];
     if spec != AnchorSpec::None {
         let anchors = AnchorSet::from_spec(&spec, &model.tokenizer)?;
-        let cfg = SessionConfig {
-            rule: MaskRule::ansan_window(args.anchor_window),
-            ..SessionConfig::anchored(anchors, args.chunk_size)
-        };
-        let cfg = cfg.with_keep_warm(KeepWarm::Spin);
+        let cfg = SessionConfig::anchored(anchors, args.chunk_size)
+            .with_rule(MaskRule::ansan_window(args.anchor_window))
+            .with_keep_warm(KeepWarm::Spin);
         out.push(("anllm anchor".to_string(), cfg));
     }
     Ok(out)

@@ -225,10 +225,8 @@ fn run_config(args: &KvArgs, model: &LoadedModel) -> Result<KvRunConfig> {
     }
     Ok(KvRunConfig {
         separators,
-        anchored: SessionConfig {
-            rule: MaskRule::ansan_window(args.anchor_window),
-            ..SessionConfig::anchored(anchors, args.chunk_size)
-        },
+        anchored: SessionConfig::anchored(anchors, args.chunk_size)
+            .with_rule(MaskRule::ansan_window(args.anchor_window)),
         max_new_tokens: args.max_new_tokens,
         stop,
         chunked: args.chunked,

@@ -6,7 +6,7 @@
 #
 #   benches/anllm-ep-135m.sh [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N]
 #                            [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list]
-#                            [--fewshot text|chat|none] [--anchor-window W]
+#                            [--fewshot text|chat|none] [--anchor-window W] [--keep-loops]
 #   (--minutes: training step time of both stages, 150 by default; --stage2-minutes: the second
 #   stage's share of it, 55 by default, 0 for one stage; --steps: the last step of the first
 #   stage's cosine learning-rate schedule, 560 by default: about 110 quiet minutes of 2-thread
@@ -21,7 +21,9 @@
 #   --fewshot: the second stage's few-shot question/answer documents as text (the default), as
 #   chat conversations, one turn per item (benches/anllm-ep-135m/fewshot_chat.py), or none;
 #   --anchor-window: AnSAN's local window (our extension, `train --anchor-window`), in training
-#   and in every anchored evaluation, 0 (the paper's rule) by default)
+#   and in every anchored evaluation, 0 (the paper's rule) by default;
+#   --keep-loops: train on every transcript, also those whose answer loops (dropped by default,
+#   benches/anllm-ep-135m/clean.py; runs before 2026-12-06 kept them))
 #   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1, STAGE2_STEPS=N
 #   (ends the second stage after N steps, within --stage2-minutes: an A/B of two second stages
 #   at equal tokens when the cores are shared)
@@ -29,7 +31,8 @@
 # Steps:
 #   1. prompts (benches/anllm-ep-135m/prompts.py): templates x topics and instructions about
 #      passages of the corpus's training split; no scored evaluation split is used;
-#   2. the teacher (the starting model, full attention) answers them: chat transcripts;
+#   2. the teacher (the starting model, full attention) answers them: chat transcripts; those
+#      whose answer loops (a sentence or line three times, or distinct-2 below 0.4) are dropped;
 #   3. contamination check: no scored item of the eight QA tasks may occur in the training
 #      files (`anllm eval overlap`), else the run stops before training;
 #   4. `anllm train --distill` on the transcripts (rendered by the model's chat template, loss
@@ -63,6 +66,7 @@ PIN_PROMPTS=0
 STUDENT_SHARE=0
 ANCHORS=ep
 FEWSHOT=text
+KEEP_LOOPS=0
 WINDOW=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -75,8 +79,9 @@ while [[ $# -gt 0 ]]; do
     --student-share) STUDENT_SHARE="$2"; shift 2 ;;
     --anchors) ANCHORS="$2"; shift 2 ;;
     --fewshot) FEWSHOT="$2"; shift 2 ;;
+    --keep-loops) KEEP_LOOPS=1; shift ;;
     --anchor-window) WINDOW="$2"; shift 2 ;;
-    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list] [--fewshot text|chat|none] [--anchor-window W]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list] [--fewshot text|chat|none] [--anchor-window W] [--keep-loops]" >&2; exit 2 ;;
   esac
 done
 [[ "$ANCHORS" =~ ^(ep|ep-nodigit|ep-list)$ ]] || { echo "--anchors: ep, ep-nodigit or ep-list, not $ANCHORS" >&2; exit 2; }
@@ -110,6 +115,14 @@ log() { echo "anllm-ep-135m: $*" >&2; }
 log "transcripts: $OUT/chat.jsonl"
 "$ANLLM" generate --chat --prompts-file "$OUT/prompts.txt" --transcripts "$OUT/chat.jsonl" \
   --max-tokens 192 --temperature 0.6 --top-p 0.9 --seed 34 --threads "$THREADS" >&2
+# The conversations trained on: without the answers that loop (a sampled 135M model repeats a
+# line until the token limit in about one answer of seven), unless --keep-loops.
+clean() { # in.jsonl out.jsonl
+  if [[ "$KEEP_LOOPS" == 1 ]]; then cp "$1" "$2.part"; else python3 benches/anllm-ep-135m/clean.py "$1" > "$2.part"; fi
+  mv "$2.part" "$2"
+}
+clean "$OUT/chat.jsonl" "$OUT/chat-train.jsonl"
+CHAT="$OUT/chat-train.jsonl"
 # A seeded slice of the training corpus (about 1 MB), so that chat is about a third of the data.
 # Half of it is paragraphs whose sentences run 30 words or more on average (the older speeches):
 # long segments are what an anchor finds hardest to summarise.
@@ -144,11 +157,11 @@ for p in open(sys.argv[1], encoding="utf-8").read().split("\n\n"):
 open(sys.argv[2], "w", encoding="utf-8").write("\n\n".join(paras).strip() + "\n")
 PY
 # 3. No scored evaluation item in the training data.
-"$ANLLM" eval overlap --data "$OUT/prompts.txt" "$OUT/chat.jsonl" "$OUT/corpus-slice.txt" "$OUT/fewshot.jsonl" >&2
+"$ANLLM" eval overlap --data "$OUT/prompts.txt" "$CHAT" "$OUT/corpus-slice.txt" "$OUT/fewshot.jsonl" >&2
 
 # 4. Distillation, resumable, until MINUTES - STAGE2_MINUTES of training step time (`--max-minutes`).
 RUN="$OUT/run"
-TRAIN=(train --data "$OUT/chat.jsonl" "$OUT/corpus-slice.txt" --eval-data "$H/corpus/heldout.txt"
+TRAIN=(train --data "$CHAT" "$OUT/corpus-slice.txt" --eval-data "$H/corpus/heldout.txt"
   --anchors "$ANCHORS" "${AW[@]}" --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 1e-4 --warmup 10
   --schedule cosine --min-lr-ratio 0.1 --save-every 30 --eval-every 10 --eval-rows 4 --steps "$STEPS" --threads "$THREADS" --out "$RUN")
 # Training seconds so far: the step time the newest checkpoint records (`elapsed_s`), so a run
@@ -180,7 +193,7 @@ train_for "$RUN" "$STAGE1_MINUTES" "${TRAIN[@]}"
 RUN2="$OUT/run2"
 if python3 -c "import sys; sys.exit(0 if $STAGE2_MINUTES > 0 else 1)"; then
   [[ -f "$OUT/stage2-start.txt" ]] || ls -d "$RUN"/checkpoint-* | sort | tail -1 > "$OUT/stage2-start.txt"
-  CHAT2="$OUT/chat.jsonl"
+  CHAT2="$CHAT"
   if python3 -c "import sys; sys.exit(0 if $STUDENT_SHARE > 0 else 1)"; then
     # On-policy transcripts: the student answers from its Q8_0 export (about 1 s per answer on
     # 2 threads, 3-4x its f32 checkpoint), with the sampling of the teacher's transcripts.
@@ -193,7 +206,7 @@ if python3 -c "import sys; sys.exit(0 if $STAGE2_MINUTES > 0 else 1)"; then
     "$ANLLM" generate -m "$S1" --chat --anchors "$ANCHORS" "${AW[@]}" --prompts-file "$OUT/student-prompts.txt" \
       --transcripts "$OUT/chat-student.jsonl" --max-tokens 192 --temperature 0.6 --top-p 0.9 --seed 34 \
       --threads "$THREADS" >&2
-    python3 benches/anllm-ep-135m/student.py mix "$OUT/chat.jsonl" "$OUT/chat-student.jsonl" > "$OUT/chat-stage2.jsonl"
+    python3 benches/anllm-ep-135m/student.py mix "$CHAT" "$OUT/chat-student.jsonl" > "$OUT/chat-stage2.jsonl"
     "$ANLLM" eval overlap --data "$OUT/chat-stage2.jsonl" >&2
     CHAT2="$OUT/chat-stage2.jsonl"
   fi

@@ -141,6 +141,17 @@ fn eval_kv_anchor_policy_with_a_window_keeps_at_most_w_minus_one_entries_more() 
             .map(|l| serde_json::from_str::<Value>(l).unwrap())
             .find(|r| r["policy"] == "anchor")
             .unwrap_or_else(|| panic!("{rows}"));
+        // The record and the table say which rule the anchor cell ran with.
+        let (rule, budget) = match window {
+            "0" => (serde_json::json!("an_san"), "| anchor | – |"),
+            _ => (
+                serde_json::json!({ "an_san_window": 32 }),
+                "| anchor | W 32 |",
+            ),
+        };
+        assert_eq!(row["mask_rule"], rule, "{rows}");
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(table.contains(budget), "{table}");
         row["kv_entries"].as_f64().unwrap()
     };
     // The anchor cache plus the last W − 1 tokens, some of which it keeps anyway.

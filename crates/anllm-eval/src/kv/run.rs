@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anllm::policy::{Eviction, KvPolicy, Observation, PolicyConfig};
-use anllm::{AnchorSet, AttentionStats, Llama, OutputRows, Session, SessionConfig, TokenId};
+use anllm::{
+    AnchorSet, AttentionStats, Llama, MaskRule, OutputRows, Session, SessionConfig, TokenId,
+};
 use candle_core::Tensor;
 use serde::Serialize;
 
@@ -96,6 +98,10 @@ pub struct CellRecord {
     pub config: PolicyConfig,
     /// Budget as a share of the context, if the cell has one.
     pub share: Option<f64>,
+    /// The attention rule of the `anchor` cell (AnSAN, with its local window if any); `None`
+    /// for the other policies (and in records written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_rule: Option<MaskRule>,
     /// Tokens compressed: the context (and the question, when query-aware).
     pub context: usize,
     /// Whether the question was compressed with the context.
@@ -390,6 +396,7 @@ pub fn run_item(
             policy: cell.label(),
             config: cell.policy,
             share: cell.share,
+            mask_rule: (kind == Prefill::Anchored).then_some(cfg.anchored.rule),
             context: p.context_ids.len(),
             query_aware: cell.query_aware,
             kv_entries,

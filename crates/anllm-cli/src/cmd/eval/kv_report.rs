@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::Serialize;
 
+use anllm::MaskRule;
 use anllm_eval::kv::run::CellRecord;
 
 use crate::plot::{Plot, Series, write_png};
@@ -21,6 +22,9 @@ pub struct Row {
     pub policy: String,
     /// Budget as a share of the context (`None`: the policy's own rule).
     pub share: Option<f64>,
+    /// The `anchor` policy's attention rule (its local window), `None` for the others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask_rule: Option<MaskRule>,
     /// Items averaged.
     pub items: usize,
     /// Entries held after compression ÷ context tokens.
@@ -75,6 +79,7 @@ pub fn summarize(records: &[CellRecord]) -> Vec<Row> {
                 length: g[0].length,
                 policy: g[0].policy.clone(),
                 share: g[0].share,
+                mask_rule: g[0].mask_rule,
                 items: g.len(),
                 kv_kept: f(|r| r.kv_entries as f64 / r.context.max(1) as f64),
                 kv_peak_bytes: f(|r| r.kv_peak_bytes as f64),
@@ -93,6 +98,15 @@ pub fn summarize(records: &[CellRecord]) -> Vec<Row> {
         .collect()
 }
 
+/// The budget column: the share of the context, or the `anchor` policy's local window.
+fn budget(r: &Row) -> String {
+    match (r.share, r.mask_rule.map_or(0, MaskRule::window)) {
+        (Some(s), _) => format!("{:.0}%", s * 100.0),
+        (None, 0) => "–".into(),
+        (None, w) => format!("W {w}"),
+    }
+}
+
 /// A markdown table, one line per row.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
@@ -106,7 +120,7 @@ pub fn table(rows: &[Row]) -> String {
             r.task,
             r.length,
             r.policy,
-            r.share.map_or("–".into(), |s| format!("{:.0}%", s * 100.0)),
+            budget(r),
             r.items,
             r.kv_kept * 100.0,
             r.kv_peak_bytes / (1 << 20) as f64,

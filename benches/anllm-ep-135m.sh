@@ -6,7 +6,7 @@
 #
 #   benches/anllm-ep-135m.sh [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N]
 #                            [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list]
-#                            [--fewshot text|chat|none] [--anchor-window W] [--drop-loops]
+#                            [--fewshot text|chat|none] [--anchor-window W] [--resample-loops]
 #   (--minutes: training step time of both stages, 150 by default; --stage2-minutes: the second
 #   stage's share of it, 55 by default, 0 for one stage; --steps: the last step of the first
 #   stage's cosine learning-rate schedule, 560 by default: about 110 quiet minutes of 2-thread
@@ -22,8 +22,9 @@
 #   chat conversations, one turn per item (benches/anllm-ep-135m/fewshot_chat.py), or none;
 #   --anchor-window: AnSAN's local window (our extension, `train --anchor-window`), in training
 #   and in every anchored evaluation, 0 (the paper's rule) by default;
-#   --drop-loops: leave out of training the transcripts whose answer loops (a sentence or line
-#   three times, or distinct-2 below 0.4: benches/anllm-ep-135m/clean.py); kept by default)
+#   --resample-loops: the transcripts whose answer loops (a sentence or line three times, or
+#   distinct-2 below 0.4: benches/anllm-ep-135m/clean.py) are answered again with two more
+#   seeds, and dropped if both loop too; kept as they are by default)
 #   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1, STAGE2_STEPS=N
 #   (ends the second stage after N steps, within --stage2-minutes: an A/B of two second stages
 #   at equal tokens when the cores are shared)
@@ -32,7 +33,7 @@
 #   1. prompts (benches/anllm-ep-135m/prompts.py): templates x topics and instructions about
 #      passages of the corpus's training split; no scored evaluation split is used;
 #   2. the teacher (the starting model, full attention) answers them: chat transcripts (with
-#      --drop-loops, those whose answer loops are left out);
+#      --resample-loops, the answers that loop are sampled again);
 #   3. contamination check: no scored item of the eight QA tasks may occur in the training
 #      files (`anllm eval overlap`), else the run stops before training;
 #   4. `anllm train --distill` on the transcripts (rendered by the model's chat template, loss
@@ -66,7 +67,7 @@ PIN_PROMPTS=0
 STUDENT_SHARE=0
 ANCHORS=ep
 FEWSHOT=text
-DROP_LOOPS=0
+RESAMPLE_LOOPS=0
 WINDOW=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -79,9 +80,9 @@ while [[ $# -gt 0 ]]; do
     --student-share) STUDENT_SHARE="$2"; shift 2 ;;
     --anchors) ANCHORS="$2"; shift 2 ;;
     --fewshot) FEWSHOT="$2"; shift 2 ;;
-    --drop-loops) DROP_LOOPS=1; shift ;;
+    --resample-loops) RESAMPLE_LOOPS=1; shift ;;
     --anchor-window) WINDOW="$2"; shift 2 ;;
-    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list] [--fewshot text|chat|none] [--anchor-window W] [--drop-loops]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list] [--fewshot text|chat|none] [--anchor-window W] [--resample-loops]" >&2; exit 2 ;;
   esac
 done
 [[ "$ANCHORS" =~ ^(ep|ep-nodigit|ep-list)$ ]] || { echo "--anchors: ep, ep-nodigit or ep-list, not $ANCHORS" >&2; exit 2; }
@@ -115,11 +116,18 @@ log() { echo "anllm-ep-135m: $*" >&2; }
 log "transcripts: $OUT/chat.jsonl"
 "$ANLLM" generate --chat --prompts-file "$OUT/prompts.txt" --transcripts "$OUT/chat.jsonl" \
   --max-tokens 192 --temperature 0.6 --top-p 0.9 --seed 34 --threads "$THREADS" >&2
-# The conversations trained on; with --drop-loops without the answers that loop (a sampled 135M
-# model repeats a line until the token limit in about one answer of seven).
+# The conversations trained on; with --resample-loops the answers that loop (a sampled 135M
+# model repeats a line until the token limit in about one answer of seven) are sampled again.
 CHAT="$OUT/chat.jsonl"
-if [[ "$DROP_LOOPS" == 1 ]]; then
-  python3 benches/anllm-ep-135m/clean.py "$OUT/chat.jsonl" > "$OUT/chat-train.jsonl.part"
+if [[ "$RESAMPLE_LOOPS" == 1 ]]; then
+  python3 benches/anllm-ep-135m/clean.py loops "$OUT/chat.jsonl" "$OUT/prompts.txt" > "$OUT/loop-prompts.txt"
+  AGAIN=()
+  for seed in 35 36; do
+    "$ANLLM" generate --chat --prompts-file "$OUT/loop-prompts.txt" --transcripts "$OUT/chat-again-$seed.jsonl" \
+      --max-tokens 192 --temperature 0.6 --top-p 0.9 --seed $seed --threads "$THREADS" >&2
+    AGAIN+=("$OUT/chat-again-$seed.jsonl")
+  done
+  python3 benches/anllm-ep-135m/clean.py merge "$OUT/chat.jsonl" "${AGAIN[@]}" > "$OUT/chat-train.jsonl.part"
   mv "$OUT/chat-train.jsonl.part" "$OUT/chat-train.jsonl"
   CHAT="$OUT/chat-train.jsonl"
 fi

@@ -10,7 +10,11 @@ An answer loops when one sentence or line of at least three words occurs three t
 bigrams) is below 0.4. Lists keep their shape: "1. Apples are red." and "2. Pears are green."
 are different lines, and a list's distinct-2 stays above 0.4 unless its items repeat.
 
-Usage: clean.py CHAT_JSONL > CLEAN_JSONL   (the counts on stderr)
+Usage: clean.py loops CHAT_JSONL PROMPTS_TXT > LOOP_PROMPTS_TXT
+           (the prompts, one per line as in PROMPTS_TXT, whose answer loops)
+       clean.py merge CHAT_JSONL [RESAMPLED_JSONL...] > CLEAN_JSONL   (the counts on stderr)
+           (each looping conversation replaced by the first answer that does not loop from
+           the RESAMPLED files, which answer LOOP_PROMPTS_TXT in order; dropped if none)
 """
 import collections
 import json
@@ -37,19 +41,45 @@ def loops(text):
     return most_repeated(text) >= MAX_REPEATS or distinct2(text) < MIN_DISTINCT2
 
 
+def conversations(path):
+    return [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+
+
+def row_loops(row):
+    return any(loops(m["content"]) for m in row["messages"] if m["role"] == "assistant")
+
+
 def main():
-    kept = dropped = 0
-    for line in open(sys.argv[1], encoding="utf-8"):
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        answers = [m["content"] for m in row["messages"] if m["role"] == "assistant"]
-        if any(loops(a) for a in answers):
-            dropped += 1
-            continue
-        kept += 1
-        sys.stdout.write(line if line.endswith("\n") else line + "\n")
-    print(f"clean.py: kept {kept} conversations, dropped {dropped} whose answer loops", file=sys.stderr)
+    args = sys.argv[1:]
+    if args[:1] == ["loops"] and len(args) == 3:
+        # The prompt lines (as prompts.txt spells them) whose conversation loops: the
+        # transcripts answer prompts.txt line by line, in order.
+        prompts = open(args[2], encoding="utf-8").read().splitlines()
+        for prompt, row in zip(prompts, conversations(args[1])):
+            if row_loops(row):
+                print(prompt)
+        return
+    if args[:1] != ["merge"] or len(args) < 2:
+        sys.exit(__doc__)
+    # Each looping conversation is replaced by the first answer to its prompt that does not
+    # loop, from RESAMPLED files that answer the `loops` prompts in order; dropped if none.
+    resampled = [conversations(path) for path in args[2:]]
+    kept = replaced = dropped = 0
+    at = 0  # index among the looping conversations
+    for row in conversations(args[1]):
+        if not row_loops(row):
+            kept += 1
+        else:
+            tries = [rows[at] for rows in resampled if at < len(rows)]
+            at += 1
+            row = next((r for r in tries if not row_loops(r)), None)
+            if row is None:
+                dropped += 1
+                continue
+            replaced += 1
+        print(json.dumps(row, ensure_ascii=False))
+    print(f"clean.py: {kept} conversations kept, {replaced} whose answer looped answered again, "
+          f"{dropped} dropped", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,10 @@ APRESET="$ANCHORS"; [[ "$WINDOW" != 0 ]] && APRESET="$ANCHORS --anchor-window $W
 if python3 -c "import sys; sys.exit(0 if $STUDENT_SHARE > 0 and $STAGE2_MINUTES <= 0 else 1)"; then
   echo "--student-share answers the second stage's prompts: it needs --stage2-minutes > 0" >&2; exit 2
 fi
+if python3 -c "import sys; sys.exit(0 if $STUDENT_SHARE > 0 and $RESAMPLE_LOOPS == 1 else 1)"; then
+  # student.py mix replaces teacher conversations by prompt; a dropped one has none to replace.
+  echo "--student-share and --resample-loops do not combine yet (student.py mix needs every prompt)" >&2; exit 2
+fi
 
 H="${ANLLM_HOME:-$HOME/.cache/anllm}"
 MODEL="$H/models/SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -27,7 +27,8 @@
 #   seeds, and dropped if both loop too; kept as they are by default)
 #   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1, STAGE2_STEPS=N
 #   (ends the second stage after N steps, within --stage2-minutes: an A/B of two second stages
-#   at equal tokens when the cores are shared)
+#   at equal tokens when the cores are shared), SEED=N (the training seed of both stages, 34:
+#   data order and the pinned share; a replicate of a run)
 #
 # Steps:
 #   1. prompts (benches/anllm-ep-135m/prompts.py): templates x topics and instructions about
@@ -175,7 +176,7 @@ PY
 RUN="$OUT/run"
 TRAIN=(train --data "$CHAT" "$OUT/corpus-slice.txt" --eval-data "$H/corpus/heldout.txt"
   --anchors "$ANCHORS" "${AW[@]}" --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 1e-4 --warmup 10
-  --schedule cosine --min-lr-ratio 0.1 --save-every 30 --eval-every 10 --eval-rows 4 --steps "$STEPS" --threads "$THREADS" --out "$RUN")
+  --schedule cosine --min-lr-ratio 0.1 --save-every 30 --eval-every 10 --eval-rows 4 --steps "$STEPS" --seed "${SEED:-34}" --threads "$THREADS" --out "$RUN")
 # Training seconds so far: the step time the newest checkpoint records (`elapsed_s`), so a run
 # that was killed resumes with the budget its saved steps used (the steps after the last
 # checkpoint are trained again and counted once).
@@ -232,7 +233,7 @@ if python3 -c "import sys; sys.exit(0 if $STAGE2_MINUTES > 0 else 1)"; then
   TRAIN2=(train --model "$(cat "$OUT/stage2-start.txt")" --teacher "$MODEL"
     --data "$CHAT2" "${FEWSHOT2[@]}" "$OUT/corpus-slice2.txt" --eval-data "$H/corpus/heldout.txt"
     --anchors "$ANCHORS" "${AW[@]}" --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 5e-5 --warmup 5
-    --schedule constant --pin-prompts "$PIN_PROMPTS" --save-every 60 --eval-every 10 --eval-rows 4 --steps "${STAGE2_STEPS:-100000}" --threads "$THREADS" --out "$RUN2")
+    --schedule constant --pin-prompts "$PIN_PROMPTS" --save-every 60 --eval-every 10 --eval-rows 4 --steps "${STAGE2_STEPS:-100000}" --seed "${SEED:-34}" --threads "$THREADS" --out "$RUN2")
   train_for "$RUN2" "$STAGE2_MINUTES" "${TRAIN2[@]}"
 fi
 

@@ -1,14 +1,16 @@
-#!/usr/bin/env python3
-"""Drop the conversations whose assistant answer loops: the teacher's sampled transcripts
-(temperature 0.6, top-p 0.9) include answers that repeat one line or sentence until the token
-limit ("A gentle breeze, a gentle breeze, / A gentle breeze, ..."). Distilled on them, the
-student learns to go on repeating once a sentence has repeated, which an anchor-pruned cache,
-seeing only the sentences' anchors, falls into sooner than full attention.
+"""Find the conversations whose assistant answer loops, and replace them by answers sampled
+again: the teacher's sampled transcripts (temperature 0.6, top-p 0.9) include answers that
+repeat one line or sentence until the token limit ("A gentle breeze, a gentle breeze, / A
+gentle breeze, ..."). Distilled on them, the student may learn to go on repeating once a
+sentence has repeated, which an anchor-pruned cache, seeing only the sentences' anchors, may
+fall into sooner than full attention.
 
 An answer loops when one sentence or line of at least three words occurs three times or more
 (after lowercasing and dropping punctuation), or when its distinct-2 (distinct word bigrams /
-bigrams) is below 0.4. Lists keep their shape: "1. Apples are red." and "2. Pears are green."
-are different lines, and a list's distinct-2 stays above 0.4 unless its items repeat.
+bigrams, chat.py's) is below 0.4 (an answer of fewer than two words counts as looping too).
+Lists keep their shape: "1. Apples are red." and "2. Pears are green." are different lines.
+Not caught: a list that counts on with one item ("17. Grapes / 18. Grapes"), whose numbers make
+every line and bigram new.
 
 Usage: clean.py loops CHAT_JSONL PROMPTS_TXT > LOOP_PROMPTS_TXT
            (the prompts, one per line as in PROMPTS_TXT, whose answer loops)
@@ -18,16 +20,14 @@ Usage: clean.py loops CHAT_JSONL PROMPTS_TXT > LOOP_PROMPTS_TXT
 """
 import collections
 import json
+import os
 import re
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from chat import distinct2  # noqa: E402
+
 MIN_WORDS, MAX_REPEATS, MIN_DISTINCT2 = 3, 3, 0.4
-
-
-def distinct2(text):
-    words = text.split()
-    bigrams = list(zip(words, words[1:]))
-    return len(set(bigrams)) / len(bigrams) if bigrams else 1.0
 
 
 def most_repeated(text):

@@ -28,7 +28,8 @@
 #   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1, STAGE2_STEPS=N
 #   (ends the second stage after N steps, within --stage2-minutes: an A/B of two second stages
 #   at equal tokens when the cores are shared), SEED=N (the training seed of both stages, 34:
-#   data order and the pinned share; a replicate of a run)
+#   data order and the pinned share; a replicate of a run), STAGE2_SAVE_EVERY=N (the second
+#   stage's checkpoint interval, 60: smaller keeps more checkpoints to average, `anllm average`)
 #
 # Steps:
 #   1. prompts (benches/anllm-ep-135m/prompts.py): templates x topics and instructions about
@@ -233,7 +234,7 @@ if python3 -c "import sys; sys.exit(0 if $STAGE2_MINUTES > 0 else 1)"; then
   TRAIN2=(train --model "$(cat "$OUT/stage2-start.txt")" --teacher "$MODEL"
     --data "$CHAT2" "${FEWSHOT2[@]}" "$OUT/corpus-slice2.txt" --eval-data "$H/corpus/heldout.txt"
     --anchors "$ANCHORS" "${AW[@]}" --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 5e-5 --warmup 5
-    --schedule constant --pin-prompts "$PIN_PROMPTS" --save-every 60 --eval-every 10 --eval-rows 4 --steps "${STAGE2_STEPS:-100000}" --seed "${SEED:-34}" --threads "$THREADS" --out "$RUN2")
+    --schedule constant --pin-prompts "$PIN_PROMPTS" --save-every "${STAGE2_SAVE_EVERY:-60}" --eval-every 10 --eval-rows 4 --steps "${STAGE2_STEPS:-100000}" --seed "${SEED:-34}" --threads "$THREADS" --out "$RUN2")
   train_for "$RUN2" "$STAGE2_MINUTES" "${TRAIN2[@]}"
 fi
 

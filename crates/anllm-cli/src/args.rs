@@ -30,6 +30,9 @@ pub enum Command {
     Train(Box<crate::train_args::TrainArgs>),
     /// Write a model (e.g. a training checkpoint) as a llama.cpp GGUF: F16, Q8_0 or Q4_1.
     Export(crate::cmd::export::ExportArgs),
+    /// Average the weights of checkpoints of one run (stochastic weight averaging) into a
+    /// new model directory.
+    Average(crate::cmd::average::AverageArgs),
     /// Serve the model over an OpenAI-compatible HTTP API, with conversations kept in
     /// anchor-compressed sessions (in RAM and, with --session-dir, on disk).
     Serve(Box<crate::cmd::serve::ServeArgs>),

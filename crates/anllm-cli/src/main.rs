@@ -38,6 +38,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(a) => cmd::eval::run(a),
         Command::Train(a) => cmd::train::run(*a),
         Command::Export(a) => cmd::export::run(a),
+        Command::Average(a) => cmd::average::run(a),
         Command::Serve(a) => cmd::serve::run(*a),
         Command::Plot(a) => cmd::plot::run(a),
     }

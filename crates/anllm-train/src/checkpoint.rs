@@ -241,6 +241,51 @@ fn index_json(params: &[(String, Tensor)]) -> Result<Vec<u8>> {
     to_pretty(&index, "model.safetensors.index.json")
 }
 
+/// Every tensor of a `model.safetensors` file, on the CPU, sorted by name.
+pub fn read_model_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    read_safetensors(path)
+}
+
+/// Writes the model directory `out` (weights in f32 with their index, `config_bytes` as
+/// `config.json`, the tokenizer files, then whatever `extra` writes; no optimizer state) into a
+/// temp directory beside it, then renames it into place: a stopped write leaves no `out`.
+pub fn write_model_dir(
+    out: &Path,
+    params: &[(String, Tensor)],
+    config_bytes: &[u8],
+    tokenizer_files: &[(String, Vec<u8>)],
+    extra: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    let name = out
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::config("output", format!("{} has no file name", out.display())))?;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let tmp = parent.join(format!(".tmp-{name}"));
+    if tmp.exists() {
+        remove_dir(&tmp)?;
+    }
+    std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    write_safetensors(&tmp.join(MODEL_FILE), params)?;
+    write_file(
+        &tmp.join("model.safetensors.index.json"),
+        &index_json(params)?,
+    )?;
+    write_file(&tmp.join("config.json"), config_bytes)?;
+    for (file, bytes) in tokenizer_files {
+        check_file_name(file)?;
+        write_file(&tmp.join(file), bytes)?;
+    }
+    extra(&tmp)?;
+    sync_dir(&tmp)?;
+    rename(&tmp, out)?;
+    sync_dir(parent)
+}
+
 /// Loads the checkpoint `latest.json` names, or (without `latest.json`) the newest complete
 /// one; `None` when `out_dir` has no checkpoint.
 pub fn load_latest(out_dir: &Path) -> Result<Option<LoadedCheckpoint>> {

@@ -13,11 +13,13 @@
 //!   vocabulary extension.
 //! * [`trainer`]: one optimizer step (gradient accumulation, clipping, schedule), held-out
 //!   loss, the unigram baseline.
+//! * [`average`]: the weight average of a run's checkpoints (`anllm average`).
 //! * [`checkpoint`]: atomic Hugging Face checkpoints with optimizer and trainer state.
 //! * [`vocab`]: `[PAD]` and `<AC>` added to the tokenizer files, embedding and LM-head rows
 //!   grown (`copy-period` or `mean` init of the new rows).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod average;
 pub mod batch;
 pub mod checkpoint;
 pub mod data;

@@ -29,7 +29,9 @@
 #   (ends the second stage after N steps, within --stage2-minutes: an A/B of two second stages
 #   at equal tokens when the cores are shared), SEED=N (the training seed of both stages, 34:
 #   data order and the pinned share; a replicate of a run), STAGE2_SAVE_EVERY=N (the second
-#   stage's checkpoint interval, 60: smaller keeps more checkpoints to average, `anllm average`)
+#   stage's checkpoint interval, 60: smaller keeps more checkpoints to average), AVERAGE_LAST=N
+#   (evaluate, export and report the weight average of the last stage's newest N checkpoints,
+#   `anllm average`, in place of its last checkpoint; 0, off, by default)
 #
 # Steps:
 #   1. prompts (benches/anllm-ep-135m/prompts.py): templates x topics and instructions about
@@ -89,6 +91,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ "$ANCHORS" =~ ^(ep|ep-nodigit|ep-list)$ ]] || { echo "--anchors: ep, ep-nodigit or ep-list, not $ANCHORS" >&2; exit 2; }
 [[ "$FEWSHOT" =~ ^(text|chat|none)$ ]] || { echo "--fewshot: text, chat or none, not $FEWSHOT" >&2; exit 2; }
+[[ "${AVERAGE_LAST:-0}" =~ ^[0-9]+$ && "${AVERAGE_LAST:-0}" != 1 ]] || { echo "AVERAGE_LAST: 0 (off) or a number of checkpoints ≥ 2, not $AVERAGE_LAST" >&2; exit 2; }
 [[ "$WINDOW" =~ ^[0-9]+$ ]] || { echo "--anchor-window: a number of positions, not $WINDOW" >&2; exit 2; }
 # The window goes wherever the anchors go: training, every anchored evaluation and the probes
 # (which take the flags as one preset string, as a trained model records them).
@@ -244,6 +247,13 @@ fi
 # 5. Evaluation, of the last checkpoint of the last stage that ran.
 last=$(ls -d "$RUN"/checkpoint-* | sort | tail -1)
 [[ -d "$RUN2" ]] && compgen -G "$RUN2/checkpoint-*" > /dev/null && last=$(ls -d "$RUN2"/checkpoint-* | sort | tail -1)
+# AVERAGE_LAST=N: the model evaluated is the weight average of the newest N checkpoints of the
+# last stage (named by its newest checkpoint, so more training makes a new one).
+AVG=""
+if [[ "${AVERAGE_LAST:-0}" != 0 ]]; then
+  AVG="$OUT/average-last${AVERAGE_LAST}-$(basename "$last")"
+  [[ -d "$AVG" ]] || "$ANLLM" average --run "$(dirname "$last")" --last "$AVERAGE_LAST" --out "$AVG" >&2
+fi
 ppl() { # model none|ep text (ep: anchored, with the run's --anchors preset; the files keep the name)
   local anchors=none mode=full; [[ "$2" == ep ]] && { anchors="$ANCHORS"; mode=cache; }
   "$ANLLM" eval ppl --model "$1" --dtype f32 --anchors "$anchors" "${AW[@]}" --mode "$mode" --text "$3" \
@@ -262,25 +272,27 @@ for text in heldout gpl3; do
       n=$(basename "$ck"); [[ "$ck" == "$RUN2"/* ]] && n="s2-$n"
       ppl_into "$EVAL/$n-$text-$a.json" "$ck" $a "$file"
     done
+    [[ -z "$AVG" ]] || ppl_into "$EVAL/$(basename "$AVG")-$text-$a.json" "$AVG" $a "$file"
   done
 done
-[[ -f "$OUT/chat.json" ]] || python3 benches/anllm-ep-135m/chat.py "$ANLLM" "$MODEL" "$last" \
+TRAINED="${AVG:-$last}"
+[[ -f "$OUT/chat.json" ]] || python3 benches/anllm-ep-135m/chat.py "$ANLLM" "$MODEL" "$TRAINED" \
   --json-out "$OUT/chat.json" --anchors "$APRESET" > "$OUT/chat.md"
 # The same probes with llama.cpp's mildest usual repetition penalty on every row.
-[[ -f "$OUT/chat-rp1.1.json" ]] || python3 benches/anllm-ep-135m/chat.py "$ANLLM" "$MODEL" "$last" \
+[[ -f "$OUT/chat-rp1.1.json" ]] || python3 benches/anllm-ep-135m/chat.py "$ANLLM" "$MODEL" "$TRAINED" \
   --json-out "$OUT/chat-rp1.1.json" --anchors "$APRESET" --repeat-penalty 1.1 > "$OUT/chat-rp1.1.md"
 # 24 probes judged against each other (stays on topic, stops at end of turn), full and anchored.
 [[ -f "$OUT/probes.json" ]] || python3 benches/anllm-ep-135m/chat_probes.py "$ANLLM" "$MODEL" \
-  "original=$MODEL" "trained=$last" --json-out "$OUT/probes.json" --anchors "$APRESET" > "$OUT/probes.md"
-[[ -f "$OUT/anllm-ep-135m.Q8_0.gguf" ]] || "$ANLLM" export -m "$last" --to "$OUT/anllm-ep-135m.Q8_0.gguf" --type q8_0 --vocab-from "$MODEL" >&2
+  "original=$MODEL" "trained=$TRAINED" --json-out "$OUT/probes.json" --anchors "$APRESET" > "$OUT/probes.md"
+[[ -f "$OUT/anllm-ep-135m.Q8_0.gguf" ]] || "$ANLLM" export -m "$TRAINED" --to "$OUT/anllm-ep-135m.Q8_0.gguf" --type q8_0 --vocab-from "$MODEL" >&2
 if [[ "${QA:-0}" == 1 ]]; then
   for shots in 0 5; do
     f="$EVAL/qa-trained-cache-${shots}shot"
-    [[ -f "$f.json" ]] || "$ANLLM" eval qa -m "$last" --dtype f32 --tasks all --shots $shots --limit 100 \
+    [[ -f "$f.json" ]] || "$ANLLM" eval qa -m "$TRAINED" --dtype f32 --tasks all --shots $shots --limit 100 \
       --anchors "$ANCHORS" "${AW[@]}" --mode cache --speedup-items 20 --threads "$THREADS" --output "$f.json" > "$f.md"
   done
 fi
-python3 benches/anllm-ep-135m/report.py "$OUT" "$last" "$APRESET" > "$OUT/result.json"
+python3 benches/anllm-ep-135m/report.py "$OUT" "$last" "$APRESET" $AVG > "$OUT/result.json"
 # The perplexity curves against tokens trained (the base model is the point at 0 tokens).
 python3 - "$OUT" <<'PY'
 import json, sys

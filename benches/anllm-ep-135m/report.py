@@ -3,7 +3,12 @@
 both stages; the second stage's tokens and seconds continue the first's) to stderr, writes
 OUT/curves.json, and prints the result JSON as the last line of stdout.
 
-Usage: report.py OUT LAST_CHECKPOINT_DIR [ANCHORS (the anchored rows' preset, ep)]
+Usage: report.py OUT LAST_CHECKPOINT_DIR [ANCHORS (the anchored rows' preset, ep)] [AVERAGE_DIR]
+
+With AVERAGE_DIR (the recipe's AVERAGE_LAST=N: `anllm average` of the last stage's newest
+checkpoints, evaluated under its directory name), the trained model's perplexities are the
+average's, `checkpoint` names it and `averaged_from` its sources; tokens, steps and minutes are
+those of LAST_CHECKPOINT_DIR, the newest checkpoint averaged.
 """
 import glob
 import json
@@ -74,7 +79,10 @@ def main():
         curves.append(row)
         print(json.dumps(row), file=sys.stderr)
     json.dump(curves, open(os.path.join(out, "curves.json"), "w"), indent=1)
+    average = sys.argv[4] if len(sys.argv) > 4 else None
     name, steps0, tokens0, secs0 = offsets[os.path.abspath(last)]
+    if average:
+        name = os.path.basename(os.path.normpath(average))
     state = state_of(last)
     wall = secs0 + state["elapsed_s"]  # training step time, both stages, resumed invocations
     res = {}
@@ -89,7 +97,9 @@ def main():
             f"kv_reduction{suffix}": kv_reduction(out, name, text),
         })
     res.update({"anchors": preset, "tokens_trained": tokens0 + state["tokens_seen"], "steps": steps0 + state["step"],
-                "minutes": round(wall / 60, 1), "checkpoint": os.path.abspath(last)})
+                "minutes": round(wall / 60, 1), "checkpoint": os.path.abspath(average or last)})
+    if average:
+        res["averaged_from"] = load_json(os.path.join(average, "anllm_average.json"))["averaged_from"]
     # The chat probes' means (chat.py --json-out): distinct-2, judge nats/token, relevance.
     # And of the 24 probes (chat_probes.py): also on topic and end of turn.
     for key, file in (("chat", "chat.json"), ("chat_rp1.1", "chat-rp1.1.json"),

@@ -11,7 +11,8 @@ so that "stays on topic" is measured over more than three answers:
 - on topic: the share of answers whose own prompt gives the judge's lowest NLL of all 24
   (chance: 1/24 = 4%);
 - end of turn: the share of answers that stopped at the end of their turn (the chat template
-  followed), not at the token limit;
+  followed), not at the token limit (each answer's stop reason is printed under it: `eos` or
+  `length`; `--max-tokens` raises the limit, which counts long answers as not stopping);
 - Q/A leak: the share of answers with a line that starts with `Question:` or `Answer:` (the
   shape of the second stage's few-shot text, which no probe asks for);
 - by kind: the mean distinct-2 of the stories, explanations and lists, and how many of each
@@ -131,7 +132,9 @@ def main():
                 texts.append((i, text))
                 eot.append(stats.get("stop_reason") == "eos")
                 answers.append(f"**{name}** — {prompt}\n\n> "
-                               + text.strip().replace("\n", "\n> ") + "\n")
+                               + text.strip().replace("\n", "\n> ")
+                               + f"\n\n`stop {stats.get('stop_reason')}` · distinct-2 "
+                               f"{distinct2(text):.2f}\n")
             judged = judge_all(anllm, base, texts, PROBES)
             rows[name] = {
                 **text_columns([(PROBES[i], t) for i, t in texts]),

@@ -19,10 +19,12 @@ so that "stays on topic" is measured over more than three answers:
   fall below 0.3 (loops);
 - list items: the mean number of distinct line-start numbers (`1.`, `2.`, ...) of the list
   answers, each capped at the five the prompts ask for (a list that counts on in a loop
-  scores 5, so read it with the lists' distinct-2).
+  scores 5, so read it with the lists' distinct-2);
+- worded items: the same, counting only numbered lines with a letter after the number (a list
+  that counts on with bare numbers, `1.` / `2.` / … `40.`, scores 0, not 5).
 
 `chat_probes.py --from-md OUT/probes.md` prints the columns that need no model (distinct-2, by
-kind, list items, Q/A leak) again from a finished run's answers.
+kind, list items, worded items, Q/A leak) again from a finished run's answers.
 
 Usage: chat_probes.py ANLLM BASE_MODEL LABEL=MODEL... [--json-out FILE] [--max-tokens N]
                       [--anchors PRESET (ep)] [-- GENERATE_FLAGS...]
@@ -50,9 +52,11 @@ def kind(prompt):
     return KINDS.get(prompt.split()[0], "other")
 
 
-def numbered_items(text, cap=5):
-    """How many distinct numbers start a line of `text` (`1.`, ` 2.`), at most `cap`."""
-    return min(cap, len({int(n) for n in re.findall(r"(?m)^[ \t]*(\d+)\.", text)}))
+def numbered_items(text, cap=5, worded=False):
+    """How many distinct numbers start a line of `text` (`1.`, ` 2.`), at most `cap`; with
+    `worded`, only lines with a letter after the number."""
+    rest = r"[^\n]*[^\W\d_]" if worded else ""
+    return min(cap, len({int(n) for n in re.findall(rf"(?m)^[ \t]*(\d+)\.{rest}", text)}))
 
 
 def text_columns(pairs):
@@ -62,7 +66,9 @@ def text_columns(pairs):
         by_kind.setdefault(kind(prompt), []).append(distinct2(text))
     row = {"distinct2": mean([distinct2(t) for _, t in pairs]),
            "qa_leak": mean([float(qa_leak(t)) for _, t in pairs]),
-           "list_items": mean([float(numbered_items(t)) for p, t in pairs if kind(p) == "lists"])}
+           "list_items": mean([float(numbered_items(t)) for p, t in pairs if kind(p) == "lists"]),
+           "worded_items": mean([float(numbered_items(t, worded=True)) for p, t in pairs
+                                 if kind(p) == "lists"])}
     for k, xs in by_kind.items():
         row[f"distinct2_{k}"] = mean(xs)
         row[f"loops_{k}"] = sum(x < 0.3 for x in xs)
@@ -73,11 +79,11 @@ def kind_cells(r):
     """The by-kind and list-item cells of a table row."""
     cells = [f"{r[f'distinct2_{k}']:.2f} ({r[f'loops_{k}']})" if f"loops_{k}" in r else "–"
              for k in KINDS.values()]
-    return " | ".join(cells) + f" | {r['list_items']:.2f}"
+    return " | ".join(cells) + f" | {r['list_items']:.2f} | {r['worded_items']:.2f}"
 
 
-KIND_HEADER = ("stories (below 0.3) | explanations (below 0.3) | lists (below 0.3) | list items",
-               "---:|---:|---:|---:")
+KIND_HEADER = ("stories (below 0.3) | explanations (below 0.3) | lists (below 0.3) | list items | worded items",
+               "---:|---:|---:|---:|---:")
 
 
 def from_md(path):

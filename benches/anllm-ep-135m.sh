@@ -244,11 +244,13 @@ fi
 # TRAIN_ONLY=1 stops here (to continue the training in a later invocation before evaluating).
 [[ "${TRAIN_ONLY:-0}" == 1 ]] && { log "TRAIN_ONLY=1: evaluation skipped"; exit 0; }
 
-# 5. Evaluation, of the last checkpoint of the last stage that ran.
+# 5. Evaluation, of the last checkpoint of the last stage that ran (or, with AVERAGE_LAST, of
+# the average of its newest checkpoints).
 last=$(ls -d "$RUN"/checkpoint-* | sort | tail -1)
 [[ -d "$RUN2" ]] && compgen -G "$RUN2/checkpoint-*" > /dev/null && last=$(ls -d "$RUN2"/checkpoint-* | sort | tail -1)
 # AVERAGE_LAST=N: the model evaluated is the weight average of the newest N checkpoints of the
-# last stage (named by its newest checkpoint, so more training makes a new one).
+# last stage (named by its newest checkpoint, so more training makes a new one). Set it before
+# the evaluation first runs: the chat, probe, QA and GGUF files are kept once written.
 AVG=""
 if [[ "${AVERAGE_LAST:-0}" != 0 ]]; then
   AVG="$OUT/average-last${AVERAGE_LAST}-$(basename "$last")"

@@ -35,7 +35,8 @@ pub struct Averaged {
 
 /// Averages the weights of the checkpoints in `sources` (at least two) into the new model
 /// directory `out` (which must not exist yet), with the first one's `config.json` and
-/// tokenizer files. Differing configs, tensor names or shapes are errors naming the file.
+/// tokenizer files (one-file `model.safetensors` directories, as `train` writes). Differing
+/// configs, tensor names or shapes are errors naming the checkpoint.
 pub fn average_checkpoints(sources: &[PathBuf], out: &Path) -> Result<Averaged> {
     let [first, rest @ ..] = sources else {
         return Err(Error::config("average", "no checkpoint to average"));

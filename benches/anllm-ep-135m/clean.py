@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Find the conversations whose assistant answer loops, and replace them by answers sampled
 again: the teacher's sampled transcripts (temperature 0.6, top-p 0.9) include answers that
 repeat one line or sentence until the token limit ("A gentle breeze, a gentle breeze, / A

@@ -122,6 +122,10 @@ fn bad_input_fails_cleanly() {
         &average(&["--run", s(&run), "--last", "3", "--out", o]),
         "has 2 checkpoints",
     );
+    assert_clean_failure(
+        &average(&["--run", s(&run), "--last", "1", "--out", o]),
+        "two or more",
+    );
     assert!(!out_dir.exists(), "a failed average leaves no output");
     std::fs::create_dir(&out_dir).unwrap();
     assert_clean_failure(&average(&[s(&a), s(&b), "--out", o]), "already exists");

@@ -53,10 +53,10 @@ pub fn average_checkpoints(sources: &[PathBuf], out: &Path) -> Result<Averaged> 
             format!("{} already exists: name a new directory", out.display()),
         ));
     }
-    let config = read_config(first)?;
+    let (config_bytes, config) = read_config(first)?;
     let mut sum = to_f64(read_model_tensors(&first.join(MODEL_FILE))?)?;
     for dir in rest {
-        if read_config(dir)? != config {
+        if read_config(dir)?.1 != config {
             return Err(differs(
                 dir,
                 "config.json differs from the first checkpoint's",
@@ -71,8 +71,6 @@ pub fn average_checkpoints(sources: &[PathBuf], out: &Path) -> Result<Averaged> 
         .map(|(name, t)| Ok((name, (t / n)?.to_dtype(DType::F32)?)))
         .collect::<Result<Vec<_>>>()?;
     let parameters = mean.iter().map(|(_, t)| t.elem_count()).sum();
-    let config_bytes = std::fs::read(first.join("config.json"))
-        .map_err(|e| Error::io(first.join("config.json"), e))?;
     let tokenizer = read_tokenizer_files(first)?;
     write_model_dir(out, &mean, &config_bytes, &tokenizer, |tmp| {
         let provenance = json!({
@@ -99,13 +97,16 @@ fn step_of(dir: &Path) -> Option<u64> {
         .as_u64()
 }
 
-fn read_config(dir: &Path) -> Result<Value> {
+/// A checkpoint's `config.json`: its bytes (copied into the average) and its parsed value
+/// (compared across the checkpoints).
+fn read_config(dir: &Path) -> Result<(Vec<u8>, Value)> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Format {
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let value = serde_json::from_slice(&bytes).map_err(|e| Error::Format {
         path,
         reason: e.to_string(),
-    })
+    })?;
+    Ok((bytes, value))
 }
 
 /// The error for a checkpoint that cannot be averaged with the first one.

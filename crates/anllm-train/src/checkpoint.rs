@@ -190,6 +190,27 @@ pub fn save_checkpoint(
     Ok(dir)
 }
 
+/// Writes what a model directory holds into `dir`, each file fsynced: the weights (f32, CPU)
+/// with their one-file index, `config.json` and the tokenizer files.
+fn write_model_files(
+    dir: &Path,
+    params: &[(String, Tensor)],
+    config_bytes: &[u8],
+    tokenizer_files: &[(String, Vec<u8>)],
+) -> Result<()> {
+    write_safetensors(&dir.join(MODEL_FILE), params)?;
+    write_file(
+        &dir.join("model.safetensors.index.json"),
+        &index_json(params)?,
+    )?;
+    write_file(&dir.join("config.json"), config_bytes)?;
+    for (name, bytes) in tokenizer_files {
+        check_file_name(name)?;
+        write_file(&dir.join(name), bytes)?;
+    }
+    Ok(())
+}
+
 /// Writes every file of a checkpoint into `dir`, each fsynced.
 fn write_contents(dir: &Path, ckpt: &Checkpoint<'_>) -> Result<()> {
     let params = ckpt
@@ -197,17 +218,8 @@ fn write_contents(dir: &Path, ckpt: &Checkpoint<'_>) -> Result<()> {
         .iter()
         .map(|(n, t)| Ok((n.clone(), t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)))
         .collect::<Result<Vec<_>>>()?;
-    write_safetensors(&dir.join(MODEL_FILE), &params)?;
-    write_file(
-        &dir.join("model.safetensors.index.json"),
-        &index_json(&params)?,
-    )?;
     let config = config_json(ckpt.config, ckpt.config_extra)?;
-    write_file(&dir.join("config.json"), &config)?;
-    for (name, bytes) in ckpt.tokenizer_files {
-        check_file_name(name)?;
-        write_file(&dir.join(name), bytes)?;
-    }
+    write_model_files(dir, &params, &config, ckpt.tokenizer_files)?;
     write_safetensors(&dir.join(OPTIMIZER_FILE), ckpt.optimizer)?;
     write_file(&dir.join(STATE_FILE), &to_pretty(ckpt.state, STATE_FILE)?)
 }
@@ -270,16 +282,7 @@ pub fn write_model_dir(
         remove_dir(&tmp)?;
     }
     std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    write_safetensors(&tmp.join(MODEL_FILE), params)?;
-    write_file(
-        &tmp.join("model.safetensors.index.json"),
-        &index_json(params)?,
-    )?;
-    write_file(&tmp.join("config.json"), config_bytes)?;
-    for (file, bytes) in tokenizer_files {
-        check_file_name(file)?;
-        write_file(&tmp.join(file), bytes)?;
-    }
+    write_model_files(&tmp, params, config_bytes, tokenizer_files)?;
     extra(&tmp)?;
     sync_dir(&tmp)?;
     rename(&tmp, out)?;

@@ -37,9 +37,12 @@ fn sources(args: &AverageArgs) -> Result<Vec<PathBuf>> {
         bail!("--run {}: not a directory", run.display());
     }
     let all = list_checkpoints(run)?;
-    if last < 2 || all.len() < last {
+    if last < 2 {
+        bail!("--last {last}: an average needs two or more checkpoints");
+    }
+    if all.len() < last {
         bail!(
-            "--last {last}: {} has {} checkpoints, and an average needs two or more",
+            "--last {last}: {} has {} checkpoints",
             run.display(),
             all.len()
         );

@@ -55,7 +55,9 @@
 #      greedy in OUT/chat.md, with --repeat-penalty 1.1 in OUT/chat-rp1.1.md, each answer judged by the
 #      original model; their means in OUT/chat.json and the result JSON); 24 probes
 #      (chat_probes.py: OUT/probes.md, the share of answers on topic and ending their turn, the
-#      list answers' numbered items); the
+#      list answers' numbered items); teacher-forced (chat_nll.py: OUT/chat-nll.md, each row's
+#      nats/token on the original's sampled answers to the 24 probes, its excess over the
+#      original with full attention, and the end-of-turn token's); the
 #      trained model exported as a Q8_0 GGUF. With QA=1 also the QA table (0- and 5-shot, the
 #      first 100 items per task, anchor-pruned cache) of the trained model.
 # The last line of stdout is one JSON object with the results.
@@ -286,6 +288,10 @@ TRAINED="${AVG:-$last}"
 # 24 probes judged against each other (stays on topic, stops at end of turn), full and anchored.
 [[ -f "$OUT/probes.json" ]] || python3 benches/anllm-ep-135m/chat_probes.py "$ANLLM" "$MODEL" \
   "original=$MODEL" "trained=$TRAINED" --json-out "$OUT/probes.json" --anchors "$APRESET" > "$OUT/probes.md"
+# Teacher-forced: every row's nats/token on the original's sampled answers to the same probes.
+[[ -f "$OUT/chat-nll.json" ]] || python3 benches/anllm-ep-135m/chat_nll.py "$ANLLM" "$MODEL" \
+  "original=$MODEL" "trained=$TRAINED" --answers "$OUT/chat-nll-answers.jsonl" \
+  --json-out "$OUT/chat-nll.json" --anchors "$APRESET" > "$OUT/chat-nll.md"
 [[ -f "$OUT/anllm-ep-135m.Q8_0.gguf" ]] || "$ANLLM" export -m "$TRAINED" --to "$OUT/anllm-ep-135m.Q8_0.gguf" --type q8_0 --vocab-from "$MODEL" >&2
 if [[ "${QA:-0}" == 1 ]]; then
   for shots in 0 5; do

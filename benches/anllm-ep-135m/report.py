@@ -101,9 +101,10 @@ def main():
     if average:
         res["averaged_from"] = load_json(os.path.join(average, "anllm_average.json"))["averaged_from"]
     # The chat probes' means (chat.py --json-out): distinct-2, judge nats/token, relevance.
-    # And of the 24 probes (chat_probes.py): also on topic and end of turn.
+    # And of the 24 probes (chat_probes.py): also on topic and end of turn; chat_nll.py's
+    # teacher-forced nats/token and excess over the original on its sampled answers.
     for key, file in (("chat", "chat.json"), ("chat_rp1.1", "chat-rp1.1.json"),
-                      ("probes", "probes.json")):
+                      ("probes", "probes.json"), ("chat_nll", "chat-nll.json")):
         chat = load_json(os.path.join(out, file))
         if chat is not None:
             res[key] = {label: {k: round(v, 3) for k, v in row.items()}

@@ -232,6 +232,11 @@ pub struct ScoreArgs {
     /// System message (with --chat).
     #[arg(long, requires = "chat")]
     pub system: Option<String>,
+    /// Score the template's end-of-turn token after the continuation too (with --chat;
+    /// SmolLM2: `<|im_end|>`): the answer as a whole turn. Its log-probability is the last
+    /// of `token_logprobs`.
+    #[arg(long, requires = "chat")]
+    pub end_of_turn: bool,
     /// Run one masked full-sequence forward (the paper's accuracy method) instead of the
     /// chunked, pruned cache.
     #[arg(long)]

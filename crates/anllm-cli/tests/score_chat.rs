@@ -151,3 +151,53 @@ fn score_requests_reject_bad_records_before_scoring() {
     let out = anllm(&["score", "-m", s(&dir), "--requests", "/no/such/file.jsonl"]);
     assert_clean_failure(&out, "/no/such/file.jsonl");
 }
+
+/// `score --chat --end-of-turn` scores the answer as a whole turn: the continuation gets the
+/// token the template writes after an answer (this template's `</s>`, the EOS id), the rest of
+/// the result is the plain continuation's, and the added token's log-probability is the last.
+#[test]
+fn score_end_of_turn_appends_the_templates_answer_terminator() {
+    let (_tmp, dir) = hf_model_with_template();
+    let model =
+        anllm::load_model(&dir, anllm::WeightDtype::Auto, &candle_core::Device::Cpu).unwrap();
+    let eos = model.tokenizer.specials().eos.unwrap();
+    let score = |extra: &[&str]| {
+        let base = ["score", "-m", s(&dir), "--chat", "--json"];
+        let pair = ["--context", "hello world", "--continuation", " and then"];
+        last_json(&anllm(&[&base[..], &pair, extra].concat()))
+    };
+    let plain = score(&[]);
+    let turn = score(&["--end-of-turn"]);
+    let mut want = ids(&plain["continuation_ids"]);
+    want.push(eos);
+    assert_eq!(ids(&turn["continuation_ids"]), want);
+    assert_eq!(turn["context_ids"], plain["context_ids"]);
+    let logprobs = |v: &Value| -> Vec<f64> {
+        let xs = v["token_logprobs"].as_array().unwrap();
+        xs.iter().map(|x| x.as_f64().unwrap()).collect()
+    };
+    let (p, t) = (logprobs(&plain), logprobs(&turn));
+    assert_eq!(t.len(), p.len() + 1);
+    for (a, b) in p.iter().zip(&t) {
+        assert!((a - b).abs() < 1e-5, "{p:?} vs {t:?}");
+    }
+    let total = plain["logprob"].as_f64().unwrap() + t[p.len()];
+    assert!((turn["logprob"].as_f64().unwrap() - total).abs() < 1e-4);
+    let out = anllm(&[
+        "score",
+        "-m",
+        s(&dir),
+        "--context",
+        "a",
+        "--continuation",
+        " b",
+        "--end-of-turn",
+    ]);
+    // A usage error: clap's exit code 2 and its message naming the missing flag.
+    let stderr = common::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--chat") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}

@@ -119,9 +119,12 @@ fn score_request(
         None if args.chat => chat_context(tok, request)?,
         None => tok.encode(&request.context, false)?,
     };
-    let continuation = tok.encode(&request.continuation, false)?;
+    let mut continuation = tok.encode(&request.continuation, false)?;
     if continuation.is_empty() {
         bail!("the continuation is empty after tokenization");
+    }
+    if args.end_of_turn {
+        continuation.push(ChatTemplate::of(tok)?.answer_terminator()?);
     }
     let bos = tok.specials().bos.or(tok.specials().eos);
     // lm-eval scores an empty context after a single prefix token (BOS, else EOS).

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""A teacher-forced chat measure: how well each model, with full attention and anchored,
+predicts the original model's own sampled answers to the 24 held-out probes
+(benches/anllm-ep-135m/probes.txt). Greedy probes (chat_probes.py) turn small differences into
+loops or no loops, so one answer can move a row's distinct-2 by a lot; this measure reads every
+token of many answers under teacher forcing, with no decoding in the loop.
+
+1. Answers: the original model (BASE as it is, the quantized GGUF the recipe distils from, full
+   attention) answers each probe SAMPLES times (`--temperature 0.6 --top-p 0.9`, the recipe's transcript sampling, seeds
+   1..SAMPLES, at most 192 tokens), kept with each answer's stop reason in ANSWERS (a JSONL
+   file, made once and read again by later runs, so that every model is scored on the same text).
+2. Scores: `anllm score --dtype f32 --chat --end-of-turn --requests` for every model row: each answer as the
+   assistant's turn after its prompt, closed by the template's end-of-turn token when the answer
+   stopped there (answers cut at the token limit are scored without it).
+
+Columns, per row:
+- answer nats/token: the answers' negative log-likelihood per token (end-of-turn token left out);
+- excess over the original: the mean over answers of (this row's nats/token minus the original's
+  full attention's on the same answer), with its standard error over answers. On the original's
+  own samples this is the cross-entropy the row adds to the original's: 0 for the original with
+  full attention, an estimate of how far the row's next-token distributions are from it;
+- by kind: the excess of the stories, explanations and lists;
+- end of turn: the mean nats of the end-of-turn token where the original stopped, and the share
+  of those answers whose end-of-turn token has probability above 0.5 (the row would likely stop
+  there too).
+
+Usage: chat_nll.py ANLLM BASE_MODEL LABEL=MODEL... [--anchors PRESET (ep)] [--answers FILE]
+                   [--samples N (3)] [--json-out FILE]
+(BASE_MODEL writes the answers and is the reference; pass `original=BASE_MODEL` among the models
+for its rows.)
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from chat_probes import PROBES, kind  # noqa: E402
+
+MAX_TOKENS = 192
+
+
+def make_answers(anllm, base, samples, path):
+    """The original model's sampled answers, one JSON object per line."""
+    rows = []
+    for seed in range(1, samples + 1):
+        for i, prompt in enumerate(PROBES):
+            out = subprocess.run(
+                [anllm, "generate", "-m", base, "--chat", "-p", prompt,
+                 "--anchors", "none", "--max-tokens", str(MAX_TOKENS), "--temperature", "0.6",
+                 "--top-p", "0.9", "--seed", str(seed), "--json"],
+                capture_output=True, text=True, check=True)
+            stats = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append({"probe": i, "seed": seed, "prompt": prompt, "text": stats["text"].strip(),
+                         "stop": stats["stats"].get("stop_reason")})
+        print(f"chat_nll.py: {len(rows)} answers", file=sys.stderr)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    os.replace(path + ".tmp", path)
+
+
+def score(anllm, model, anchors, answers):
+    """(answer nats/token, end-of-turn nats or None) for every answer, in order."""
+    result = [None] * len(answers)
+    for turn in (True, False):
+        picked = [k for k, a in enumerate(answers) if (a["stop"] == "eos") == turn and a["text"]]
+        if not picked:
+            continue
+        requests = "".join(json.dumps({"context": answers[k]["prompt"],
+                                       "continuation": answers[k]["text"]}) + "\n"
+                           for k in picked)
+        args = [anllm, "score", "-m", model, "--dtype", "f32", "--chat", "--requests", "-",
+                "--anchors", *(anchors.split() if anchors else ["none"])]
+        out = subprocess.run(args + (["--end-of-turn"] if turn else []), input=requests,
+                             capture_output=True, text=True, check=True)
+        lines = [json.loads(line) for line in out.stdout.splitlines()]
+        assert len(lines) == len(picked), out.stderr
+        for k, r in zip(picked, lines):
+            lp = r["token_logprobs"]
+            body = lp[:-1] if turn else lp
+            result[k] = (-sum(body) / len(body), -lp[-1] if turn else None)
+    return result
+
+
+def mean_se(xs):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return float("nan"), float("nan")
+    m = sum(xs) / len(xs)
+    var = sum((x - m) ** 2 for x in xs) / (len(xs) - 1) if len(xs) > 1 else 0.0
+    return m, math.sqrt(var / len(xs))
+
+
+def summary(scores, reference, answers):
+    """One table row's numbers from the per-answer scores."""
+    excess = [s[0] - r[0] if s and r else None for s, r in zip(scores, reference)]
+    eot = [s[1] for s in scores if s and s[1] is not None]
+    row = {"nats": mean_se([s[0] if s else None for s in scores])[0],
+           "excess": mean_se(excess)[0], "excess_se": mean_se(excess)[1],
+           "eot_nats": mean_se(eot)[0],
+           "eot_likely": sum(math.exp(-x) > 0.5 for x in eot) / len(eot) if eot else float("nan"),
+           "answers": sum(s is not None for s in scores), "eot_answers": len(eot)}
+    for k in ("stories", "explanations", "lists"):
+        row[f"excess_{k}"] = mean_se([x for x, a in zip(excess, answers)
+                                      if kind(a["prompt"]) == k])[0]
+    return row
+
+
+def main():
+    args = sys.argv[1:]
+    opts = {"--anchors": "ep", "--answers": None, "--samples": "3", "--json-out": None}
+    for flag in list(opts):
+        if flag in args:
+            k = args.index(flag)
+            opts[flag] = args.pop(k + 1)
+            args.pop(k)
+    anllm, base, models = args[0], args[1], [m.split("=", 1) for m in args[2:]]
+    path = opts["--answers"] or "chat-nll-answers.jsonl"
+    if not os.path.exists(path):
+        make_answers(anllm, base, int(opts["--samples"]), path)
+    answers = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
+    reference = score(anllm, base, None, answers)
+    rows = {}
+    for label, model in models:
+        for anchors in (None, opts["--anchors"]):
+            name = f"{label}, {'anchors ' + anchors if anchors else 'full attention'}"
+            scores = reference if model == base and not anchors else score(anllm, model, anchors,
+                                                                           answers)
+            rows[name] = summary(scores, reference, answers)
+            print(f"chat_nll.py: {name}: {json.dumps(rows[name])}", file=sys.stderr)
+    stopped = sum(a["stop"] == "eos" for a in answers)
+    print(f"Teacher-forced on the original's {len(answers)} sampled answers to the 24 probes "
+          f"({path}; temperature 0.6, top-p 0.9, at most {MAX_TOKENS} tokens; {stopped} end "
+          "their turn); excess = row minus the original with full attention, nats/token, "
+          "± standard error over answers:")
+    print()
+    print("| model, attention | answer nats/token | excess | stories | explanations | lists "
+          "| end-of-turn nats | end of turn likely |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['nats']:.3f} | {r['excess']:+.3f} ± {r['excess_se']:.3f} "
+              f"| {r['excess_stories']:+.3f} | {r['excess_explanations']:+.3f} "
+              f"| {r['excess_lists']:+.3f} | {r['eot_nats']:.2f} | {r['eot_likely']:.0%} |")
+    if opts["--json-out"]:
+        with open(opts["--json-out"], "w") as f:
+            json.dump({"answers": path, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -31,7 +31,9 @@
 #   data order and the pinned share; a replicate of a run), STAGE2_SAVE_EVERY=N (the second
 #   stage's checkpoint interval, 60: smaller keeps more checkpoints to average), AVERAGE_LAST=N
 #   (evaluate, export and report the weight average of the last stage's newest N checkpoints,
-#   `anllm average`, in place of its last checkpoint; 0, off, by default)
+#   `anllm average`, in place of its last checkpoint; 0, off, by default), CHAT_NLL_CURVE=1
+#   (chat_nll.py on every checkpoint too: OUT/chat-nll-curve.md and .png, about two minutes a
+#   checkpoint)
 #
 # Steps:
 #   1. prompts (benches/anllm-ep-135m/prompts.py): templates x topics and instructions about
@@ -316,4 +318,32 @@ PY
 "$ANLLM" plot --json "$OUT/curves-with-base.json" --x tokens --log-y -o "$OUT/curves.png" \
   --title "AnLLM-EP-135M: perplexity (window 512) against tokens trained" --y-label perplexity \
   --y "ppl_full_heldout=held-out full,ppl_anchor_heldout=held-out anchors (pruned),ppl_full_gpl3=GPL v3 full,ppl_anchor_gpl3=GPL v3 anchors (pruned)" >&2
+# CHAT_NLL_CURVE=1: the teacher-forced chat measure of every checkpoint, against tokens trained.
+if [[ "${CHAT_NLL_CURVE:-0}" == 1 ]]; then
+  cks=()
+  for ck in "$RUN"/checkpoint-* "$RUN2"/checkpoint-*; do
+    [[ -d "$ck" ]] || continue
+    n=$(basename "$ck"); [[ "$ck" == "$RUN2"/* ]] && n="s2-$n"
+    cks+=("$n=$ck")
+  done
+  [[ -f "$OUT/chat-nll-curve.json" ]] || python3 benches/anllm-ep-135m/chat_nll.py "$ANLLM" "$MODEL" \
+    "${cks[@]}" --answers "$OUT/chat-nll-answers.jsonl" --json-out "$OUT/chat-nll-curve.json" \
+    --anchors "$APRESET" > "$OUT/chat-nll-curve.md"
+  python3 - "$OUT" "$APRESET" <<'PY'
+import json, sys
+out, preset = sys.argv[1], sys.argv[2]
+nll = json.load(open(f"{out}/chat-nll-curve.json"))["rows"]
+base = json.load(open(f"{out}/chat-nll.json"))["rows"]
+rows = [{"tokens": 0, "full": 0.0, "anchored": base[f"original, anchors {preset}"]["excess"]}]
+for c in json.load(open(f"{out}/curves.json")):
+    full = nll.get(f"{c['checkpoint']}, full attention")
+    anchored = nll.get(f"{c['checkpoint']}, anchors {preset}")
+    if full and anchored:
+        rows.append({"tokens": c["tokens"], "full": full["excess"], "anchored": anchored["excess"]})
+json.dump(rows, open(f"{out}/chat-nll-curve-tokens.json", "w"), indent=1)
+PY
+  "$ANLLM" plot --json "$OUT/chat-nll-curve-tokens.json" --x tokens -o "$OUT/chat-nll-curve.png" \
+    --title "AnLLM-EP-135M: excess nats/token on the original's answers to the 24 probes" \
+    --y-label "nats/token over the original" --y "full=full attention,anchored=anchors (pruned)" >&2
+fi
 cat "$OUT/result.json"

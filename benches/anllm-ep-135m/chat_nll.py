@@ -25,9 +25,10 @@ Columns, per row:
   there too).
 
 Usage: chat_nll.py ANLLM BASE_MODEL LABEL=MODEL... [--anchors PRESET (ep)] [--answers FILE]
-                   [--samples N (3)] [--json-out FILE]
+                   [--samples N (3)] [--attention both|full|anchored] [--json-out FILE]
 (BASE_MODEL writes the answers and is the reference; pass `original=BASE_MODEL` among the models
-for its rows.)
+for its rows. --attention: which rows of each model, both by default; about a minute each on 2
+threads. The JSON's rows are keyed "LABEL, full attention" and "LABEL, anchors PRESET".)
 """
 import json
 import math
@@ -109,13 +110,16 @@ def summary(scores, reference, answers):
 
 def main():
     args = sys.argv[1:]
-    opts = {"--anchors": "ep", "--answers": None, "--samples": "3", "--json-out": None}
+    opts = {"--anchors": "ep", "--answers": None, "--samples": "3", "--json-out": None,
+            "--attention": "both"}
     for flag in list(opts):
         if flag in args:
             k = args.index(flag)
             opts[flag] = args.pop(k + 1)
             args.pop(k)
     anllm, base, models = args[0], args[1], [m.split("=", 1) for m in args[2:]]
+    attention = {"both": (None, opts["--anchors"]), "full": (None,),
+                 "anchored": (opts["--anchors"],)}[opts["--attention"]]
     path = opts["--answers"] or "chat-nll-answers.jsonl"
     if not os.path.exists(path):
         make_answers(anllm, base, int(opts["--samples"]), path)
@@ -123,7 +127,7 @@ def main():
     reference = score(anllm, base, None, answers)
     rows = {}
     for label, model in models:
-        for anchors in (None, opts["--anchors"]):
+        for anchors in attention:
             name = f"{label}, {'anchors ' + anchors if anchors else 'full attention'}"
             scores = reference if model == base and not anchors else score(anllm, model, anchors,
                                                                            answers)

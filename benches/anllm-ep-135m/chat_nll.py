@@ -20,6 +20,9 @@ Columns, per row:
   own samples this is the cross-entropy the row adds to the original's: 0 for the original with
   full attention, an estimate of how far the row's next-token distributions are from it;
 - by kind: the excess of the stories, explanations and lists;
+- by token: the excess per token of the tokens predicted right after an anchor of the preset
+  (the first token of each sentence: under AnSAN an anchor sees only its own segment, and the
+  window, so that prediction is made without the prompt) and of the others;
 - end of turn: the mean nats of the end-of-turn token where the original stopped, and the share
   of those answers whose end-of-turn token has probability above 0.5 (the row would likely stop
   there too).
@@ -62,7 +65,9 @@ def make_answers(anllm, base, samples, path):
 
 
 def score(anllm, model, anchors, answers):
-    """(answer nats/token, end-of-turn nats or None) for every answer, in order."""
+    """For every answer, in order: its answer tokens' log-probabilities (end-of-turn token left
+    out), the end-of-turn token's nats (None where the answer was cut) and the indices of its
+    anchors by the preset (`anllm score`'s continuation_anchors; empty with full attention)."""
     result = [None] * len(answers)
     for turn in (True, False):
         picked = [k for k, a in enumerate(answers) if (a["stop"] == "eos") == turn and a["text"]]
@@ -79,9 +84,13 @@ def score(anllm, model, anchors, answers):
         assert len(lines) == len(picked), out.stderr
         for k, r in zip(picked, lines):
             lp = r["token_logprobs"]
-            body = lp[:-1] if turn else lp
-            result[k] = (-sum(body) / len(body), -lp[-1] if turn else None)
+            result[k] = {"lp": lp[:-1] if turn else lp, "eot": -lp[-1] if turn else None,
+                         "anchors": set(r["continuation_anchors"])}
     return result
+
+
+def nats(s):
+    return -sum(s["lp"]) / len(s["lp"])
 
 
 def mean_se(xs):
@@ -93,11 +102,13 @@ def mean_se(xs):
     return m, math.sqrt(var / len(xs))
 
 
-def summary(scores, reference, answers):
-    """One table row's numbers from the per-answer scores."""
-    excess = [s[0] - r[0] if s and r else None for s, r in zip(scores, reference)]
-    eot = [s[1] for s in scores if s and s[1] is not None]
-    row = {"nats": mean_se([s[0] if s else None for s in scores])[0],
+def summary(scores, reference, answers, anchored_at):
+    """One table row's numbers from the per-answer scores. `anchored_at` holds each answer's
+    anchor indices by the preset: the tokens right after one are predicted at an anchor, which
+    under AnSAN sees only its own segment (and the window)."""
+    excess = [nats(s) - nats(r) if s and r else None for s, r in zip(scores, reference)]
+    eot = [s["eot"] for s in scores if s and s["eot"] is not None]
+    row = {"nats": mean_se([nats(s) if s else None for s in scores])[0],
            "excess": mean_se(excess)[0], "excess_se": mean_se(excess)[1],
            "eot_nats": mean_se(eot)[0],
            "eot_likely": sum(math.exp(-x) > 0.5 for x in eot) / len(eot) if eot else float("nan"),
@@ -105,6 +116,15 @@ def summary(scores, reference, answers):
     for k in ("stories", "explanations", "lists"):
         row[f"excess_{k}"] = mean_se([x for x, a in zip(excess, answers)
                                       if kind(a["prompt"]) == k])[0]
+    # Token-level excess, split by where the token is predicted: right after an anchor, or not.
+    split = {True: [], False: []}
+    for s, r, at in zip(scores, reference, anchored_at):
+        if s and r:
+            for i, (a, b) in enumerate(zip(s["lp"], r["lp"])):
+                split[i > 0 and (i - 1) in at].append(b - a)
+    row["after_anchor_share"] = len(split[True]) / max(1, len(split[True]) + len(split[False]))
+    row["excess_after_anchor"] = mean_se(split[True])[0]
+    row["excess_elsewhere"] = mean_se(split[False])[0]
     return row
 
 
@@ -124,14 +144,18 @@ def main():
     if not os.path.exists(path):
         make_answers(anllm, base, int(opts["--samples"]), path)
     answers = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
-    reference = score(anllm, base, None, answers)
+    scored = {(base, None): score(anllm, base, None, answers),
+              (base, opts["--anchors"]): score(anllm, base, opts["--anchors"], answers)}
+    reference = scored[(base, None)]
+    # Where the preset puts anchors depends on the tokens only: the same for every model.
+    anchored_at = [s["anchors"] if s else set() for s in scored[(base, opts["--anchors"])]]
     rows = {}
     for label, model in models:
         for anchors in attention:
             name = f"{label}, {'anchors ' + anchors if anchors else 'full attention'}"
-            scores = reference if model == base and not anchors else score(anllm, model, anchors,
-                                                                           answers)
-            rows[name] = summary(scores, reference, answers)
+            if (model, anchors) not in scored:
+                scored[(model, anchors)] = score(anllm, model, anchors, answers)
+            rows[name] = summary(scored[(model, anchors)], reference, answers, anchored_at)
             print(f"chat_nll.py: {name}: {json.dumps(rows[name])}", file=sys.stderr)
     stopped = sum(a["stop"] == "eos" for a in answers)
     print(f"Teacher-forced on the original's {len(answers)} sampled answers to the 24 probes "
@@ -139,13 +163,18 @@ def main():
           "their turn); excess = row minus the original with full attention, nats/token, "
           "± standard error over answers:")
     print()
+    share = next(iter(rows.values()))["after_anchor_share"] if rows else 0.0
+    print(f"By token: predicted right after an anchor of `--anchors {opts['--anchors']}` (the "
+          f"first token of each sentence, {share:.0%} of the tokens), or elsewhere.")
+    print()
     print("| model, attention | answer nats/token | excess | stories | explanations | lists "
-          "| end-of-turn nats | end of turn likely |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| after an anchor | elsewhere | end-of-turn nats | end of turn likely |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in rows.items():
         print(f"| {name} | {r['nats']:.3f} | {r['excess']:+.3f} ± {r['excess_se']:.3f} "
               f"| {r['excess_stories']:+.3f} | {r['excess_explanations']:+.3f} "
-              f"| {r['excess_lists']:+.3f} | {r['eot_nats']:.2f} | {r['eot_likely']:.0%} |")
+              f"| {r['excess_lists']:+.3f} | {r['excess_after_anchor']:+.3f} "
+              f"| {r['excess_elsewhere']:+.3f} | {r['eot_nats']:.2f} | {r['eot_likely']:.0%} |")
     if opts["--json-out"]:
         with open(opts["--json-out"], "w") as f:
             json.dump({"answers": path, "rows": rows}, f, indent=1)

@@ -87,6 +87,26 @@ fn cli_anchor_window_matches_the_mask_and_keeps_at_most_w_minus_1_more() {
     assert!(diff.abs() < 1e-4, "{cached} {masked}");
     let entries = |v: &serde_json::Value| v["cache"]["entries"].as_u64().unwrap();
     let plain = json(&["--chunk-size", "2"]);
+    // The continuation's anchors by index: the `.` of " kl." and " mn." (not " op").
+    let model =
+        anllm::load_model(&dir, anllm::WeightDtype::Auto, &candle_core::Device::Cpu).unwrap();
+    let ids = model.tokenizer.encode(" kl. mn. op", false).unwrap();
+    let dot = model.tokenizer.encode(".", false).unwrap();
+    let dot = *dot.last().unwrap();
+    let dots: Vec<usize> = (0..ids.len()).filter(|&i| ids[i] == dot).collect();
+    assert_eq!(dots.len(), 2, "{ids:?}");
+    assert_eq!(plain["continuation_anchors"], serde_json::json!(dots));
+    let full = last_json(&anllm(&[
+        "score",
+        "-m",
+        s(&dir),
+        "--context",
+        "ab. cd",
+        "--continuation",
+        " kl. mn. op",
+        "--json",
+    ]));
+    assert_eq!(full["continuation_anchors"], serde_json::json!([]));
     let more = entries(&cached) - entries(&plain);
     assert!((1..=4).contains(&more), "{cached}\n{plain}");
     assert_clean_failure(

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use anllm::chat::{ChatTemplate, Message};
 use anllm::score::{ScoreMode, score};
-use anllm::{LoadedModel, TokenId, Tokenizer};
+use anllm::{LoadedModel, Role, TokenId, Tokenizer};
 
 use crate::args::ScoreArgs;
 use crate::config;
@@ -140,6 +140,18 @@ fn score_request(
         ScoreMode::Cached
     };
     let result = score(&model.llama, &context, &continuation, &session, mode)?;
+    // Which continuation tokens are anchors by the session's preset, each classified after the
+    // token before it (the context's last for the first), as the session classifies them.
+    let anchors: Vec<usize> = (0..continuation.len())
+        .filter(|&i| {
+            let prev = if i == 0 {
+                context.last()
+            } else {
+                continuation.get(i - 1)
+            };
+            session.anchors.classify(prev.copied(), continuation[i]) == Role::Anchor
+        })
+        .collect();
     if !args.common.json && args.requests.is_none() {
         eprintln!("{}", config::cache_line(&result.cache));
     }
@@ -150,6 +162,7 @@ fn score_request(
         "tokens": result.tokens,
         "is_greedy": result.is_greedy,
         "token_logprobs": result.token_logprobs,
+        "continuation_anchors": anchors,
         "mode": mode,
         "anchors": args.session.anchors,
         "rule": session.rule,

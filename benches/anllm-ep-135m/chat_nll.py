@@ -21,7 +21,7 @@ Columns, per row:
   full attention, an estimate of how far the row's next-token distributions are from it;
 - by kind: the excess of the stories, explanations and lists;
 - by token: the excess per token of the tokens predicted right after an anchor of the preset
-  (the first token of each sentence: under AnSAN an anchor sees only its own segment, and the
+  (the first token of each sentence: under AnSAN an anchor sees only its own segment, not the
   window, so that prediction is made without the prompt) and of the others;
 - end of turn: the mean nats of the end-of-turn token where the original stopped, and the share
   of those answers whose end-of-turn token has probability above 0.5 (the row would likely stop
@@ -105,7 +105,7 @@ def mean_se(xs):
 def summary(scores, reference, answers, anchored_at):
     """One table row's numbers from the per-answer scores. `anchored_at` holds each answer's
     anchor indices by the preset: the tokens right after one are predicted at an anchor, which
-    under AnSAN sees only its own segment (and the window)."""
+    under AnSAN sees only its own segment."""
     excess = [nats(s) - nats(r) if s and r else None for s, r in zip(scores, reference)]
     eot = [s["eot"] for s in scores if s and s["eot"] is not None]
     row = {"nats": mean_se([nats(s) if s else None for s in scores])[0],

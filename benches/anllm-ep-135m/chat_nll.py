@@ -6,12 +6,14 @@ loops or no loops, so one answer can move a row's distinct-2 by a lot; this meas
 token of many answers under teacher forcing, with no decoding in the loop.
 
 1. Answers: the original model (BASE as it is, the quantized GGUF the recipe distils from, full
-   attention) answers each probe SAMPLES times (`--temperature 0.6 --top-p 0.9`, the recipe's transcript sampling, seeds
-   1..SAMPLES, at most 192 tokens), kept with each answer's stop reason in ANSWERS (a JSONL
-   file, made once and read again by later runs, so that every model is scored on the same text).
-2. Scores: `anllm score --dtype f32 --chat --end-of-turn --requests` for every model row: each answer as the
-   assistant's turn after its prompt, closed by the template's end-of-turn token when the answer
-   stopped there (answers cut at the token limit are scored without it).
+   attention) answers each probe SAMPLES times (`--temperature 0.6 --top-p 0.9`, the recipe's
+   transcript sampling, seeds 1..SAMPLES, at most 192 tokens), kept with each answer's stop
+   reason in the --answers file (JSONL, made once and read again by later runs, so that every
+   model is scored on the same text).
+2. Scores: `anllm score --dtype f32 --chat --end-of-turn --requests` for every model row: each
+   answer as the assistant's turn after its prompt, closed by the template's end-of-turn token
+   when the answer stopped there (answers cut at the token limit are scored without it). The
+   reference is BASE with `--dtype f32` and full attention.
 
 Columns, per row:
 - answer nats/token: the answers' negative log-likelihood per token (end-of-turn token left out);

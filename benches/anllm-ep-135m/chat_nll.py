@@ -110,8 +110,9 @@ def summary(scores, reference, answers, anchored_at):
     under AnSAN sees only its own segment."""
     excess = [nats(s) - nats(r) if s and r else None for s, r in zip(scores, reference)]
     eot = [s["eot"] for s in scores if s and s["eot"] is not None]
+    excess_mean, excess_se = mean_se(excess)
     row = {"nats": mean_se([nats(s) if s else None for s in scores])[0],
-           "excess": mean_se(excess)[0], "excess_se": mean_se(excess)[1],
+           "excess": excess_mean, "excess_se": excess_se,
            "eot_nats": mean_se(eot)[0],
            "eot_likely": sum(math.exp(-x) > 0.5 for x in eot) / len(eot) if eot else float("nan"),
            "answers": sum(s is not None for s in scores), "eot_answers": len(eot)}

@@ -6,7 +6,8 @@
 #
 #   benches/anllm-ep-135m.sh [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N]
 #                            [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list]
-#                            [--fewshot text|chat|none] [--anchor-window W] [--resample-loops]
+#                            [--fewshot text|chat|none] [--anchor-window W] [--mask-rule ansan|legacy]
+#                            [--resample-loops]
 #   (--minutes: training step time of both stages, 150 by default; --stage2-minutes: the second
 #   stage's share of it, 55 by default, 0 for one stage; --steps: the last step of the first
 #   stage's cosine learning-rate schedule, 560 by default: about 110 quiet minutes of 2-thread
@@ -22,6 +23,9 @@
 #   chat conversations, one turn per item (benches/anllm-ep-135m/fewshot_chat.py), or none;
 #   --anchor-window: AnSAN's local window (our extension, `train --anchor-window`), in training
 #   and in every anchored evaluation, 0 (the paper's rule) by default;
+#   --mask-rule: ansan (the paper's: an anchor sees only its own sentence), or legacy (an anchor
+#   also sees the earlier anchors and the window: `train --mask-rule legacy`), everywhere the
+#   window goes; ansan by default;
 #   --resample-loops: the transcripts whose answer loops (a sentence or line three times, or
 #   distinct-2 below 0.4: benches/anllm-ep-135m/clean.py) are answered again with two more
 #   seeds, and dropped if both loop too; kept as they are by default)
@@ -77,6 +81,7 @@ ANCHORS=ep
 FEWSHOT=text
 RESAMPLE_LOOPS=0
 WINDOW=0
+MASK_RULE=ansan
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --minutes) MINUTES="$2"; shift 2 ;;
@@ -90,17 +95,20 @@ while [[ $# -gt 0 ]]; do
     --fewshot) FEWSHOT="$2"; shift 2 ;;
     --resample-loops) RESAMPLE_LOOPS=1; shift ;;
     --anchor-window) WINDOW="$2"; shift 2 ;;
-    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list] [--fewshot text|chat|none] [--anchor-window W] [--resample-loops]" >&2; exit 2 ;;
+    --mask-rule) MASK_RULE="$2"; shift 2 ;;
+    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list] [--fewshot text|chat|none] [--anchor-window W] [--mask-rule ansan|legacy] [--resample-loops]" >&2; exit 2 ;;
   esac
 done
 [[ "$ANCHORS" =~ ^(ep|ep-nodigit|ep-list)$ ]] || { echo "--anchors: ep, ep-nodigit or ep-list, not $ANCHORS" >&2; exit 2; }
 [[ "$FEWSHOT" =~ ^(text|chat|none)$ ]] || { echo "--fewshot: text, chat or none, not $FEWSHOT" >&2; exit 2; }
 [[ "${AVERAGE_LAST:-0}" =~ ^[0-9]+$ && "${AVERAGE_LAST:-0}" != 1 ]] || { echo "AVERAGE_LAST: 0 (off) or a number of checkpoints ≥ 2, not $AVERAGE_LAST" >&2; exit 2; }
 [[ "$WINDOW" =~ ^[0-9]+$ ]] || { echo "--anchor-window: a number of positions, not $WINDOW" >&2; exit 2; }
+[[ "$MASK_RULE" =~ ^(ansan|legacy)$ ]] || { echo "--mask-rule: ansan or legacy, not $MASK_RULE" >&2; exit 2; }
 # The window goes wherever the anchors go: training, every anchored evaluation and the probes
 # (which take the flags as one preset string, as a trained model records them).
-AW=(--anchor-window "$WINDOW")
+AW=(--anchor-window "$WINDOW" --mask-rule "$MASK_RULE")
 APRESET="$ANCHORS"; [[ "$WINDOW" != 0 ]] && APRESET="$ANCHORS --anchor-window $WINDOW"
+[[ "$MASK_RULE" != ansan ]] && APRESET="$APRESET --mask-rule $MASK_RULE"
 if python3 -c "import sys; sys.exit(0 if $STUDENT_SHARE > 0 and $STAGE2_MINUTES <= 0 else 1)"; then
   echo "--student-share answers the second stage's prompts: it needs --stage2-minutes > 0" >&2; exit 2
 fi

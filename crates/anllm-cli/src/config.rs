@@ -234,12 +234,14 @@ pub fn session_config(
     })
 }
 
-/// The rule of `--mask-rule` with `--anchor-window`: the window goes with AnSAN only.
+/// The rule of `--mask-rule` with `--anchor-window`: the window goes with AnSAN and the
+/// legacy rule, not with plain causal attention.
 pub fn mask_rule(arg: MaskRuleArg, window: u32) -> Result<MaskRule> {
     Ok(match (arg, window) {
         (MaskRuleArg::Ansan, w) => MaskRule::ansan_window(w),
-        (_, w) if w > 0 => bail!("--anchor-window {w} goes with --mask-rule ansan"),
-        (MaskRuleArg::Legacy, _) => MaskRule::AnSanLegacy,
+        (MaskRuleArg::Legacy, 0) => MaskRule::AnSanLegacy,
+        (MaskRuleArg::Legacy, w) => MaskRule::AnSanLegacyWindow(w),
+        (_, w) if w > 0 => bail!("--anchor-window {w} goes with --mask-rule ansan or legacy"),
         (MaskRuleArg::Causal, _) => MaskRule::Causal,
     })
 }

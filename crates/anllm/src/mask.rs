@@ -33,13 +33,20 @@ pub enum MaskRule {
     /// segments too, as SepLLM's neighbouring tokens; an anchor still sees only its own
     /// segment. The cache then holds anchors, the open segment and the last `W − 1` tokens.
     AnSanWindow(u32),
+    /// The older variant with the local window (our extension): every query, anchor or not,
+    /// sees its own segment, every earlier anchor and the tokens less than `W` positions
+    /// before it. An anchor then reads the context before its sentence, so the token after
+    /// it (a sentence's first word, the end of a turn) is predicted from more than one
+    /// sentence. The cache is [`MaskRule::AnSanWindow`]'s: anchors, the open segment and the
+    /// last `W − 1` tokens.
+    AnSanLegacyWindow(u32),
 }
 
 impl MaskRule {
     /// The local window of [`MaskRule::AnSanWindow`], 0 for every other rule.
     pub fn window(self) -> u32 {
         match self {
-            Self::AnSanWindow(w) => w,
+            Self::AnSanWindow(w) | Self::AnSanLegacyWindow(w) => w,
             _ => 0,
         }
     }
@@ -70,6 +77,7 @@ pub fn visible(rule: MaskRule, query: &Cell, key: &Cell) -> bool {
         MaskRule::AnSanWindow(w) => {
             !query.is_anchor() && (key.is_anchor() || query.pos.0 - key.pos.0 < w)
         }
+        MaskRule::AnSanLegacyWindow(w) => key.is_anchor() || query.pos.0 - key.pos.0 < w,
     }
 }
 
@@ -278,12 +286,38 @@ xxx.xxx..
     }
 
     #[test]
+    fn legacy_window_mask_adds_the_window_to_every_query_and_earlier_anchors_to_anchors() {
+        // Hand-derived from the spec example with W = 3: the window rule's (4, 2) and (8, 6);
+        // the legacy rule's (7, 3), A7 seeing A3; and the anchors' own window, A3 nothing new
+        // (t0–t2 are its segment) and A7 seeing t5 and t6 (its segment) plus nothing before
+        // t5 but A3. So the only differences from plain AnSAN are those three cells.
+        let c = cells("tttAtttAt");
+        let (plain, chained) = (
+            training_mask(MaskRule::AnSan, &c),
+            training_mask(MaskRule::AnSanLegacyWindow(3), &c),
+        );
+        let diff: Vec<(usize, usize)> = (0..9)
+            .flat_map(|r| (0..9).map(move |k| (r, k)))
+            .filter(|&(r, k)| plain.get(r, k) != chained.get(r, k))
+            .collect();
+        assert_eq!(diff, vec![(4, 2), (7, 3), (8, 6)]);
+        assert_eq!(MaskRule::AnSanLegacyWindow(3).window(), 3);
+        // An anchor sees the window into the segment before: A7 with W = 3 sees A2 (an
+        // anchor) but not t1 (7 − 1 ≥ 3); with W = 7 it sees t1 (7 − 1 < 7), not t0.
+        let long = training_mask(MaskRule::AnSanLegacyWindow(3), &cells("ttAttttA"));
+        assert!(long.get(7, 2) && !long.get(7, 1));
+        let long = training_mask(MaskRule::AnSanLegacyWindow(7), &cells("ttAttttA"));
+        assert!(long.get(7, 2) && long.get(7, 1) && !long.get(7, 0));
+    }
+
+    #[test]
     fn pad_rows_and_columns_are_blocked() {
         for rule in [
             MaskRule::Causal,
             MaskRule::AnSan,
             MaskRule::AnSanLegacy,
             MaskRule::AnSanWindow(4),
+            MaskRule::AnSanLegacyWindow(4),
         ] {
             let grid = training_mask(rule, &cells("ttPtAtP"));
             for i in 0..7 {

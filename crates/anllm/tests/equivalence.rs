@@ -61,14 +61,14 @@ fn model(kv: KvDtype) -> Arc<Llama> {
 fn masked_full(
     tokens: &[TokenId],
     pins: &[Range<u32>],
-    w: u32,
+    rule: MaskRule,
     marks: bool,
     kv: KvDtype,
 ) -> Vec<Vec<f32>> {
     let cfg = SessionConfig {
         policy: PolicyConfig::Full,
         pins: pins.to_vec(),
-        rule: MaskRule::ansan_window(w),
+        rule,
         ..SessionConfig::anchored(anchors(marks), tokens.len())
     };
     let mut session = Session::new(model(kv), cfg, tokens.len()).unwrap();
@@ -99,13 +99,13 @@ fn pruned(
     prefill: usize,
     chunk: usize,
     pins: &[Range<u32>],
-    w: u32,
+    rule: MaskRule,
     marks: bool,
     kv: KvDtype,
 ) -> (Vec<Vec<f32>>, Session) {
     let cfg = SessionConfig {
         pins: pins.to_vec(),
-        rule: MaskRule::ansan_window(w),
+        rule,
         ..SessionConfig::anchored(anchors(marks), chunk)
     };
     let mut session = Session::new(model(kv), cfg, 4).unwrap();
@@ -175,13 +175,21 @@ fn assert_rows_match(
     );
 }
 
-fn check(tokens: &[TokenId], frac: f64, pins: &[Range<u32>], w: u32, marks: bool, kv: KvDtype) {
-    let reference = masked_full(tokens, pins, w, marks, kv);
+fn check(
+    tokens: &[TokenId],
+    frac: f64,
+    pins: &[Range<u32>],
+    rule: MaskRule,
+    marks: bool,
+    kv: KvDtype,
+) {
+    let w = rule.window();
+    let reference = masked_full(tokens, pins, rule, marks, kv);
     let prefill = ((tokens.len() as f64 * frac) as usize).clamp(1, tokens.len());
     for chunk in [1, 2, 3, 5, tokens.len()] {
-        let (rows, session) = pruned(tokens, prefill, chunk, pins, w, marks, kv);
+        let (rows, session) = pruned(tokens, prefill, chunk, pins, rule, marks, kv);
         let what = format!(
-            "{kv:?} cache, chunk {chunk}, prefill {prefill}, pins {pins:?}, window {w}, marks {marks}"
+            "{kv:?} cache, chunk {chunk}, prefill {prefill}, pins {pins:?}, {rule:?}, marks {marks}"
         );
         let tol = if kv == KvDtype::F16 { TOL_F16 } else { TOL };
         assert_rows_match(tokens, &rows, &reference, tol, &what);
@@ -199,7 +207,7 @@ proptest! {
 
     #[test]
     fn pruned_cache_equals_masked_full_forward(tokens in stream(), frac in 0.0f64..1.0) {
-        check(&tokens, frac, &[], 0, false, KvDtype::F32);
+        check(&tokens, frac, &[], MaskRule::AnSan, false, KvDtype::F32);
     }
 
     #[test]
@@ -208,7 +216,7 @@ proptest! {
         frac in 0.0f64..1.0,
         w in 0u32..6,
     ) {
-        check(&tokens, frac, &[], w, true, KvDtype::F32);
+        check(&tokens, frac, &[], MaskRule::ansan_window(w), true, KvDtype::F32);
     }
 
     #[test]
@@ -217,7 +225,22 @@ proptest! {
         frac in 0.0f64..1.0,
         w in 1u32..12,
     ) {
-        check(&tokens, frac, &[], w, false, KvDtype::F32);
+        check(&tokens, frac, &[], MaskRule::ansan_window(w), false, KvDtype::F32);
+    }
+
+    /// The legacy rule, alone and with a window: anchors also see earlier anchors (and the
+    /// window), which the anchor cache keeps, so pruning stays exact.
+    #[test]
+    fn pruned_cache_under_the_legacy_rule_equals_masked_full_forward(
+        tokens in stream(),
+        frac in 0.0f64..1.0,
+        w in 0u32..12,
+    ) {
+        let rule = match w {
+            0 => MaskRule::AnSanLegacy,
+            w => MaskRule::AnSanLegacyWindow(w),
+        };
+        check(&tokens, frac, &[], rule, w % 2 == 1, KvDtype::F32);
     }
 
     #[test]
@@ -225,7 +248,7 @@ proptest! {
         tokens in stream(),
         frac in 0.0f64..1.0,
     ) {
-        check(&tokens, frac, &[], 0, false, KvDtype::F16);
+        check(&tokens, frac, &[], MaskRule::AnSan, false, KvDtype::F16);
     }
 
     /// Streams past the decode kernel's 16 rows, so the one-shot forward is tiled.
@@ -241,7 +264,7 @@ proptest! {
     ) {
         for kv in [KvDtype::F32, KvDtype::F16] {
             let (tiled, dense) =
-                (masked_full(&tokens, &[], 0, false, kv), masked_full_dense(&tokens, kv));
+                (masked_full(&tokens, &[], MaskRule::AnSan, false, kv), masked_full_dense(&tokens, kv));
             // The same f32 sums in another order. With an f16 cache that noise can flip the
             // rounding of a later layer's K/V by one ulp, as between chunkings (TOL_F16).
             let tol = if kv == KvDtype::F16 { TOL_F16 } else { TOL };
@@ -256,7 +279,7 @@ proptest! {
         pin in (0u32..40, 1u32..12),
     ) {
         let pins: Vec<Range<u32>> = std::iter::once(pin.0..pin.0 + pin.1).collect();
-        check(&tokens, frac, &pins, 0, false, KvDtype::F32);
+        check(&tokens, frac, &pins, MaskRule::AnSan, false, KvDtype::F32);
     }
 }
 

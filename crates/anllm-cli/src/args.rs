@@ -111,9 +111,10 @@ pub struct SessionArgs {
     /// mark), ac (the <AC> token) or ids:<id>,<id>,…
     #[arg(long, default_value = "auto")]
     pub anchors: String,
-    /// Visibility rule when anchors are on.
-    #[arg(long, value_enum, default_value_t = MaskRuleArg::Ansan)]
-    pub mask_rule: MaskRuleArg,
+    /// Visibility rule when anchors are on [default: the rule the model records with these
+    /// anchors, else ansan].
+    #[arg(long, value_enum)]
+    pub mask_rule: Option<MaskRuleArg>,
     /// AnSAN's local window (our extension, not the paper's): a token also sees the tokens
     /// less than W positions before it, and the anchor cache keeps them (0: the paper's rule)
     /// [default: the window the model records with these anchors, else 0].
@@ -376,9 +377,10 @@ pub struct EvalSessionArgs {
     /// How requests are scored.
     #[arg(long, value_enum, default_value_t = EvalModeArg::Full)]
     pub mode: EvalModeArg,
-    /// Visibility rule of the anchored modes.
-    #[arg(long, value_enum, default_value_t = MaskRuleArg::Ansan)]
-    pub mask_rule: MaskRuleArg,
+    /// Visibility rule of the anchored modes [default: the rule the model records with these
+    /// anchors, else ansan].
+    #[arg(long, value_enum)]
+    pub mask_rule: Option<MaskRuleArg>,
     /// AnSAN's local window (our extension, not the paper's): a token also sees the tokens
     /// less than W positions before it, and the anchor cache keeps them (0: the paper's rule)
     /// [default: the window the model records with these anchors, else 0].
@@ -394,12 +396,22 @@ impl SessionArgs {
     pub fn window(&self) -> u32 {
         self.anchor_window.unwrap_or(0)
     }
+
+    /// `--mask-rule` once [`crate::config::load`] has resolved it (AnSAN before).
+    pub fn rule(&self) -> MaskRuleArg {
+        self.mask_rule.unwrap_or_default()
+    }
 }
 
 impl EvalSessionArgs {
     /// `--anchor-window` once [`crate::config::load`] has resolved it (0 before).
     pub fn window(&self) -> u32 {
         self.anchor_window.unwrap_or(0)
+    }
+
+    /// `--mask-rule` once [`crate::config::load`] has resolved it (AnSAN before).
+    pub fn rule(&self) -> MaskRuleArg {
+        self.mask_rule.unwrap_or_default()
     }
 }
 

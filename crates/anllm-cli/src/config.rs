@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use candle_core::Device;
+use clap::ValueEnum;
 
 use anllm::loader::ModelInfo;
 use anllm::tokenizer::Tokenizer;
@@ -63,27 +64,35 @@ pub fn set_threads(threads: Option<usize>) -> Result<()> {
 }
 
 /// Loads the model named by the shared flags, and resolves `--anchors auto` and an unset
-/// `--anchor-window` against the anchor flags the model records (see [`resolve_anchors`]).
+/// `--anchor-window` and `--mask-rule` against the anchor flags the model records (see
+/// [`resolve_anchors`]).
 pub fn load(
     common: &CommonArgs,
     anchors: &mut String,
     window: &mut Option<u32>,
+    rule: &mut Option<MaskRuleArg>,
 ) -> Result<LoadedModel> {
     let model = load_weights(common)?;
     let trained = model.info.trained_anchors.as_deref();
-    if let Some(note) = resolve_anchors(trained, anchors, window) {
+    if let Some(note) = resolve_anchors(trained, anchors, window, rule) {
         eprintln!("anllm: {note}");
     }
-    warn_other_anchors(&model.info, anchors, window.unwrap_or(0));
+    let flags = anchor_flags(anchors, window.unwrap_or(0), rule.unwrap_or_default());
+    warn_other_anchors(&model.info, &flags);
     Ok(model)
 }
 
-/// Loads the model named by the shared flags, to run with `--anchors anchors` and
-/// `--anchor-window window` as given (the commands that compare settings: `bench`, `eval kv`,
-/// `eval mt`, `inspect`).
-pub fn load_with(common: &CommonArgs, anchors: &str, window: u32) -> Result<LoadedModel> {
+/// Loads the model named by the shared flags, to run with `--anchors anchors`,
+/// `--anchor-window window` and `--mask-rule rule` as given (the commands that compare
+/// settings: `bench`, `eval kv`, `eval mt`, `inspect`).
+pub fn load_with(
+    common: &CommonArgs,
+    anchors: &str,
+    window: u32,
+    rule: MaskRuleArg,
+) -> Result<LoadedModel> {
     let model = load_weights(common)?;
-    warn_other_anchors(&model.info, anchors, window);
+    warn_other_anchors(&model.info, &anchor_flags(anchors, window, rule));
     Ok(model)
 }
 
@@ -100,38 +109,36 @@ fn load_weights(common: &CommonArgs) -> Result<LoadedModel> {
     Ok(model)
 }
 
-fn warn_other_anchors(info: &ModelInfo, anchors: &str, window: u32) {
-    if let Some(warning) = other_anchors(info, &anchor_flags(anchors, window)) {
+fn warn_other_anchors(info: &ModelInfo, flags: &str) {
+    if let Some(warning) = other_anchors(info, flags) {
         eprintln!("anllm: warning: {warning}");
     }
 }
 
-/// `--anchors auto` and an unset `--anchor-window` take what the model records it was trained
-/// with (`trained`, as [`anchor_flags`] writes it), as llama.cpp takes its defaults from the
-/// GGUF: `auto` becomes the recorded preset (`none` when nothing is recorded), and the window
-/// the recorded one when the anchors are the recorded preset (else 0). Returns a note for
-/// stderr when `auto` turned the anchors on.
+/// `--anchors auto` and an unset `--anchor-window` or `--mask-rule` take what the model records
+/// it was trained with (`trained`, as [`anchor_flags`] writes it), as llama.cpp takes its
+/// defaults from the GGUF: `auto` becomes the recorded preset (`none` when nothing is
+/// recorded), and the window and rule the recorded ones when the anchors are the recorded
+/// preset (else 0 and AnSAN). Returns a note for stderr when `auto` turned the anchors on.
 pub fn resolve_anchors(
     trained: Option<&str>,
     anchors: &mut String,
     window: &mut Option<u32>,
+    rule: &mut Option<MaskRuleArg>,
 ) -> Option<String> {
     let recorded = trained.and_then(split_anchor_flags);
     let auto = anchors == AUTO_ANCHORS;
     if auto {
         *anchors = recorded.as_ref().map_or("none", |r| r.0).to_string();
     }
-    if window.is_none() {
-        *window = Some(match recorded {
-            Some((preset, w)) if preset == anchors.as_str() => w,
-            _ => 0,
-        });
-    }
+    let same = recorded.filter(|r| r.0 == anchors.as_str());
+    window.get_or_insert(same.map_or(0, |r| r.1));
+    rule.get_or_insert(same.map_or(MaskRuleArg::Ansan, |r| r.2));
     (auto && anchors != "none").then(|| {
         format!(
             "running with the anchors this model was trained with: --anchors {} \
              (--anchors none: full attention)",
-            anchor_flags(anchors, window.unwrap_or(0))
+            anchor_flags(anchors, window.unwrap_or(0), rule.unwrap_or_default())
         )
     })
 }
@@ -139,24 +146,44 @@ pub fn resolve_anchors(
 /// The default of `--anchors`: the model's recorded anchors, else none.
 pub const AUTO_ANCHORS: &str = "auto";
 
-/// `ep --anchor-window 32` → (`ep`, 32); `ep` → (`ep`, 0); anything else → `None` (a
-/// recording this build does not understand is not applied, only warned about).
-fn split_anchor_flags(flags: &str) -> Option<(&str, u32)> {
-    match flags.split_whitespace().collect::<Vec<_>>()[..] {
-        [preset] => Some((preset, 0)),
-        [preset, "--anchor-window", w] => Some((preset, w.parse().ok()?)),
-        _ => None,
+/// `ep --anchor-window 32 --mask-rule legacy` → (`ep`, 32, legacy); `ep` → (`ep`, 0, ansan);
+/// anything else → `None` (a recording this build does not understand is not applied, only
+/// warned about).
+fn split_anchor_flags(flags: &str) -> Option<(&str, u32, MaskRuleArg)> {
+    let mut words = flags.split_whitespace();
+    let preset = words.next()?;
+    let (mut window, mut rule) = (None, None);
+    while let Some(flag) = words.next() {
+        let value = words.next()?;
+        match flag {
+            "--anchor-window" if window.is_none() => window = Some(value.parse().ok()?),
+            "--mask-rule" if rule.is_none() => {
+                rule = Some(MaskRuleArg::from_str(value, false).ok()?)
+            }
+            _ => return None,
+        }
     }
+    Some((preset, window.unwrap_or(0), rule.unwrap_or_default()))
 }
 
 /// How a model records the anchors it was trained with: the `--anchors` preset, followed by
-/// ` --anchor-window W` when it had a window (full attention, `none`, has none).
-pub fn anchor_flags(anchors: &str, window: u32) -> String {
-    match window {
-        0 => anchors.to_string(),
-        _ if anchors == "none" => anchors.to_string(),
-        w => format!("{anchors} --anchor-window {w}"),
+/// ` --anchor-window W` when it had a window and ` --mask-rule R` when the rule is not AnSAN
+/// (full attention, `none`, has neither).
+pub fn anchor_flags(anchors: &str, window: u32, rule: MaskRuleArg) -> String {
+    if anchors == "none" {
+        return anchors.to_string();
     }
+    let mut flags = anchors.to_string();
+    if window > 0 {
+        flags += &format!(" --anchor-window {window}");
+    }
+    if let Some(name) = (rule != MaskRuleArg::Ansan)
+        .then(|| rule.to_possible_value())
+        .flatten()
+    {
+        flags += &format!(" --mask-rule {}", name.get_name());
+    }
+    flags
 }
 
 /// A warning when the model records the anchor flags it was trained with and `anchors` (as
@@ -197,7 +224,7 @@ pub fn session_config(
     let anchored = spec != AnchorSpec::None;
     let rule = match anchored {
         false => MaskRule::Causal,
-        true => mask_rule(args.mask_rule, args.window())?,
+        true => mask_rule(args.rule(), args.window())?,
     };
     let policy = match (&args.kv_policy, args.kv_budget) {
         (Some(name), Some(budget)) if !name.contains(':') => {
@@ -305,9 +332,47 @@ mod tests {
 
     /// Resolves (`--anchors`, `--anchor-window`) against a recording: what runs, and the note.
     fn resolve(trained: Option<&str>, anchors: &str, window: Option<u32>) -> (String, u32, bool) {
-        let (mut a, mut w) = (anchors.to_string(), window);
-        let note = resolve_anchors(trained, &mut a, &mut w);
-        (a, w.unwrap(), note.is_some())
+        let (a, w, rule, note) = resolve_rule(trained, anchors, window, None);
+        assert_eq!(rule, MaskRuleArg::Ansan, "{trained:?} records no rule");
+        (a, w, note)
+    }
+
+    /// As `resolve`, with `--mask-rule`: what runs (anchors, window, rule), and the note.
+    fn resolve_rule(
+        trained: Option<&str>,
+        anchors: &str,
+        window: Option<u32>,
+        rule: Option<MaskRuleArg>,
+    ) -> (String, u32, MaskRuleArg, bool) {
+        let (mut a, mut w, mut r) = (anchors.to_string(), window, rule);
+        let note = resolve_anchors(trained, &mut a, &mut w, &mut r);
+        (a, w.unwrap(), r.unwrap(), note.is_some())
+    }
+
+    #[test]
+    fn the_recorded_legacy_rule_goes_with_the_recorded_preset_unless_given() {
+        use MaskRuleArg::{Ansan, Legacy};
+        let rec = Some("ep-list --anchor-window 32 --mask-rule legacy");
+        let ep_list = |w, r| ("ep-list".to_string(), w, r, true);
+        assert_eq!(resolve_rule(rec, "auto", None, None), ep_list(32, Legacy));
+        assert_eq!(
+            resolve_rule(rec, "auto", None, Some(Ansan)),
+            ep_list(32, Ansan)
+        );
+        assert_eq!(
+            resolve_rule(rec, "ep", None, None),
+            ("ep".into(), 0, Ansan, false)
+        );
+        // The order of the recorded flags does not matter; each at most once.
+        let swapped = Some("ep --mask-rule legacy --anchor-window 8");
+        assert_eq!(
+            resolve_rule(swapped, "auto", None, None),
+            ("ep".into(), 8, Legacy, true)
+        );
+        let twice = Some("ep --mask-rule legacy --mask-rule ansan");
+        assert_eq!(split_anchor_flags(twice.unwrap()), None);
+        assert_eq!(anchor_flags("ep-list", 32, Legacy), rec.unwrap());
+        assert_eq!(anchor_flags("none", 32, Legacy), "none");
     }
 
     #[test]
@@ -344,6 +409,7 @@ mod tests {
             "ep --window 3",
             "ep --anchor-window x",
             "ep --anchor-window 3 more",
+            "ep --mask-rule sideways",
         ] {
             assert_eq!(
                 resolve(Some(odd), "auto", None),
@@ -352,10 +418,15 @@ mod tests {
             );
         }
         // anchor_flags and the split are inverses.
-        for (preset, w) in [("ep", 0), ("ep-nodigit", 32), ("ac", 7)] {
+        for (preset, w, rule) in [
+            ("ep", 0, MaskRuleArg::Ansan),
+            ("ep-nodigit", 32, MaskRuleArg::Ansan),
+            ("ac", 7, MaskRuleArg::Legacy),
+            ("ep", 0, MaskRuleArg::Legacy),
+        ] {
             assert_eq!(
-                split_anchor_flags(&anchor_flags(preset, w)),
-                Some((preset, w))
+                split_anchor_flags(&anchor_flags(preset, w, rule)),
+                Some((preset, w, rule))
             );
         }
     }

@@ -45,11 +45,13 @@ fn export(model: &Path, to: &Path, ty: &str, vocab: Option<&Path>) -> std::proce
 
 /// One training step (lr 1e-9: the weights stay the model's) of the tiny GGUF `vocab` with
 /// `--anchors anchors` and `--anchor-window window`; returns the checkpoint directory.
+/// `window`: the value of `--anchor-window`, optionally followed by more flags
+/// (`8 --mask-rule legacy`).
 fn train_one_step(tmp: &Path, vocab: &Path, anchors: &str, window: &str) -> PathBuf {
     let data = tmp.join("t.txt");
     std::fs::write(&data, "a b c. d e f. g h i j k l m n o p q r s t.\n").unwrap();
-    let run = tmp.join(format!("run-{anchors}-{window}"));
-    let train = anllm(&[
+    let run = tmp.join(format!("run-{anchors}-{}", window.replace(' ', "_")));
+    let mut args = vec![
         "train",
         "-m",
         s(vocab),
@@ -57,8 +59,6 @@ fn train_one_step(tmp: &Path, vocab: &Path, anchors: &str, window: &str) -> Path
         s(&data),
         "--anchors",
         anchors,
-        "--anchor-window",
-        window,
         "--steps",
         "1",
         "--warmup",
@@ -69,7 +69,10 @@ fn train_one_step(tmp: &Path, vocab: &Path, anchors: &str, window: &str) -> Path
         "16",
         "--out",
         s(&run),
-    ]);
+        "--anchor-window",
+    ];
+    args.extend(window.split_whitespace());
+    let train = anllm(&args);
     assert!(train.status.success(), "{}", text(&train.stderr));
     run.join("checkpoint-000001")
 }
@@ -251,6 +254,41 @@ fn a_trained_model_runs_with_its_recorded_anchors_unless_told_otherwise() {
         (&"none".into(), &"causal".into())
     );
     assert!(!stderr.contains("running with the anchors"), "{stderr}");
+}
+
+#[test]
+fn a_model_trained_under_the_legacy_rule_runs_with_it_unless_told_otherwise() {
+    let legacy = "ep --anchor-window 8 --mask-rule legacy";
+    let (_tmp, _, dir, gguf) = trained_and_exported("ep", "8 --mask-rule legacy", legacy);
+    let score = |m: &Path, flags: &[&str]| {
+        let mut args = vec!["score", "-m", s(m), "--json", "--context", "a b. c d. e f"];
+        args.extend(["--continuation", " g h."]);
+        args.extend(flags);
+        let out = anllm(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        (last_json(&out), text(&out.stderr))
+    };
+    for m in [&dir, &gguf] {
+        let (auto, stderr) = score(m, &[]);
+        let rule = serde_json::json!({"an_san_legacy_window": 8});
+        assert_eq!((&auto["anchors"], &auto["rule"]), (&"ep".into(), &rule));
+        assert!(
+            stderr.contains(&format!("trained with: --anchors {legacy}")),
+            "{stderr}"
+        );
+        let (ansan, stderr) = score(m, &["--mask-rule", "ansan"]);
+        assert_eq!(ansan["rule"], serde_json::json!({"an_san_window": 8}));
+        assert!(
+            stderr.contains(&format!("trained with --anchors {legacy}, and runs with")),
+            "{stderr}"
+        );
+        let (explicit, stderr) = score(m, &["--anchors", "ep", "--mask-rule", "legacy"]);
+        assert_eq!(
+            explicit, auto,
+            "the recorded window goes with the recorded preset"
+        );
+        assert!(!stderr.contains("warning"), "{stderr}");
+    }
 }
 
 #[test]

@@ -134,6 +134,7 @@ pub fn run(mut args: GenerateArgs) -> Result<()> {
         &args.common,
         &mut args.session.anchors,
         &mut args.session.anchor_window,
+        &mut args.session.mask_rule,
     )?;
     let mut chat = Conversation::new(&args);
     let first = first_turn_ids(&model, &args, &mut chat)?;

@@ -2,13 +2,13 @@
 
 use anyhow::Result;
 
-use crate::args::InspectArgs;
+use crate::args::{InspectArgs, MaskRuleArg};
 use crate::config;
 
 /// Runs the subcommand.
 pub fn run(args: InspectArgs) -> Result<()> {
     config::set_threads(args.common.threads)?;
-    let model = config::load_with(&args.common, "none", 0)?;
+    let model = config::load_with(&args.common, "none", 0, MaskRuleArg::Ansan)?;
     let cfg = model.llama.config();
     let tok = &model.tokenizer;
     let sp = tok.specials();

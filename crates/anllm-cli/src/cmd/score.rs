@@ -44,6 +44,7 @@ pub fn run(mut args: ScoreArgs) -> Result<()> {
             &args.common,
             &mut args.session.anchors,
             &mut args.session.anchor_window,
+            &mut args.session.mask_rule,
         )?;
         let json = score_request(&model, &args, &request)?;
         if args.common.json {
@@ -63,6 +64,7 @@ pub fn run(mut args: ScoreArgs) -> Result<()> {
         &args.common,
         &mut args.session.anchors,
         &mut args.session.anchor_window,
+        &mut args.session.mask_rule,
     )?;
     for (at, request) in &requests {
         let json = score_request(&model, &args, request).with_context(|| at.clone())?;

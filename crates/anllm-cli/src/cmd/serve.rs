@@ -164,6 +164,7 @@ fn load(args: &mut ServeArgs, path: &std::path::Path) -> Result<Loaded> {
         &args.common,
         &mut args.session.anchors,
         &mut args.session.anchor_window,
+        &mut args.session.mask_rule,
     )?;
     // One engine thread runs every step: the pool's workers may spin through them.
     let session =

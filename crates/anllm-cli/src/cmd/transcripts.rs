@@ -90,6 +90,7 @@ pub fn run(mut args: GenerateArgs, prompts: &Path, out: &Path) -> Result<()> {
         &args.common,
         &mut args.session.anchors,
         &mut args.session.anchor_window,
+        &mut args.session.mask_rule,
     )?;
     let prompts = read_prompts(prompts)?;
     let done = done_count(out)?;

@@ -128,7 +128,12 @@ fn time_decode(
 pub fn run(args: BenchArgs) -> Result<()> {
     config::set_threads(args.common.threads)?;
     let path = config::resolve_model(&args.common)?;
-    let model = config::load_with(&args.common, &args.anchors, args.anchor_window)?;
+    let model = config::load_with(
+        &args.common,
+        &args.anchors,
+        args.anchor_window,
+        crate::args::MaskRuleArg::Ansan,
+    )?;
     let llama = &model.llama;
     if args.prompt_tokens == 0 || args.repeat == 0 || args.decode_tokens == 0 {
         bail!("--prompt-tokens, --decode-tokens and --repeat must be positive");

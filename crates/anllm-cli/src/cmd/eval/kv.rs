@@ -69,7 +69,12 @@ pub fn run_kv(args: KvArgs) -> Result<()> {
         return report(&args, &read_records(path)?);
     }
     config::set_threads(args.common.threads)?;
-    let model = config::load_with(&args.common, &args.anchors, args.anchor_window)?;
+    let model = config::load_with(
+        &args.common,
+        &args.anchors,
+        args.anchor_window,
+        crate::args::MaskRuleArg::Ansan,
+    )?;
     let items = prepare_all(&args, &model, &tasks, &lengths)?;
     let max_len = model.llama.config().max_position_embeddings;
     if let Some(long) = items.iter().find(|p| total_len(p, &args) > max_len) {

@@ -48,7 +48,7 @@ fn eval_session(
         bail!("--mode mask and --mode cache need anchors: pass --anchors ep, ac, …");
     }
     let anchors = AnchorSet::from_spec(&spec, tokenizer)?;
-    let rule = crate::config::mask_rule(args.mask_rule, args.window())?;
+    let rule = crate::config::mask_rule(args.rule(), args.window())?;
     let cfg = SessionConfig {
         anchors,
         rule: if spec == AnchorSpec::None {

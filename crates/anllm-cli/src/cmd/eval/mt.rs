@@ -35,7 +35,12 @@ pub fn run_mt(args: MtArgs) -> Result<()> {
         bail!("--shots needs demonstrations: they come from the training pairs of a Ding file");
     }
     config::set_threads(args.common.threads)?;
-    let model = config::load_with(&args.common, &args.anchors, args.anchor_window)?;
+    let model = config::load_with(
+        &args.common,
+        &args.anchors,
+        args.anchor_window,
+        args.mask_rule,
+    )?;
     let (session, spec) = session_config(&args, &model)?;
     let splitter = match spec {
         AnchorSpec::Ac => Some(

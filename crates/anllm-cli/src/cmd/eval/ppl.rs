@@ -22,6 +22,7 @@ pub fn run(mut args: PplArgs) -> Result<()> {
         &args.common,
         &mut args.session.anchors,
         &mut args.session.anchor_window,
+        &mut args.session.mask_rule,
     )?;
     let tok = &model.tokenizer;
     let (mode, anchored, _) = eval_session(&args.session, tok)?;
@@ -85,7 +86,7 @@ pub fn run(mut args: PplArgs) -> Result<()> {
 fn default_session_args() -> crate::args::SessionArgs {
     crate::args::SessionArgs {
         anchors: "none".into(),
-        mask_rule: crate::args::MaskRuleArg::Ansan,
+        mask_rule: Some(crate::args::MaskRuleArg::Ansan),
         anchor_window: Some(0),
         kv_policy: None,
         kv_budget: None,

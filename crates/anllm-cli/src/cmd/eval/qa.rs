@@ -26,6 +26,7 @@ pub fn run(mut args: QaArgs) -> Result<()> {
         &args.common,
         &mut args.session.anchors,
         &mut args.session.anchor_window,
+        &mut args.session.mask_rule,
     )?;
     let tok = &model.tokenizer;
     let (mode, anchored, spec) = eval_session(&args.session, tok)?;

@@ -133,9 +133,10 @@ impl Loop<'_> {
         // The anchor preset (and window), so that inference can tell a run with other anchors.
         let anchors = match self.args.anchors {
             TrainAnchorsArg::None => None,
-            a => a
-                .to_possible_value()
-                .map(|v| crate::config::anchor_flags(v.get_name(), self.args.anchor_window)),
+            a => a.to_possible_value().map(|v| {
+                let (w, rule) = (self.args.anchor_window, self.args.mask_rule);
+                crate::config::anchor_flags(v.get_name(), w, rule)
+            }),
         };
         let extra = anchors.map(|a| serde_json::json!({ anllm::weights::ANCHORS_CONFIG_KEY: a }));
         let ckpt = Checkpoint {

@@ -352,7 +352,8 @@ mod tests {
     #[test]
     fn the_recorded_legacy_rule_goes_with_the_recorded_preset_unless_given() {
         use MaskRuleArg::{Ansan, Legacy};
-        let rec = Some("ep-list --anchor-window 32 --mask-rule legacy");
+        let legacy = "ep-list --anchor-window 32 --mask-rule legacy";
+        let rec = Some(legacy);
         let ep_list = |w, r| ("ep-list".to_string(), w, r, true);
         assert_eq!(resolve_rule(rec, "auto", None, None), ep_list(32, Legacy));
         assert_eq!(
@@ -369,9 +370,9 @@ mod tests {
             resolve_rule(swapped, "auto", None, None),
             ("ep".into(), 8, Legacy, true)
         );
-        let twice = Some("ep --mask-rule legacy --mask-rule ansan");
-        assert_eq!(split_anchor_flags(twice.unwrap()), None);
-        assert_eq!(anchor_flags("ep-list", 32, Legacy), rec.unwrap());
+        let twice = "ep --mask-rule legacy --mask-rule ansan";
+        assert_eq!(split_anchor_flags(twice), None);
+        assert_eq!(anchor_flags("ep-list", 32, Legacy), legacy);
         assert_eq!(anchor_flags("none", 32, Legacy), "none");
     }
 

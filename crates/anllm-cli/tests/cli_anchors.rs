@@ -109,9 +109,23 @@ fn cli_anchor_window_matches_the_mask_and_keeps_at_most_w_minus_1_more() {
     assert_eq!(full["continuation_anchors"], serde_json::json!([]));
     let more = entries(&cached) - entries(&plain);
     assert!((1..=4).contains(&more), "{cached}\n{plain}");
+    // The legacy rule takes the window too (anchors also see it), cached = masked as well; its
+    // cache is the window rule's. Plain causal attention has no window to give.
+    let legacy = [&window[..], &["--mask-rule", "legacy"]].concat();
+    let (cached, masked) = (
+        json(&legacy),
+        json(&[&legacy[..], &["--mask-only"]].concat()),
+    );
+    let diff = cached["logprob"].as_f64().unwrap() - masked["logprob"].as_f64().unwrap();
+    assert!(diff.abs() < 1e-4, "{cached} {masked}");
+    assert_eq!(
+        cached["rule"],
+        serde_json::json!({"an_san_legacy_window": 5})
+    );
+    assert_eq!(entries(&cached), entries(&json(&window)));
     assert_clean_failure(
-        &run(&["--anchor-window", "3", "--mask-rule", "legacy"]),
-        "--mask-rule ansan",
+        &run(&["--anchor-window", "3", "--mask-rule", "causal"]),
+        "--mask-rule ansan or legacy",
     );
 }
 

@@ -220,17 +220,19 @@ fn a_trained_window_is_recorded_with_the_anchors_and_warns_when_run_without_it()
     ));
 }
 
+/// `anllm score --json` of a fixed context and continuation with `flags`: (its JSON, stderr).
+fn score(m: &Path, flags: &[&str]) -> (serde_json::Value, String) {
+    let mut args = vec!["score", "-m", s(m), "--json", "--context", "a b. c d. e f"];
+    args.extend(["--continuation", " g h."]);
+    args.extend(flags);
+    let out = anllm(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    (last_json(&out), text(&out.stderr))
+}
+
 #[test]
 fn a_trained_model_runs_with_its_recorded_anchors_unless_told_otherwise() {
     let (_tmp, vocab, dir, gguf) = trained_and_exported("ep", "8", "ep --anchor-window 8");
-    let score = |m: &Path, flags: &[&str]| {
-        let mut args = vec!["score", "-m", s(m), "--json", "--context", "a b. c d. e f"];
-        args.extend(["--continuation", " g h."]);
-        args.extend(flags);
-        let out = anllm(&args);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        (last_json(&out), text(&out.stderr))
-    };
     for m in [&dir, &gguf] {
         let (auto, stderr) = score(m, &[]);
         assert_eq!(auto["anchors"], "ep");
@@ -260,14 +262,6 @@ fn a_trained_model_runs_with_its_recorded_anchors_unless_told_otherwise() {
 fn a_model_trained_under_the_legacy_rule_runs_with_it_unless_told_otherwise() {
     let legacy = "ep --anchor-window 8 --mask-rule legacy";
     let (_tmp, _, dir, gguf) = trained_and_exported("ep", "8 --mask-rule legacy", legacy);
-    let score = |m: &Path, flags: &[&str]| {
-        let mut args = vec!["score", "-m", s(m), "--json", "--context", "a b. c d. e f"];
-        args.extend(["--continuation", " g h."]);
-        args.extend(flags);
-        let out = anllm(&args);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        (last_json(&out), text(&out.stderr))
-    };
     for m in [&dir, &gguf] {
         let (auto, stderr) = score(m, &[]);
         let rule = serde_json::json!({"an_san_legacy_window": 8});

@@ -130,7 +130,7 @@ impl Loop<'_> {
         if let Some(u) = self.unigram {
             self.state.extra["unigram_eval_loss"] = serde_json::json!(u);
         }
-        // The anchor preset (and window), so that inference can tell a run with other anchors.
+        // The anchor preset (window, rule), so that inference can tell a run with other anchors.
         let anchors = match self.args.anchors {
             TrainAnchorsArg::None => None,
             a => a.to_possible_value().map(|v| {

@@ -292,10 +292,14 @@ pub struct BenchArgs {
     /// Anchors of the anchored run compared with the full cache (none: full cache only).
     #[arg(long, default_value = "none")]
     pub anchors: String,
-    /// AnSAN's local window of the anchored run (our extension, not the paper's; 0: the
-    /// paper's rule).
-    #[arg(long, default_value_t = 0, value_name = "W")]
-    pub anchor_window: u32,
+    /// Visibility rule of the anchored run [default: the rule the model records with these
+    /// anchors, else ansan].
+    #[arg(long, value_enum)]
+    pub mask_rule: Option<MaskRuleArg>,
+    /// Local window of the anchored run (our extension, not the paper's; 0: the paper's rule)
+    /// [default: the window the model records with these anchors, else 0].
+    #[arg(long, value_name = "W")]
+    pub anchor_window: Option<u32>,
     /// Prefill chunk of the anchored run (bounds its peak KV: kept entries + one chunk).
     #[arg(long, default_value_t = 128)]
     pub chunk_size: usize,

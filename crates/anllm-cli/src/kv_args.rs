@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::args::CommonArgs;
+use crate::args::{CommonArgs, MaskRuleArg};
 
 /// `anllm eval kv`: KV policies × budgets on seeded long-context tasks, against the full cache.
 #[derive(Debug, Args)]
@@ -40,13 +40,17 @@ pub struct KvArgs {
     /// $ANLLM_HOME/corpus/heldout.txt].
     #[arg(long)]
     pub text: Option<PathBuf>,
-    /// Anchors of the `anchor` policy (its session uses AnSAN), e.g. ep or ep-sentence.
+    /// Anchors of the `anchor` policy, e.g. ep or ep-sentence.
     #[arg(long, default_value = "ep")]
     pub anchors: String,
-    /// AnSAN's local window of the anchored policy (our extension, not the paper's; 0: the
-    /// paper's rule).
-    #[arg(long, default_value_t = 0, value_name = "W")]
-    pub anchor_window: u32,
+    /// Visibility rule of the `anchor` policy [default: the rule the model records with these
+    /// anchors, else ansan].
+    #[arg(long, value_enum)]
+    pub mask_rule: Option<MaskRuleArg>,
+    /// Local window of the `anchor` policy (our extension, not the paper's; 0: the paper's
+    /// rule) [default: the window the model records with these anchors, else 0].
+    #[arg(long, value_name = "W")]
+    pub anchor_window: Option<u32>,
     /// Separators of `sepllm` (an anchor spec, marked under the causal rule).
     #[arg(long, default_value = "ep-sentence")]
     pub separators: String,

@@ -12,7 +12,7 @@ use anllm::testutil::{self, TinySpec, golden, write_gguf, write_gguf_typed};
 use anllm::{Pos, WeightDtype};
 use candle_core::Device;
 use candle_core::quantized::{GgmlDType, gguf_file};
-use common::{anllm, assert_clean_failure, hf_model, last_json, s, text};
+use common::{add_chat_template, anllm, assert_clean_failure, hf_model, last_json, s, text};
 
 fn logits(model: &Path, tokens: &[u32]) -> Vec<Vec<f32>> {
     let loaded = anllm::load_model(model, WeightDtype::F32, &Device::Cpu).unwrap();
@@ -336,4 +336,62 @@ fn the_default_model_exports_within_tolerance_of_the_hf_goldens() {
             assert!((got - want).abs() <= tol, "{ty}: {got} vs HF {want}");
         }
     }
+}
+
+#[test]
+fn bench_and_eval_kv_run_a_model_under_its_recorded_rule() {
+    let legacy = "ep --anchor-window 8 --mask-rule legacy";
+    let (_tmp, _, dir, _) = trained_and_exported("ep", "8 --mask-rule legacy", legacy);
+    add_chat_template(&dir); // the passkey question is a chat turn
+    // Room for the passkey item (RoPE has no learned positions): 128 → 512.
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["max_position_embeddings"] = 512.into();
+    std::fs::write(&path, config.to_string()).unwrap();
+    let kv = |flags: &[&str]| {
+        let mut args = vec!["eval", "kv", "-m", s(&dir), "--tasks", "passkey"];
+        args.extend(["--lengths", "256", "--items", "1", "--policies", "anchor"]);
+        args.extend(["--max-new-tokens", "2", "--json"]);
+        args.extend(flags);
+        let out = anllm(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let rows = last_json(&out)["summary"].as_array().unwrap().clone();
+        let anchor = rows.iter().find(|r| r["policy"] == "anchor").unwrap();
+        (anchor["mask_rule"].clone(), text(&out.stderr))
+    };
+    let (rule, stderr) = kv(&[]);
+    assert_eq!(rule, serde_json::json!({"an_san_legacy_window": 8}));
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let (rule, stderr) = kv(&["--mask-rule", "ansan"]);
+    assert_eq!(rule, serde_json::json!({"an_san_window": 8}));
+    assert!(
+        stderr.contains("and runs with --anchors ep --anchor-window 8"),
+        "{stderr}"
+    );
+    let bench = |flags: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "-m",
+            s(&dir),
+            "--anchors",
+            "ep",
+            "--prompt-tokens",
+            "16",
+        ];
+        args.extend(["--decode-tokens", "2", "--repeat", "1", "--depths", "0,32"]);
+        args.extend(flags);
+        let out = anllm(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    assert!(
+        !bench(&[]).contains("warning"),
+        "the recorded rule and window"
+    );
+    let stderr = bench(&["--mask-rule", "ansan"]);
+    assert!(
+        stderr.contains("and runs with --anchors ep --anchor-window 8"),
+        "{stderr}"
+    );
 }

@@ -66,11 +66,20 @@ pub const CHAT_TEMPLATE: &str = "{% for m in messages %}<s>{{ m.role }}: {{ m.co
 /// A tiny HF model directory whose `tokenizer_config.json` has [`CHAT_TEMPLATE`].
 pub fn hf_model_with_template() -> (TempDir, PathBuf) {
     let (tmp, dir) = hf_model(&TinySpec::gqa());
+    add_chat_template(&dir);
+    (tmp, dir)
+}
+
+/// Writes [`CHAT_TEMPLATE`] into the `tokenizer_config.json` of the model directory `dir`
+/// (made when missing).
+pub fn add_chat_template(dir: &Path) {
     let path = dir.join("tokenizer_config.json");
-    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut config: Value = std::fs::read_to_string(&path).map_or_else(
+        |_| serde_json::json!({}),
+        |t| serde_json::from_str(&t).unwrap(),
+    );
     config["chat_template"] = Value::String(CHAT_TEMPLATE.into());
     std::fs::write(&path, config.to_string()).unwrap();
-    (tmp, dir)
 }
 
 pub fn gguf_model(spec: &TinySpec) -> (TempDir, PathBuf) {

@@ -12,8 +12,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use anllm::{
-    AnchorSet, AnchorSpec, KeepWarm, Llama, LoadedModel, MaskRule, OutputRows, Session,
-    SessionConfig, TokenId,
+    AnchorSet, AnchorSpec, KeepWarm, Llama, LoadedModel, OutputRows, Session, SessionConfig,
+    TokenId,
 };
 
 use crate::args::BenchArgs;
@@ -67,7 +67,10 @@ fn sessions(args: &BenchArgs, model: &LoadedModel) -> Result<Vec<(String, Sessio
     if spec != AnchorSpec::None {
         let anchors = AnchorSet::from_spec(&spec, &model.tokenizer)?;
         let cfg = SessionConfig::anchored(anchors, args.chunk_size)
-            .with_rule(MaskRule::ansan_window(args.anchor_window))
+            .with_rule(config::mask_rule(
+                args.mask_rule.unwrap_or_default(),
+                args.anchor_window.unwrap_or(0),
+            )?)
             .with_keep_warm(KeepWarm::Spin);
         out.push(("anllm anchor".to_string(), cfg));
     }
@@ -125,14 +128,14 @@ fn time_decode(
 }
 
 /// Runs the subcommand.
-pub fn run(args: BenchArgs) -> Result<()> {
+pub fn run(mut args: BenchArgs) -> Result<()> {
     config::set_threads(args.common.threads)?;
     let path = config::resolve_model(&args.common)?;
-    let model = config::load_with(
+    let model = config::load(
         &args.common,
-        &args.anchors,
-        args.anchor_window,
-        crate::args::MaskRuleArg::Ansan,
+        &mut args.anchors,
+        &mut args.anchor_window,
+        &mut args.mask_rule,
     )?;
     let llama = &model.llama;
     if args.prompt_tokens == 0 || args.repeat == 0 || args.decode_tokens == 0 {

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 
 use anllm::chat::{ChatTemplate, Message};
 use anllm::policy::{Budget, PolicyConfig};
-use anllm::{AnchorSet, AnchorSpec, LoadedModel, MaskRule, SessionConfig, TokenId};
+use anllm::{AnchorSet, AnchorSpec, LoadedModel, SessionConfig, TokenId};
 use anllm_eval::kv::run::{Cell, CellRecord, KvRunConfig, Prepared, budget_entries, run_item};
 use anllm_eval::kv::{GenSpec, KvItem, KvTask, generate};
 
@@ -33,7 +33,7 @@ const KNOWN: [&str; 11] = [
 ];
 
 /// Runs the subcommand.
-pub fn run_kv(args: KvArgs) -> Result<()> {
+pub fn run_kv(mut args: KvArgs) -> Result<()> {
     let tasks = parse_list(&args.tasks, |s| {
         KvTask::parse(s).map_err(anyhow::Error::msg)
     })?;
@@ -69,11 +69,11 @@ pub fn run_kv(args: KvArgs) -> Result<()> {
         return report(&args, &read_records(path)?);
     }
     config::set_threads(args.common.threads)?;
-    let model = config::load_with(
+    let model = config::load(
         &args.common,
-        &args.anchors,
-        args.anchor_window,
-        crate::args::MaskRuleArg::Ansan,
+        &mut args.anchors,
+        &mut args.anchor_window,
+        &mut args.mask_rule,
     )?;
     let items = prepare_all(&args, &model, &tasks, &lengths)?;
     let max_len = model.llama.config().max_position_embeddings;
@@ -230,8 +230,10 @@ fn run_config(args: &KvArgs, model: &LoadedModel) -> Result<KvRunConfig> {
     }
     Ok(KvRunConfig {
         separators,
-        anchored: SessionConfig::anchored(anchors, args.chunk_size)
-            .with_rule(MaskRule::ansan_window(args.anchor_window)),
+        anchored: SessionConfig::anchored(anchors, args.chunk_size).with_rule(config::mask_rule(
+            args.mask_rule.unwrap_or_default(),
+            args.anchor_window.unwrap_or(0),
+        )?),
         max_new_tokens: args.max_new_tokens,
         stop,
         chunked: args.chunked,

@@ -61,7 +61,11 @@ pub fn run(mut args: QaArgs) -> Result<()> {
         model.info.path.display(),
         args.common.dtype,
         mode,
-        args.session.anchors,
+        crate::config::anchor_flags(
+            &args.session.anchors,
+            args.session.window(),
+            args.session.rule()
+        ),
         args.shots,
         args.limit.map_or("all".to_string(), |l| l.to_string()),
     );

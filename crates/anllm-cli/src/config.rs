@@ -84,7 +84,7 @@ pub fn load(
 
 /// Loads the model named by the shared flags, to run with `--anchors anchors`,
 /// `--anchor-window window` and `--mask-rule rule` as given (the commands that compare
-/// settings: `bench`, `eval kv`, `eval mt`, `inspect`).
+/// settings: `eval mt`, `inspect`).
 pub fn load_with(
     common: &CommonArgs,
     anchors: &str,

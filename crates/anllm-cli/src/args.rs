@@ -413,6 +413,12 @@ impl EvalSessionArgs {
         self.anchor_window.unwrap_or(0)
     }
 
+    /// The anchor flags as a model records them ([`crate::config::anchor_flags`]), e.g.
+    /// `ep-list --anchor-window 32 --mask-rule legacy`, once resolved.
+    pub fn flags(&self) -> String {
+        crate::config::anchor_flags(&self.anchors, self.window(), self.rule())
+    }
+
     /// `--mask-rule` once [`crate::config::load`] has resolved it (AnSAN before).
     pub fn rule(&self) -> MaskRuleArg {
         self.mask_rule.unwrap_or_default()

@@ -8,18 +8,12 @@ mod common;
 use std::process::Command;
 
 use anllm::testutil::{self, TinySpec};
-use common::{anllm, assert_clean_failure, hf_model, s, text};
+use common::{anllm, assert_clean_failure, hf_model, hf_model_with_template, s, text};
 use serde_json::Value;
-
-const TEMPLATE: &str = "{% for m in messages %}<s>{{ m.role }}: {{ m.content }}</s>{% endfor %}{% if add_generation_prompt %}<s>assistant:{% endif %}";
 
 #[test]
 fn transcripts_resume_and_train_distill_learns_from_them() {
-    let (tmp, dir) = hf_model(&TinySpec::gqa());
-    let cfg = dir.join("tokenizer_config.json");
-    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
-    config["chat_template"] = Value::String(TEMPLATE.into());
-    std::fs::write(&cfg, config.to_string()).unwrap();
+    let (tmp, dir) = hf_model_with_template();
     let prompts = tmp.path().join("prompts.txt");
     std::fs::write(&prompts, "hello world\n\nthe cat sat\nand then\n").unwrap();
     let out = tmp.path().join("chat.jsonl");

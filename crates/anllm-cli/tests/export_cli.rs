@@ -385,10 +385,9 @@ fn bench_and_eval_kv_run_a_model_under_its_recorded_rule() {
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stderr)
     };
-    assert!(
-        !bench(&[]).contains("warning"),
-        "the recorded rule and window"
-    );
+    let stderr = bench(&[]);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert!(stderr.contains(&format!("anchors {legacy},")), "{stderr}");
     let stderr = bench(&["--mask-rule", "ansan"]);
     assert!(
         stderr.contains("and runs with --anchors ep --anchor-window 8"),

@@ -150,10 +150,15 @@ pub fn run(mut args: BenchArgs) -> Result<()> {
     let tokens = tokens(&args, &model, need)?;
     let sessions = sessions(&args, &model)?;
     eprintln!(
-        "bench: {} ({}, {} KV), threads {:?}, {} tokens from {}",
+        "bench: {} ({}, {} KV), anchors {}, threads {:?}, {} tokens from {}",
         path.display(),
         model.info.compute,
         llama.kv_dtype().name(),
+        config::anchor_flags(
+            &args.anchors,
+            args.anchor_window.unwrap_or(0),
+            args.mask_rule.unwrap_or_default()
+        ),
         args.common.threads,
         tokens.len(),
         args.prompt_file

@@ -60,11 +60,7 @@ pub fn run(mut args: PplArgs) -> Result<()> {
     eprintln!(
         "anllm: mode {:?}, anchors {}: C⇓ at window end {:.1}%, peak KV entries {}, {:.1}s ({:.0} tok/s)",
         mode,
-        crate::config::anchor_flags(
-            &args.session.anchors,
-            args.session.window(),
-            args.session.rule()
-        ),
+        args.session.flags(),
         100.0 * c,
         result
             .peak_entries

@@ -61,11 +61,7 @@ pub fn run(mut args: QaArgs) -> Result<()> {
         model.info.path.display(),
         args.common.dtype,
         mode,
-        crate::config::anchor_flags(
-            &args.session.anchors,
-            args.session.window(),
-            args.session.rule()
-        ),
+        args.session.flags(),
         args.shots,
         args.limit.map_or("all".to_string(), |l| l.to_string()),
     );

@@ -26,6 +26,8 @@
 #   --mask-rule: ansan (the paper's: an anchor sees only its own sentence), or legacy (an anchor
 #   also sees the earlier anchors and the window: `train --mask-rule legacy`), everywhere the
 #   window goes; ansan by default;
+#   --stage2-eot-weight: the second stage's loss weight of the end-of-turn token (`train
+#   --end-of-turn-weight`: the answers' `<|im_end|>` weighs W, every other target 1), 1 by default;
 #   --resample-loops: the transcripts whose answer loops (a sentence or line three times, or
 #   distinct-2 below 0.4: benches/anllm-ep-135m/clean.py) are answered again with two more
 #   seeds, and dropped if both loop too; kept as they are by default)
@@ -82,6 +84,7 @@ FEWSHOT=text
 RESAMPLE_LOOPS=0
 WINDOW=0
 MASK_RULE=ansan
+EOT_WEIGHT=1
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --minutes) MINUTES="$2"; shift 2 ;;
@@ -96,7 +99,8 @@ while [[ $# -gt 0 ]]; do
     --resample-loops) RESAMPLE_LOOPS=1; shift ;;
     --anchor-window) WINDOW="$2"; shift 2 ;;
     --mask-rule) MASK_RULE="$2"; shift 2 ;;
-    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list] [--fewshot text|chat|none] [--anchor-window W] [--mask-rule ansan|legacy] [--resample-loops]" >&2; exit 2 ;;
+    --stage2-eot-weight) EOT_WEIGHT="$2"; shift 2 ;;
+    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list] [--fewshot text|chat|none] [--anchor-window W] [--mask-rule ansan|legacy] [--stage2-eot-weight W] [--resample-loops]" >&2; exit 2 ;;
   esac
 done
 [[ "$ANCHORS" =~ ^(ep|ep-nodigit|ep-list)$ ]] || { echo "--anchors: ep, ep-nodigit or ep-list, not $ANCHORS" >&2; exit 2; }
@@ -104,6 +108,7 @@ done
 [[ "${AVERAGE_LAST:-0}" =~ ^[0-9]+$ && "${AVERAGE_LAST:-0}" != 1 ]] || { echo "AVERAGE_LAST: 0 (off) or a number of checkpoints ≥ 2, not $AVERAGE_LAST" >&2; exit 2; }
 [[ "$WINDOW" =~ ^[0-9]+$ ]] || { echo "--anchor-window: a number of positions, not $WINDOW" >&2; exit 2; }
 [[ "$MASK_RULE" =~ ^(ansan|legacy)$ ]] || { echo "--mask-rule: ansan or legacy, not $MASK_RULE" >&2; exit 2; }
+[[ "$EOT_WEIGHT" =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "--stage2-eot-weight: a weight ≥ 0, not $EOT_WEIGHT" >&2; exit 2; }
 # The window goes wherever the anchors go: training, every anchored evaluation and the probes
 # (which take the flags as one preset string, as a trained model records them).
 AW=(--anchor-window "$WINDOW" --mask-rule "$MASK_RULE")
@@ -250,6 +255,7 @@ if python3 -c "import sys; sys.exit(0 if $STAGE2_MINUTES > 0 else 1)"; then
     --data "$CHAT2" "${FEWSHOT2[@]}" "$OUT/corpus-slice2.txt" --eval-data "$H/corpus/heldout.txt"
     --anchors "$ANCHORS" "${AW[@]}" --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 5e-5 --warmup 5
     --schedule constant --pin-prompts "$PIN_PROMPTS" --save-every "${STAGE2_SAVE_EVERY:-60}" --eval-every 10 --eval-rows 4 --steps "${STAGE2_STEPS:-100000}" --seed "${SEED:-34}" --threads "$THREADS" --out "$RUN2")
+  [[ "$EOT_WEIGHT" == 1 ]] || TRAIN2+=(--end-of-turn-weight "$EOT_WEIGHT")
   train_for "$RUN2" "$STAGE2_MINUTES" "${TRAIN2[@]}"
 fi
 

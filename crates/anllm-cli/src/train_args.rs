@@ -174,6 +174,11 @@ pub struct TrainArgs {
     /// `serve --pin-prompt` keep each turn's prompt KV. A seeded choice per conversation.
     #[arg(long, default_value_t = 0.0)]
     pub pin_prompts: f64,
+    /// Loss weight of the chat template's end-of-turn token (SmolLM2's `<|im_end|>`) where it
+    /// is a target (the end of each chat answer); every other target weighs 1, and the loss is
+    /// their weighted mean. The held-out loss stays unweighted.
+    #[arg(long, default_value_t = 1.0)]
+    pub end_of_turn_weight: f32,
     /// Continue the run saved in --out (same flags) from its latest checkpoint.
     #[arg(long)]
     pub resume: bool,

@@ -14,7 +14,7 @@ use anllm::anchor::AnchorSet;
 use anllm::cache::Cell;
 use anllm::mask::{self, MaskRule};
 use anllm::token::{Pos, Role, SegmentId};
-use anllm::{Error, Result};
+use anllm::{Error, Result, TokenId};
 
 /// How the rows of a batch are seen: the mask rule and which tokens are anchors.
 #[derive(Debug, Clone)]
@@ -98,6 +98,45 @@ impl BatchRule {
             positions: Tensor::from_vec(positions, (b, t), device)?,
             mask: Tensor::from_vec(masks, (b, t, t), device)?,
         })
+    }
+}
+
+/// A loss weight for the targets of one token (`train --end-of-turn-weight`): a target equal to
+/// `token` weighs `weight` in the training loss, every other target 1 (a target outside the loss
+/// mask stays 0). The loss stays a weighted mean, the sum of `weight · loss` over the sum of the
+/// weights ([`TrainModel::loss`](super::model::TrainModel::loss)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenWeight {
+    /// The weighted target token (the chat template's end-of-turn token).
+    pub token: TokenId,
+    /// Its weight (finite, ≥ 0).
+    pub weight: f32,
+}
+
+impl TokenWeight {
+    /// The loss weights of `batch`'s targets, row by row, as [`BatchRule::to_tensors`] lays
+    /// them out (`[b, t]` flattened).
+    pub fn weights(&self, batch: &Batch) -> Vec<f32> {
+        let mut out = Vec::new();
+        for row in &batch.examples {
+            let targets = row.tokens.iter().zip(&row.loss_mask).skip(1);
+            out.extend(
+                targets.map(|(&tok, &counts)| match (counts, tok == self.token) {
+                    (false, _) => 0.0,
+                    (true, true) => self.weight,
+                    (true, false) => 1.0,
+                }),
+            );
+        }
+        out
+    }
+
+    /// `tensors` (made from `batch`) with their loss weights replaced by [`TokenWeight::weights`].
+    pub fn apply(&self, batch: &Batch, mut tensors: TrainBatch) -> Result<TrainBatch> {
+        let shape = tensors.weights.dims2()?;
+        let device = tensors.weights.device().clone();
+        tensors.weights = Tensor::from_vec(self.weights(batch), shape, &device)?;
+        Ok(tensors)
     }
 }
 
@@ -273,6 +312,33 @@ mod tests {
         );
         assert_eq!(tb.positions.to_vec2::<u32>()?, [[0, 1, 2], [0, 1, 0]]);
         assert_eq!(tb.mask.dims(), [2, 3, 3]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_token_weight_scales_only_its_counted_targets() -> Result<()> {
+        // Targets (hand-derived): row 0 → 2, 7, 3, 7 (all counted); row 1 → 7, PAD, PAD with
+        // only the first counted. Token 7 weighs 4, the pads' 0 stays 0.
+        let batch = Batch {
+            examples: vec![
+                row(&[1, 2, 7, 3, 7], &[0, 0, 0, 0, 0]),
+                row(
+                    &[4, 7, PAD, PAD, PAD],
+                    &[1, 1, u32::MAX, u32::MAX, u32::MAX],
+                ),
+            ],
+            position: Default::default(),
+            next: Default::default(),
+        };
+        let up = TokenWeight {
+            token: 7,
+            weight: 4.0,
+        };
+        let tb = up.apply(&batch, ansan().to_tensors(&batch, &Device::Cpu)?)?;
+        assert_eq!(
+            tb.weights.to_vec2::<f32>()?,
+            [[1.0, 4.0, 1.0, 4.0], [4.0, 0.0, 0.0, 0.0]]
+        );
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::batch::BatchRule;
+use super::batch::{BatchRule, TokenWeight};
 use super::data::{Batch, DataPosition};
 use super::distill::Teacher;
 use super::model::TrainModel;
@@ -39,7 +39,8 @@ pub struct StepRecord {
     /// Step number, from 1.
     pub step: u64,
     /// Mean training objective (nats) over the step's targets: the cross-entropy, or with a
-    /// teacher the distillation loss (`α · KL + (1 − α) · CE`).
+    /// teacher the distillation loss (`α · KL + (1 − α) · CE`); a weighted mean with a token
+    /// weight ([`Trainer::with_token_weight`]).
     pub loss: f64,
     /// Learning rate used.
     pub lr: f64,
@@ -69,6 +70,7 @@ pub struct Trainer {
     options: TrainOptions,
     step: u64,
     teacher: Option<Teacher>,
+    token_weight: Option<TokenWeight>,
 }
 
 impl Trainer {
@@ -90,7 +92,21 @@ impl Trainer {
             options,
             step,
             teacher: None,
+            token_weight: None,
         })
+    }
+
+    /// The same trainer weighting one target token's loss (`train --end-of-turn-weight`);
+    /// the held-out loss ([`Trainer::eval_loss`]) stays the plain mean.
+    pub fn with_token_weight(mut self, up: TokenWeight) -> Result<Self> {
+        if !up.weight.is_finite() || up.weight < 0.0 {
+            return Err(Error::config(
+                "end-of-turn-weight",
+                format!("must be a finite weight ≥ 0, not {}", up.weight),
+            ));
+        }
+        self.token_weight = Some(up);
+        Ok(self)
     }
 
     /// The same trainer distilling from `teacher` (see [`crate::distill`]); its vocabulary must
@@ -140,20 +156,24 @@ impl Trainer {
                 "a step needs at least one batch",
             ));
         };
-        let total: usize = micro.iter().map(Batch::target_count).sum();
-        if total == 0 {
+        // Each micro-batch's loss is a weighted mean: the step's mean weighs it by its weight sum.
+        let sums: Vec<f64> = micro.iter().map(|b| self.weight_sum(b)).collect();
+        let total: f64 = sums.iter().sum();
+        if total <= 0.0 {
             return Err(Error::config("data", "a step without prediction targets"));
         }
         let device = self.model.device().clone();
         let mut grads: Option<GradStore> = None;
         let mut loss_sum = 0.0;
         let mut teacher_s = 0.0;
-        for batch in micro {
-            let count = batch.target_count();
-            if count == 0 {
+        for (batch, &sum) in micro.iter().zip(&sums) {
+            if sum <= 0.0 {
                 continue;
             }
-            let tensors = self.rule.to_tensors(batch, &device)?;
+            let mut tensors = self.rule.to_tensors(batch, &device)?;
+            if let Some(up) = &self.token_weight {
+                tensors = up.apply(batch, tensors)?;
+            }
             let loss = match &self.teacher {
                 None => self.model.loss(&tensors)?,
                 Some(teacher) => {
@@ -163,8 +183,8 @@ impl Trainer {
                     self.model.distill_loss(&tensors, &soft, teacher.alpha())?
                 }
             };
-            loss_sum += scalar(&loss)? * count as f64;
-            let scaled = (loss * (count as f64 / total as f64))?;
+            loss_sum += scalar(&loss)? * sum;
+            let scaled = (loss * (sum / total))?;
             let store = scaled.backward()?;
             grads = Some(match grads {
                 None => store,
@@ -180,7 +200,7 @@ impl Trainer {
         let secs = started.elapsed().as_secs_f64();
         Ok(StepRecord {
             step: self.step,
-            loss: loss_sum / total as f64,
+            loss: loss_sum / total,
             lr,
             grad_norm,
             tokens,
@@ -190,6 +210,14 @@ impl Trainer {
             teacher_s: self.teacher.is_some().then_some(teacher_s),
             eval_loss: None,
         })
+    }
+
+    /// The sum of `batch`'s loss weights: its target count unless a token is weighted.
+    fn weight_sum(&self, batch: &Batch) -> f64 {
+        match &self.token_weight {
+            None => batch.target_count() as f64,
+            Some(up) => up.weights(batch).iter().map(|&w| f64::from(w)).sum(),
+        }
     }
 
     /// Adds the parameter gradients of `store` into `acc`.

@@ -7,8 +7,9 @@ use anyhow::{Context, Result, bail};
 use candle_core::Device;
 use serde_json::{Value, json};
 
+use anllm::chat::ChatTemplate;
 use anllm::{AnchorSet, AnchorSpec, MaskRule};
-use anllm_train::batch::BatchRule;
+use anllm_train::batch::{BatchRule, TokenWeight};
 use anllm_train::checkpoint::{self, LoadedCheckpoint, TrainerState};
 use anllm_train::data::{AnchorData, BlockMode, DataConfig, DataPosition, DocSplit, TrainData};
 use anllm_train::distill::Teacher;
@@ -112,6 +113,9 @@ pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
     let total_steps = total_steps(args, &data)?;
     let (mut trainer, state) =
         build_trainer(args, begin.model, resumed, rule, anchors, total_steps, run)?;
+    if args.end_of_turn_weight != 1.0 {
+        trainer = trainer.with_token_weight(end_of_turn_weight(args, tok)?)?;
+    }
     if args.distill {
         let Some(path) = args.teacher.as_ref().or(start_model.as_ref()) else {
             bail!("--distill needs a starting model (not --init-from-scratch)");
@@ -205,7 +209,26 @@ fn run_json(args: &TrainArgs) -> Value {
     if args.pin_prompts > 0.0 {
         run["pin_prompts"] = json!(args.pin_prompts);
     }
+    if args.end_of_turn_weight != 1.0 {
+        run["end_of_turn_weight"] = json!(args.end_of_turn_weight);
+    }
     run
+}
+
+/// `--end-of-turn-weight` on the token the model's chat template closes an answer with.
+fn end_of_turn_weight(args: &TrainArgs, tok: &anllm::Tokenizer) -> Result<TokenWeight> {
+    let token = ChatTemplate::of(tok)
+        .and_then(|t| t.answer_terminator())
+        .context("--end-of-turn-weight needs a chat template that ends each answer with a token")?;
+    let piece = tok.piece(token).unwrap_or_default();
+    eprintln!(
+        "anllm: the end-of-turn token {piece:?} (id {token}) weighs {} in the loss",
+        args.end_of_turn_weight
+    );
+    Ok(TokenWeight {
+        token,
+        weight: args.end_of_turn_weight,
+    })
 }
 
 /// The checkpoint to continue from (with --resume), after checking that --out is usable.

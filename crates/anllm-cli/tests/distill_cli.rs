@@ -308,3 +308,77 @@ fn the_recipes_fewshot_text_holds_no_scored_item() {
     }
     assert_no_scored_item(&out_file);
 }
+
+#[test]
+fn end_of_turn_weight_reaches_the_loss_is_recorded_and_needs_a_template() {
+    let (tmp, dir) = hf_model_with_template();
+    let data = tmp.path().join("chat.jsonl");
+    let chat = |q: &str, a: &str| {
+        serde_json::json!({"messages": [{"role": "user", "content": q},
+            {"role": "assistant", "content": a}]})
+        .to_string()
+    };
+    std::fs::write(
+        &data,
+        format!("{}\n{}\n", chat("a b", "c d e. f g"), chat("h i", "j k")),
+    )
+    .unwrap();
+    let train = |model: &std::path::Path, run: &str, weight: &str, resume: bool| {
+        let run = tmp.path().join(run);
+        let mut args = vec!["train", "-m", s(model), "--data", s(&data), "--anchors"];
+        args.extend_from_slice(&["ep", "--block-size", "32", "--steps", "2", "--lr", "1e-3"]);
+        args.extend_from_slice(&["--end-of-turn-weight", weight, "--out", s(&run)]);
+        if resume {
+            args.push("--resume");
+        }
+        let out = anllm(&args);
+        let log = std::fs::read_to_string(run.join("train_log.jsonl")).unwrap_or_default();
+        let first = log.lines().next().map(|l| {
+            let rec: Value = serde_json::from_str(l).unwrap();
+            rec["loss"].as_f64().unwrap()
+        });
+        (out, first)
+    };
+    let (plain, plain_loss) = train(&dir, "plain", "1", false);
+    assert!(plain.status.success(), "{}", text(&plain.stderr));
+    let (up, up_loss) = train(&dir, "up", "4", false);
+    assert!(up.status.success(), "{}", text(&up.stderr));
+    assert!(
+        text(&up.stderr).contains("\"</s>\"") && text(&up.stderr).contains("weighs 4 in the loss"),
+        "{}",
+        text(&up.stderr)
+    );
+    // Same data, same first batch: only the weight of `</s>` differs.
+    let (a, b) = (plain_loss.unwrap(), up_loss.unwrap());
+    assert!(
+        (a - b).abs() > 1e-4,
+        "step-1 loss {a} with weight 1 and {b} with weight 4"
+    );
+    // The weight is one of the run's flags: resuming with another is refused.
+    let (other, _) = train(&dir, "up", "2", true);
+    assert_clean_failure(&other, "the flags differ");
+    // A model without a chat template has no end-of-turn token to weigh (text data: chat data
+    // needs the template anyway).
+    let (_t, bare) = hf_model(&TinySpec::gqa());
+    let txt = tmp.path().join("t.txt");
+    std::fs::write(&txt, "a b c. d e f.\n").unwrap();
+    let run = tmp.path().join("bare");
+    let none = anllm(&[
+        "train",
+        "-m",
+        s(&bare),
+        "--data",
+        s(&txt),
+        "--anchors",
+        "ep",
+        "--block-size",
+        "16",
+        "--steps",
+        "1",
+        "--end-of-turn-weight",
+        "4",
+        "--out",
+        s(&run),
+    ]);
+    assert_clean_failure(&none, "--end-of-turn-weight needs a chat template");
+}

@@ -77,6 +77,9 @@ pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
         _ => None,
     };
     let tok = &begin.tokenizer;
+    let up = (args.end_of_turn_weight != 1.0)
+        .then(|| end_of_turn_weight(args, tok))
+        .transpose()?;
     let data = TrainData::from_files(&args.data, tok, splitter.as_ref(), config.clone())
         .context("reading the training data")?;
     if args.pin_prompts > 0.0 {
@@ -113,8 +116,8 @@ pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
     let total_steps = total_steps(args, &data)?;
     let (mut trainer, state) =
         build_trainer(args, begin.model, resumed, rule, anchors, total_steps, run)?;
-    if args.end_of_turn_weight != 1.0 {
-        trainer = trainer.with_token_weight(end_of_turn_weight(args, tok)?)?;
+    if let Some(up) = up {
+        trainer = trainer.with_token_weight(up)?;
     }
     if args.distill {
         let Some(path) = args.teacher.as_ref().or(start_model.as_ref()) else {

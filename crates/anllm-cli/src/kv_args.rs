@@ -40,8 +40,9 @@ pub struct KvArgs {
     /// $ANLLM_HOME/corpus/heldout.txt].
     #[arg(long)]
     pub text: Option<PathBuf>,
-    /// Anchors of the `anchor` policy, e.g. ep or ep-sentence.
-    #[arg(long, default_value = "ep")]
+    /// Anchors of the `anchor` policy, e.g. ep or ep-sentence [default: auto, the anchors the
+    /// model records it was trained with (and their window and rule), else ep].
+    #[arg(long, default_value = "auto")]
     pub anchors: String,
     /// Visibility rule of the `anchor` policy [default: the rule the model records with these
     /// anchors, else ansan].

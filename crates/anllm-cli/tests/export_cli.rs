@@ -340,8 +340,9 @@ fn the_default_model_exports_within_tolerance_of_the_hf_goldens() {
 
 #[test]
 fn bench_and_eval_kv_run_a_model_under_its_recorded_rule() {
-    let legacy = "ep --anchor-window 8 --mask-rule legacy";
-    let (_tmp, _, dir, _) = trained_and_exported("ep", "8 --mask-rule legacy", legacy);
+    // ep-list, not eval kv's fallback ep: its default `auto` takes the recorded preset.
+    let legacy = "ep-list --anchor-window 8 --mask-rule legacy";
+    let (_tmp, _, dir, _) = trained_and_exported("ep-list", "8 --mask-rule legacy", legacy);
     add_chat_template(&dir); // the passkey question is a chat turn
     // Room for the passkey item (RoPE has no learned positions): 128 → 512.
     let path = dir.join("config.json");
@@ -366,7 +367,7 @@ fn bench_and_eval_kv_run_a_model_under_its_recorded_rule() {
     let (rule, stderr) = kv(&["--mask-rule", "ansan"]);
     assert_eq!(rule, serde_json::json!({"an_san_window": 8}));
     assert!(
-        stderr.contains("and runs with --anchors ep --anchor-window 8"),
+        stderr.contains("and runs with --anchors ep-list --anchor-window 8"),
         "{stderr}"
     );
     let bench = |flags: &[&str]| {
@@ -375,7 +376,7 @@ fn bench_and_eval_kv_run_a_model_under_its_recorded_rule() {
             "-m",
             s(&dir),
             "--anchors",
-            "ep",
+            "ep-list",
             "--prompt-tokens",
             "16",
         ];
@@ -390,7 +391,7 @@ fn bench_and_eval_kv_run_a_model_under_its_recorded_rule() {
     assert!(stderr.contains(&format!("anchors {legacy},")), "{stderr}");
     let stderr = bench(&["--mask-rule", "ansan"]);
     assert!(
-        stderr.contains("and runs with --anchors ep --anchor-window 8"),
+        stderr.contains("and runs with --anchors ep-list --anchor-window 8"),
         "{stderr}"
     );
 }

@@ -69,12 +69,17 @@ pub fn run_kv(mut args: KvArgs) -> Result<()> {
         return report(&args, &read_records(path)?);
     }
     config::set_threads(args.common.threads)?;
+    let auto = args.anchors == config::AUTO_ANCHORS;
     let model = config::load(
         &args.common,
         &mut args.anchors,
         &mut args.anchor_window,
         &mut args.mask_rule,
     )?;
+    // A model trained without anchors: the `anchor` policy still needs some, EP's by default.
+    if auto && args.anchors == "none" {
+        args.anchors = "ep".into();
+    }
     let items = prepare_all(&args, &model, &tasks, &lengths)?;
     let max_len = model.llama.config().max_position_embeddings;
     if let Some(long) = items.iter().find(|p| total_len(p, &args) > max_len) {

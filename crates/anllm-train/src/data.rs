@@ -140,7 +140,7 @@ impl TrainData {
             let documents = read_documents(path.as_ref(), config.doc_split)?;
             let encoded: Result<Vec<_>> = documents.par_iter().map(|d| encoder.encode(d)).collect();
             for (document, mut doc) in documents.iter().zip(encoded?) {
-                let chat = matches!(document, Document::Chat(_));
+                let chat = matches!(document, Document::Chat { .. });
                 if chat && pick(config.seed, docs.len() as u64, config.pin_prompts) {
                     doc.pin_prompt();
                 }

@@ -26,7 +26,7 @@ fn chat_records_train_on_the_answers_of_the_models_own_template() {
         "\n"
     );
     let docs = parse_documents(Path::new("chat.jsonl"), jsonl, DocSplit::BlankLine).unwrap();
-    assert!(matches!(&docs[..], [Document::Chat(m)] if m.len() == 4));
+    assert!(matches!(&docs[..], [Document::Chat { messages: m, cut: false }] if m.len() == 4));
     let enc = Encoder::new(&tok, AnchorData::Ep, None).unwrap();
     let doc = enc.encode(&docs[0]).unwrap();
     // Hand-written from SmolLM2-135M-Instruct's template (it adds its default system prompt).
@@ -41,6 +41,17 @@ fn chat_records_train_on_the_answers_of_the_models_own_template() {
     let starts = doc.tokens.iter().filter(|&&t| t == im_start).count();
     assert_eq!(starts, 5, "<|im_start|> must be one special id, not pieces");
     // Targets: each answer and the <|im_end|> right after it, nothing else.
+    assert_eq!(
+        target_runs(&tok, &doc),
+        ["Hello there.<|im_end|>", "Bye.<|im_end|>"]
+    );
+    // No BOS of our own: the template writes what the model expects.
+    assert_eq!(doc.tokens[0], im_start);
+}
+
+/// The decoded runs of consecutive targets of `doc`; the last token is never one (the
+/// template's trailing newline).
+fn target_runs(tok: &Tokenizer, doc: &anllm_train::data::TokenizedDoc) -> Vec<String> {
     let mut answers = Vec::new();
     let mut run = Vec::new();
     for (&t, &target) in doc.tokens.iter().zip(&doc.loss_mask) {
@@ -51,9 +62,30 @@ fn chat_records_train_on_the_answers_of_the_models_own_template() {
         }
     }
     assert!(run.is_empty(), "the trailing newline is not a target");
-    assert_eq!(answers, ["Hello there.<|im_end|>", "Bye.<|im_end|>"]);
-    // No BOS of our own: the template writes what the model expects.
-    assert_eq!(doc.tokens[0], im_start);
+    answers
+}
+
+#[test]
+fn a_cut_last_answer_trains_without_its_end_of_turn() {
+    // `generate --transcripts` writes `finish_reason: length` for an answer cut at
+    // --max-tokens: the template still closes it with <|im_end|>, which the model never chose.
+    let tok = smollm2_tokenizer();
+    let enc = Encoder::new(&tok, AnchorData::Ep, None).unwrap();
+    let runs = |finish: &str| {
+        let jsonl = format!(
+            "{}{}{}\n",
+            r#"{"messages": [{"role": "user", "content": "Hi"}, "#,
+            r#"{"role": "assistant", "content": "Hello there."}, {"role": "user", "content": "Bye"}, "#,
+            format!(r#"{{"role": "assistant", "content": "Bye and"}}]{finish}}}"#),
+        );
+        let docs = parse_documents(Path::new("chat.jsonl"), &jsonl, DocSplit::BlankLine).unwrap();
+        target_runs(&tok, &enc.encode(&docs[0]).unwrap())
+    };
+    let cut = runs(r#", "finish_reason": "length""#);
+    assert_eq!(cut, ["Hello there.<|im_end|>", "Bye and"]);
+    for ended in ["", r#", "finish_reason": "stop""#] {
+        assert_eq!(runs(ended), ["Hello there.<|im_end|>", "Bye and<|im_end|>"]);
+    }
 }
 
 #[test]

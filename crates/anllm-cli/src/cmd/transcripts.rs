@@ -1,6 +1,8 @@
 //! `anllm generate --chat --prompts-file P --transcripts T`: the model answers every prompt
 //! of `P` in a fresh conversation, and each conversation is appended to `T` as one JSONL
-//! record `{"messages": [system?, user, assistant]}`, the chat format `anllm train` reads.
+//! record `{"messages": [system?, user, assistant], "finish_reason": "stop"|"length"}`, the chat
+//! format `anllm train` reads (`length`: the answer was cut at `--max-tokens` or the context, so
+//! `train` puts no loss on the end-of-turn token the template closes it with).
 //! Distillation data made by the teacher itself (issue: AnLLM-EP-135M). Resumable: prompts
 //! already in `T` (by count, in file order) are skipped.
 
@@ -12,7 +14,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use anllm::chat::{ChatTemplate, Message};
-use anllm::generate::{Flow, GenerateRequest, TokenSink, generate};
+use anllm::generate::{Flow, GenerateRequest, StopReason, TokenSink, generate};
 use anllm::sample::Sampling;
 use anllm::{LoadedModel, Session, TokenId};
 
@@ -56,13 +58,14 @@ fn message(role: &str, content: &str) -> Message {
     }
 }
 
-/// One conversation: the messages with the model's answer.
+/// One conversation: the messages with the model's answer, and why the answer ended (OpenAI's
+/// `finish_reason`: `stop` at the end of its turn, `length` when cut).
 fn answer(
     model: &LoadedModel,
     args: &GenerateArgs,
     sampling: &Sampling,
     prompt: &str,
-) -> Result<Vec<Message>> {
+) -> Result<(Vec<Message>, &'static str)> {
     let mut messages: Vec<Message> = args.system.iter().map(|s| message("system", s)).collect();
     messages.push(message("user", prompt));
     let text = ChatTemplate::of(&model.tokenizer)?.render(&messages)?;
@@ -78,9 +81,13 @@ fn answer(
         sampling: sampling.clone(),
     };
     let mut sink = TextSink(String::new());
-    generate(&mut session, &model.tokenizer, &req, &mut sink)?;
+    let stats = generate(&mut session, &model.tokenizer, &req, &mut sink)?;
     messages.push(message("assistant", sink.0.trim()));
-    Ok(messages)
+    let finish = match stats.stop_reason {
+        StopReason::Eos | StopReason::Sink => "stop",
+        StopReason::Length | StopReason::Context => "length",
+    };
+    Ok((messages, finish))
 }
 
 /// Runs the batch.
@@ -109,8 +116,9 @@ pub fn run(mut args: GenerateArgs, prompts: &Path, out: &Path) -> Result<()> {
     let sampling = crate::cmd::generate::sampling(&args, model.llama.config().vocab_size)?;
     let started = Instant::now();
     for (i, prompt) in prompts.iter().enumerate().skip(done) {
-        let messages = answer(&model, &args, &sampling, prompt)?;
-        let mut line = serde_json::to_string(&serde_json::json!({ "messages": messages }))?;
+        let (messages, finish) = answer(&model, &args, &sampling, prompt)?;
+        let record = serde_json::json!({ "messages": messages, "finish_reason": finish });
+        let mut line = serde_json::to_string(&record)?;
         line.push('\n');
         // One write per record, so a stopped run leaves whole lines.
         file.write_all(line.as_bytes())

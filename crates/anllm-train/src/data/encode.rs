@@ -151,7 +151,7 @@ impl<'a> Encoder<'a> {
             _ => Vec::new(),
         };
         match doc {
-            Document::Chat(messages) => out = self.encode_chat(messages)?,
+            Document::Chat { messages, cut } => out = self.encode_chat(messages, *cut)?,
             Document::Text(text) => {
                 out.push(&bos, false);
                 out.push(&self.text_tokens(text)?, true);
@@ -176,16 +176,26 @@ impl<'a> Encoder<'a> {
 
     /// A conversation as `generate --chat` sees it: the template's rendering (no BOS of our
     /// own: the template writes what the model expects), special tokens parsed, the targets
-    /// being the assistant answers and the end-of-answer token after each.
-    fn encode_chat(&self, messages: &[Message]) -> Result<TokenizedDoc> {
+    /// being the assistant answers and the end-of-answer token after each, but after the last
+    /// answer when it was `cut`.
+    fn encode_chat(&self, messages: &[Message], cut: bool) -> Result<TokenizedDoc> {
         if matches!(self.anchors, AnchorData::Ac { .. }) {
             return Err(Error::unsupported(
                 "chat data with `<AC>` anchors (use ep, or render the chats as text)",
             ));
         }
         let mut out = TokenizedDoc::default();
-        for (text, answer) in ChatTemplate::of(self.tokenizer)?.answer_segments(messages)? {
+        let template = ChatTemplate::of(self.tokenizer)?;
+        for (text, answer) in template.answer_segments(messages)? {
             out.push(&self.tokenizer.encode(&text, true)?, answer);
+        }
+        if cut {
+            // The last target is the end-of-turn token that closes the last answer.
+            let last = out.loss_mask.iter().rposition(|&t| t);
+            let eot = template.answer_terminator()?;
+            if let Some(i) = last.filter(|&i| out.tokens[i] == eot) {
+                out.loss_mask[i] = false;
+            }
         }
         Ok(out)
     }

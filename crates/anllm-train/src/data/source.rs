@@ -25,7 +25,14 @@ pub enum Document {
     },
     /// A conversation (`messages` of `role` and `content`), rendered with the model's chat
     /// template; the loss is on the assistant answers and their end-of-answer token only.
-    Chat(Vec<Message>),
+    Chat {
+        /// The conversation.
+        messages: Vec<Message>,
+        /// The last answer was cut (`"finish_reason": "length"`, as `generate --transcripts`
+        /// writes for an answer that reached `--max-tokens`): the end-of-turn token the
+        /// template closes it with is no target, since the model did not end its turn there.
+        cut: bool,
+    },
 }
 
 /// How a plain-text file is cut into documents (`--doc-split`).
@@ -212,6 +219,8 @@ struct TextRecord {
 #[derive(Deserialize)]
 struct ChatRecord {
     messages: Vec<Message>,
+    #[serde(default)]
+    finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -231,7 +240,13 @@ fn record_document(format: SourceFormat, value: Value) -> Result<Document, serde
                 response: r.output,
             }
         }
-        SourceFormat::Chat => Document::Chat(serde_json::from_value::<ChatRecord>(value)?.messages),
+        SourceFormat::Chat => {
+            let r: ChatRecord = serde_json::from_value(value)?;
+            Document::Chat {
+                messages: r.messages,
+                cut: r.finish_reason.as_deref() == Some("length"),
+            }
+        }
         SourceFormat::JsonText | SourceFormat::PlainText => {
             Document::Text(serde_json::from_value::<TextRecord>(value)?.text)
         }

@@ -41,7 +41,7 @@ fn texts(docs: &[Document]) -> Vec<&str> {
     docs.iter()
         .map(|d| match d {
             Document::Text(t) => t.as_str(),
-            Document::Instruction { .. } | Document::Chat(_) => panic!("not a text: {d:?}"),
+            Document::Instruction { .. } | Document::Chat { .. } => panic!("not a text: {d:?}"),
         })
         .collect()
 }

@@ -15,7 +15,7 @@ fn text_of(doc: &Document) -> String {
     match doc {
         Document::Text(t) => t.clone(),
         Document::Instruction { prompt, response } => format!("{prompt}\n{response}"),
-        Document::Chat(messages) => messages
+        Document::Chat { messages, .. } => messages
             .iter()
             .map(|m| m.content.as_str())
             .collect::<Vec<_>>()

@@ -72,11 +72,11 @@ fn a_cut_last_answer_trains_without_its_end_of_turn() {
     let tok = smollm2_tokenizer();
     let enc = Encoder::new(&tok, AnchorData::Ep, None).unwrap();
     let runs = |finish: &str| {
+        let last = format!(r#"{{"role": "assistant", "content": "Bye and"}}]{finish}}}"#);
         let jsonl = format!(
-            "{}{}{}\n",
+            "{}{}{last}\n",
             r#"{"messages": [{"role": "user", "content": "Hi"}, "#,
             r#"{"role": "assistant", "content": "Hello there."}, {"role": "user", "content": "Bye"}, "#,
-            format!(r#"{{"role": "assistant", "content": "Bye and"}}]{finish}}}"#),
         );
         let docs = parse_documents(Path::new("chat.jsonl"), &jsonl, DocSplit::BlankLine).unwrap();
         target_runs(&tok, &enc.encode(&docs[0]).unwrap())

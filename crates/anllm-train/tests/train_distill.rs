@@ -6,7 +6,7 @@ use anllm::AnchorSet;
 use anllm::mask::MaskRule;
 use anllm::testutil::{TinySpec, hf_tensors, tiny_model};
 use anllm_train::batch::BatchRule;
-use anllm_train::data::{Batch, Example};
+use anllm_train::data::Batch;
 use anllm_train::distill::Teacher;
 use anllm_train::model::{Kernels, TrainBatch, TrainModel};
 use anllm_train::optim::{AdamW, AdamWConfig};
@@ -15,7 +15,7 @@ use anllm_train::trainer::{TrainOptions, Trainer};
 use candle_core::{D, DType, Device, Tensor};
 
 mod common;
-use common::central_difference;
+use common::{central_difference, packed_rows};
 
 const KERNELS: [Kernels; 2] = [Kernels::Fused, Kernels::Composed];
 
@@ -25,31 +25,10 @@ fn model(dtype: DType) -> TrainModel {
     TrainModel::from_tensors(&spec.config().unwrap(), tensors, dtype, &Device::Cpu).unwrap()
 }
 
-/// Two packed rows: row 0 holds documents 0 and 1, row 1 one document then two pads, with a
-/// prompt (no loss) at the start of document 2.
+/// [`common::packed_rows`] as one batch.
 fn rows() -> Batch {
-    let pad = Example::PAD_DOC;
-    let ex = |tokens: &[u32], doc: &[u32], mask: &[bool]| Example {
-        tokens: tokens.to_vec(),
-        doc: doc.to_vec(),
-        loss_mask: mask.to_vec(),
-        pinned: Vec::new(),
-    };
-    let t = true;
-    let f = false;
     Batch {
-        examples: vec![
-            ex(
-                &[1, 40, 41, 10, 42, 43, 1, 50, 51, 10, 52],
-                &[0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1],
-                &[f, t, t, t, t, t, f, t, t, t, t],
-            ),
-            ex(
-                &[1, 60, 61, 62, 10, 63, 64, 65, 66, 0, 0],
-                &[2, 2, 2, 2, 2, 2, 2, 2, 2, pad, pad],
-                &[f, f, f, f, t, t, t, t, t, f, f],
-            ),
-        ],
+        examples: packed_rows(),
         position: Default::default(),
         next: Default::default(),
     }

@@ -14,6 +14,9 @@ use anllm_train::schedule::{Decay, LrSchedule};
 use anllm_train::trainer::{TrainOptions, Trainer};
 use candle_core::{D, DType, Device};
 
+mod common;
+use common::packed_rows;
+
 /// The weighted token: the period, a target at two places of row 0 and one of row 1.
 const PERIOD: u32 = 10;
 
@@ -50,30 +53,6 @@ fn trainer(grad_accum: usize, weight: Option<f32>) -> Trainer {
     }
 }
 
-/// Two rows of one length: row 0 has 8 targets (2 periods), row 1 has 5 (1 period) after a
-/// prompt without loss, then pads.
-fn rows() -> Vec<Example> {
-    let ex = |tokens: &[u32], doc: &[u32], mask: &[bool]| Example {
-        tokens: tokens.to_vec(),
-        doc: doc.to_vec(),
-        loss_mask: mask.to_vec(),
-        pinned: Vec::new(),
-    };
-    let (t, f, pad) = (true, false, Example::PAD_DOC);
-    vec![
-        ex(
-            &[1, 40, 41, 10, 42, 43, 1, 50, 51, 10, 52],
-            &[0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1],
-            &[f, t, t, t, t, t, f, t, t, t, t],
-        ),
-        ex(
-            &[1, 60, 61, 62, 10, 63, 64, 65, 66, 0, 0],
-            &[2, 2, 2, 2, 2, 2, 2, 2, 2, pad, pad],
-            &[f, f, f, f, t, t, t, t, t, f, f],
-        ),
-    ]
-}
-
 fn batch(examples: Vec<Example>) -> Batch {
     Batch {
         examples,
@@ -93,7 +72,7 @@ fn params(t: &Trainer) -> Vec<f32> {
 /// Σ w·CE / Σ w over both rows, each target's cross-entropy from the model's logits and each
 /// weight from the loss mask and the target token, summed here.
 fn weighted_mean(t: &Trainer, w: f64) -> f64 {
-    let b = batch(rows());
+    let b = batch(packed_rows());
     let tensors = rule().to_tensors(&b, &Device::Cpu).unwrap();
     let logits = t.model().forward(&tensors).unwrap();
     let logp = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap();
@@ -117,7 +96,7 @@ fn weighted_mean(t: &Trainer, w: f64) -> f64 {
 fn a_weighted_step_reports_the_weighted_mean_over_its_micro_batches() {
     let mut t = trainer(2, Some(5.0));
     let expected = weighted_mean(&t, 5.0);
-    let [r0, r1]: [Example; 2] = rows().try_into().unwrap();
+    let [r0, r1]: [Example; 2] = packed_rows().try_into().unwrap();
     let rec = t.train_step(&[batch(vec![r0]), batch(vec![r1])]).unwrap();
     // f32 logits: agreement to float rounding.
     assert!(
@@ -132,11 +111,11 @@ fn a_weighted_step_reports_the_weighted_mean_over_its_micro_batches() {
 #[test]
 fn micro_batches_of_a_weighted_step_add_up_to_one_batch() {
     let (mut split, mut whole) = (trainer(2, Some(5.0)), trainer(1, Some(5.0)));
-    let [r0, r1]: [Example; 2] = rows().try_into().unwrap();
+    let [r0, r1]: [Example; 2] = packed_rows().try_into().unwrap();
     let a = split
         .train_step(&[batch(vec![r0]), batch(vec![r1])])
         .unwrap();
-    let b = whole.train_step(&[batch(rows())]).unwrap();
+    let b = whole.train_step(&[batch(packed_rows())]).unwrap();
     assert!((a.loss - b.loss).abs() < 1e-5, "{} vs {}", a.loss, b.loss);
     assert!((a.grad_norm - b.grad_norm).abs() < 1e-4 * b.grad_norm);
     let gap = params(&split)
@@ -150,8 +129,8 @@ fn micro_batches_of_a_weighted_step_add_up_to_one_batch() {
 #[test]
 fn weight_one_is_the_plain_step() {
     let (mut plain, mut one) = (trainer(1, None), trainer(1, Some(1.0)));
-    let a = plain.train_step(&[batch(rows())]).unwrap();
-    let b = one.train_step(&[batch(rows())]).unwrap();
+    let a = plain.train_step(&[batch(packed_rows())]).unwrap();
+    let b = one.train_step(&[batch(packed_rows())]).unwrap();
     assert_eq!(a.loss, b.loss);
     assert_eq!(params(&plain), params(&one));
 }

@@ -130,14 +130,15 @@ impl TokenWeight {
         }
         out
     }
+}
 
-    /// `tensors` (made from `batch`) with their loss weights replaced by [`TokenWeight::weights`].
-    pub fn apply(&self, batch: &Batch, mut tensors: TrainBatch) -> Result<TrainBatch> {
-        let shape = tensors.weights.dims2()?;
-        let device = tensors.weights.device().clone();
-        tensors.weights = Tensor::from_vec(self.weights(batch), shape, &device)?;
-        Ok(tensors)
-    }
+/// `tensors` with their loss weights replaced by `weights` (laid out as theirs, e.g.
+/// [`TokenWeight::weights`] of the batch they were made from).
+pub fn with_weights(mut tensors: TrainBatch, weights: Vec<f32>) -> Result<TrainBatch> {
+    let shape = tensors.weights.dims2()?;
+    let device = tensors.weights.device().clone();
+    tensors.weights = Tensor::from_vec(weights, shape, &device)?;
+    Ok(tensors)
 }
 
 #[cfg(test)]
@@ -334,7 +335,10 @@ mod tests {
             token: 7,
             weight: 4.0,
         };
-        let tb = up.apply(&batch, ansan().to_tensors(&batch, &Device::Cpu)?)?;
+        let tb = with_weights(
+            ansan().to_tensors(&batch, &Device::Cpu)?,
+            up.weights(&batch),
+        )?;
         assert_eq!(
             tb.weights.to_vec2::<f32>()?,
             [[1.0, 4.0, 1.0, 4.0], [4.0, 0.0, 0.0, 0.0]]

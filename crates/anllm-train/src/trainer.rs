@@ -10,7 +10,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::batch::{BatchRule, TokenWeight};
+use super::batch::{BatchRule, TokenWeight, with_weights};
 use super::data::{Batch, DataPosition};
 use super::distill::Teacher;
 use super::model::TrainModel;
@@ -157,7 +157,19 @@ impl Trainer {
             ));
         };
         // Each micro-batch's loss is a weighted mean: the step's mean weighs it by its weight sum.
-        let sums: Vec<f64> = micro.iter().map(|b| self.weight_sum(b)).collect();
+        // The token-weighted loss weights of each micro-batch, computed once (None: plain).
+        let weights: Vec<Option<Vec<f32>>> = micro
+            .iter()
+            .map(|b| self.token_weight.map(|up| up.weights(b)))
+            .collect();
+        let sums: Vec<f64> = micro
+            .iter()
+            .zip(&weights)
+            .map(|(b, w)| match w {
+                None => b.target_count() as f64,
+                Some(w) => w.iter().map(|&x| f64::from(x)).sum(),
+            })
+            .collect();
         let total: f64 = sums.iter().sum();
         if total <= 0.0 {
             return Err(Error::config("data", "a step without prediction targets"));
@@ -166,13 +178,13 @@ impl Trainer {
         let mut grads: Option<GradStore> = None;
         let mut loss_sum = 0.0;
         let mut teacher_s = 0.0;
-        for (batch, &sum) in micro.iter().zip(&sums) {
+        for ((batch, &sum), w) in micro.iter().zip(&sums).zip(weights) {
             if sum <= 0.0 {
                 continue;
             }
             let mut tensors = self.rule.to_tensors(batch, &device)?;
-            if let Some(up) = &self.token_weight {
-                tensors = up.apply(batch, tensors)?;
+            if let Some(w) = w {
+                tensors = with_weights(tensors, w)?;
             }
             let loss = match &self.teacher {
                 None => self.model.loss(&tensors)?,
@@ -210,14 +222,6 @@ impl Trainer {
             teacher_s: self.teacher.is_some().then_some(teacher_s),
             eval_loss: None,
         })
-    }
-
-    /// The sum of `batch`'s loss weights: its target count unless a token is weighted.
-    fn weight_sum(&self, batch: &Batch) -> f64 {
-        match &self.token_weight {
-            None => batch.target_count() as f64,
-            Some(up) => up.weights(batch).iter().map(|&w| f64::from(w)).sum(),
-        }
     }
 
     /// Adds the parameter gradients of `store` into `acc`.

@@ -28,6 +28,10 @@
 #   window goes; ansan by default;
 #   --stage2-eot-weight: the second stage's loss weight of the end-of-turn token (`train
 #   --end-of-turn-weight`: the answers' `<|im_end|>` weighs W, every other target 1), 1 by default;
+#   --block-mode: how documents fill the 513-token rows of both stages (`train --block-mode`):
+#   pack (the default: concatenated and cut, so a conversation can lose its beginning to the row
+#   before) or fit (whole documents, rows padded); --stage2-block-mode sets the second stage's
+#   alone (default: --block-mode's);
 #   --resample-loops: the transcripts whose answer loops (a sentence or line three times, or
 #   distinct-2 below 0.4: benches/anllm-ep-135m/clean.py) are answered again with two more
 #   seeds, and dropped if both loop too; kept as they are by default)
@@ -85,6 +89,8 @@ RESAMPLE_LOOPS=0
 WINDOW=0
 MASK_RULE=ansan
 EOT_WEIGHT=1
+BLOCK_MODE=pack
+STAGE2_BLOCK_MODE=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --minutes) MINUTES="$2"; shift 2 ;;
@@ -100,9 +106,13 @@ while [[ $# -gt 0 ]]; do
     --anchor-window) WINDOW="$2"; shift 2 ;;
     --mask-rule) MASK_RULE="$2"; shift 2 ;;
     --stage2-eot-weight) EOT_WEIGHT="$2"; shift 2 ;;
-    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list] [--fewshot text|chat|none] [--anchor-window W] [--mask-rule ansan|legacy] [--stage2-eot-weight W] [--resample-loops]" >&2; exit 2 ;;
+    --block-mode) BLOCK_MODE="$2"; shift 2 ;;
+    --stage2-block-mode) STAGE2_BLOCK_MODE="$2"; shift 2 ;;
+    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list] [--fewshot text|chat|none] [--anchor-window W] [--mask-rule ansan|legacy] [--stage2-eot-weight W] [--block-mode pack|fit] [--stage2-block-mode pack|fit] [--resample-loops]" >&2; exit 2 ;;
   esac
 done
+STAGE2_BLOCK_MODE="${STAGE2_BLOCK_MODE:-$BLOCK_MODE}"
+[[ "$BLOCK_MODE" =~ ^(pack|fit)$ && "$STAGE2_BLOCK_MODE" =~ ^(pack|fit)$ ]] || { echo "--block-mode / --stage2-block-mode: pack or fit, not $BLOCK_MODE / $STAGE2_BLOCK_MODE" >&2; exit 2; }
 [[ "$ANCHORS" =~ ^(ep|ep-nodigit|ep-list)$ ]] || { echo "--anchors: ep, ep-nodigit or ep-list, not $ANCHORS" >&2; exit 2; }
 [[ "$FEWSHOT" =~ ^(text|chat|none)$ ]] || { echo "--fewshot: text, chat or none, not $FEWSHOT" >&2; exit 2; }
 [[ "${AVERAGE_LAST:-0}" =~ ^[0-9]+$ && "${AVERAGE_LAST:-0}" != 1 ]] || { echo "AVERAGE_LAST: 0 (off) or a number of checkpoints ≥ 2, not $AVERAGE_LAST" >&2; exit 2; }
@@ -196,7 +206,7 @@ PY
 # 4. Distillation, resumable, until MINUTES - STAGE2_MINUTES of training step time (`--max-minutes`).
 RUN="$OUT/run"
 TRAIN=(train --data "$CHAT" "$OUT/corpus-slice.txt" --eval-data "$H/corpus/heldout.txt"
-  --anchors "$ANCHORS" "${AW[@]}" --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 1e-4 --warmup 10
+  --anchors "$ANCHORS" "${AW[@]}" --distill --block-size 513 --block-mode "$BLOCK_MODE" --batch-size 1 --grad-accum 2 --lr 1e-4 --warmup 10
   --schedule cosine --min-lr-ratio 0.1 --save-every 30 --eval-every 10 --eval-rows 4 --steps "$STEPS" --seed "${SEED:-34}" --threads "$THREADS" --out "$RUN")
 # Training seconds so far: the step time the newest checkpoint records (`elapsed_s`), so a run
 # that was killed resumes with the budget its saved steps used (the steps after the last
@@ -253,7 +263,7 @@ if python3 -c "import sys; sys.exit(0 if $STAGE2_MINUTES > 0 else 1)"; then
   fi
   TRAIN2=(train --model "$(cat "$OUT/stage2-start.txt")" --teacher "$MODEL"
     --data "$CHAT2" "${FEWSHOT2[@]}" "$OUT/corpus-slice2.txt" --eval-data "$H/corpus/heldout.txt"
-    --anchors "$ANCHORS" "${AW[@]}" --distill --block-size 513 --batch-size 1 --grad-accum 2 --lr 5e-5 --warmup 5
+    --anchors "$ANCHORS" "${AW[@]}" --distill --block-size 513 --block-mode "$STAGE2_BLOCK_MODE" --batch-size 1 --grad-accum 2 --lr 5e-5 --warmup 5
     --schedule constant --pin-prompts "$PIN_PROMPTS" --save-every "${STAGE2_SAVE_EVERY:-60}" --eval-every 10 --eval-rows 4 --steps "${STAGE2_STEPS:-100000}" --seed "${SEED:-34}" --threads "$THREADS" --out "$RUN2")
   [[ "$EOT_WEIGHT" == 1 ]] || TRAIN2+=(--end-of-turn-weight "$EOT_WEIGHT")
   train_for "$RUN2" "$STAGE2_MINUTES" "${TRAIN2[@]}"

@@ -39,6 +39,8 @@ pub enum BlockModeArg {
     Truncate,
     /// Documents packed into full blocks; attention never crosses a document.
     Pack,
+    /// Documents packed whole (no document that fits in a block is cut), blocks padded.
+    Fit,
 }
 
 /// Learning-rate schedule after the warmup.
@@ -99,7 +101,8 @@ pub struct TrainArgs {
     /// Most tokens in one row.
     #[arg(long, default_value_t = 256)]
     pub block_size: usize,
-    /// Truncate each document to a block, or pack documents into full blocks.
+    /// Truncate each document to a block, pack documents into full blocks (cutting some), or
+    /// fit whole documents into padded blocks.
     #[arg(long, value_enum, default_value_t = BlockModeArg::Pack)]
     pub block_mode: BlockModeArg,
     /// Rows per micro-batch.

@@ -102,7 +102,8 @@ impl DataConfig {
     }
 
     /// Checks the sizes: a block holds an input and a target, a batch at least one row, and
-    /// truncated rows of different lengths can share a batch only with a pad id.
+    /// truncated rows of different lengths can share a batch only with a pad id, and whole
+    /// documents fit into blocks only with one.
     pub fn validate(&self) -> Result<()> {
         if self.block_size < 2 {
             return Err(Error::config("block-size", "must be at least 2"));
@@ -114,6 +115,12 @@ impl DataConfig {
             return Err(Error::config(
                 "pad",
                 "truncated documents in batches of more than one need a pad token",
+            ));
+        }
+        if self.block_mode == BlockMode::Fit && self.pad.is_none() {
+            return Err(Error::config(
+                "pad",
+                "--block-mode fit pads its rows and needs a pad token",
             ));
         }
         if !(0.0..=1.0).contains(&self.pin_prompts) {

@@ -1,5 +1,7 @@
 //! Cutting tokenized documents into training examples of at most one block.
 
+use std::collections::BTreeSet;
+use std::ops::Range;
 use std::str::FromStr;
 
 use anllm::{Error, Result, TokenId};
@@ -17,19 +19,27 @@ pub enum BlockMode {
     /// longer than the rest of a block continues in the next one. [`Example::doc`] tells the
     /// mask where documents change, so attention never crosses them.
     Pack,
+    /// Documents packed whole into blocks of `block_size` tokens, the rest of a block padded:
+    /// no document that fits in a block is cut (a cut piece starts at position 0 without its
+    /// beginning, e.g. an answer without its prompt). A longer document gives full-block pieces
+    /// and its remainder. Pieces go longest first into the fullest block with room (best-fit
+    /// decreasing, as TRL's `bfd` packing); the blocks are laid out once and shuffled by epoch.
+    /// Needs a pad id.
+    Fit,
 }
 
 impl FromStr for BlockMode {
     type Err = Error;
 
-    /// `truncate` or `pack`.
+    /// `truncate`, `pack` or `fit`.
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "truncate" => Ok(Self::Truncate),
             "pack" => Ok(Self::Pack),
+            "fit" => Ok(Self::Fit),
             _ => Err(Error::config(
                 "block-mode",
-                format!("`{s}`: expected truncate or pack"),
+                format!("`{s}`: expected truncate, pack or fit"),
             )),
         }
     }
@@ -75,9 +85,9 @@ impl Example {
         self.doc.iter().filter(|&&d| d == Self::PAD_DOC).count()
     }
 
-    /// Appends `tokens[range]` of document `doc`; the first appended token is a target only
-    /// when it continues its document inside this row.
-    fn push_piece(&mut self, doc: u32, source: &TokenizedDoc, range: std::ops::Range<usize>) {
+    /// Appends `tokens[range]` of document `doc`; its first token is never a target (nothing
+    /// of its document comes before it in the row).
+    fn push_piece(&mut self, doc: u32, source: &TokenizedDoc, range: Range<usize>) {
         let first = self.len();
         self.tokens.extend_from_slice(&source.tokens[range.clone()]);
         self.loss_mask
@@ -88,8 +98,8 @@ impl Example {
             self.pinned
                 .extend(range.clone().map(|j| source.is_pinned(j)));
         }
-        if first == 0 && !range.is_empty() {
-            self.loss_mask[0] = false;
+        if !range.is_empty() {
+            self.loss_mask[first] = false;
         }
     }
 
@@ -162,7 +172,72 @@ pub(super) fn packed_rows(total: usize, block_size: usize, pad: Option<TokenId>)
     total / block_size + usize::from(!total.is_multiple_of(block_size) && pad.is_some())
 }
 
-fn push_doc(row: &mut Example, docs: &[TokenizedDoc], i: usize, range: std::ops::Range<usize>) {
+/// The pieces of one [`BlockMode::Fit`] row: (document index, token range), in row order.
+pub(super) type FitRow = Vec<(usize, Range<usize>)>;
+
+/// The rows of [`BlockMode::Fit`] for `docs`: every document cut into full blocks and a
+/// remainder, the pieces placed longest first (ties: document order) into the row with the
+/// least room that still holds them, a new row when none does.
+pub(super) fn fit_layout(docs: &[TokenizedDoc], block_size: usize) -> Vec<FitRow> {
+    let mut pieces: Vec<(usize, Range<usize>)> = Vec::new();
+    for (i, d) in docs.iter().enumerate() {
+        let mut start = 0;
+        while start < d.len() {
+            let end = d.len().min(start + block_size);
+            pieces.push((i, start..end));
+            start = end;
+        }
+    }
+    pieces.sort_by_key(|(i, r)| (std::cmp::Reverse(r.len()), *i, r.start));
+    let mut rows: Vec<FitRow> = Vec::new();
+    let mut room: BTreeSet<(usize, usize)> = BTreeSet::new(); // (free tokens, row)
+    for (i, range) in pieces {
+        let n = range.len();
+        let row = match room.range((n, 0)..).next().copied() {
+            Some((free, row)) => {
+                room.remove(&(free, row));
+                (free > n).then(|| room.insert((free - n, row)));
+                row
+            }
+            None => {
+                rows.push(Vec::new());
+                (block_size > n).then(|| room.insert((block_size - n, rows.len() - 1)));
+                rows.len() - 1
+            }
+        };
+        rows[row].push((i, range));
+    }
+    rows
+}
+
+/// The example of one [`fit_layout`] row, padded to `block_size` with `pad`.
+pub(super) fn fit_example(
+    docs: &[TokenizedDoc],
+    row: &FitRow,
+    block_size: usize,
+    pad: TokenId,
+) -> Example {
+    let mut example = Example::default();
+    for (i, range) in row {
+        push_doc(&mut example, docs, *i, range.clone());
+    }
+    example.pad_to(block_size, pad);
+    example
+}
+
+/// How many documents of `docs` that fit in one block [`pack`] cuts across two rows when it
+/// packs them in `order`.
+pub(super) fn cut_by_pack(docs: &[TokenizedDoc], order: &[usize], block_size: usize) -> usize {
+    let (mut filled, mut cut) = (0, 0);
+    for &i in order {
+        let n = docs[i].len();
+        cut += usize::from(n <= block_size && filled > 0 && filled + n > block_size);
+        filled = (filled + n) % block_size;
+    }
+    cut
+}
+
+fn push_doc(row: &mut Example, docs: &[TokenizedDoc], i: usize, range: Range<usize>) {
     // `TrainData::new` checks that document indices fit below `PAD_DOC`.
     row.push_piece(i as u32, &docs[i], range);
 }

@@ -56,6 +56,8 @@ pub struct TrainData {
     docs: Vec<TokenizedDoc>,
     config: DataConfig,
     examples_per_epoch: usize,
+    /// The rows of [`BlockMode::Fit`], laid out once (empty for the other modes).
+    fit_rows: Vec<block::FitRow>,
 }
 
 /// Mixes the epoch into the seed (odd multiplier: distinct epochs, distinct seeds).
@@ -71,6 +73,10 @@ impl TrainData {
         if docs.len() >= Example::PAD_DOC as usize {
             return Err(Error::config("data", "too many documents"));
         }
+        let fit_rows = match config.block_mode {
+            BlockMode::Fit => block::fit_layout(&docs, config.block_size),
+            _ => Vec::new(),
+        };
         let examples_per_epoch = match config.block_mode {
             BlockMode::Truncate => docs
                 .iter()
@@ -80,6 +86,7 @@ impl TrainData {
                 let total = docs.iter().map(TokenizedDoc::len).sum();
                 block::packed_rows(total, config.block_size, config.pad)
             }
+            BlockMode::Fit => fit_rows.len(),
         };
         if examples_per_epoch == 0 {
             return Err(Error::config(
@@ -91,6 +98,7 @@ impl TrainData {
             docs,
             config,
             examples_per_epoch,
+            fit_rows,
         })
     }
 
@@ -115,9 +123,13 @@ impl TrainData {
     }
 
     /// Document indices in the order of `epoch`: a permutation drawn from `(seed, epoch)`, or
-    /// file order when shuffling is off.
+    /// file order when shuffling is off. ([`BlockMode::Fit`] shuffles its rows instead.)
     pub fn epoch_order(&self, epoch: u64) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.docs.len()).collect();
+        self.shuffled(self.docs.len(), epoch)
+    }
+
+    fn shuffled(&self, n: usize, epoch: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..n).collect();
         if self.config.shuffle {
             let seed = self.config.seed.wrapping_add(epoch.wrapping_mul(EPOCH_MIX));
             order.shuffle(&mut StdRng::seed_from_u64(seed));
@@ -126,13 +138,31 @@ impl TrainData {
     }
 
     /// The examples of `epoch`, in order: the documents of [`TrainData::epoch_order`], truncated
-    /// or packed.
+    /// or packed, or the [`BlockMode::Fit`] rows in an order drawn the same way.
     pub fn epoch_examples(&self, epoch: u64) -> Vec<Example> {
-        let order = self.epoch_order(epoch);
         let (docs, size) = (&self.docs, self.config.block_size);
         match self.config.block_mode {
-            BlockMode::Truncate => block::truncate(docs, &order, size),
-            BlockMode::Pack => block::pack(docs, &order, size, self.config.pad),
+            BlockMode::Truncate => block::truncate(docs, &self.epoch_order(epoch), size),
+            BlockMode::Pack => block::pack(docs, &self.epoch_order(epoch), size, self.config.pad),
+            BlockMode::Fit => {
+                // `DataConfig::validate` refuses Fit without a pad.
+                let pad = self.config.pad.unwrap_or_default();
+                let order = self.shuffled(self.fit_rows.len(), epoch);
+                let rows = order.iter().map(|&r| &self.fit_rows[r]);
+                rows.map(|row| block::fit_example(docs, row, size, pad))
+                    .collect()
+            }
+        }
+    }
+
+    /// How many documents that fit in one block the first epoch cuts across two rows
+    /// (only [`BlockMode::Pack`] cuts them).
+    pub fn cut_documents(&self) -> usize {
+        match self.config.block_mode {
+            BlockMode::Pack => {
+                block::cut_by_pack(&self.docs, &self.epoch_order(0), self.config.block_size)
+            }
+            BlockMode::Truncate | BlockMode::Fit => 0,
         }
     }
 

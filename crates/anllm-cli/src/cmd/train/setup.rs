@@ -8,7 +8,8 @@ use candle_core::Device;
 use serde_json::{Value, json};
 
 use anllm::chat::ChatTemplate;
-use anllm::{AnchorSet, AnchorSpec, MaskRule};
+use anllm::tokenizer::Tokenizer;
+use anllm::{AnchorSet, AnchorSpec, MaskRule, TokenId};
 use anllm_train::batch::{BatchRule, TokenWeight};
 use anllm_train::checkpoint::{self, LoadedCheckpoint, TrainerState};
 use anllm_train::data::{AnchorData, BlockMode, DataConfig, DataPosition, DocSplit, TrainData};
@@ -90,11 +91,25 @@ pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
             .count();
         eprintln!("anllm: --pin-prompts: {pinned} conversations train with their prompt pinned");
     }
+    let cut = data.cut_documents();
+    if cut > 0 {
+        eprintln!(
+            "anllm: packing cuts {cut} of {} documents across two rows in the first epoch \
+             (their second piece starts without its beginning; --block-mode fit keeps them whole)",
+            data.documents().len()
+        );
+    }
     let (eval_rows, unigram) = if args.eval_data.is_empty() {
         (Vec::new(), None)
     } else {
+        // The held-out rows stay packed under `fit`, so that eval losses compare across modes.
+        let eval_mode = match config.block_mode {
+            BlockMode::Fit => BlockMode::Pack,
+            mode => mode,
+        };
         let eval_config = DataConfig {
             shuffle: false,
+            block_mode: eval_mode,
             ..config
         };
         let eval = TrainData::from_files(&args.eval_data, tok, splitter.as_ref(), eval_config)
@@ -325,14 +340,23 @@ fn data_config(args: &TrainArgs, begin: &RunStart, anchors: AnchorData) -> DataC
         block_mode: match args.block_mode {
             BlockModeArg::Truncate => BlockMode::Truncate,
             BlockModeArg::Pack => BlockMode::Pack,
+            BlockModeArg::Fit => BlockMode::Fit,
         },
-        pad: begin
-            .tokenizer
-            .token_id("[PAD]")
-            .or(begin.tokenizer.specials().pad),
+        pad: pad_id(args, &begin.tokenizer),
         seed: args.seed,
         pin_prompts: args.pin_prompts,
         ..DataConfig::new(args.block_size, args.batch_size)
+    }
+}
+
+/// The pad id: `[PAD]` or the vocabulary's own; under `--block-mode fit` the end-of-sequence
+/// id when there is neither (a pad is never attended to or trained on, so its id does not
+/// matter, and the vocabulary stays the starting model's).
+fn pad_id(args: &TrainArgs, tok: &Tokenizer) -> Option<TokenId> {
+    let pad = tok.token_id("[PAD]").or(tok.specials().pad);
+    match args.block_mode {
+        BlockModeArg::Fit => pad.or(tok.specials().eos),
+        _ => pad,
     }
 }
 

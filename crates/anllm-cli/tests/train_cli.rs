@@ -188,6 +188,48 @@ fn train_from_scratch_logs_plots_and_saves_a_usable_checkpoint() {
 }
 
 #[test]
+fn block_mode_fit_trains_whole_documents_where_pack_cuts_them() {
+    let fx = fixture();
+    // Blank-line documents of two sentences (under 60 tokens): rows of 128 cut many of them
+    // under pack.
+    let docs: Vec<String> = (0..60).map(|i| sentences(2, 2 * i)).collect();
+    std::fs::write(&fx.train, docs.join("\n\n")).unwrap();
+    let flags = ["--block-size", "128", "--steps", "2", "--warmup", "0"];
+    let pack = run(fx.train_cmd(&fx.out("pack"), &flags));
+    assert_ok(&pack);
+    let err = text(&pack.stderr);
+    assert!(
+        err.contains("packing cuts ") && err.contains("--block-mode fit keeps them whole"),
+        "{err}"
+    );
+    let fit = run(fx.train_cmd(
+        &fx.out("fit"),
+        &[&flags[..], &["--block-mode", "fit"]].concat(),
+    ));
+    assert_ok(&fit);
+    let err = text(&fit.stderr);
+    assert!(
+        err.contains("--block-mode fit: ") && err.contains(" rows of 128 tokens, "),
+        "{err}"
+    );
+    assert!(!err.contains("packing cuts"), "{err}");
+    let records = log_records(&fx.out("fit"));
+    assert_eq!(steps(&records), [1, 2]);
+    assert!(losses(&records).iter().all(|l| l.is_finite()));
+    // The mode is one of the run's flags: resuming a packed run with fit is refused.
+    let resumed = run(fx.train_cmd(
+        &fx.out("pack"),
+        &[&flags[..], &["--block-mode", "fit", "--resume"]].concat(),
+    ));
+    assert!(!resumed.status.success());
+    assert!(
+        text(&resumed.stderr).contains("the flags differ"),
+        "{}",
+        text(&resumed.stderr)
+    );
+}
+
+#[test]
 fn train_sigkill_then_resume_continues_the_same_curve() {
     let fx = fixture();
     let flags = [&FAST[..], &["--steps", "200", "--save-every", "20"]].concat();

@@ -155,6 +155,17 @@ impl TrainData {
         }
     }
 
+    /// The share of pads in the rows of an epoch under [`BlockMode::Fit`] (0 for the others,
+    /// which pad at most one row).
+    pub fn fit_pad_share(&self) -> f64 {
+        let placed: usize = self.fit_rows.iter().flatten().map(|(_, r)| r.len()).sum();
+        let room = self.fit_rows.len() * self.config.block_size;
+        if room == 0 {
+            return 0.0;
+        }
+        1.0 - placed as f64 / room as f64
+    }
+
     /// How many documents that fit in one block the first epoch cuts across two rows
     /// (only [`BlockMode::Pack`] cuts them).
     pub fn cut_documents(&self) -> usize {

@@ -91,6 +91,14 @@ pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
             .count();
         eprintln!("anllm: --pin-prompts: {pinned} conversations train with their prompt pinned");
     }
+    if config.block_mode == BlockMode::Fit {
+        eprintln!(
+            "anllm: --block-mode fit: {} rows of {} tokens, {:.1}% of them pads",
+            data.examples_per_epoch(),
+            args.block_size,
+            100.0 * data.fit_pad_share()
+        );
+    }
     let cut = data.cut_documents();
     if cut > 0 {
         eprintln!(

@@ -78,6 +78,83 @@ fn packing_never_loses_tokens_and_marks_document_boundaries() {
     }
 }
 
+/// Best-fit decreasing, derived by hand for blocks of 8 and documents of 5, 12, 3, 7, 9, 2 and
+/// 8 tokens (tags 1–7): the pieces, longest first, are d2[0..8], d5[0..8], d7, d4 (7), d1 (5),
+/// d2[8..12], d3 (3), d6 (2), d5[8..9]; each goes to the row with the least room that holds it.
+#[test]
+fn fit_packs_whole_documents_best_fit_decreasing() {
+    let docs: Vec<TokenizedDoc> = [5, 12, 3, 7, 9, 2, 8]
+        .iter()
+        .zip(1..)
+        .map(|(&n, t)| doc(n, t))
+        .collect();
+    let c = DataConfig {
+        shuffle: false,
+        ..config(8, 2, BlockMode::Fit, Some(0))
+    };
+    let data = TrainData::new(docs.clone(), c).unwrap();
+    let rows = data.epoch_examples(0);
+    // (document index, first token, length) of each piece of each row, pads left out.
+    let pieces = |row: &Example| {
+        let mut out: Vec<(u32, usize, usize)> = Vec::new();
+        for k in 0..row.len() {
+            let d = row.doc[k];
+            if d == Example::PAD_DOC {
+                continue;
+            }
+            match out.last_mut() {
+                Some(last) if last.0 == d && k > 0 && row.doc[k - 1] == d => last.2 += 1,
+                _ => {
+                    let start = docs[d as usize]
+                        .tokens
+                        .iter()
+                        .position(|&t| t == row.tokens[k]);
+                    out.push((d, start.unwrap(), 1));
+                }
+            }
+        }
+        out
+    };
+    let got: Vec<Vec<(u32, usize, usize)>> = rows.iter().map(pieces).collect();
+    let want = vec![
+        vec![(1, 0, 8)],
+        vec![(4, 0, 8)],
+        vec![(6, 0, 8)],
+        vec![(3, 0, 7), (4, 8, 1)],
+        vec![(0, 0, 5), (2, 0, 3)],
+        vec![(1, 8, 4), (5, 0, 2)],
+    ];
+    assert_eq!(got, want);
+    assert_eq!(data.examples_per_epoch(), 6);
+    assert!(rows.iter().all(|r| r.len() == 8));
+    assert_eq!(rows[5].pad_count(), 2);
+    assert!((data.fit_pad_share() - 2.0 / 48.0).abs() < 1e-12);
+    // Tokens keep their targets, but the first token of every piece is none (its document's
+    // earlier tokens are in another row): 46 tokens, 7 documents, 2 continued pieces.
+    let targets: usize = rows.iter().map(Example::target_count).sum();
+    assert_eq!(targets, 46 - 7 - 2);
+    assert_eq!(rows[3].loss_mask[7], false, "d5[8] starts its piece");
+    assert_eq!(rows[5].loss_mask[0], false, "d2[8] starts its piece");
+    // Pack cuts documents that fit in a block (in file order d4 and d7); fit cuts none.
+    assert_eq!(data.cut_documents(), 0);
+    let packed = DataConfig {
+        shuffle: false,
+        ..config(8, 2, BlockMode::Pack, Some(0))
+    };
+    let packed = TrainData::new(docs.clone(), packed).unwrap();
+    assert_eq!(packed.cut_documents(), 2);
+    // Epochs shuffle the rows, not what is in them; fit needs a pad id.
+    let shuffled = TrainData::new(docs.clone(), config(8, 2, BlockMode::Fit, Some(0))).unwrap();
+    let mut a: Vec<_> = shuffled.epoch_examples(1).iter().map(pieces).collect();
+    assert_ne!(a, want, "seed 34, epoch 1 reorders the rows");
+    a.sort();
+    let mut b = want.clone();
+    b.sort();
+    assert_eq!(a, b);
+    let err = TrainData::new(docs, config(8, 2, BlockMode::Fit, None)).unwrap_err();
+    assert!(matches!(err, Error::Config { .. }));
+}
+
 #[test]
 fn truncation_keeps_one_document_per_row_cut_to_the_block() {
     let docs = vec![doc(5, 1), doc(20, 2), doc(3, 3)];
@@ -148,7 +225,7 @@ fn shuffling_is_deterministic_per_seed_and_epoch() {
 
 #[test]
 fn resuming_from_a_saved_position_repeats_the_rest_of_the_run() {
-    for mode in [BlockMode::Truncate, BlockMode::Pack] {
+    for mode in [BlockMode::Truncate, BlockMode::Pack, BlockMode::Fit] {
         let data = TrainData::new(many_docs(), config(16, 3, mode, Some(0))).unwrap();
         let run: Vec<Batch> = data
             .batches()

@@ -69,8 +69,9 @@
 #      (chat_probes.py: OUT/probes.md, the share of answers on topic and ending their turn, the
 #      list answers' numbered items); teacher-forced (chat_nll.py: OUT/chat-nll.md, each row's
 #      nats/token on the original's sampled answers to the 24 probes, its excess over the
-#      original with full attention, and the end-of-turn token's); the
-#      trained model exported as a Q8_0 GGUF. With QA=1 also the QA table (0- and 5-shot, the
+#      original with full attention, and the end-of-turn token's); the anchored perplexity with
+#      larger local windows at inference (window_sweep.py: OUT/window-sweep.md, W = 32–64 with
+#      tax, net and C⇓); the trained model exported as a Q8_0 GGUF. With QA=1 also the QA table (0- and 5-shot, the
 #      first 100 items per task, anchor-pruned cache) of the trained model.
 # The last line of stdout is one JSON object with the results.
 set -euo pipefail
@@ -318,6 +319,12 @@ TRAINED="${AVG:-$last}"
 [[ -f "$OUT/chat-nll.json" ]] || python3 benches/anllm-ep-135m/chat_nll.py "$ANLLM" "$MODEL" \
   "original=$MODEL" "trained=$TRAINED" --answers "$OUT/chat-nll-answers.jsonl" \
   --json-out "$OUT/chat-nll.json" --anchors "$APRESET" > "$OUT/chat-nll.md"
+# The local window at inference: anchored perplexity, tax and C⇓ with larger --anchor-window W
+# (window_sweep.py: OUT/window-sweep.md; the trained W among them).
+SWEEP=$(printf '%s\n' "$WINDOW" 32 48 56 60 64 | awk '$1 > 0' | sort -nu | paste -sd, -)
+[[ -f "$OUT/window-sweep.json" ]] || python3 benches/anllm-ep-135m/window_sweep.py "$ANLLM" "$TRAINED" --base "$MODEL" \
+  --anchors "$ANCHORS --mask-rule $MASK_RULE" --windows "$SWEEP" --threads "$THREADS" \
+  --json-out "$OUT/window-sweep.json" > "$OUT/window-sweep.md"
 [[ -f "$OUT/anllm-ep-135m.Q8_0.gguf" ]] || "$ANLLM" export -m "$TRAINED" --to "$OUT/anllm-ep-135m.Q8_0.gguf" --type q8_0 --vocab-from "$MODEL" >&2
 if [[ "${QA:-0}" == 1 ]]; then
   for shots in 0 5; do

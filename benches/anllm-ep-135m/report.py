@@ -109,6 +109,12 @@ def main():
         if chat is not None:
             res[key] = {label: {k: round(v, 3) for k, v in row.items()}
                         for label, row in chat["rows"].items()}
+    # window_sweep.py: the anchored perplexity, tax and C⇓ of each --anchor-window at inference.
+    sweep = load_json(os.path.join(out, "window-sweep.json"))
+    if sweep is not None:
+        res["window_sweep"] = {str(row["window"]): {text: {k: round(v, 4) for k, v in r.items()}
+                                                    for text, r in row.items() if text != "window"}
+                               for row in sweep["rows"]}
     print(json.dumps(res))
 
 

@@ -176,15 +176,19 @@ pub(super) fn packed_rows(total: usize, block_size: usize, pad: Option<TokenId>)
 pub(super) type FitRow = Vec<(usize, Range<usize>)>;
 
 /// The rows of [`BlockMode::Fit`] for `docs`: every document cut into full blocks and a
-/// remainder, the pieces placed longest first (ties: document order) into the row with the
-/// least room that still holds them, a new row when none does.
+/// remainder (a piece without a target, such as a remainder of one token, is left out), the
+/// pieces placed longest first (ties: document order) into the row with the least room that
+/// still holds them, a new row when none does. Every row has a target.
 pub(super) fn fit_layout(docs: &[TokenizedDoc], block_size: usize) -> Vec<FitRow> {
     let mut pieces: Vec<(usize, Range<usize>)> = Vec::new();
     for (i, d) in docs.iter().enumerate() {
         let mut start = 0;
         while start < d.len() {
             let end = d.len().min(start + block_size);
-            pieces.push((i, start..end));
+            // The piece's first token is no target in its row (`Example::push_piece`).
+            if d.loss_mask[start + 1..end].contains(&true) {
+                pieces.push((i, start..end));
+            }
             start = end;
         }
     }
@@ -196,12 +200,16 @@ pub(super) fn fit_layout(docs: &[TokenizedDoc], block_size: usize) -> Vec<FitRow
         let row = match room.range((n, 0)..).next().copied() {
             Some((free, row)) => {
                 room.remove(&(free, row));
-                (free > n).then(|| room.insert((free - n, row)));
+                if free > n {
+                    room.insert((free - n, row));
+                }
                 row
             }
             None => {
                 rows.push(Vec::new());
-                (block_size > n).then(|| room.insert((block_size - n, rows.len() - 1)));
+                if block_size > n {
+                    room.insert((block_size - n, rows.len() - 1));
+                }
                 rows.len() - 1
             }
         };

@@ -101,6 +101,21 @@ impl DataConfig {
         }
     }
 
+    /// The configuration of held-out data read beside training data of this one: in file
+    /// order, and packed where training fits whole documents, so that eval losses compare
+    /// across block modes.
+    pub fn held_out(&self) -> Self {
+        let block_mode = match self.block_mode {
+            BlockMode::Fit => BlockMode::Pack,
+            mode => mode,
+        };
+        Self {
+            shuffle: false,
+            block_mode,
+            ..self.clone()
+        }
+    }
+
     /// Checks the sizes: a block holds an input and a target, a batch at least one row, and
     /// truncated rows of different lengths can share a batch only with a pad id, and whole
     /// documents fit into blocks only with one.

@@ -166,6 +166,28 @@ impl TrainData {
         1.0 - placed as f64 / room as f64
     }
 
+    /// A line for the run's log on how the documents fill the rows: `fit`'s rows and pad
+    /// share, or how many documents `pack` cuts (none when it cuts none, or for `truncate`).
+    pub fn block_note(&self) -> Option<String> {
+        let size = self.config.block_size;
+        match self.config.block_mode {
+            BlockMode::Fit => Some(format!(
+                "--block-mode fit: {} rows of {size} tokens, {:.1}% of them pads",
+                self.examples_per_epoch,
+                100.0 * self.fit_pad_share()
+            )),
+            BlockMode::Pack => Some(self.cut_documents()).filter(|&n| n > 0).map(|cut| {
+                format!(
+                    "packing cuts {cut} of {} documents across two rows in the first epoch \
+                     (their second piece starts without its beginning; --block-mode fit keeps \
+                     them whole)",
+                    self.docs.len()
+                )
+            }),
+            BlockMode::Truncate => None,
+        }
+    }
+
     /// How many documents that fit in one block the first epoch cuts across two rows
     /// (only [`BlockMode::Pack`] cuts them).
     pub fn cut_documents(&self) -> usize {

@@ -91,35 +91,13 @@ pub fn prepare(args: &TrainArgs, device: &Device) -> Result<Prepared> {
             .count();
         eprintln!("anllm: --pin-prompts: {pinned} conversations train with their prompt pinned");
     }
-    if config.block_mode == BlockMode::Fit {
-        eprintln!(
-            "anllm: --block-mode fit: {} rows of {} tokens, {:.1}% of them pads",
-            data.examples_per_epoch(),
-            args.block_size,
-            100.0 * data.fit_pad_share()
-        );
-    }
-    let cut = data.cut_documents();
-    if cut > 0 {
-        eprintln!(
-            "anllm: packing cuts {cut} of {} documents across two rows in the first epoch \
-             (their second piece starts without its beginning; --block-mode fit keeps them whole)",
-            data.documents().len()
-        );
+    if let Some(note) = data.block_note() {
+        eprintln!("anllm: {note}");
     }
     let (eval_rows, unigram) = if args.eval_data.is_empty() {
         (Vec::new(), None)
     } else {
-        // The held-out rows stay packed under `fit`, so that eval losses compare across modes.
-        let eval_mode = match config.block_mode {
-            BlockMode::Fit => BlockMode::Pack,
-            mode => mode,
-        };
-        let eval_config = DataConfig {
-            shuffle: false,
-            block_mode: eval_mode,
-            ..config
-        };
+        let eval_config = config.held_out();
         let eval = TrainData::from_files(&args.eval_data, tok, splitter.as_ref(), eval_config)
             .context("reading the held-out data")?;
         let rows = eval_batches(&eval, args.eval_rows);

@@ -144,6 +144,16 @@ fn fit_packs_whole_documents_best_fit_decreasing() {
     };
     let packed = TrainData::new(docs.clone(), packed).unwrap();
     assert_eq!(packed.cut_documents(), 2);
+    let note = packed.block_note().unwrap();
+    assert!(note.starts_with("packing cuts 2 of 7 documents"), "{note}");
+    let note = data.block_note().unwrap();
+    assert!(
+        note.starts_with("--block-mode fit: 6 rows of 8 tokens, "),
+        "{note}"
+    );
+    assert_eq!(packed.config().held_out().block_mode, BlockMode::Pack);
+    assert_eq!(data.config().held_out().block_mode, BlockMode::Pack);
+    assert!(!data.config().held_out().shuffle);
     // Epochs shuffle the rows, not what is in them; fit needs a pad id.
     let shuffled = TrainData::new(docs.clone(), config(8, 2, BlockMode::Fit, Some(0))).unwrap();
     let mut a: Vec<_> = shuffled.epoch_examples(1).iter().map(pieces).collect();

@@ -185,6 +185,10 @@ pub struct TrainArgs {
     /// Continue the run saved in --out (same flags) from its latest checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Check the flags, the model and the data, print the plan (documents, rows, steps,
+    /// epochs, checkpoints and the disk they take) and stop: no step, no file written.
+    #[arg(long)]
+    pub dry_run: bool,
     /// CPU threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,

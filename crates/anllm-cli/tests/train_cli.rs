@@ -229,6 +229,84 @@ fn block_mode_fit_trains_whole_documents_where_pack_cuts_them() {
     );
 }
 
+/// A size that `train --dry-run` prints ("1.62 GB", "3.4 MB", "91.0 kB"), in bytes.
+fn parse_size(s: &str) -> f64 {
+    let (n, unit) = s.trim().split_once(' ').unwrap();
+    let scale = match unit {
+        "GB" => 1e9,
+        "MB" => 1e6,
+        "kB" => 1e3,
+        _ => panic!("unit of {s:?}"),
+    };
+    n.parse::<f64>().unwrap() * scale
+}
+
+#[test]
+fn dry_run_prints_the_plan_writes_nothing_and_foretells_the_checkpoints() {
+    let fx = fixture();
+    let flags = ["--steps", "7", "--save-every", "3", "--block-size", "32"];
+    let out = fx.out("run");
+    let dry = run(fx.train_cmd(&out, &[&flags[..], &["--dry-run"]].concat()));
+    assert_ok(&dry);
+    assert!(!out.exists(), "a dry run wrote {}", out.display());
+    let plan = text(&dry.stdout);
+    assert!(plan.contains("steps: 7"), "{plan}");
+    // Saves at steps 3, 6 and the last, 7.
+    let line = plan
+        .lines()
+        .find(|l| l.starts_with("checkpoints: "))
+        .unwrap();
+    assert!(
+        line.starts_with("checkpoints: 3 (every 3 steps and at the end), "),
+        "{line}"
+    );
+    let each = line.split(", ").nth(1).unwrap().trim_end_matches(" each");
+    // The oracle: the files a real run of the same flags writes.
+    let real = run(fx.train_cmd(&out, &flags));
+    assert_ok(&real);
+    let saved: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("checkpoint-")
+        })
+        .collect();
+    assert_eq!(saved.len(), 3, "{saved:?}");
+    // Weights and optimizer moments; the tokenizer and JSON files are not counted.
+    let bytes: u64 = std::fs::read_dir(&saved[0])
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    let predicted = parse_size(each);
+    // Within 5%: the printed size has three significant digits, the files carry headers.
+    assert!(
+        (predicted - bytes as f64).abs() <= 0.05 * bytes as f64,
+        "predicted {each}, the checkpoint's safetensors hold {bytes} bytes"
+    );
+    // With `<AC>` added to the vocabulary the scratch tokenizer is removed, and --out stays
+    // unwritten.
+    let ac_out = fx.out("ac");
+    let mut cmd = fx.train_cmd_with("ac", &ac_out, &[&flags[..], &["--dry-run"]].concat());
+    // The sentence splitter's parameters come from the fetched assets.
+    cmd.env("ANLLM_HOME", real_home());
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let scratch = std::env::temp_dir().join(format!("anllm-dry-run-{}", child.id()));
+    let ac = child.wait_with_output().unwrap();
+    assert_ok(&ac);
+    assert!(!ac_out.exists());
+    assert!(!scratch.exists(), "{} is left", scratch.display());
+    assert!(text(&ac.stderr).contains("<AC>"), "{}", text(&ac.stderr));
+}
+
 #[test]
 fn train_sigkill_then_resume_continues_the_same_curve() {
     let fx = fixture();

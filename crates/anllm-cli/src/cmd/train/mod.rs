@@ -2,6 +2,7 @@
 //! checkpoints in Hugging Face layout, a JSONL log, a PNG loss curve and `--resume`.
 
 mod log;
+mod plan;
 mod setup;
 
 use anyhow::{Context, Result, bail};
@@ -36,6 +37,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
         total_steps,
         unigram,
     } = setup::prepare(&args, &device)?;
+    if args.dry_run {
+        return dry_run(
+            &args,
+            &trainer,
+            &data,
+            &eval_rows,
+            &state,
+            total_steps,
+            unigram,
+        );
+    }
     let mut log = RunLog::open(&args.out, state.log_records, args.resume)?;
     if let Some(u) = unigram {
         eprintln!("anllm: unigram baseline on the held-out data: loss {u:.4}");
@@ -89,6 +101,36 @@ pub fn run(args: TrainArgs) -> Result<()> {
         log.plot(unigram)?;
     }
     summary(&ctx, &trainer, final_eval);
+    Ok(())
+}
+
+/// `--dry-run`: the plan on stdout, then the scratch vocabulary (if any) removed.
+fn dry_run(
+    args: &TrainArgs,
+    trainer: &Trainer,
+    data: &TrainData,
+    eval_rows: &[Batch],
+    state: &TrainerState,
+    total_steps: u64,
+    unigram: Option<f64>,
+) -> Result<()> {
+    let plan = plan::Plan {
+        args,
+        trainer,
+        data,
+        start_step: state.step,
+        total_steps,
+        held_out_rows: eval_rows.iter().map(|b| b.examples.len()).sum(),
+        unigram,
+    };
+    for line in plan::lines(&plan) {
+        println!("{line}");
+    }
+    let scratch = plan::vocab_dir(args);
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch)
+            .with_context(|| format!("removing {}", scratch.display()))?;
+    }
     Ok(())
 }
 

@@ -282,7 +282,7 @@ fn extend_vocab(args: &TrainArgs, begin: RunStart) -> Result<RunStart> {
         NewRowsArg::CopyPeriod => NewRowInit::CopyPeriod,
         NewRowsArg::Mean => NewRowInit::Mean,
     };
-    let dir: PathBuf = args.out.join("tokenizer");
+    let dir: PathBuf = super::plan::vocab_dir(args);
     let (begin, ids) = start::add_tokens(begin, &pieces, init, &dir)?;
     eprintln!("anllm: added {pieces:?} to the vocabulary as ids {ids:?}");
     Ok(begin)

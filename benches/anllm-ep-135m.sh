@@ -35,7 +35,9 @@
 #   --resample-loops: the transcripts whose answer loops (a sentence or line three times, or
 #   distinct-2 below 0.4: benches/anllm-ep-135m/clean.py) are answered again with two more
 #   seeds, and dropped if both loop too; kept as they are by default)
-#   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1, STAGE2_STEPS=N
+#   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1, STAGE1_STEPS=N
+#   (ends the first stage at step N of its --steps schedule, `train --stop-at`, within its
+#   minutes: the same first stage on a busy machine as on a quiet one), STAGE2_STEPS=N
 #   (ends the second stage after N steps, within --stage2-minutes: an A/B of two second stages
 #   at equal tokens when the cores are shared), SEED=N (the training seed of both stages, 34:
 #   data order and the pinned share; a replicate of a run), STAGE2_SAVE_EVERY=N (the second
@@ -117,6 +119,7 @@ STAGE2_BLOCK_MODE="${STAGE2_BLOCK_MODE:-$BLOCK_MODE}"
 [[ "$ANCHORS" =~ ^(ep|ep-nodigit|ep-list)$ ]] || { echo "--anchors: ep, ep-nodigit or ep-list, not $ANCHORS" >&2; exit 2; }
 [[ "$FEWSHOT" =~ ^(text|chat|none)$ ]] || { echo "--fewshot: text, chat or none, not $FEWSHOT" >&2; exit 2; }
 [[ "${AVERAGE_LAST:-0}" =~ ^[0-9]+$ && "${AVERAGE_LAST:-0}" != 1 ]] || { echo "AVERAGE_LAST: 0 (off) or a number of checkpoints ≥ 2, not $AVERAGE_LAST" >&2; exit 2; }
+[[ "${STAGE1_STEPS:-1}" =~ ^[1-9][0-9]*$ ]] || { echo "STAGE1_STEPS: a step ≥ 1, not $STAGE1_STEPS" >&2; exit 2; }
 [[ "$WINDOW" =~ ^[0-9]+$ ]] || { echo "--anchor-window: a number of positions, not $WINDOW" >&2; exit 2; }
 [[ "$MASK_RULE" =~ ^(ansan|legacy)$ ]] || { echo "--mask-rule: ansan or legacy, not $MASK_RULE" >&2; exit 2; }
 [[ "$EOT_WEIGHT" =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "--stage2-eot-weight: a weight ≥ 0, not $EOT_WEIGHT" >&2; exit 2; }
@@ -231,6 +234,7 @@ train_for() { # run-dir budget-minutes train-args...: trains (or resumes) until 
   log "training for $left more minutes into $run"
   "$ANLLM" "$@" "${resume[@]}" --max-minutes "$left" >&2
 }
+[[ -n "${STAGE1_STEPS:-}" ]] && TRAIN+=(--stop-at "$STAGE1_STEPS")
 STAGE1_MINUTES=$(python3 -c "print(max(0.0, $MINUTES - $STAGE2_MINUTES))")
 train_for "$RUN" "$STAGE1_MINUTES" "${TRAIN[@]}"
 # 4b. The second stage starts from the first stage's last checkpoint (kept in stage2-start.txt,

@@ -139,6 +139,11 @@ pub struct TrainArgs {
     /// step time the checkpoints record as `elapsed_s`; loading, evaluations and saves do not count.
     #[arg(long)]
     pub max_minutes: Option<f64>,
+    /// End this invocation at step N (then save), keeping the schedule of --steps: a later
+    /// --resume without it continues to --steps. Unlike --max-minutes, a busy machine stops at
+    /// the same step (the same weights) as a quiet one.
+    #[arg(long, value_name = "N")]
+    pub stop_at: Option<u64>,
     /// Save a checkpoint every N steps (and always at the end).
     #[arg(long, default_value_t = 100)]
     pub save_every: u64,

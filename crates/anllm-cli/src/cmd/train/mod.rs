@@ -48,6 +48,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
             unigram,
         );
     }
+    // `--stop-at` ends this invocation early; the schedule still runs to `total_steps`.
+    let end = total_steps.min(args.stop_at.unwrap_or(u64::MAX));
+    if args.resume && state.step >= end {
+        eprintln!(
+            "anllm: {} is at step {}, where this run ends: nothing to train",
+            args.out.display(),
+            state.step
+        );
+        return Ok(());
+    }
     let mut log = RunLog::open(&args.out, state.log_records, args.resume)?;
     if let Some(u) = unigram {
         eprintln!("anllm: unigram baseline on the held-out data: loss {u:.4}");
@@ -60,9 +70,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         unigram,
     };
     let mut batches = data.batches_from(ctx.state.data)?;
-    let mut progress = Progress::new(trainer.step(), total_steps);
+    let mut progress = Progress::new(trainer.step(), end);
     let mut last_saved = trainer.step();
-    while trainer.step() < total_steps && !ctx.time_up() {
+    while trainer.step() < end && !ctx.time_up() {
         let micro: Vec<Batch> = batches.by_ref().take(args.grad_accum).collect();
         // Rows holding only prompt tokens (a packed cut inside a long prompt) teach nothing:
         // their batches are passed over, and the data position moves on.
@@ -83,7 +93,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         log.push(&rec)?;
         progress.update(&rec, ctx.budget_left_s());
         // The last step is saved once, below, with the final held-out loss.
-        if rec.step % args.save_every == 0 && rec.step < total_steps {
+        if rec.step % args.save_every == 0 && rec.step < end {
             ctx.save(&trainer, &log)?;
             last_saved = rec.step;
         }

@@ -31,6 +31,13 @@ pub struct Plan<'a> {
     pub unigram: Option<f64>,
 }
 
+impl Plan<'_> {
+    /// The step this invocation ends at: `--steps` (or `--epochs`), or `--stop-at` before it.
+    fn end(&self) -> u64 {
+        self.total_steps.min(self.args.stop_at.unwrap_or(u64::MAX))
+    }
+}
+
 /// The plan as lines of text (stdout of `train --dry-run`).
 pub fn lines(p: &Plan) -> Vec<String> {
     let args = p.args;
@@ -78,13 +85,17 @@ fn steps_line(p: &Plan, per_epoch: u64) -> String {
         0 => String::new(),
         s => format!(" (resuming at step {s})"),
     };
+    let stop = match p.args.stop_at {
+        Some(s) if s < p.total_steps => format!(", stopping at step {s} (--stop-at)"),
+        _ => String::new(),
+    };
     if p.total_steps == u64::MAX {
         let m = p.args.max_minutes.unwrap_or_default();
-        return format!("steps: as many as {m} minutes of step time allow{from}");
+        return format!("steps: as many as {m} minutes of step time allow{from}{stop}");
     }
-    let epochs = p.total_steps as f64 / per_epoch.max(1) as f64;
+    let epochs = p.end() as f64 / per_epoch.max(1) as f64;
     format!(
-        "steps: {}{from}{minutes}: {epochs:.2} epochs, at most {} tokens per step",
+        "steps: {}{from}{minutes}{stop}: {epochs:.2} epochs, at most {} tokens per step",
         p.total_steps,
         p.args.batch_size * p.args.grad_accum * p.args.block_size
     )
@@ -106,7 +117,7 @@ fn schedule_line(args: &TrainArgs) -> String {
 fn checkpoints_line(p: &Plan) -> String {
     let bytes = checkpoint_bytes(p.trainer);
     let every = p.args.save_every;
-    if p.total_steps == u64::MAX {
+    if p.end() == u64::MAX {
         let kept = p.args.keep_last.map_or(String::new(), |k| {
             format!(
                 ", at most {} on disk (--keep-last {k})",
@@ -118,7 +129,7 @@ fn checkpoints_line(p: &Plan) -> String {
             size(bytes)
         );
     }
-    let saves = saves(p.start_step, p.total_steps, every);
+    let saves = saves(p.start_step, p.end(), every);
     let kept = p.args.keep_last.map_or(saves, |k| saves.min(k as u64));
     format!(
         "checkpoints: {saves} (every {every} steps and at the end), {} each, {} on disk{}",

@@ -170,6 +170,9 @@ fn check_flags(args: &TrainArgs) -> Result<()> {
     if !(0.0..=1.0).contains(&args.distill_alpha) {
         bail!("--distill-alpha {} is not in [0, 1]", args.distill_alpha);
     }
+    if args.stop_at == Some(0) {
+        bail!("--stop-at must be at least 1");
+    }
     if args.steps.is_none() && args.epochs.is_none() && args.max_minutes.is_none() {
         bail!("say how long to train: --steps, --epochs or --max-minutes");
     }

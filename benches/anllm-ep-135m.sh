@@ -4,28 +4,39 @@
 # scripts/fetch-assets.sh once). Resumable: run it again with the same --out and it continues
 # (transcripts, then training up to --minutes of training step time, then the evaluation).
 #
-#   benches/anllm-ep-135m.sh [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N]
+#   benches/anllm-ep-135m.sh [--preset best|paper] [--minutes M] [--stage1-steps N] [--stage2-steps N]
+#                            [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N]
 #                            [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list]
 #                            [--fewshot text|chat|none] [--anchor-window W] [--mask-rule ansan|legacy]
-#                            [--resample-loops]
+#                            [--resample-loops | --no-resample-loops]
+#   --preset: the defaults of every flag below. best (the default): the best configuration
+#   measured, `--steps 230 --stage1-steps 184 --stage2-steps 163 --stage2-minutes 60
+#   --pin-prompts 0.5 --anchors ep-list --anchor-window 32 --mask-rule legacy --resample-loops`;
+#   paper: the paper's rule and period with no window, `--steps 560 --stage2-minutes 55
+#   --pin-prompts 0 --anchors ep --anchor-window 0 --mask-rule ansan --no-resample-loops`, no
+#   step caps (the recipe's defaults before 2026-12-07: add `--preset paper` to rerun an older
+#   command of docs/anllm-ep-135m.md that relied on them). Flags after it override it.
 #   (--minutes: training step time of both stages, 150 by default; --stage2-minutes: the second
-#   stage's share of it, 55 by default, 0 for one stage; --steps: the last step of the first
-#   stage's cosine learning-rate schedule, 560 by default: about 110 quiet minutes of 2-thread
-#   training at 87 tok/s; the first stage ends at whichever of --steps and M - M2 minutes comes
-#   first; --pin-prompts: the share of the second stage's conversations trained with their
-#   prompt pinned, as `generate --chat --anchors ep --pin-prompt` runs them, 0 by default;
+#   stage's share of it, 0 for one stage; --steps: the last step of the first stage's cosine
+#   learning-rate schedule (230 steps: about 40 quiet minutes of 2-thread training at 96 tok/s);
+#   --stage1-steps: the step the first stage ends at, on that schedule (`train --stop-at`), so
+#   that a busy machine trains the same steps as a quiet one; the first stage ends at whichever
+#   of --steps, --stage1-steps and M - M2 minutes comes first; --stage2-steps: the second
+#   stage's steps (163: 0.69 epochs of its data), within M2 minutes;
+#   --pin-prompts: the share of the second stage's conversations trained with their
+#   prompt pinned, as `generate --chat --anchors ep --pin-prompt` runs them;
 #   --student-share: the share of the second stage's conversations answered by the first
 #   stage's student itself under the anchor-pruned cache instead of by the teacher, 0 by default;
-#   --anchors: the anchor preset of training and of every anchored evaluation, ep (the paper's
-#   period) by default; ep-nodigit leaves a period right after a digit open, as in list numbers,
+#   --anchors: the anchor preset of training and of every anchored evaluation (ep: the paper's
+#   period); ep-nodigit leaves a period right after a digit open, as in list numbers,
 #   and ep-list also keeps that period in the cache (pinned) as a list mark;
 #   --fewshot: the second stage's few-shot question/answer documents as text (the default), as
 #   chat conversations, one turn per item (benches/anllm-ep-135m/fewshot_chat.py), or none;
 #   --anchor-window: AnSAN's local window (our extension, `train --anchor-window`), in training
-#   and in every anchored evaluation, 0 (the paper's rule) by default;
+#   and in every anchored evaluation (0: the paper's rule);
 #   --mask-rule: ansan (the paper's: an anchor sees only its own sentence), or legacy (an anchor
 #   also sees the earlier anchors and the window: `train --mask-rule legacy`), everywhere the
-#   window goes; ansan by default;
+#   window goes;
 #   --stage2-eot-weight: the second stage's loss weight of the end-of-turn token (`train
 #   --end-of-turn-weight`: the answers' `<|im_end|>` weighs W, every other target 1), 1 by default;
 #   --block-mode: how documents fill the 513-token rows of both stages (`train --block-mode`):
@@ -34,13 +45,11 @@
 #   alone (default: --block-mode's);
 #   --resample-loops: the transcripts whose answer loops (a sentence or line three times, or
 #   distinct-2 below 0.4: benches/anllm-ep-135m/clean.py) are answered again with two more
-#   seeds, and dropped if both loop too; kept as they are by default)
+#   seeds, and dropped if both loop too; --no-resample-loops keeps them as they are)
 #   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1, STAGE1_STEPS=N
-#   (ends the first stage at step N of its --steps schedule, `train --stop-at`, within its
-#   minutes: the same first stage on a busy machine as on a quiet one), STAGE2_STEPS=N
-#   (ends the second stage after N steps, within --stage2-minutes: an A/B of two second stages
-#   at equal tokens when the cores are shared), SEED=N (the training seed of both stages, 34:
-#   data order and the pinned share; a replicate of a run), STAGE2_SAVE_EVERY=N (the second
+#   and STAGE2_STEPS=N (the defaults of --stage1-steps and --stage2-steps), SEED=N (the
+#   training seed of both stages, 34: data order and the pinned share; a replicate of a run),
+#   STAGE2_SAVE_EVERY=N (the second
 #   stage's checkpoint interval, 60: smaller keeps more checkpoints to average), AVERAGE_LAST=N
 #   (evaluate, export and report the weight average of the last stage's newest N checkpoints,
 #   `anllm average`, in place of its last checkpoint; 0, off, by default), CHAT_NLL_CURVE=1
@@ -79,23 +88,32 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The preset sets the defaults; every flag after it overrides one.
+PRESET=best
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do [[ "${args[i]}" == --preset ]] && PRESET="${args[i + 1]:-}"; done
+case "$PRESET" in
+  best) # the best configuration measured (docs/anllm-ep-135m.md, "The recipe's default")
+    STEPS=230; STAGE1_STEPS="${STAGE1_STEPS:-184}"; STAGE2_STEPS="${STAGE2_STEPS:-163}"; STAGE2_MINUTES=60
+    PIN_PROMPTS=0.5; ANCHORS=ep-list; WINDOW=32; MASK_RULE=legacy; RESAMPLE_LOOPS=1 ;;
+  paper) # the paper's rule and period, no window: the recipe's defaults before 2026-12-07
+    STEPS=560; STAGE2_MINUTES=55; PIN_PROMPTS=0; ANCHORS=ep; WINDOW=0; MASK_RULE=ansan; RESAMPLE_LOOPS=0 ;;
+  *) echo "--preset: best or paper, not $PRESET" >&2; exit 2 ;;
+esac
 MINUTES=150
-STAGE2_MINUTES=55
 OUT=runs/anllm-ep-135m
 PROMPTS=360
-STEPS=560
-PIN_PROMPTS=0
 STUDENT_SHARE=0
-ANCHORS=ep
 FEWSHOT=text
-RESAMPLE_LOOPS=0
-WINDOW=0
-MASK_RULE=ansan
 EOT_WEIGHT=1
 BLOCK_MODE=pack
 STAGE2_BLOCK_MODE=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
+    --preset) shift 2 ;;
+    --stage1-steps) STAGE1_STEPS="$2"; shift 2 ;;
+    --stage2-steps) STAGE2_STEPS="$2"; shift 2 ;;
+    --no-resample-loops) RESAMPLE_LOOPS=0; shift ;;
     --minutes) MINUTES="$2"; shift 2 ;;
     --stage2-minutes) STAGE2_MINUTES="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
@@ -111,7 +129,7 @@ while [[ $# -gt 0 ]]; do
     --stage2-eot-weight) EOT_WEIGHT="$2"; shift 2 ;;
     --block-mode) BLOCK_MODE="$2"; shift 2 ;;
     --stage2-block-mode) STAGE2_BLOCK_MODE="$2"; shift 2 ;;
-    *) echo "usage: $0 [--minutes M] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list] [--fewshot text|chat|none] [--anchor-window W] [--mask-rule ansan|legacy] [--stage2-eot-weight W] [--block-mode pack|fit] [--stage2-block-mode pack|fit] [--resample-loops]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--preset best|paper] [--minutes M] [--stage1-steps N] [--stage2-steps N] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list] [--fewshot text|chat|none] [--anchor-window W] [--mask-rule ansan|legacy] [--stage2-eot-weight W] [--block-mode pack|fit] [--stage2-block-mode pack|fit] [--resample-loops | --no-resample-loops]" >&2; exit 2 ;;
   esac
 done
 STAGE2_BLOCK_MODE="${STAGE2_BLOCK_MODE:-$BLOCK_MODE}"
@@ -119,7 +137,9 @@ STAGE2_BLOCK_MODE="${STAGE2_BLOCK_MODE:-$BLOCK_MODE}"
 [[ "$ANCHORS" =~ ^(ep|ep-nodigit|ep-list)$ ]] || { echo "--anchors: ep, ep-nodigit or ep-list, not $ANCHORS" >&2; exit 2; }
 [[ "$FEWSHOT" =~ ^(text|chat|none)$ ]] || { echo "--fewshot: text, chat or none, not $FEWSHOT" >&2; exit 2; }
 [[ "${AVERAGE_LAST:-0}" =~ ^[0-9]+$ && "${AVERAGE_LAST:-0}" != 1 ]] || { echo "AVERAGE_LAST: 0 (off) or a number of checkpoints ≥ 2, not $AVERAGE_LAST" >&2; exit 2; }
-[[ "${STAGE1_STEPS:-1}" =~ ^[1-9][0-9]*$ ]] || { echo "STAGE1_STEPS: a step ≥ 1, not $STAGE1_STEPS" >&2; exit 2; }
+for n in "${STAGE1_STEPS:-1}" "${STAGE2_STEPS:-1}"; do
+  [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "--stage1-steps / --stage2-steps: a step ≥ 1, not $n" >&2; exit 2; }
+done
 [[ "$WINDOW" =~ ^[0-9]+$ ]] || { echo "--anchor-window: a number of positions, not $WINDOW" >&2; exit 2; }
 [[ "$MASK_RULE" =~ ^(ansan|legacy)$ ]] || { echo "--mask-rule: ansan or legacy, not $MASK_RULE" >&2; exit 2; }
 [[ "$EOT_WEIGHT" =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "--stage2-eot-weight: a weight ≥ 0, not $EOT_WEIGHT" >&2; exit 2; }
@@ -133,7 +153,7 @@ if python3 -c "import sys; sys.exit(0 if $STUDENT_SHARE > 0 and $STAGE2_MINUTES 
 fi
 if python3 -c "import sys; sys.exit(0 if $STUDENT_SHARE > 0 and $RESAMPLE_LOOPS == 1 else 1)"; then
   # student.py mix replaces teacher conversations by prompt; a dropped one has none to replace.
-  echo "--student-share and --resample-loops do not combine yet (student.py mix needs every prompt)" >&2; exit 2
+  echo "--student-share and --resample-loops do not combine yet (student.py mix needs every prompt): add --no-resample-loops" >&2; exit 2
 fi
 
 H="${ANLLM_HOME:-$HOME/.cache/anllm}"

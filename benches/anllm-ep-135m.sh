@@ -8,10 +8,11 @@
 #                            [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N]
 #                            [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list]
 #                            [--fewshot text|chat|none] [--anchor-window W] [--mask-rule ansan|legacy]
-#                            [--resample-loops | --no-resample-loops]
+#                            [--resample-loops | --no-resample-loops] [--read-window W]
 #   --preset: the defaults of every flag below. best (the default): the best configuration
 #   measured, `--steps 230 --stage1-steps 184 --stage2-steps 163 --stage2-minutes 60
-#   --pin-prompts 0.5 --anchors ep-list --anchor-window 32 --mask-rule legacy --resample-loops`;
+#   --pin-prompts 0.5 --anchors ep-list --anchor-window 32 --mask-rule legacy --resample-loops
+#   --read-window 60`;
 #   paper: the paper's rule and period with no window, `--steps 560 --stage2-minutes 55
 #   --pin-prompts 0 --anchors ep --anchor-window 0 --mask-rule ansan --no-resample-loops`, no
 #   step caps (the recipe's defaults before 2026-12-07: add `--preset paper` to rerun an older
@@ -45,7 +46,11 @@
 #   alone (default: --block-mode's);
 #   --resample-loops: the transcripts whose answer loops (a sentence or line three times, or
 #   distinct-2 below 0.4: benches/anllm-ep-135m/clean.py) are answered again with two more
-#   seeds, and dropped if both loop too; --no-resample-loops keeps them as they are)
+#   seeds, and dropped if both loop too; --no-resample-loops keeps them as they are;
+#   --read-window: the local window the exported GGUF runs with by default (`anllm export
+#   --default-anchor-window`; its trained preset and rule otherwise): a model trained at W = 32
+#   reads best at 60, the widest window that keeps C⇓ ≥ 85% (window_sweep.py); none recorded by
+#   the paper preset)
 #   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1, STAGE1_STEPS=N
 #   and STAGE2_STEPS=N (the defaults of --stage1-steps and --stage2-steps), SEED=N (the
 #   training seed of both stages, 34: data order and the pinned share; a replicate of a run),
@@ -95,9 +100,10 @@ for ((i = 0; i < ${#args[@]}; i++)); do [[ "${args[i]}" == --preset ]] && PRESET
 case "$PRESET" in
   best) # the best configuration measured (docs/anllm-ep-135m.md, "The recipe's default")
     STEPS=230; STAGE1_STEPS="${STAGE1_STEPS:-184}"; STAGE2_STEPS="${STAGE2_STEPS:-163}"; STAGE2_MINUTES=60
-    PIN_PROMPTS=0.5; ANCHORS=ep-list; WINDOW=32; MASK_RULE=legacy; RESAMPLE_LOOPS=1 ;;
+    PIN_PROMPTS=0.5; ANCHORS=ep-list; WINDOW=32; MASK_RULE=legacy; RESAMPLE_LOOPS=1; READ_WINDOW=60 ;;
   paper) # the paper's rule and period, no window: the recipe's defaults before 2026-12-07
-    STEPS=560; STAGE2_MINUTES=55; PIN_PROMPTS=0; ANCHORS=ep; WINDOW=0; MASK_RULE=ansan; RESAMPLE_LOOPS=0 ;;
+    STEPS=560; STAGE2_MINUTES=55; PIN_PROMPTS=0; ANCHORS=ep; WINDOW=0; MASK_RULE=ansan; RESAMPLE_LOOPS=0
+    READ_WINDOW="" ;;
   *) echo "--preset: best or paper, not $PRESET" >&2; exit 2 ;;
 esac
 MINUTES=150
@@ -114,6 +120,7 @@ while [[ $# -gt 0 ]]; do
     --stage1-steps) STAGE1_STEPS="$2"; shift 2 ;;
     --stage2-steps) STAGE2_STEPS="$2"; shift 2 ;;
     --no-resample-loops) RESAMPLE_LOOPS=0; shift ;;
+    --read-window) READ_WINDOW="$2"; shift 2 ;;
     --minutes) MINUTES="$2"; shift 2 ;;
     --stage2-minutes) STAGE2_MINUTES="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
@@ -129,7 +136,7 @@ while [[ $# -gt 0 ]]; do
     --stage2-eot-weight) EOT_WEIGHT="$2"; shift 2 ;;
     --block-mode) BLOCK_MODE="$2"; shift 2 ;;
     --stage2-block-mode) STAGE2_BLOCK_MODE="$2"; shift 2 ;;
-    *) echo "usage: $0 [--preset best|paper] [--minutes M] [--stage1-steps N] [--stage2-steps N] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list] [--fewshot text|chat|none] [--anchor-window W] [--mask-rule ansan|legacy] [--stage2-eot-weight W] [--block-mode pack|fit] [--stage2-block-mode pack|fit] [--resample-loops | --no-resample-loops]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--preset best|paper] [--minutes M] [--stage1-steps N] [--stage2-steps N] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list] [--fewshot text|chat|none] [--anchor-window W] [--mask-rule ansan|legacy] [--stage2-eot-weight W] [--block-mode pack|fit] [--stage2-block-mode pack|fit] [--resample-loops | --no-resample-loops] [--read-window W]" >&2; exit 2 ;;
   esac
 done
 STAGE2_BLOCK_MODE="${STAGE2_BLOCK_MODE:-$BLOCK_MODE}"
@@ -140,6 +147,7 @@ STAGE2_BLOCK_MODE="${STAGE2_BLOCK_MODE:-$BLOCK_MODE}"
 for n in "${STAGE1_STEPS:-1}" "${STAGE2_STEPS:-1}"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "--stage1-steps / --stage2-steps: a step ≥ 1, not $n" >&2; exit 2; }
 done
+[[ -z "$READ_WINDOW" || "$READ_WINDOW" =~ ^[0-9]+$ ]] || { echo "--read-window: a number of positions, not $READ_WINDOW" >&2; exit 2; }
 [[ "$WINDOW" =~ ^[0-9]+$ ]] || { echo "--anchor-window: a number of positions, not $WINDOW" >&2; exit 2; }
 [[ "$MASK_RULE" =~ ^(ansan|legacy)$ ]] || { echo "--mask-rule: ansan or legacy, not $MASK_RULE" >&2; exit 2; }
 [[ "$EOT_WEIGHT" =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "--stage2-eot-weight: a weight ≥ 0, not $EOT_WEIGHT" >&2; exit 2; }
@@ -349,7 +357,9 @@ SWEEP=$(printf '%s\n' "$WINDOW" 32 48 56 60 64 | awk '$1 > 0' | sort -nu | paste
 [[ -f "$OUT/window-sweep.json" ]] || python3 benches/anllm-ep-135m/window_sweep.py "$ANLLM" "$TRAINED" --base "$MODEL" \
   --anchors "$ANCHORS --mask-rule $MASK_RULE" --windows "$SWEEP" --threads "$THREADS" \
   --json-out "$OUT/window-sweep.json" > "$OUT/window-sweep.md"
-[[ -f "$OUT/anllm-ep-135m.Q8_0.gguf" ]] || "$ANLLM" export -m "$TRAINED" --to "$OUT/anllm-ep-135m.Q8_0.gguf" --type q8_0 --vocab-from "$MODEL" >&2
+# The export runs with --read-window by default (`export --default-anchor-window`): train narrow, read wide.
+READ=(); [[ -n "$READ_WINDOW" ]] && READ=(--default-anchor-window "$READ_WINDOW")
+[[ -f "$OUT/anllm-ep-135m.Q8_0.gguf" ]] || "$ANLLM" export -m "$TRAINED" --to "$OUT/anllm-ep-135m.Q8_0.gguf" --type q8_0 --vocab-from "$MODEL" "${READ[@]}" >&2
 if [[ "${QA:-0}" == 1 ]]; then
   for shots in 0 5; do
     f="$EVAL/qa-trained-cache-${shots}shot"

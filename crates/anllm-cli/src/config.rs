@@ -73,9 +73,18 @@ pub fn load(
     rule: &mut Option<MaskRuleArg>,
 ) -> Result<LoadedModel> {
     let model = load_weights(common)?;
-    let trained = model.info.trained_anchors.as_deref();
-    if let Some(note) = resolve_anchors(trained, anchors, window, rule) {
-        eprintln!("anllm: {note}");
+    let info = &model.info;
+    let recorded = info.default_anchors.as_deref();
+    let recorded = recorded.or(info.trained_anchors.as_deref());
+    if let Some(flags) = resolve_anchors(recorded, anchors, window, rule) {
+        let source = match info.default_anchors {
+            Some(_) => "records to run with by default",
+            None => "was trained with",
+        };
+        eprintln!(
+            "anllm: running with the anchors this model {source}: --anchors {flags} \
+             (--anchors none: full attention)"
+        );
     }
     let flags = anchor_flags(anchors, window.unwrap_or(0), rule.unwrap_or_default());
     warn_other_anchors(&model.info, &flags);
@@ -119,7 +128,8 @@ fn warn_other_anchors(info: &ModelInfo, flags: &str) {
 /// it was trained with (`trained`, as [`anchor_flags`] writes it), as llama.cpp takes its
 /// defaults from the GGUF: `auto` becomes the recorded preset (`none` when nothing is
 /// recorded), and the window and rule the recorded ones when the anchors are the recorded
-/// preset (else 0 and AnSAN). Returns a note for stderr when `auto` turned the anchors on.
+/// preset (else 0 and AnSAN). Returns the anchor flags when `auto` turned the anchors on (for
+/// a note on stderr).
 pub fn resolve_anchors(
     trained: Option<&str>,
     anchors: &mut String,
@@ -134,13 +144,8 @@ pub fn resolve_anchors(
     let same = recorded.filter(|r| r.0 == anchors.as_str());
     window.get_or_insert(same.map_or(0, |r| r.1));
     rule.get_or_insert(same.map_or(MaskRuleArg::Ansan, |r| r.2));
-    (auto && anchors != "none").then(|| {
-        format!(
-            "running with the anchors this model was trained with: --anchors {} \
-             (--anchors none: full attention)",
-            anchor_flags(anchors, window.unwrap_or(0), rule.unwrap_or_default())
-        )
-    })
+    (auto && anchors != "none")
+        .then(|| anchor_flags(anchors, window.unwrap_or(0), rule.unwrap_or_default()))
 }
 
 /// The default of `--anchors`: the model's recorded anchors, else none.
@@ -149,7 +154,7 @@ pub const AUTO_ANCHORS: &str = "auto";
 /// `ep --anchor-window 32 --mask-rule legacy` → (`ep`, 32, legacy); `ep` → (`ep`, 0, ansan);
 /// anything else → `None` (a recording this build does not understand is not applied, only
 /// warned about).
-fn split_anchor_flags(flags: &str) -> Option<(&str, u32, MaskRuleArg)> {
+pub fn split_anchor_flags(flags: &str) -> Option<(&str, u32, MaskRuleArg)> {
     let mut words = flags.split_whitespace();
     let preset = words.next()?;
     let (mut window, mut rule) = (None, None);
@@ -191,7 +196,8 @@ pub fn anchor_flags(anchors: &str, window: u32, rule: MaskRuleArg) -> String {
 /// or a window it was not trained on. Full attention (`none`) is a fair way to run any model.
 fn other_anchors(info: &ModelInfo, anchors: &str) -> Option<String> {
     let trained = info.trained_anchors.as_deref()?;
-    (anchors != "none" && anchors != trained).then(|| {
+    let default = info.default_anchors.as_deref();
+    (anchors != "none" && anchors != trained && Some(anchors) != default).then(|| {
         format!(
             "this model was trained with --anchors {trained}, and runs with --anchors {anchors}"
         )

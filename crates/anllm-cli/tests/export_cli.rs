@@ -4,8 +4,9 @@
 //! completely), with llama.cpp's metadata and tensor types; bad input fails cleanly.
 
 mod common;
+mod export_fixture;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anllm::model::{ForwardInput, OutputRows};
 use anllm::testutil::{self, TinySpec, golden, write_gguf, write_gguf_typed};
@@ -13,6 +14,7 @@ use anllm::{Pos, WeightDtype};
 use candle_core::Device;
 use candle_core::quantized::{GgmlDType, gguf_file};
 use common::{add_chat_template, anllm, assert_clean_failure, hf_model, last_json, s, text};
+use export_fixture::{export, score, train_one_step, trained_and_exported};
 
 fn logits(model: &Path, tokens: &[u32]) -> Vec<Vec<f32>> {
     let loaded = anllm::load_model(model, WeightDtype::F32, &Device::Cpu).unwrap();
@@ -33,48 +35,6 @@ fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
         .zip(b.iter().flatten())
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
-}
-
-fn export(model: &Path, to: &Path, ty: &str, vocab: Option<&Path>) -> std::process::Output {
-    let mut args = vec!["export", "-m", s(model), "--to", s(to), "--type", ty];
-    if let Some(v) = vocab {
-        args.extend(["--vocab-from", s(v)]);
-    }
-    anllm(&args)
-}
-
-/// One training step (lr 1e-9: the weights stay the model's) of the tiny GGUF `vocab` with
-/// `--anchors anchors` and `--anchor-window window`; returns the checkpoint directory.
-/// `window`: the value of `--anchor-window`, optionally followed by more flags
-/// (`8 --mask-rule legacy`).
-fn train_one_step(tmp: &Path, vocab: &Path, anchors: &str, window: &str) -> PathBuf {
-    let data = tmp.join("t.txt");
-    std::fs::write(&data, "a b c. d e f. g h i j k l m n o p q r s t.\n").unwrap();
-    let run = tmp.join(format!("run-{anchors}-{}", window.replace(' ', "_")));
-    let mut args = vec![
-        "train",
-        "-m",
-        s(vocab),
-        "--data",
-        s(&data),
-        "--anchors",
-        anchors,
-        "--steps",
-        "1",
-        "--warmup",
-        "0",
-        "--lr",
-        "1e-9",
-        "--block-size",
-        "16",
-        "--out",
-        s(&run),
-        "--anchor-window",
-    ];
-    args.extend(window.split_whitespace());
-    let train = anllm(&args);
-    assert!(train.status.success(), "{}", text(&train.stderr));
-    run.join("checkpoint-000001")
 }
 
 #[test]
@@ -121,27 +81,6 @@ fn a_tiny_checkpoint_round_trips_through_every_type() {
             GgmlDType::F32
         );
     }
-}
-
-/// One training step of a tiny GGUF with `--anchors anchors --anchor-window window`, checked to
-/// record `recorded` in its `config.json`, and its Q8_0 export: (temp dir, vocabulary GGUF,
-/// checkpoint, export).
-fn trained_and_exported(
-    anchors: &str,
-    window: &str,
-    recorded: &str,
-) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let vocab = tmp.path().join("vocab.gguf");
-    write_gguf(&vocab, &TinySpec::gqa()).unwrap();
-    let dir = train_one_step(tmp.path(), &vocab, anchors, window);
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-    assert_eq!(config["anllm_anchors"], recorded);
-    let gguf = tmp.path().join("t.gguf");
-    let run = export(&dir, &gguf, "q8_0", Some(&vocab));
-    assert!(run.status.success(), "{}", text(&run.stderr));
-    (tmp, vocab, dir, gguf)
 }
 
 #[test]
@@ -218,16 +157,6 @@ fn a_trained_window_is_recorded_with_the_anchors_and_warns_when_run_without_it()
         &dir,
         &["--anchors", "none", "--anchor-window", "8"]
     ));
-}
-
-/// `anllm score --json` of a fixed context and continuation with `flags`: (its JSON, stderr).
-fn score(m: &Path, flags: &[&str]) -> (serde_json::Value, String) {
-    let mut args = vec!["score", "-m", s(m), "--json", "--context", "a b. c d. e f"];
-    args.extend(["--continuation", " g h."]);
-    args.extend(flags);
-    let out = anllm(&args);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    (last_json(&out), text(&out.stderr))
 }
 
 #[test]

@@ -62,12 +62,14 @@ pub struct ExportSummary {
 }
 
 /// Writes the model at `source` to `out` as a GGUF of `ty`, the tokenizer metadata copied from
-/// `source` (a GGUF) or from `vocab_from`.
+/// `source` (a GGUF) or from `vocab_from`; `default_anchors`, when given, is recorded as the
+/// anchor flags the model runs with by default (`anllm.anchors.default`).
 pub fn export_gguf(
     source: &Path,
     vocab_from: Option<&Path>,
     out: &Path,
     ty: ExportType,
+    default_anchors: Option<&str>,
 ) -> Result<ExportSummary> {
     let start = open_checkpoint(source, &Device::Cpu)?;
     let vocab_path = match vocab_from {
@@ -101,6 +103,10 @@ pub fn export_gguf(
     if let Some(anchors) = &start.trained_anchors {
         let value = gguf_file::Value::String(anchors.clone());
         metadata.push((anllm::weights::ANCHORS_GGUF_KEY.into(), value));
+    }
+    if let Some(anchors) = default_anchors {
+        let value = gguf_file::Value::String(anchors.to_string());
+        metadata.push((anllm::weights::DEFAULT_ANCHORS_GGUF_KEY.into(), value));
     }
     metadata.extend(vocab);
     write_file(out, &metadata, &tensors)?;

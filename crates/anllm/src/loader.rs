@@ -9,6 +9,7 @@ use crate::model::Llama;
 use crate::tokenizer::Tokenizer;
 use crate::weights::{
     CheckpointFormat, WeightDtype, WeightSource, detect_format, read_config, recorded_anchors,
+    recorded_default_anchors,
 };
 use crate::{Error, Result};
 
@@ -40,6 +41,9 @@ pub struct ModelInfo {
     pub rope_style: &'static str,
     /// The `--anchors` preset the model was trained with, when anllm trained it.
     pub trained_anchors: Option<String>,
+    /// The anchor flags the model runs with under `--anchors auto` when it records others than
+    /// `trained_anchors` (`anllm export --default-anchor-window`).
+    pub default_anchors: Option<String>,
 }
 
 impl ModelInfo {
@@ -49,6 +53,16 @@ impl ModelInfo {
         self.compute.starts_with("quantized")
             && (self.storage.iter()).any(|(_, t)| !matches!(t.as_str(), "F32" | "F16" | "BF16"))
     }
+}
+
+/// The `--anchors` preset the model at `path` records it was trained with, read from its GGUF
+/// header or `config.json` without loading its weights.
+pub fn trained_anchors_of(path: &Path) -> Result<Option<String>> {
+    let src = match detect_format(path)? {
+        CheckpointFormat::Gguf => WeightSource::open_gguf(path, WeightDtype::F32, &Device::Cpu)?,
+        CheckpointFormat::HfDir => WeightSource::open_hf_dir(path, WeightDtype::F32, &Device::Cpu)?,
+    };
+    Ok(recorded_anchors(&src))
 }
 
 /// Loads the model at `path` (GGUF file or HF directory).
@@ -72,6 +86,7 @@ pub fn load_model(path: &Path, dtype: WeightDtype, device: &Device) -> Result<Lo
     }
     let storage = storage_types(&src);
     let trained_anchors = recorded_anchors(&src);
+    let default_anchors = recorded_default_anchors(&src);
     let llama = Llama::load(&mut src, &cfg, device)?;
     let info = ModelInfo {
         path: path.to_path_buf(),
@@ -92,6 +107,7 @@ pub fn load_model(path: &Path, dtype: WeightDtype, device: &Device) -> Result<Lo
             crate::config::RopeStyle::Interleaved => "interleaved",
         },
         trained_anchors,
+        default_anchors,
     };
     Ok(LoadedModel {
         llama: Arc::new(llama),

@@ -1,6 +1,6 @@
 //! `anllm export`: a model as a llama.cpp GGUF ([`anllm_train::export`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
@@ -40,6 +40,11 @@ pub struct ExportArgs {
     /// the model itself when it is a GGUF, else the fetched SmolLM2 GGUF].
     #[arg(long)]
     pub vocab_from: Option<PathBuf>,
+    /// Record W as the window the exported model runs with by default (`--anchors auto`), with
+    /// the preset and rule it was trained with: a model trained at one window can read best at
+    /// a wider one (docs/anllm-ep-135m.md, "Train narrow, read wide"). `inspect` shows it.
+    #[arg(long, value_name = "W")]
+    pub default_anchor_window: Option<u32>,
     /// CPU threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -69,8 +74,18 @@ pub fn run(args: ExportArgs) -> Result<()> {
         ExportTypeArg::Q8_0 => ExportType::Q8_0,
         ExportTypeArg::Q4_1 => ExportType::Q4_1,
     };
-    let summary = export_gguf(&source, vocab_from.as_deref(), &args.to, ty)
-        .with_context(|| format!("exporting {} to {}", source.display(), args.to.display()))?;
+    let default_anchors = match args.default_anchor_window {
+        Some(w) => Some(default_anchors(&source, w)?),
+        None => None,
+    };
+    let summary = export_gguf(
+        &source,
+        vocab_from.as_deref(),
+        &args.to,
+        ty,
+        default_anchors.as_deref(),
+    )
+    .with_context(|| format!("exporting {} to {}", source.display(), args.to.display()))?;
     eprintln!(
         "anllm: wrote {} ({} tensors, {:.1} MB, {ty:?}; tokenizer from {})",
         args.to.display(),
@@ -78,5 +93,23 @@ pub fn run(args: ExportArgs) -> Result<()> {
         summary.bytes as f64 / 1e6,
         summary.vocab_from.display()
     );
+    if let Some(flags) = default_anchors {
+        eprintln!("anllm: it runs with --anchors {flags} by default");
+    }
     Ok(())
+}
+
+/// The anchor flags `--default-anchor-window w` records: the trained preset and rule of
+/// `source` with the window `w`.
+fn default_anchors(source: &Path, w: u32) -> Result<String> {
+    let trained = anllm::loader::trained_anchors_of(source)?.with_context(|| {
+        format!(
+            "--default-anchor-window: {} records no anchors it was trained with (a model `anllm train` made does)",
+            source.display()
+        )
+    })?;
+    let (preset, _, rule) = config::split_anchor_flags(&trained).with_context(|| {
+        format!("--default-anchor-window: this build cannot read the recorded anchors `{trained}`")
+    })?;
+    Ok(config::anchor_flags(preset, w, rule))
 }

@@ -25,6 +25,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
         "compute": model.info.compute,
         "rope_style": model.info.rope_style,
         "trained_anchors": model.info.trained_anchors,
+        "default_anchors": model.info.default_anchors,
         "tokenizer": tok.kind(),
         "vocab_size": tok.vocab_size(),
         "add_bos": tok.add_bos(),
@@ -69,7 +70,13 @@ pub fn run(args: InspectArgs) -> Result<()> {
     println!("compute:       {}", model.info.compute);
     println!("tied lm_head:  {}", cfg.tie_word_embeddings);
     if let Some(anchors) = &model.info.trained_anchors {
-        println!("trained with:  --anchors {anchors} (run it with the same)");
+        match &model.info.default_anchors {
+            Some(default) => {
+                println!("trained with:  --anchors {anchors}");
+                println!("runs with:     --anchors {default} (by default)");
+            }
+            None => println!("trained with:  --anchors {anchors} (run it with the same)"),
+        }
     }
     println!(
         "tokenizer:     {} with {} tokens (add_bos: {})",

@@ -269,16 +269,32 @@ pub const ANCHORS_GGUF_KEY: &str = "anllm.anchors";
 /// `config.json` key of the anchor preset a model was trained with (`anllm train` writes it).
 pub const ANCHORS_CONFIG_KEY: &str = "anllm_anchors";
 
+/// GGUF metadata key of the anchor flags a model runs with by default when they are not the
+/// ones it was trained with (`anllm export --default-anchor-window`: a wider window at inference).
+pub const DEFAULT_ANCHORS_GGUF_KEY: &str = "anllm.anchors.default";
+/// `config.json` key of the same.
+pub const DEFAULT_ANCHORS_CONFIG_KEY: &str = "anllm_anchors_default";
+
 /// The `--anchors` preset `source` records it was trained with, if any (models that anllm
 /// never trained record none).
 pub fn recorded_anchors(source: &WeightSource) -> Option<String> {
+    recorded(source, ANCHORS_GGUF_KEY, ANCHORS_CONFIG_KEY)
+}
+
+/// The anchor flags `source` records to run with by default, if it records any apart from
+/// the ones it was trained with.
+pub fn recorded_default_anchors(source: &WeightSource) -> Option<String> {
+    recorded(source, DEFAULT_ANCHORS_GGUF_KEY, DEFAULT_ANCHORS_CONFIG_KEY)
+}
+
+fn recorded(source: &WeightSource, gguf_key: &str, config_key: &str) -> Option<String> {
     if let Some(content) = source.gguf_content() {
-        let value = content.metadata.get(ANCHORS_GGUF_KEY)?;
+        let value = content.metadata.get(gguf_key)?;
         return value.to_string().ok().cloned();
     }
     let text = std::fs::read_to_string(source.path().join("config.json")).ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json.get(ANCHORS_CONFIG_KEY)?.as_str().map(str::to_owned)
+    json.get(config_key)?.as_str().map(str::to_owned)
 }
 
 /// Reads a config from GGUF metadata or `config.json` of an HF directory.

@@ -98,7 +98,7 @@ PRESET=best
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do [[ "${args[i]}" == --preset ]] && PRESET="${args[i + 1]:-}"; done
 case "$PRESET" in
-  best) # the best configuration measured (docs/anllm-ep-135m.md, "The recipe's default")
+  best) # the best configuration measured (docs/anllm-ep-135m.md, "Recipe", presets)
     STEPS=230; STAGE1_STEPS="${STAGE1_STEPS:-184}"; STAGE2_STEPS="${STAGE2_STEPS:-163}"; STAGE2_MINUTES=60
     PIN_PROMPTS=0.5; ANCHORS=ep-list; WINDOW=32; MASK_RULE=legacy; RESAMPLE_LOOPS=1; READ_WINDOW=60 ;;
   paper) # the paper's rule and period, no window: the recipe's defaults before 2026-12-07

@@ -10,7 +10,7 @@
 #                            [--fewshot text|chat|none] [--anchor-window W] [--mask-rule ansan|legacy]
 #                            [--resample-loops | --no-resample-loops] [--read-window W]
 #   --preset: the defaults of every flag below. best (the default): the best configuration
-#   measured, `--steps 230 --stage1-steps 184 --stage2-steps 163 --stage2-minutes 60
+#   measured, `--steps 230 --stage2-steps 163 --stage2-minutes 60
 #   --pin-prompts 0.5 --anchors ep-list --anchor-window 32 --mask-rule legacy --resample-loops
 #   --read-window 60`;
 #   paper: the paper's rule and period with no window, `--steps 560 --stage2-minutes 55
@@ -99,7 +99,7 @@ args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do [[ "${args[i]}" == --preset ]] && PRESET="${args[i + 1]:-}"; done
 case "$PRESET" in
   best) # the best configuration measured (docs/anllm-ep-135m.md, "Recipe", presets)
-    STEPS=230; STAGE1_STEPS="${STAGE1_STEPS:-184}"; STAGE2_STEPS="${STAGE2_STEPS:-163}"; STAGE2_MINUTES=60
+    STEPS=230; STAGE2_STEPS="${STAGE2_STEPS:-163}"; STAGE2_MINUTES=60
     PIN_PROMPTS=0.5; ANCHORS=ep-list; WINDOW=32; MASK_RULE=legacy; RESAMPLE_LOOPS=1; READ_WINDOW=60 ;;
   paper) # the paper's rule and period, no window: the recipe's defaults before 2026-12-07
     STEPS=560; STAGE2_MINUTES=55; PIN_PROMPTS=0; ANCHORS=ep; WINDOW=0; MASK_RULE=ansan; RESAMPLE_LOOPS=0

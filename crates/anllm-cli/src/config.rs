@@ -74,8 +74,7 @@ pub fn load(
 ) -> Result<LoadedModel> {
     let model = load_weights(common)?;
     let info = &model.info;
-    let recorded = info.default_anchors.as_deref();
-    let recorded = recorded.or(info.trained_anchors.as_deref());
+    let recorded = (info.default_anchors.as_deref()).or(info.trained_anchors.as_deref());
     if let Some(flags) = resolve_anchors(recorded, anchors, window, rule) {
         let source = match info.default_anchors {
             Some(_) => "records to run with by default",
@@ -125,18 +124,19 @@ fn warn_other_anchors(info: &ModelInfo, flags: &str) {
 }
 
 /// `--anchors auto` and an unset `--anchor-window` or `--mask-rule` take what the model records
-/// it was trained with (`trained`, as [`anchor_flags`] writes it), as llama.cpp takes its
+/// to run with (`recorded`, as [`anchor_flags`] writes it: its default, else the flags it was
+/// trained with), as llama.cpp takes its
 /// defaults from the GGUF: `auto` becomes the recorded preset (`none` when nothing is
 /// recorded), and the window and rule the recorded ones when the anchors are the recorded
 /// preset (else 0 and AnSAN). Returns the anchor flags when `auto` turned the anchors on (for
 /// a note on stderr).
 pub fn resolve_anchors(
-    trained: Option<&str>,
+    recorded: Option<&str>,
     anchors: &mut String,
     window: &mut Option<u32>,
     rule: &mut Option<MaskRuleArg>,
 ) -> Option<String> {
-    let recorded = trained.and_then(split_anchor_flags);
+    let recorded = recorded.and_then(split_anchor_flags);
     let auto = anchors == AUTO_ANCHORS;
     if auto {
         *anchors = recorded.as_ref().map_or("none", |r| r.0).to_string();

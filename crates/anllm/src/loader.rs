@@ -58,20 +58,28 @@ impl ModelInfo {
 /// The `--anchors` preset the model at `path` records it was trained with, read from its GGUF
 /// header or `config.json` without loading its weights.
 pub fn trained_anchors_of(path: &Path) -> Result<Option<String>> {
-    let src = match detect_format(path)? {
-        CheckpointFormat::Gguf => WeightSource::open_gguf(path, WeightDtype::F32, &Device::Cpu)?,
-        CheckpointFormat::HfDir => WeightSource::open_hf_dir(path, WeightDtype::F32, &Device::Cpu)?,
-    };
+    let (_, src) = open_source(path, WeightDtype::F32, &Device::Cpu)?;
     Ok(recorded_anchors(&src))
+}
+
+/// The weights at `path` opened (a GGUF header, or the safetensors / pth files mapped), and
+/// which format they are in.
+fn open_source(
+    path: &Path,
+    dtype: WeightDtype,
+    device: &Device,
+) -> Result<(CheckpointFormat, WeightSource)> {
+    let format = detect_format(path)?;
+    let src = match format {
+        CheckpointFormat::Gguf => WeightSource::open_gguf(path, dtype, device)?,
+        CheckpointFormat::HfDir => WeightSource::open_hf_dir(path, dtype, device)?,
+    };
+    Ok((format, src))
 }
 
 /// Loads the model at `path` (GGUF file or HF directory).
 pub fn load_model(path: &Path, dtype: WeightDtype, device: &Device) -> Result<LoadedModel> {
-    let format = detect_format(path)?;
-    let mut src = match format {
-        CheckpointFormat::Gguf => WeightSource::open_gguf(path, dtype, device)?,
-        CheckpointFormat::HfDir => WeightSource::open_hf_dir(path, dtype, device)?,
-    };
+    let (format, mut src) = open_source(path, dtype, device)?;
     let tokenizer = match src.gguf_content() {
         Some(content) => Tokenizer::from_gguf(content)?,
         None => Tokenizer::from_hf_dir(path)?,

@@ -48,8 +48,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             unigram,
         );
     }
-    // `--stop-at` ends this invocation early; the schedule still runs to `total_steps`.
-    let end = total_steps.min(args.stop_at.unwrap_or(u64::MAX));
+    let end = end_step(&args, total_steps);
     if args.resume && state.step >= end {
         eprintln!(
             "anllm: {} is at step {}, where this run ends: nothing to train",
@@ -112,6 +111,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     summary(&ctx, &trainer, final_eval);
     Ok(())
+}
+
+/// The step this invocation ends at: `total_steps` (the schedule's end, from `--steps` or
+/// `--epochs`), or `--stop-at` before it.
+fn end_step(args: &TrainArgs, total_steps: u64) -> u64 {
+    total_steps.min(args.stop_at.unwrap_or(u64::MAX))
 }
 
 /// `--dry-run`: the plan on stdout, then the scratch vocabulary (if any) removed.

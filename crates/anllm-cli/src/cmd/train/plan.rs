@@ -32,9 +32,9 @@ pub struct Plan<'a> {
 }
 
 impl Plan<'_> {
-    /// The step this invocation ends at: `--steps` (or `--epochs`), or `--stop-at` before it.
+    /// The step this invocation ends at.
     fn end(&self) -> u64 {
-        self.total_steps.min(self.args.stop_at.unwrap_or(u64::MAX))
+        super::end_step(self.args, self.total_steps)
     }
 }
 

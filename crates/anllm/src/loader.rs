@@ -55,11 +55,12 @@ impl ModelInfo {
     }
 }
 
-/// The `--anchors` preset the model at `path` records it was trained with, read from its GGUF
-/// header or `config.json` without loading its weights.
-pub fn trained_anchors_of(path: &Path) -> Result<Option<String>> {
+/// The anchor flags the model at `path` records, read from its GGUF header or `config.json`
+/// without loading its weights: the preset it was trained with, and the flags it runs with by
+/// default when it records others (`ModelInfo::trained_anchors`, `ModelInfo::default_anchors`).
+pub fn recorded_anchors_of(path: &Path) -> Result<(Option<String>, Option<String>)> {
     let (_, src) = open_source(path, WeightDtype::F32, &Device::Cpu)?;
-    Ok(recorded_anchors(&src))
+    Ok((recorded_anchors(&src), recorded_default_anchors(&src)))
 }
 
 /// The weights at `path` opened (a GGUF header, or the safetensors / pth files mapped), and

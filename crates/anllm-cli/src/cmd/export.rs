@@ -43,6 +43,7 @@ pub struct ExportArgs {
     /// Record W as the window the exported model runs with by default (`--anchors auto`), with
     /// the preset and rule it was trained with: a model trained at one window can read best at
     /// a wider one (docs/anllm-ep-135m.md, "Train narrow, read wide"). `inspect` shows it.
+    /// Without it, a default the source records is kept.
     #[arg(long, value_name = "W")]
     pub default_anchor_window: Option<u32>,
     /// CPU threads [default: all cores].
@@ -74,9 +75,10 @@ pub fn run(args: ExportArgs) -> Result<()> {
         ExportTypeArg::Q8_0 => ExportType::Q8_0,
         ExportTypeArg::Q4_1 => ExportType::Q4_1,
     };
+    let (trained, recorded_default) = anllm::loader::recorded_anchors_of(&source)?;
     let default_anchors = match args.default_anchor_window {
-        Some(w) => Some(default_anchors(&source, w)?),
-        None => None,
+        Some(w) => Some(default_anchors(&source, trained.as_deref(), w)?),
+        None => recorded_default,
     };
     let summary = export_gguf(
         &source,
@@ -100,15 +102,15 @@ pub fn run(args: ExportArgs) -> Result<()> {
 }
 
 /// The anchor flags `--default-anchor-window w` records: the trained preset and rule of
-/// `source` with the window `w`.
-fn default_anchors(source: &Path, w: u32) -> Result<String> {
-    let trained = anllm::loader::trained_anchors_of(source)?.with_context(|| {
+/// `source` (`trained`, as it records them) with the window `w`.
+fn default_anchors(source: &Path, trained: Option<&str>, w: u32) -> Result<String> {
+    let trained = trained.with_context(|| {
         format!(
             "--default-anchor-window: {} records no anchors it was trained with (a model `anllm train` made does)",
             source.display()
         )
     })?;
-    let (preset, _, rule) = config::split_anchor_flags(&trained).with_context(|| {
+    let (preset, _, rule) = config::split_anchor_flags(trained).with_context(|| {
         format!("--default-anchor-window: this build cannot read the recorded anchors `{trained}`")
     })?;
     Ok(config::anchor_flags(preset, w, rule))

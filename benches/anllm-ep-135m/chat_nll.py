@@ -31,9 +31,13 @@ Columns, per row:
 
 Usage: chat_nll.py ANLLM BASE_MODEL LABEL=MODEL... [--anchors PRESET (ep)] [--answers FILE]
                    [--samples N (3)] [--attention both|full|anchored] [--json-out FILE]
+                   [--probes FILE]
 (BASE_MODEL writes the answers and is the reference; pass `original=BASE_MODEL` among the models
 for its rows. --attention: which rows of each model, both by default; about a minute each on 2
-threads. The JSON's rows are keyed "LABEL, full attention" and "LABEL, anchors PRESET".)
+threads. The JSON's rows are keyed "LABEL, full attention" and "LABEL, anchors PRESET".
+--probes: the prompts to answer when the --answers file is made, one per line, in place of the
+24 probes; val-probes.txt beside this script is a second set of 24 of the same three kinds, on
+other topics, for choosing among checkpoints without looking at the probes that test them.)
 """
 import json
 import math
@@ -47,11 +51,11 @@ from chat_probes import PROBES, kind  # noqa: E402
 MAX_TOKENS = 192
 
 
-def make_answers(anllm, base, samples, path):
+def make_answers(anllm, base, samples, path, probes):
     """The original model's sampled answers, one JSON object per line."""
     rows = []
     for seed in range(1, samples + 1):
-        for i, prompt in enumerate(PROBES):
+        for i, prompt in enumerate(probes):
             out = subprocess.run(
                 [anllm, "generate", "-m", base, "--chat", "-p", prompt,
                  "--anchors", "none", "--max-tokens", str(MAX_TOKENS), "--temperature", "0.6",
@@ -134,7 +138,7 @@ def summary(scores, reference, answers, anchored_at):
 def main():
     args = sys.argv[1:]
     opts = {"--anchors": "ep", "--answers": None, "--samples": "3", "--json-out": None,
-            "--attention": "both"}
+            "--attention": "both", "--probes": None}
     for flag in list(opts):
         if flag in args:
             k = args.index(flag)
@@ -145,7 +149,10 @@ def main():
                  "anchored": (opts["--anchors"],)}[opts["--attention"]]
     path = opts["--answers"] or "chat-nll-answers.jsonl"
     if not os.path.exists(path):
-        make_answers(anllm, base, int(opts["--samples"]), path)
+        probes = PROBES
+        if opts["--probes"]:
+            probes = [line.strip() for line in open(opts["--probes"], encoding="utf-8") if line.strip()]
+        make_answers(anllm, base, int(opts["--samples"]), path, probes)
     answers = [json.loads(line) for line in open(path, encoding="utf-8") if line.strip()]
     scored = {(base, None): score(anllm, base, None, answers),
               (base, opts["--anchors"]): score(anllm, base, opts["--anchors"], answers)}
@@ -161,7 +168,8 @@ def main():
             rows[name] = summary(scored[(model, anchors)], reference, answers, anchored_at)
             print(f"chat_nll.py: {name}: {json.dumps(rows[name])}", file=sys.stderr)
     stopped = sum(a["stop"] == "eos" for a in answers)
-    print(f"Teacher-forced on the original's {len(answers)} sampled answers to the 24 probes "
+    prompts = len({a["prompt"] for a in answers})
+    print(f"Teacher-forced on the original's {len(answers)} sampled answers to {prompts} probes "
           f"({path}; temperature 0.6, top-p 0.9, at most {MAX_TOKENS} tokens; {stopped} end "
           "their turn); excess = row minus the original with full attention, nats/token, "
           "± standard error over answers:")

@@ -9,6 +9,7 @@
 #                            [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list]
 #                            [--fewshot text|chat|none] [--anchor-window W] [--mask-rule ansan|legacy]
 #                            [--resample-loops | --no-resample-loops] [--read-window W]
+#                            [--choose-stop]
 #   --preset: the defaults of every flag below. best (the default): the best configuration
 #   measured, `--steps 230 --stage2-steps 163 --stage2-minutes 60
 #   --pin-prompts 0.5 --anchors ep-list --anchor-window 32 --mask-rule legacy --resample-loops
@@ -50,12 +51,16 @@
 #   --read-window: the local window the exported GGUF runs with by default (`anllm export
 #   --default-anchor-window`; its trained preset and rule otherwise): a model trained at W = 32
 #   reads best at 60, the widest window that keeps C⇓ ≥ 85% (window_sweep.py); none recorded by
-#   the paper preset)
+#   the paper preset);
+#   --choose-stop: the second stage saves every 20 steps, and the model evaluated and exported
+#   is its checkpoint whose anchored end-of-turn token (at the read window) is most likely on
+#   validation chat apart from the test probes (benches/anllm-ep-135m/choose_stop.py), not its
+#   last; off in both presets)
 #   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1, STAGE1_STEPS=N
 #   and STAGE2_STEPS=N (the defaults of --stage1-steps and --stage2-steps), SEED=N (the
 #   training seed of both stages, 34: data order and the pinned share; a replicate of a run),
 #   STAGE2_SAVE_EVERY=N (the second
-#   stage's checkpoint interval, 60: smaller keeps more checkpoints to average), AVERAGE_LAST=N
+#   stage's checkpoint interval, 60, 20 with --choose-stop: smaller keeps more checkpoints to average), AVERAGE_LAST=N
 #   (evaluate, export and report the weight average of the last stage's newest N checkpoints,
 #   `anllm average`, in place of its last checkpoint; 0, off, by default), CHAT_NLL_CURVE=1
 #   (chat_nll.py on every checkpoint too: OUT/chat-nll-curve.md and .png, about two minutes a
@@ -114,6 +119,7 @@ FEWSHOT=text
 EOT_WEIGHT=1
 BLOCK_MODE=pack
 STAGE2_BLOCK_MODE=""
+CHOOSE_STOP=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --preset) shift 2 ;;
@@ -121,6 +127,7 @@ while [[ $# -gt 0 ]]; do
     --stage2-steps) STAGE2_STEPS="$2"; shift 2 ;;
     --no-resample-loops) RESAMPLE_LOOPS=0; shift ;;
     --read-window) READ_WINDOW="$2"; shift 2 ;;
+    --choose-stop) CHOOSE_STOP=1; shift ;;
     --minutes) MINUTES="$2"; shift 2 ;;
     --stage2-minutes) STAGE2_MINUTES="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
@@ -136,7 +143,7 @@ while [[ $# -gt 0 ]]; do
     --stage2-eot-weight) EOT_WEIGHT="$2"; shift 2 ;;
     --block-mode) BLOCK_MODE="$2"; shift 2 ;;
     --stage2-block-mode) STAGE2_BLOCK_MODE="$2"; shift 2 ;;
-    *) echo "usage: $0 [--preset best|paper] [--minutes M] [--stage1-steps N] [--stage2-steps N] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list] [--fewshot text|chat|none] [--anchor-window W] [--mask-rule ansan|legacy] [--stage2-eot-weight W] [--block-mode pack|fit] [--stage2-block-mode pack|fit] [--resample-loops | --no-resample-loops] [--read-window W]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--preset best|paper] [--minutes M] [--stage1-steps N] [--stage2-steps N] [--stage2-minutes M2] [--out DIR] [--prompts N] [--steps N] [--pin-prompts S] [--student-share S] [--anchors ep|ep-nodigit|ep-list] [--fewshot text|chat|none] [--anchor-window W] [--mask-rule ansan|legacy] [--stage2-eot-weight W] [--block-mode pack|fit] [--stage2-block-mode pack|fit] [--resample-loops | --no-resample-loops] [--read-window W] [--choose-stop]" >&2; exit 2 ;;
   esac
 done
 STAGE2_BLOCK_MODE="${STAGE2_BLOCK_MODE:-$BLOCK_MODE}"
@@ -144,6 +151,7 @@ STAGE2_BLOCK_MODE="${STAGE2_BLOCK_MODE:-$BLOCK_MODE}"
 [[ "$ANCHORS" =~ ^(ep|ep-nodigit|ep-list)$ ]] || { echo "--anchors: ep, ep-nodigit or ep-list, not $ANCHORS" >&2; exit 2; }
 [[ "$FEWSHOT" =~ ^(text|chat|none)$ ]] || { echo "--fewshot: text, chat or none, not $FEWSHOT" >&2; exit 2; }
 [[ "${AVERAGE_LAST:-0}" =~ ^[0-9]+$ && "${AVERAGE_LAST:-0}" != 1 ]] || { echo "AVERAGE_LAST: 0 (off) or a number of checkpoints ≥ 2, not $AVERAGE_LAST" >&2; exit 2; }
+[[ "$CHOOSE_STOP" == 1 && "${AVERAGE_LAST:-0}" != 0 ]] && { echo "--choose-stop and AVERAGE_LAST: one or the other" >&2; exit 2; }
 for n in "${STAGE1_STEPS:-1}" "${STAGE2_STEPS:-1}"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "--stage1-steps / --stage2-steps: a step ≥ 1, not $n" >&2; exit 2; }
 done
@@ -288,6 +296,7 @@ if python3 -c "import sys; sys.exit(0 if $STAGE2_MINUTES > 0 else 1)"; then
     CHAT2="$OUT/chat-stage2.jsonl"
   fi
   FEWSHOT2=("$OUT/fewshot.jsonl"); [[ "$FEWSHOT" == none ]] && FEWSHOT2=()
+  STAGE2_SAVE_DEFAULT=60; [[ "$CHOOSE_STOP" == 1 ]] && STAGE2_SAVE_DEFAULT=20
   if [[ "$FEWSHOT" == chat ]]; then
     [[ -f "$OUT/fewshot-chat.jsonl" ]] || { python3 benches/anllm-ep-135m/fewshot_chat.py \
       "$OUT/fewshot.jsonl" > "$OUT/fewshot-chat.jsonl.part" && mv "$OUT/fewshot-chat.jsonl.part" "$OUT/fewshot-chat.jsonl"; }
@@ -297,7 +306,7 @@ if python3 -c "import sys; sys.exit(0 if $STAGE2_MINUTES > 0 else 1)"; then
   TRAIN2=(train --model "$(cat "$OUT/stage2-start.txt")" --teacher "$MODEL"
     --data "$CHAT2" "${FEWSHOT2[@]}" "$OUT/corpus-slice2.txt" --eval-data "$H/corpus/heldout.txt"
     --anchors "$ANCHORS" "${AW[@]}" --distill --block-size 513 --block-mode "$STAGE2_BLOCK_MODE" --batch-size 1 --grad-accum 2 --lr 5e-5 --warmup 5
-    --schedule constant --pin-prompts "$PIN_PROMPTS" --save-every "${STAGE2_SAVE_EVERY:-60}" --eval-every 10 --eval-rows 4 --steps "${STAGE2_STEPS:-100000}" --seed "${SEED:-34}" --threads "$THREADS" --out "$RUN2")
+    --schedule constant --pin-prompts "$PIN_PROMPTS" --save-every "${STAGE2_SAVE_EVERY:-$STAGE2_SAVE_DEFAULT}" --eval-every 10 --eval-rows 4 --steps "${STAGE2_STEPS:-100000}" --seed "${SEED:-34}" --threads "$THREADS" --out "$RUN2")
   [[ "$EOT_WEIGHT" == 1 ]] || TRAIN2+=(--end-of-turn-weight "$EOT_WEIGHT")
   train_for "$RUN2" "$STAGE2_MINUTES" "${TRAIN2[@]}"
 fi
@@ -309,6 +318,16 @@ fi
 # the average of its newest checkpoints).
 last=$(ls -d "$RUN"/checkpoint-* | sort | tail -1)
 [[ -d "$RUN2" ]] && compgen -G "$RUN2/checkpoint-*" > /dev/null && last=$(ls -d "$RUN2"/checkpoint-* | sort | tail -1)
+# --choose-stop: the second stage's checkpoint whose anchored end of turn (at the read window)
+# is most likely on validation chat, the original's answers to 24 prompts apart from the test
+# probes (choose_stop.py; OUT/choose-stop.json and .md), in place of its last.
+if [[ "$CHOOSE_STOP" == 1 && "$last" == "$RUN2"/* ]]; then
+  [[ -s "$OUT/stage2-chosen.txt" ]] || python3 benches/anllm-ep-135m/choose_stop.py "$ANLLM" "$MODEL" "$RUN2" \
+    --anchors "$ANCHORS --anchor-window ${READ_WINDOW:-$WINDOW} --mask-rule $MASK_RULE" \
+    --answers "$OUT/val-nll-answers.jsonl" --json-out "$OUT/choose-stop.json" > "$OUT/stage2-chosen.txt" 2> "$OUT/choose-stop.md"
+  last=$(cat "$OUT/stage2-chosen.txt")
+  log "--choose-stop: evaluating $last"
+fi
 # AVERAGE_LAST=N: the model evaluated is the weight average of the newest N checkpoints of the
 # last stage (named by its newest checkpoint, so more training makes a new one). Set it before
 # the evaluation first runs: the chat, probe, QA and GGUF files are kept once written.

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Chooses where the second stage stops: the checkpoint of RUN whose anchored end of turn is
+most likely on validation chat (early stopping on a held-out set, the recipe's --choose-stop).
+
+Along one second stage the end-of-turn token moves far from step to step (on the original's
+answers to the 24 test probes, one run read 3.3, 1.0, 1.6, 3.0 and 2.4 nats at steps 20, 60,
+80, 120 and 163), and greedy anchored chat stops at the end of its turn or runs on with it.
+Every checkpoint of RUN is scored (`chat_nll.py`'s teacher-forced `anllm score`, anchored) on
+the original model's sampled answers to the 24 validation prompts (val-probes.txt beside this
+script: the same three kinds as the test probes, on other topics, never trained on); the one
+with the lowest mean end-of-turn nats is chosen, the later one on a tie.
+
+Usage: choose_stop.py ANLLM BASE_MODEL RUN --anchors FLAGS --answers FILE --json-out FILE
+(--answers is made once from val-probes.txt when it is missing. Prints the chosen checkpoint's
+path on stdout; the JSON holds every checkpoint's row and the choice; a markdown table goes to
+stderr.)
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from chat_nll import make_answers, score, summary  # noqa: E402
+
+VAL_PROBES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "val-probes.txt")
+
+
+def choose(rows):
+    """The chosen checkpoint name: the lowest end-of-turn nats, the later one on a tie."""
+    return min(sorted(rows), key=lambda name: (rows[name]["eot_nats"], -int(name.split("-")[-1])))
+
+
+def main():
+    args = sys.argv[1:]
+    opts = {"--anchors": None, "--answers": None, "--json-out": None}
+    for flag in opts:
+        k = args.index(flag)
+        opts[flag] = args.pop(k + 1)
+        args.pop(k)
+    anllm, base, run = args
+    if not os.path.exists(opts["--answers"]):
+        probes = [line.strip() for line in open(VAL_PROBES, encoding="utf-8") if line.strip()]
+        make_answers(anllm, base, 3, opts["--answers"], probes)
+    answers = [json.loads(line) for line in open(opts["--answers"], encoding="utf-8") if line.strip()]
+    reference = score(anllm, base, None, answers)
+    checkpoints = sorted(d for d in os.listdir(run) if d.startswith("checkpoint-"))
+    if not checkpoints:
+        sys.exit(f"choose_stop.py: no checkpoint in {run}")
+    rows = {}
+    for name in checkpoints:
+        scores = score(anllm, os.path.join(run, name), opts["--anchors"], answers)
+        anchored_at = [s["anchors"] if s else set() for s in scores]
+        rows[name] = summary(scores, reference, answers, anchored_at)
+        print(f"choose_stop.py: {name}: end of turn {rows[name]['eot_nats']:.2f} nats, "
+              f"excess {rows[name]['excess']:+.3f}", file=sys.stderr)
+    chosen = choose(rows)
+    print(f"| checkpoint | excess (nats/token) | end-of-turn nats | end of turn likely |\n"
+          f"|---|---:|---:|---:|", file=sys.stderr)
+    for name, r in rows.items():
+        mark = " (chosen)" if name == chosen else ""
+        print(f"| {name}{mark} | {r['excess']:+.3f} ± {r['excess_se']:.3f} | {r['eot_nats']:.2f} "
+              f"| {r['eot_likely']:.0%} |", file=sys.stderr)
+    with open(opts["--json-out"], "w") as f:
+        json.dump({"answers": opts["--answers"], "anchors": opts["--anchors"], "rows": rows,
+                   "chosen": chosen}, f, indent=1)
+    print(os.path.join(run, chosen))
+
+
+if __name__ == "__main__":
+    main()

@@ -75,7 +75,8 @@ pub fn run(args: ExportArgs) -> Result<()> {
         ExportTypeArg::Q8_0 => ExportType::Q8_0,
         ExportTypeArg::Q4_1 => ExportType::Q4_1,
     };
-    let (trained, recorded_default) = anllm::loader::recorded_anchors_of(&source)?;
+    let (trained, recorded_default) = anllm::loader::recorded_anchors_of(&source)
+        .with_context(|| format!("exporting {} to {}", source.display(), args.to.display()))?;
     let default_anchors = match args.default_anchor_window {
         Some(w) => Some(default_anchors(&source, trained.as_deref(), w)?),
         None => recorded_default,

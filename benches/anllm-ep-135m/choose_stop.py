@@ -34,9 +34,13 @@ def main():
     args = sys.argv[1:]
     opts = {"--anchors": None, "--answers": None, "--json-out": None}
     for flag in opts:
+        if flag not in args[:-1]:
+            sys.exit(f"choose_stop.py: {flag} is required (see the usage in this script's docstring)")
         k = args.index(flag)
         opts[flag] = args.pop(k + 1)
         args.pop(k)
+    if len(args) != 3:
+        sys.exit("usage: choose_stop.py ANLLM BASE_MODEL RUN --anchors FLAGS --answers FILE --json-out FILE")
     anllm, base, run = args
     if not os.path.exists(opts["--answers"]):
         probes = [line.strip() for line in open(VAL_PROBES, encoding="utf-8") if line.strip()]

@@ -55,7 +55,8 @@
 #   --choose-stop: the second stage saves every 20 steps, and the model evaluated and exported
 #   is its checkpoint whose anchored end-of-turn token (at the read window) is most likely on
 #   validation chat apart from the test probes (benches/anllm-ep-135m/choose_stop.py), not its
-#   last; off in both presets)
+#   last; off in both presets: over three seeds it helped greedy anchored chat on one and hurt
+#   it on one)
 #   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1, STAGE1_STEPS=N
 #   and STAGE2_STEPS=N (the defaults of --stage1-steps and --stage2-steps), SEED=N (the
 #   training seed of both stages, 34: data order and the pinned share; a replicate of a run),

@@ -10,6 +10,10 @@ the original model's sampled answers to the 24 validation prompts (val-probes.tx
 script: the same three kinds as the test probes, on other topics, never trained on); the one
 with the lowest mean end-of-turn nats is chosen, the later one on a tie.
 
+A proxy, measured on three seeds of the best preset (docs/anllm-ep-135m.md, "A third seed of the
+whole best preset"): it chose a better checkpoint for greedy anchored chat than the last on one,
+the last on one, and a worse one on one (seed 36: step 80, four loops, where step 163 had none).
+
 Usage: choose_stop.py ANLLM BASE_MODEL RUN --anchors FLAGS --answers FILE --json-out FILE
 (--answers is made once from val-probes.txt when it is missing. Prints the chosen checkpoint's
 path on stdout; the JSON holds every checkpoint's row and the choice; a markdown table goes to

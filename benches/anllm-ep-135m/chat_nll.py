@@ -135,15 +135,26 @@ def summary(scores, reference, answers, anchored_at):
     return row
 
 
+def pop_flags(args, opts, required=(), script="chat_nll.py"):
+    """Moves each `--flag VALUE` named in opts out of args into opts (a flag left out keeps its
+    default); exits with one line when a flag has no value or a required one is missing."""
+    for flag in opts:
+        if flag not in args:
+            if flag in required:
+                sys.exit(f"{script}: {flag} is required (see the usage in its docstring)")
+            continue
+        k = args.index(flag)
+        if k + 1 == len(args):
+            sys.exit(f"{script}: {flag} needs a value")
+        opts[flag] = args.pop(k + 1)
+        args.pop(k)
+    return opts
+
+
 def main():
     args = sys.argv[1:]
-    opts = {"--anchors": "ep", "--answers": None, "--samples": "3", "--json-out": None,
-            "--attention": "both", "--probes": None}
-    for flag in list(opts):
-        if flag in args:
-            k = args.index(flag)
-            opts[flag] = args.pop(k + 1)
-            args.pop(k)
+    opts = pop_flags(args, {"--anchors": "ep", "--answers": None, "--samples": "3",
+                            "--json-out": None, "--attention": "both", "--probes": None})
     anllm, base, models = args[0], args[1], [m.split("=", 1) for m in args[2:]]
     attention = {"both": (None, opts["--anchors"]), "full": (None,),
                  "anchored": (opts["--anchors"],)}[opts["--attention"]]

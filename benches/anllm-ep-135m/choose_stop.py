@@ -24,7 +24,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from chat_nll import make_answers, score, summary  # noqa: E402
+from chat_nll import make_answers, pop_flags, score, summary  # noqa: E402
 
 VAL_PROBES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "val-probes.txt")
 
@@ -36,13 +36,8 @@ def choose(rows):
 
 def main():
     args = sys.argv[1:]
-    opts = {"--anchors": None, "--answers": None, "--json-out": None}
-    for flag in opts:
-        if flag not in args[:-1]:
-            sys.exit(f"choose_stop.py: {flag} is required (see the usage in this script's docstring)")
-        k = args.index(flag)
-        opts[flag] = args.pop(k + 1)
-        args.pop(k)
+    opts = pop_flags(args, {"--anchors": None, "--answers": None, "--json-out": None},
+                     required=("--anchors", "--answers", "--json-out"), script="choose_stop.py")
     if len(args) != 3:
         sys.exit("usage: choose_stop.py ANLLM BASE_MODEL RUN --anchors FLAGS --answers FILE --json-out FILE")
     anllm, base, run = args

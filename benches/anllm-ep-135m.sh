@@ -60,6 +60,8 @@
 #   env: ANLLM=BIN (use this binary, no build), THREADS=N, TRAIN_ONLY=1, QA=1, STAGE1_STEPS=N
 #   and STAGE2_STEPS=N (the defaults of --stage1-steps and --stage2-steps), SEED=N (the
 #   training seed of both stages, 34: data order and the pinned share; a replicate of a run),
+#   CHOOSE_BY=eot|greedy (--choose-stop's rule: eot, the end of turn above, by default;
+#   greedy, the highest distinct-2 of greedy anchored answers to the same validation prompts),
 #   STAGE2_SAVE_EVERY=N (the second
 #   stage's checkpoint interval, 60, 20 with --choose-stop: smaller keeps more checkpoints to average), AVERAGE_LAST=N
 #   (evaluate, export and report the weight average of the last stage's newest N checkpoints,
@@ -152,6 +154,7 @@ STAGE2_BLOCK_MODE="${STAGE2_BLOCK_MODE:-$BLOCK_MODE}"
 [[ "$ANCHORS" =~ ^(ep|ep-nodigit|ep-list)$ ]] || { echo "--anchors: ep, ep-nodigit or ep-list, not $ANCHORS" >&2; exit 2; }
 [[ "$FEWSHOT" =~ ^(text|chat|none)$ ]] || { echo "--fewshot: text, chat or none, not $FEWSHOT" >&2; exit 2; }
 [[ "${AVERAGE_LAST:-0}" =~ ^[0-9]+$ && "${AVERAGE_LAST:-0}" != 1 ]] || { echo "AVERAGE_LAST: 0 (off) or a number of checkpoints ≥ 2, not $AVERAGE_LAST" >&2; exit 2; }
+[[ "${CHOOSE_BY:-eot}" =~ ^(eot|greedy)$ ]] || { echo "CHOOSE_BY: eot or greedy, not $CHOOSE_BY" >&2; exit 2; }
 [[ "$CHOOSE_STOP" == 1 && "${AVERAGE_LAST:-0}" != 0 ]] && { echo "--choose-stop and AVERAGE_LAST: one or the other" >&2; exit 2; }
 for n in "${STAGE1_STEPS:-1}" "${STAGE2_STEPS:-1}"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "--stage1-steps / --stage2-steps: a step ≥ 1, not $n" >&2; exit 2; }
@@ -322,12 +325,16 @@ last=$(ls -d "$RUN"/checkpoint-* | sort | tail -1)
 # --choose-stop: the second stage's checkpoint whose anchored end of turn (at the read window)
 # is most likely on validation chat, the original's answers to 24 prompts apart from the test
 # probes (choose_stop.py; OUT/choose-stop.json and .md), in place of its last.
+# CHOOSE_BY=greedy: the checkpoint whose greedy anchored answers to those 24 prompts have the
+# highest distinct-2 (OUT/choose-stop-greedy.json and .md, the answers in OUT/val-greedy).
 if [[ "$CHOOSE_STOP" == 1 && "$last" == "$RUN2"/* ]]; then
-  [[ -s "$OUT/stage2-chosen.txt" ]] || python3 benches/anllm-ep-135m/choose_stop.py "$ANLLM" "$MODEL" "$RUN2" \
-    --anchors "$ANCHORS --anchor-window ${READ_WINDOW:-$WINDOW} --mask-rule $MASK_RULE" \
-    --answers "$OUT/val-nll-answers.jsonl" --json-out "$OUT/choose-stop.json" > "$OUT/stage2-chosen.txt" 2> "$OUT/choose-stop.md"
-  last=$(cat "$OUT/stage2-chosen.txt")
-  log "--choose-stop: evaluating $last"
+  BY="${CHOOSE_BY:-eot}"; SUFFIX=""; [[ "$BY" == eot ]] || SUFFIX="-$BY"
+  [[ -s "$OUT/stage2-chosen$SUFFIX.txt" ]] || python3 benches/anllm-ep-135m/choose_stop.py "$ANLLM" "$MODEL" "$RUN2" \
+    --by "$BY" --anchors "$ANCHORS --anchor-window ${READ_WINDOW:-$WINDOW} --mask-rule $MASK_RULE" \
+    --answers "$OUT/val-nll-answers.jsonl" --json-out "$OUT/choose-stop$SUFFIX.json" \
+    > "$OUT/stage2-chosen$SUFFIX.txt" 2> "$OUT/choose-stop$SUFFIX.md"
+  last=$(cat "$OUT/stage2-chosen$SUFFIX.txt")
+  log "--choose-stop (by $BY): evaluating $last"
 fi
 # AVERAGE_LAST=N: the model evaluated is the weight average of the newest N checkpoints of the
 # last stage (named by its newest checkpoint, so more training makes a new one). Set it before

@@ -1,6 +1,14 @@
 #!/usr/bin/env python3
-"""Chooses where the second stage stops: the checkpoint of RUN whose anchored end of turn is
-most likely on validation chat (early stopping on a held-out set, the recipe's --choose-stop).
+"""Chooses where the second stage stops, on validation chat (early stopping on a held-out set,
+the recipe's --choose-stop), by one of two rules:
+
+- `--by greedy`: the checkpoint whose greedy anchored answers to the 24 validation prompts have
+  the highest mean distinct-2 (to two decimals), then the most answers ending their turn, then
+  the later step (greedy_val.py: one `anllm generate --prompts-file` run per checkpoint, about
+  3 minutes on 2 threads; the answers are kept under DIR/val-greedy of --json-out, so a killed
+  run resumes). It scores what the issue asks of chat itself.
+- `--by eot` (the rule first measured): the checkpoint whose anchored end of turn is most
+  likely on the original's sampled answers, as below.
 
 Along one second stage the end-of-turn token moves far from step to step (on the original's
 answers to the 24 test probes, one run read 3.3, 1.0, 1.6, 3.0 and 2.4 nats at steps 20, 60,
@@ -14,8 +22,8 @@ A proxy, measured on three seeds of the best preset (docs/anllm-ep-135m.md, "A t
 whole best preset"): it chose a better checkpoint for greedy anchored chat than the last on one,
 the last on one, and a worse one on one (seed 36: step 80, four loops, where step 163 had none).
 
-Usage: choose_stop.py ANLLM BASE_MODEL RUN --anchors FLAGS --answers FILE --json-out FILE
-(--answers is made once from val-probes.txt when it is missing. Prints the chosen checkpoint's
+Usage: choose_stop.py ANLLM BASE_MODEL RUN --anchors FLAGS --answers FILE --json-out FILE [--by eot|greedy]
+(--by: eot by default; --answers, read by `--by eot` only, is made once from val-probes.txt when it is missing. Prints the chosen checkpoint's
 path on stdout; the JSON holds every checkpoint's row and the choice; a markdown table goes to
 stderr.)
 """
@@ -25,30 +33,67 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from chat_nll import make_answers, pop_flags, score, summary  # noqa: E402
+import greedy_val  # noqa: E402
 
 VAL_PROBES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "val-probes.txt")
 
 
+def step(name):
+    return int(name.split("-")[-1])
+
+
 def choose(rows):
     """The chosen checkpoint name: the lowest end-of-turn nats, the later one on a tie."""
-    return min(sorted(rows), key=lambda name: (rows[name]["eot_nats"], -int(name.split("-")[-1])))
+    return min(sorted(rows), key=lambda name: (rows[name]["eot_nats"], -step(name)))
+
+
+def choose_greedy(rows):
+    """The chosen checkpoint name: the highest greedy distinct-2 (to two decimals), then the
+    most answers ending their turn, then the later step."""
+    return max(sorted(rows), key=lambda name: (round(rows[name]["distinct2"], 2),
+                                               rows[name]["end_of_turn"], step(name)))
+
+
+def by_greedy(anllm, base, run, checkpoints, opts):
+    """Scores every checkpoint (and the original, for reference) greedy on the validation
+    prompts; prints the table to stderr and returns (rows, chosen)."""
+    folder = os.path.join(os.path.dirname(os.path.abspath(opts["--json-out"])), "val-greedy")
+    os.makedirs(folder, exist_ok=True)
+    reference = greedy_val.row(greedy_val.answers(anllm, base, None, os.path.join(folder, "original.jsonl")))
+    rows = {}
+    for name in checkpoints:
+        path = os.path.join(folder, f"{name}.jsonl")
+        rows[name] = greedy_val.row(greedy_val.answers(anllm, os.path.join(run, name), opts["--anchors"], path))
+        print(f"choose_stop.py: {name}: distinct-2 {rows[name]['distinct2']:.2f}, end of turn "
+              f"{rows[name]['end_of_turn']:.0%}, loops {rows[name]['loops']}", file=sys.stderr)
+    chosen = choose_greedy(rows)
+    print(greedy_val.table({"original, full attention": reference, **rows}, chosen), file=sys.stderr)
+    return {"original, full attention": reference, **rows}, chosen
 
 
 def main():
     args = sys.argv[1:]
-    opts = pop_flags(args, {"--anchors": None, "--answers": None, "--json-out": None},
-                     required=("--anchors", "--answers", "--json-out"), script="choose_stop.py")
-    if len(args) != 3:
-        sys.exit("usage: choose_stop.py ANLLM BASE_MODEL RUN --anchors FLAGS --answers FILE --json-out FILE")
+    opts = pop_flags(args, {"--anchors": None, "--answers": None, "--json-out": None, "--by": "eot"},
+                     required=("--anchors", "--json-out"), script="choose_stop.py")
+    if len(args) != 3 or opts["--by"] not in ("eot", "greedy"):
+        sys.exit("usage: choose_stop.py ANLLM BASE_MODEL RUN --anchors FLAGS --answers FILE --json-out FILE [--by eot|greedy]")
     anllm, base, run = args
+    checkpoints = sorted(d for d in os.listdir(run) if d.startswith("checkpoint-"))
+    if not checkpoints:
+        sys.exit(f"choose_stop.py: no checkpoint in {run}")
+    if opts["--by"] == "greedy":
+        rows, chosen = by_greedy(anllm, base, run, checkpoints, opts)
+        with open(opts["--json-out"], "w") as f:
+            json.dump({"by": "greedy", "anchors": opts["--anchors"], "rows": rows, "chosen": chosen}, f, indent=1)
+        print(os.path.join(run, chosen))
+        return
+    if opts["--answers"] is None:
+        sys.exit("choose_stop.py: --by eot needs --answers")
     if not os.path.exists(opts["--answers"]):
         probes = [line.strip() for line in open(VAL_PROBES, encoding="utf-8") if line.strip()]
         make_answers(anllm, base, 3, opts["--answers"], probes)
     answers = [json.loads(line) for line in open(opts["--answers"], encoding="utf-8") if line.strip()]
     reference = score(anllm, base, None, answers)
-    checkpoints = sorted(d for d in os.listdir(run) if d.startswith("checkpoint-"))
-    if not checkpoints:
-        sys.exit(f"choose_stop.py: no checkpoint in {run}")
     rows = {}
     for name in checkpoints:
         scores = score(anllm, os.path.join(run, name), opts["--anchors"], answers)

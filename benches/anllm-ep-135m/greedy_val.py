@@ -9,8 +9,8 @@ run (one model load; the answers are kept in a JSONL file per model, so a killed
 where it stopped). Per model: distinct-2 (distinct word bigrams / bigrams, the mean over
 answers; loops score low), end of turn (the share of answers that stopped at the end of their
 turn, not at the token limit), loops (answers below 0.3), and chat_probes.py's columns by
-kind and list items. No judge: the probes measured on-topic answers on every checkpoint
-of every run.
+kind and list items. No judge (chat_probes.py reads on-topic answers on the test probes),
+so a row costs only the generation: about 1.5 minutes on 2 quiet threads.
 
 Usage: greedy_val.py ANLLM LABEL=MODEL... --anchors FLAGS --dir DIR [--json-out FILE]
 (--anchors: the anchored flags, e.g. "ep-list --anchor-window 60 --mask-rule legacy", or

@@ -5,7 +5,7 @@ the recipe's --choose-stop), by one of two rules:
 - `--by greedy`: the checkpoint whose greedy anchored answers to the 24 validation prompts have
   the highest mean distinct-2 (to two decimals), then the most answers ending their turn, then
   the later step (greedy_val.py: one `anllm generate --prompts-file` run per checkpoint, about
-  3 minutes on 2 threads; the answers are kept in val-greedy/ beside --json-out, one file per
+  1.5 minutes on 2 quiet threads, 3 beside a training run; the answers are kept in val-greedy/ beside --json-out, one file per
   checkpoint name, so a killed run resumes: delete it when the run is trained again). It scores
   greedy chat itself, but 24 answers are too few to rank checkpoints (one answer's distinct-2
   varies by about 0.2): on seed 36 it chose step 20, whose test probes read 86% of the

@@ -5,8 +5,9 @@ the recipe's --choose-stop), by one of two rules:
 - `--by greedy`: the checkpoint whose greedy anchored answers to the 24 validation prompts have
   the highest mean distinct-2 (to two decimals), then the most answers ending their turn, then
   the later step (greedy_val.py: one `anllm generate --prompts-file` run per checkpoint, about
-  1.5 minutes on 2 quiet threads, 3 beside a training run; the answers are kept in val-greedy/ beside --json-out, one file per
-  checkpoint name, so a killed run resumes: delete it when the run is trained again). It scores
+  1.5 minutes on 2 quiet threads, 3 beside a training run; the answers are kept in val-greedy/
+  beside --json-out, one file per checkpoint name, so a killed run resumes: delete it when the
+  run is trained again). It scores
   greedy chat itself, but 24 answers are too few to rank checkpoints (one answer's distinct-2
   varies by about 0.2): on seed 36 it chose step 20, whose test probes read 86% of the
   original's distinct-2 against the last checkpoint's 97% (docs/anllm-ep-135m.md, "Greedy chat
@@ -26,9 +27,10 @@ A proxy, measured on three seeds of the best preset (docs/anllm-ep-135m.md, "A t
 whole best preset"): it chose a better checkpoint for greedy anchored chat than the last on one,
 the last on one, and a worse one on one (seed 36: step 80, four loops, where step 163 had none).
 
-Usage: choose_stop.py ANLLM BASE_MODEL RUN --anchors FLAGS --answers FILE --json-out FILE [--by eot|greedy]
-(--by: eot by default; --answers, read by `--by eot` only, is made once from val-probes.txt when it is missing. Prints the chosen checkpoint's
-path on stdout; the JSON holds every checkpoint's row and the choice; a markdown table goes to
+Usage: choose_stop.py ANLLM BASE_MODEL RUN --anchors FLAGS --answers FILE --json-out FILE
+                      [--by eot|greedy]
+(--by: eot by default; --answers, read by `--by eot` only, is made once from val-probes.txt
+when it is missing. Prints the chosen checkpoint's path on stdout; the JSON holds every checkpoint's row and the choice; a markdown table goes to
 stderr.)
 """
 import json
@@ -38,8 +40,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from chat_nll import make_answers, pop_flags, score, summary  # noqa: E402
 import greedy_val  # noqa: E402
-
-VAL_PROBES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "val-probes.txt")
+from greedy_val import VAL_PROBES  # noqa: E402
 
 
 def step(name):
@@ -71,8 +72,9 @@ def by_greedy(anllm, base, run, checkpoints, opts):
         print(f"choose_stop.py: {name}: distinct-2 {rows[name]['distinct2']:.2f}, end of turn "
               f"{rows[name]['end_of_turn']:.0%}, loops {rows[name]['loops']}", file=sys.stderr)
     chosen = choose_greedy(rows)
-    print(greedy_val.table({"original, full attention": reference, **rows}, chosen), file=sys.stderr)
-    return {"original, full attention": reference, **rows}, chosen
+    table_rows = {"original, full attention": reference, **rows}
+    print(greedy_val.table(table_rows, chosen), file=sys.stderr)
+    return table_rows, chosen
 
 
 def main():

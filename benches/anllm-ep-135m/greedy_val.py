@@ -22,7 +22,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from chat import distinct2, mean  # noqa: E402
+from chat import mean  # noqa: E402
 from chat_nll import pop_flags  # noqa: E402
 from chat_probes import KINDS, text_columns  # noqa: E402
 
@@ -34,10 +34,13 @@ def answers(anllm, model, anchors, path, threads="2"):
     """The (prompt, answer, stopped at end of turn) triples of `model` on the validation
     prompts, greedy; made (or completed) into `path` first."""
     flags = anchors.split() if anchors else ["none"]
-    subprocess.run([anllm, "generate", "-m", model, "--dtype", "f32", "--chat", "--anchors", *flags,
-                    "--prompts-file", VAL_PROBES, "--transcripts", path,
-                    "--max-tokens", str(MAX_TOKENS), "--temperature", "0", "--threads", threads],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    prompts = sum(1 for line in open(VAL_PROBES, encoding="utf-8") if line.strip())
+    done = sum(1 for line in open(path, encoding="utf-8") if line.strip()) if os.path.exists(path) else 0
+    if done < prompts:  # complete answers are read as they are, without loading the model again
+        subprocess.run([anllm, "generate", "-m", model, "--dtype", "f32", "--chat", "--anchors", *flags,
+                        "--prompts-file", VAL_PROBES, "--transcripts", path,
+                        "--max-tokens", str(MAX_TOKENS), "--temperature", "0", "--threads", threads],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out = []
     for line in open(path, encoding="utf-8"):
         if line.strip():
@@ -51,13 +54,13 @@ def row(triples):
     """The greedy columns of one model's answers."""
     r = text_columns([(p, a) for p, a, _ in triples])
     r["end_of_turn"] = mean([float(e) for _, _, e in triples])
-    r["loops"] = sum(distinct2(a) < 0.3 for _, a, _ in triples)
+    r["loops"] = sum(r.get(f"loops_{k}", 0) for k in KINDS.values())
     return r
 
 
 def table(rows, mark=None):
     """A markdown table of `rows` ({label: row}); `mark` labels one row as chosen."""
-    kinds = " | ".join(f"{k}" for k in KINDS.values())
+    kinds = " | ".join(KINDS.values())
     lines = [f"| model | distinct-2 | end of turn | loops (below 0.3) | {kinds} | worded list items |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for label, r in rows.items():

@@ -86,8 +86,8 @@ KIND_HEADER = ("stories (below 0.3) | explanations (below 0.3) | lists (below 0.
                "---:|---:|---:|---:|---:")
 
 
-def from_md(path):
-    """Prints the model-free columns of every row of a finished run's probes.md."""
+def read_md(path):
+    """The (prompt, answer) pairs of every row of a finished run's probes.md: {row: pairs}."""
     blocks = re.split(r"\n\*\*(.+?)\*\* — (.+?)\n\n", open(path, encoding="utf-8").read())
     rows = {}
     for i in range(1, len(blocks) - 2, 3):
@@ -95,6 +95,12 @@ def from_md(path):
         quoted = [line[2:] if line.startswith("> ") else line[1:]
                   for line in body.splitlines() if line.startswith(">")]
         rows.setdefault(name, []).append((prompt, "\n".join(quoted)))
+    return rows
+
+
+def from_md(path):
+    """Prints the model-free columns of every row of a finished run's probes.md."""
+    rows = read_md(path)
     print(f"| model, attention | distinct-2 | {KIND_HEADER[0]} | Q/A leak |")
     print(f"|---|---:|{KIND_HEADER[1]}|---:|")
     for name, pairs in rows.items():

@@ -41,6 +41,11 @@ def answers(anllm, model, anchors, path, threads="2"):
                         "--prompts-file", VAL_PROBES, "--transcripts", path,
                         "--max-tokens", str(MAX_TOKENS), "--temperature", "0", "--threads", threads],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return read_answers(path)
+
+
+def read_answers(path):
+    """The (prompt, answer, stopped at end of turn) triples of a transcripts file."""
     out = []
     for line in open(path, encoding="utf-8"):
         if line.strip():

@@ -33,7 +33,9 @@
 #   period); ep-nodigit leaves a period right after a digit open, as in list numbers,
 #   and ep-list also keeps that period in the cache (pinned) as a list mark;
 #   --fewshot: the second stage's few-shot question/answer documents as text (the default), as
-#   chat conversations, one turn per item (benches/anllm-ep-135m/fewshot_chat.py), or none;
+#   chat conversations, one turn per item (benches/anllm-ep-135m/fewshot_chat.py), or none
+#   (measured on two seeds: greedy chat kept better, 5-shot normalised QA and perplexity lost;
+#   docs/anllm-ep-135m.md, "The second stage without its few-shot text");
 #   --anchor-window: AnSAN's local window (our extension, `train --anchor-window`), in training
 #   and in every anchored evaluation (0: the paper's rule);
 #   --mask-rule: ansan (the paper's: an anchor sees only its own sentence), or legacy (an anchor
